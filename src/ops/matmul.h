@@ -1,0 +1,41 @@
+#pragma once
+// Matrix products of stored weights with f32 activations.
+#include <cstdint>
+#include <vector>
+
+#include "ops/ggml_types.h"
+
+namespace kvforge {
+
+class ThreadPool;
+
+// A weight matrix [rows][cols] as stored in the model file (row-major, each
+// row row_stride bytes of `type`).
+struct WeightMatrix {
+  GgmlType type = GgmlType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* data = nullptr;
+  size_t row_stride = 0;
+
+  const uint8_t* row(int64_t r) const { return (const uint8_t*)data + r * row_stride; }
+};
+
+// Reused buffers for activations quantized to 8 bits (grows, never shrinks).
+struct MatmulScratch {
+  std::vector<uint8_t> qx;
+};
+
+// y[t][r] = sum_k W[r][k] * x[t][k] for t in [0, n_tok).
+// x: [n_tok][cols] f32, y: [n_tok][rows] f32.
+// Batch-invariant by contract: y[t][r] is bit-identical whatever n_tok is,
+// however rows/tokens are split across threads and tiles; only the chosen
+// SIMD level may change it. Quantized weights are multiplied with the
+// activations quantized once per call to 8-bit blocks (per token row).
+void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,
+            MatmulScratch& scratch);
+
+// Dequantizes row r of W into out[cols] (embedding lookup).
+void get_row(const WeightMatrix& W, int64_t r, float* out);
+
+}  // namespace kvforge
