@@ -60,8 +60,11 @@ def test_corrupt_header_fields(kvforge_bin, smollm2_gguf, tmp_path):
             d[pos] = int(rng.integers(0, 256))
         p = tmp_path / f"corrupt{trial}.gguf"
         p.write_bytes(bytes(d))
-        r = run_kvforge(kvforge_bin, "run", "-m", p, "-p", "hi", check=False)
-        _assert_clean_error(r)
+        r = run_kvforge(kvforge_bin, "run", "-m", p, "-p", "hi", "-n", "4", check=False)
+        # A flipped byte inside a token's text leaves a valid file: success is
+        # fine then. Anything else must be a clean error, never a crash.
+        if r.returncode != 0:
+            _assert_clean_error(r)
 
 
 def test_unknown_architecture(kvforge_bin, tmp_path):
