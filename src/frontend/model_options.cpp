@@ -1,7 +1,5 @@
 #include "frontend/model_options.h"
 
-#include <random>
-
 #include "util/model_store.h"
 
 namespace kvforge::cli {
@@ -38,14 +36,12 @@ void SamplingOptions::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--repeat-last-n", params.repeat_last_n, "How many recent tokens the penalty looks at")
       ->capture_default_str();
-  app.add_option("--seed", seed, "Random seed (default: random, printed in the summary)")
-      ->each([this](const std::string&) { seed_given = true; });
+  app.add_option("--seed", params.seed, "Random seed; the same seed gives the same text")->capture_default_str();
 }
 
-SamplingParams SamplingOptions::resolve() {
-  SamplingParams p = params;
-  p.seed = seed_given ? seed : std::random_device{}();
-  return p;
+SamplingParams SamplingOptions::resolve() const {
+  params.validate();
+  return params;
 }
 
 std::string human_bytes(double b) {

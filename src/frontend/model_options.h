@@ -25,12 +25,9 @@ struct ModelOptions {
 
 struct SamplingOptions {
   SamplingParams params;
-  bool seed_given = false;
-  uint64_t seed = 0;
 
   void add_to(CLI::App& app);
-  // Fills params.seed with a random seed unless --seed was given.
-  SamplingParams resolve();
+  SamplingParams resolve() const;  // validated
 };
 
 // "1.23 KB"-style sizes for summaries.
