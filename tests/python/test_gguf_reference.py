@@ -127,6 +127,49 @@ def test_inspect_json_matches_gguf_py(kvforge_bin, smollm2_gguf):
         assert ours["bytes"] == int(ref.n_bytes)
 
 
+def test_every_value_type_from_gguf_py(kvforge_bin, tmp_path):
+    path = tmp_path / "kv.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_uint8("v.u8", 250)
+    w.add_int8("v.i8", -120)
+    w.add_uint16("v.u16", 65000)
+    w.add_int16("v.i16", -32000)
+    w.add_uint32("v.u32", 4_000_000_000)
+    w.add_int32("v.i32", -2_000_000_000)
+    w.add_uint64("v.u64", 2**64 - 1)
+    w.add_int64("v.i64", -(2**63))
+    w.add_float32("v.f32", 0.1)
+    w.add_float64("v.f64", 0.1)
+    w.add_bool("v.bool", True)
+    w.add_string("v.str", "héllo\nworld")
+    w.add_array("v.a_int", [1, 2, 3])
+    w.add_array("v.a_float", [0.5, -1.25])
+    w.add_array("v.a_str", ["a", "", "ç"])
+    w.add_array("v.a_bool", [True, False])
+    w.add_tensor("t", np.ones((2, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    md = json.loads(run_kvforge(kvforge_bin, "inspect", "--json", path).stdout)["metadata"]
+    reader = gguf.GGUFReader(str(path))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        ours = md[key]
+        assert ours["type"] == {"UINT8": "u8", "INT8": "i8", "UINT16": "u16", "INT16": "i16", "UINT32": "u32",
+                                "INT32": "i32", "UINT64": "u64", "INT64": "i64", "FLOAT32": "f32",
+                                "FLOAT64": "f64", "BOOL": "bool", "STRING": "string",
+                                "ARRAY": "array"}[field.types[0].name], key
+        ref = field.contents()
+        if field.types[0] == gguf.GGUFValueType.FLOAT32:
+            assert np.float32(ours["value"]) == np.float32(ref), key
+        elif field.types[0] == gguf.GGUFValueType.ARRAY and field.types[1] == gguf.GGUFValueType.FLOAT32:
+            assert np.array_equal(np.float32(ours["value"]), np.float32(ref)), key
+        else:
+            assert ours["value"] == ref, key
+
+
 def assert_clean_error(proc):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
