@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <fmt/format.h>
@@ -81,15 +82,19 @@ std::string text_value(const Value& v, bool full) {
       v.data);
 }
 
+// The JSON number for a metadata float: the shortest text that reads back to
+// the stored value. strtod, not stod: stod throws on subnormals.
+double json_number(double d, ValueType t) { return std::strtod(fmt_number(d, t).c_str(), nullptr); }
+
 nlohmann::json json_value(const Value& v) {
   return std::visit(
       [&](const auto& x) -> nlohmann::json {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, double>) {
-          return std::stod(fmt_number(x, v.type));
+          return json_number(x, v.type);
         } else if constexpr (std::is_same_v<T, std::vector<double>>) {
           nlohmann::json a = nlohmann::json::array();
-          for (double d : x) a.push_back(std::stod(fmt_number(d, v.array_type)));
+          for (double d : x) a.push_back(json_number(d, v.array_type));
           return a;
         } else {
           return x;

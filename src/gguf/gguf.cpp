@@ -278,6 +278,9 @@ void File::parse(const uint8_t* data, size_t size) {
       const uint64_t ne = c.read<uint64_t>("tensor shape");
       if (ne > (uint64_t)std::numeric_limits<int64_t>::max())
         fail("{}: tensor {} has an absurd dimension {}", path, qn, ne);
+      // Zero-sized tensors have no use in a model and would let a tiny file
+      // claim a huge row length; reject them.
+      if (ne == 0) fail("{}: tensor {} has an empty dimension", path, qn);
       ti.ne[d] = (int64_t)ne;
     }
     const uint32_t type = c.read<uint32_t>("tensor type");

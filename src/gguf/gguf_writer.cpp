@@ -174,7 +174,7 @@ void Writer::add_tensor(const std::string& name, GgmlType type, std::vector<int6
     if (t.name == name) fail("gguf writer: duplicate tensor name {}", detail::quote(name));
   int64_t rows = 1;
   for (size_t d = 0; d < ne.size(); ++d) {
-    if (ne[d] < 0) fail("gguf writer: tensor {} has a negative dimension", detail::quote(name));
+    if (ne[d] < 1) fail("gguf writer: tensor {} has an empty or negative dimension", detail::quote(name));
     if (d > 0 && __builtin_mul_overflow(rows, ne[d], &rows))
       fail("gguf writer: tensor {} is too large", detail::quote(name));
   }
