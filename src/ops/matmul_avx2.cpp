@@ -30,6 +30,19 @@ inline float hsum(__m256 v) {
 
 inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
 
+inline __m128i insert16(__m128i v, uint16_t x, int lane) {
+  switch (lane) {  // lane is a compile-time constant after inlining
+    case 0: return _mm_insert_epi16(v, x, 0);
+    case 1: return _mm_insert_epi16(v, x, 1);
+    case 2: return _mm_insert_epi16(v, x, 2);
+    case 3: return _mm_insert_epi16(v, x, 3);
+    case 4: return _mm_insert_epi16(v, x, 4);
+    case 5: return _mm_insert_epi16(v, x, 5);
+    case 6: return _mm_insert_epi16(v, x, 6);
+    default: return _mm_insert_epi16(v, x, 7);
+  }
+}
+
 // 32 nibbles -> 32 bytes: low nibbles are elements 0..15, high ones 16..31.
 inline __m256i unpack_nibbles(const uint8_t* qs) {
   const __m128i raw = _mm_loadu_si128((const __m128i*)qs);
@@ -44,57 +57,69 @@ struct WQ8_0 {
   using Block = BlockQ8_0;
   static constexpr bool kSigned = true, kMin = false;
   static __m256i q(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
-  static float d(const Block& b) { return h2f(b.d); }
-  static float m(const Block&) { return 0; }
 };
 struct WQ4_0 {
   using Block = BlockQ4_0;
   static constexpr bool kSigned = true, kMin = false;
   static __m256i q(const Block& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
-  static float d(const Block& b) { return h2f(b.d); }
-  static float m(const Block&) { return 0; }
 };
 // Unsigned weights 0..15: maddubs(w, a) directly; + m_w * s_a.
 struct WQ4_1 {
   using Block = BlockQ4_1;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i q(const Block& b) { return unpack_nibbles(b.qs); }
-  static float d(const Block& b) { return h2f(b.d); }
-  static float m(const Block& b) { return h2f(b.m); }
+  static fp16_t mh(const Block& b) { return b.m; }
 };
 
 template <class WT, int R, int T>
 void tile32(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t0, float* y) {
   using Block = typename WT::Block;
+  static_assert(R <= 4);
   const int64_t nb = W.cols / QK;
   const Block* w[R];
   const BlockQ8A* a[T];
   for (int r = 0; r < R; ++r) w[r] = (const Block*)W.row(r0 + r);
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[R][T];
-  float accm[R][T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) { acc[r][t] = _mm256_setzero_ps(); accm[r][t] = 0; }
+  __m128 accm[T];  // Q4_1 min term, lane r = row r (lane-wise fma == scalar fma)
+  for (int t = 0; t < T; ++t) {
+    accm[t] = _mm_setzero_ps();
+    for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
+  }
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    // The R row scales (and mins) converted in one go; lanes >= R stay 0.
+    // Built in registers: a stack array would cost a store-forwarding stall.
+    __m128i dh = _mm_setzero_si128();
     __m256i wq[R];
-    float dw[R];
-    for (int r = 0; r < R; ++r) { wq[r] = WT::q(w[r][b]); dw[r] = WT::d(w[r][b]); }
+    for (int r = 0; r < R; ++r) {
+      wq[r] = WT::q(w[r][b]);
+      dh = insert16(dh, w[r][b].d, r);
+      if constexpr (WT::kMin) dh = insert16(dh, WT::mh(w[r][b]), 4 + r);
+    }
+    const __m256 dwm = _mm256_cvtph_ps(dh);
+    const __m128 dw4 = _mm256_castps256_ps128(dwm);
     for (int t = 0; t < T; ++t) {
       const __m256i aq = _mm256_loadu_si256((const __m256i*)a[t][b].qs);
       const __m256i au = WT::kSigned ? _mm256_sign_epi8(aq, aq) : aq;
-      const float da = a[t][b].d;
+      // Scale products d_w * d_a for the R rows; per pair a broadcast load.
+      alignas(16) float sc[4];
+      _mm_store_ps(sc, _mm_mul_ps(dw4, _mm_set1_ps(a[t][b].d)));
       for (int r = 0; r < R; ++r) {
         const __m256i p16 = WT::kSigned ? _mm256_maddubs_epi16(au, _mm256_sign_epi8(wq[r], aq))
                                         : _mm256_maddubs_epi16(wq[r], aq);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw[r] * da), acc[r][t]);
-        if constexpr (WT::kMin) accm[r][t] = std::fma(WT::m(w[r][b]), a[t][b].s, accm[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&sc[r]), acc[r][t]);
       }
+      if constexpr (WT::kMin)
+        accm[t] = _mm_fmadd_ps(_mm256_extractf128_ps(dwm, 1), _mm_set1_ps(a[t][b].s), accm[t]);
     }
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[(t0 + t) * W.rows + r0 + r] = hsum(acc[r][t]) + accm[r][t];
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float m[4];
+    _mm_store_ps(m, accm[t]);
+    for (int r = 0; r < R; ++r) y[(t0 + t) * W.rows + r0 + r] = hsum(acc[r][t]) + m[r];
+  }
 }
 
 // ---- plain float formats --------------------------------------------------
