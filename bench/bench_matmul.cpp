@@ -16,16 +16,7 @@ using namespace kvforge;
 
 namespace {
 
-size_t stored_row_bytes(GgmlType t, int64_t cols) {
-  switch (t) {
-    case GgmlType::F32: return cols * 4;
-    case GgmlType::F16: case GgmlType::BF16: return cols * 2;
-    case GgmlType::Q8_0: return cols / QK * sizeof(BlockQ8_0);
-    case GgmlType::Q4_0: return cols / QK * sizeof(BlockQ4_0);
-    case GgmlType::Q4_1: return cols / QK * sizeof(BlockQ4_1);
-    default: return 0;
-  }
-}
+size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
 
 int bench_threads() {
   const char* e = std::getenv("KVFORGE_BENCH_THREADS");
@@ -41,7 +32,8 @@ void BM_Matmul(benchmark::State& st, GgmlType t) {
   std::vector<float> f(cols);
   for (int64_t r = 0; r < rows; ++r) {
     for (auto& v : f) v = nd(rng);
-    quantize_row(t, f.data(), data.data() + r * rb, cols);
+    if (quantize_row_supported(t)) quantize_row(t, f.data(), data.data() + r * rb, cols);
+    else for (size_t i = 0; i < rb; ++i) data[r * rb + i] = (uint8_t)rng();  // K-quants: random blocks
   }
   WeightMatrix W{t, rows, cols, data.data(), rb};
   std::vector<float> x(n_tok * cols), y(n_tok * rows);
@@ -95,6 +87,7 @@ void BM_ReadBandwidth(benchmark::State& st) {
 BENCHMARK_CAPTURE(BM_Matmul, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

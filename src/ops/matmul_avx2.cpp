@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
@@ -170,6 +171,66 @@ void tilef(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int6
     }
 }
 
+// ---- K-quants (Q4_K, Q5_K) on Q8_K activations ------------------------------
+// Per super-block and pair: the 8 sub-block sums, each times its 6-bit scale,
+// are added exactly in int32 lanes (madd with the scale); then one f32 fma
+// per super-block, and a scalar fma for the dmin * sum(m_j bsums) term.
+template <bool kQ5, int R>
+void tile_k4(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+  using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  const int64_t nb = W.cols / QK_K;
+  const Block* w[R];
+  for (int r = 0; r < R; ++r) w[r] = (const Block*)W.row(r0 + r);
+  const BlockQ8K* a = (const BlockQ8K*)(xa + t * xs);
+  __m256 acc[R];
+  float accm[R];
+  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); accm[r] = 0; }
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i isum[R];
+    int bsum[R];
+    uint8_t sc[R][8], mn[R][8];
+    for (int r = 0; r < R; ++r) {
+      isum[r] = _mm256_setzero_si256();
+      bsum[r] = 0;
+      for (int j = 0; j < 8; ++j) {
+        k4_scale_min(j, w[r][b].scales, &sc[r][j], &mn[r][j]);
+        bsum[r] += mn[r][j] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      }
+    }
+    for (int c = 0; c < 4; ++c) {  // 64-element chunks: sub-blocks 2c, 2c+1
+      const __m256i a0 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c));
+      const __m256i a1 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c + 32));
+      for (int r = 0; r < R; ++r) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)(w[r][b].qs + 32 * c));
+        __m256i q0 = _mm256_and_si256(raw, m4);
+        __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if constexpr (kQ5) {
+          const __m256i qh = _mm256_loadu_si256((const __m256i*)w[r][b].qh);
+          const __m256i bit = _mm256_set1_epi8(1);
+          q0 = _mm256_or_si256(q0, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), bit), 4));
+          q1 = _mm256_or_si256(q1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), bit), 4));
+        }
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), _mm256_set1_epi16(sc[r][2 * c]));
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), _mm256_set1_epi16(sc[r][2 * c + 1]));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(p0, p1));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(h2f(w[r][b].d) * a[b].d), acc[r]);
+      accm[r] = std::fma(h2f(w[r][b].dmin) * a[b].d, (float)-bsum[r], accm[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = hsum(acc[r]) + accm[r];
+}
+
+template <class WT, int R, int T>
+struct TileK4 {  // one token at a time: the 4-row weight tile stays in L1
+  static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+    for (int i = 0; i < T; ++i) tile_k4<WT::value, R>(W, r, xa, xs, t + i, y);
+  }
+};
+
 // ---- tiling over the (rows x tokens) range -------------------------------
 template <template <class, int, int> class Tile, class WT>
 struct Tiler {
@@ -214,6 +275,8 @@ GemmFn gemm_kernel_avx2(GgmlType t) {
     case GgmlType::Q8_0: return Tiler<Tile32, WQ8_0>::gemm;
     case GgmlType::Q4_0: return Tiler<Tile32, WQ4_0>::gemm;
     case GgmlType::Q4_1: return Tiler<Tile32, WQ4_1>::gemm;
+    case GgmlType::Q4_K: return Tiler<TileK4, std::false_type>::gemm;
+    case GgmlType::Q5_K: return Tiler<TileK4, std::true_type>::gemm;
     case GgmlType::F32: return Tiler<TileF, WF32>::gemm;
     case GgmlType::F16: return Tiler<TileF, WF16>::gemm;
     case GgmlType::BF16: return Tiler<TileF, WBF16>::gemm;
