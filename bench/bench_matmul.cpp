@@ -62,6 +62,14 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
+// projection and a Llama-like 2048x2048.
+void shapes_k(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 64})
+    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 1536}, {2048, 2048}}) b->Args({r, c, n_tok});
+  b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // Streams a 256 MiB buffer with n threads (sum of 64-bit words): the
 // read bandwidth a memory-bound GEMV can at best reach.
 void BM_ReadBandwidth(benchmark::State& st) {
@@ -87,7 +95,8 @@ void BM_ReadBandwidth(benchmark::State& st) {
 BENCHMARK_CAPTURE(BM_Matmul, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, Q8_0_ref, GgmlType::Q8_0)->Apply(shapes_k);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();
