@@ -87,6 +87,6 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
   });
 }
 
-void get_row(const WeightMatrix& W, int64_t r, float* out) { dequant_row_ref(W.type, W.row(r), out, W.cols); }
+void get_row(const WeightMatrix& W, int64_t r, float* out) { dequantize_row(W.type, W.row(r), out, W.cols); }
 
 }  // namespace kvforge

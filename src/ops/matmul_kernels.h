@@ -26,7 +26,4 @@ GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
 // Scalar reference dot of one weight row with one activation row.
 float dot_ref(GgmlType t, const uint8_t* wrow, const uint8_t* arow, int64_t cols);
 
-// Scalar dequantization of one stored row (reference for get_row).
-void dequant_row_ref(GgmlType t, const uint8_t* src, float* dst, int64_t n);
-
 }  // namespace kvforge
