@@ -1,5 +1,7 @@
 #include "frontend/model_options.h"
 
+#include <fmt/format.h>
+
 #include "util/model_store.h"
 
 namespace kvforge::cli {
@@ -48,7 +50,7 @@ std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
   while (b >= 1024 && u < 4) { b /= 1024; ++u; }
-  return fmt::format(u == 0 ? "{:.0f} {}" : "{:.2f} {}", b, units[u]);
+  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.2f} {}", b, units[u]);
 }
 
 }  // namespace kvforge::cli
