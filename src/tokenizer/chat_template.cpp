@@ -1,6 +1,5 @@
 #include "tokenizer/chat_template.h"
 
-#include "gguf/gguf.h"
 #include "util/error.h"
 
 namespace kvforge {
@@ -50,12 +49,6 @@ ChatTemplate detect_chat_template(const std::string& tpl) {
   if (tpl.find("<|start_header_id|>") != std::string::npos) return {ChatFormat::Llama3};
   return {ChatFormat::Raw};
 }
-
-ChatTemplate detect_chat_template(const gguf::File& file) {
-  return detect_chat_template(file.get_string("tokenizer.chat_template").value_or(""));
-}
-
-ChatFormat detect_chat_format(const gguf::File& file) { return detect_chat_template(file).format; }
 
 ChatFormat parse_chat_format(const std::string& name) {
   if (name == "raw") return ChatFormat::Raw;
