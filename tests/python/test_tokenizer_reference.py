@@ -102,6 +102,7 @@ def _llama(path):
 
 
 def _compare(name, texts, got, want):
+    assert len(got) == len(want) == len(texts) and any(want)
     bad = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
     assert not bad, f"{name}: {len(bad)} of {len(texts)} differ; first: {bad[0]!r}"
 
@@ -386,3 +387,56 @@ def test_chat_template_matches_jinja(kvforge_bin, smollm2_gguf, conv, gen):
         args.append("--no-generation-prompt")
     got = run_kvforge(kvforge_bin, *args).stdout
     assert got == want
+
+
+# --------------------------------------------------------------------------
+# Random strings: many scripts, whitespace kinds, digits, markers.
+
+def _random_strings(n, seed):
+    rng = random.Random(seed)
+    pools = [
+        "abcXYZ'sltdmvre", "0123456789", " \t\n\r\u000b\u000c\u0085\u00a0\u2000\u2028\u3000",
+        "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~", "éüßñøÆŒǅΩжЖ", "中文日本語한국어", "²½Ⅻ٣४", "😀👍🏽\u200d❤️🇫🇷",
+        "\u0301\u0308\u200b\u2060\ufeff", "अआक्षमिلامעברית",
+    ]
+    markers = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_", "<|"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 25)):
+            if rng.random() < 0.05:
+                parts.append(rng.choice(markers))
+            else:
+                pool = rng.choice(pools)
+                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 6))))
+        out.append("".join(parts))
+    return out
+
+
+def test_smollm2_random_strings_match_llama_cpp(kvforge_bin, smollm2_gguf, tmp_path):
+    llm = _llama(smollm2_gguf)
+    texts = _random_strings(400, seed=11)
+    for special in (True, False):
+        got = _kvforge_ids(kvforge_bin, smollm2_gguf, texts, tmp_path, special=special)
+        want = [llm.tokenize(t.encode(), add_bos=False, special=special) for t in texts]
+        _compare(f"llama.cpp random (special={special})", texts, got, want)
+
+
+@pytest.mark.parametrize("pre", ["llama-bpe", "qwen2"])
+def test_synthetic_random_strings(kvforge_bin, tmp_path, pre):
+    ref, vocab, merges = _train_byte_bpe(pre)
+    model = _byte_bpe_gguf(tmp_path / f"{pre}.gguf", pre, vocab, merges, False)
+    texts = _random_strings(300, seed=5)
+    got = _kvforge_ids(kvforge_bin, model, texts, tmp_path, special=True)
+    _compare(f"HF tokenizers random ({pre})", texts, got, [ref.encode(t, add_special_tokens=False).ids for t in texts])
+    llm = _llama(model)
+    _compare(f"llama.cpp random ({pre})", texts, got, [llm.tokenize(t.encode(), add_bos=False, special=True) for t in texts])
+
+
+def test_spm_random_strings(kvforge_bin, spm_model, tmp_path):
+    sp, model = spm_model
+    texts = [t for t in _random_strings(300, seed=9) if "<" not in t]
+    got = _kvforge_ids(kvforge_bin, model, texts, tmp_path, special=False)
+    _compare("sentencepiece random", texts, got, [sp.encode(t) for t in texts])
+    llm = _llama(model)
+    _compare("llama.cpp random (spm)", texts, got, [llm.tokenize(t.encode(), add_bos=False, special=False) for t in texts])

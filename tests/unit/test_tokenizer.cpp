@@ -294,3 +294,32 @@ TEST(ChatTemplate, Llama3Format) {
   EXPECT_EQ(detect_chat_template("{{ '<|start_header_id|>' }}").format, ChatFormat::Llama3);
   EXPECT_EQ(detect_chat_template("").format, ChatFormat::Raw);
 }
+
+// The real default model, when it is in the cache (the Python tests compare
+// its ids with llama.cpp; here: decoding, round trips, end-of-generation).
+#include <cstdlib>
+#include <filesystem>
+
+#include "gguf/gguf.h"
+
+TEST(RealModel, SmolLM2RoundTripsAndMarkers) {
+  const char* home = std::getenv("HOME");
+  std::filesystem::path p = std::filesystem::path(home ? home : "") / ".cache/kvforge/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(p)) GTEST_SKIP() << "no " << p;
+  auto file = gguf::File::open(p.string());
+  auto t = Tokenizer::from_gguf(*file);
+  EXPECT_EQ(t->n_vocab(), 49152);
+  EXPECT_EQ(t->encode("Hello world", true, true), (std::vector<TokenId>{19556, 905}));
+  TokenId im_end = t->find_token("<|im_end|>");
+  EXPECT_TRUE(t->is_end_of_generation(im_end));
+  EXPECT_TRUE(t->is_end_of_generation(t->find_token("<|endoftext|>")));
+  EXPECT_FALSE(t->is_end_of_generation(t->find_token("<|im_start|>")));
+  std::mt19937 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    std::string s = random_utf8(rng, rng() % 60);
+    EXPECT_EQ(t->decode(t->encode(s, true, false)), s);
+  }
+  ChatTemplate ct = detect_chat_template(*file);
+  EXPECT_EQ(ct.format, ChatFormat::ChatML);
+  EXPECT_EQ(ct.default_system, "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+}
