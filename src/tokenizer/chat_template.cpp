@@ -73,6 +73,8 @@ std::string chat_turn_end(ChatFormat f) {
   }
 }
 
+bool chat_format_writes_bos(ChatFormat f) { return f == ChatFormat::Llama3; }
+
 std::string chat_turn_separator(ChatFormat f) { return f == ChatFormat::ChatML ? "\n" : ""; }
 
 std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
