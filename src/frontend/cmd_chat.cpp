@@ -26,7 +26,10 @@ struct ChatOptions {
 void run(ChatOptions& o) {
   auto model = o.model.load_model();
   const Tokenizer& tok = model->tokenizer();
-  const ChatFormat fmt = o.chat_format.empty() ? detect_chat_format(model->file()) : parse_chat_format(o.chat_format);
+  // ChatTemplate, not just the format: it carries the model's default system message.
+  const ChatTemplate tpl =
+      o.chat_format.empty() ? detect_chat_template(model->file()) : ChatTemplate(parse_chat_format(o.chat_format));
+  const ChatFormat fmt = tpl.format;
   Context ctx(*model, o.model.context_params());
   GenerateParams gp;
   gp.n_predict = o.n_predict;
@@ -45,11 +48,11 @@ void run(ChatOptions& o) {
     pending.push_back({"user", line});
     // The previous assistant turn is in the cache up to its last generated
     // token; render_chat of the new chunk starts after it, so close that turn first.
-    std::string text = first ? "" : chat_turn_end(fmt);
-    text += render_chat(fmt, pending, true, first);
+    std::string text = first ? "" : chat_turn_end(fmt) + chat_turn_separator(fmt);
+    text += render_chat(tpl, pending, true, first);
     pending.clear();
     std::vector<TokenId> ids = uncached;
-    const std::vector<TokenId> chunk = tok.encode(text, first, true);
+    const std::vector<TokenId> chunk = tok.encode(text, first && !chat_format_writes_bos(fmt), true);
     ids.insert(ids.end(), chunk.begin(), chunk.end());
     if (ctx.n_past() + (int64_t)ids.size() + 1 > ctx.n_ctx()) {
       std::fprintf(stderr, "[kvforge] the conversation no longer fits in the context (%d tokens); ending. "

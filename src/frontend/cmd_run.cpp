@@ -64,14 +64,17 @@ void run(RunOptions& o) {
   auto model = o.model.load_model();
   const Tokenizer& tok = model->tokenizer();
   std::string text = o.prompt;
+  bool add_bos = true;
   if (o.chat) {
-    const ChatFormat fmt = o.chat_format.empty() ? detect_chat_format(model->file()) : parse_chat_format(o.chat_format);
+    const ChatTemplate tpl =
+        o.chat_format.empty() ? detect_chat_template(model->file()) : ChatTemplate(parse_chat_format(o.chat_format));
     std::vector<ChatMessage> msgs;
     if (!o.system.empty()) msgs.push_back({"system", o.system});
     msgs.push_back({"user", o.prompt});
-    text = render_chat(fmt, msgs, true);
+    text = render_chat(tpl, msgs, true);
+    add_bos = !chat_format_writes_bos(tpl.format);  // Llama 3's rendering starts with its BOS
   }
-  const std::vector<TokenId> prompt = tok.encode(text, true, true);
+  const std::vector<TokenId> prompt = tok.encode(text, add_bos, true);
   Context ctx(*model, o.model.context_params());
 
   GenerateParams gp;

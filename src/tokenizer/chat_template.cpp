@@ -1,6 +1,5 @@
 #include "tokenizer/chat_template.h"
 
-#include "gguf/gguf.h"
 #include "util/error.h"
 
 namespace kvforge {
@@ -51,12 +50,6 @@ ChatTemplate detect_chat_template(const std::string& tpl) {
   return {ChatFormat::Raw};
 }
 
-ChatTemplate detect_chat_template(const gguf::File& file) {
-  return detect_chat_template(file.get_string("tokenizer.chat_template").value_or(""));
-}
-
-ChatFormat detect_chat_format(const gguf::File& file) { return detect_chat_template(file).format; }
-
 ChatFormat parse_chat_format(const std::string& name) {
   if (name == "raw") return ChatFormat::Raw;
   if (name == "chatml") return ChatFormat::ChatML;
@@ -79,6 +72,8 @@ std::string chat_turn_end(ChatFormat f) {
     default: return "";
   }
 }
+
+bool chat_format_writes_bos(ChatFormat f) { return f == ChatFormat::Llama3; }
 
 std::string chat_turn_separator(ChatFormat f) { return f == ChatFormat::ChatML ? "\n" : ""; }
 

@@ -55,6 +55,9 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
 
 // Text that ends an assistant turn in this format (stop string), "" for Raw.
 std::string chat_turn_end(ChatFormat f);
+// Whether the first chunk starts with the BOS text (Llama 3): then encode it
+// with add_bos = false.
+bool chat_format_writes_bos(ChatFormat f);
 // Text the format puts after chat_turn_end before the next message ("\n" for ChatML).
 std::string chat_turn_separator(ChatFormat f);
 

@@ -1,5 +1,7 @@
-// Tokenizer::from_gguf: VocabData from the tokenizer.ggml.* metadata.
+// Everything the tokenizer layer reads from GGUF metadata (kept apart so the
+// rest of the layer builds and tests without the GGUF reader).
 #include "gguf/gguf.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -35,5 +37,11 @@ VocabData vocab_from_gguf(const gguf::File& f) {
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) { return create(vocab_from_gguf(file)); }
+
+ChatTemplate detect_chat_template(const gguf::File& file) {
+  return detect_chat_template(file.get_string("tokenizer.chat_template").value_or(""));
+}
+
+ChatFormat detect_chat_format(const gguf::File& file) { return detect_chat_template(file).format; }
 
 }  // namespace kvforge
