@@ -13,8 +13,9 @@ void ModelOptions::add_to(CLI::App& app) {
   app.add_option("-b,--batch-size", n_batch, "Tokens per forward pass while prefilling")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("--kv-type", kv_type, "KV-cache storage precision: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))->capture_default_str();
+  app.add_option("--kv", kv, "KV-cache policy, e.g. full, full+f32 (see README: KV-cache policies)")
+      ->capture_default_str();
+  app.add_option("--kv-type", kv_type, "KV-cache storage precision (f16, f32); overrides the storage part of --kv");
 }
 
 std::unique_ptr<Model> ModelOptions::load_model() const { return Model::load(resolve_model_path(model)); }
@@ -24,7 +25,8 @@ ContextParams ModelOptions::context_params() const {
   p.n_ctx = n_ctx;
   p.n_batch = n_batch;
   p.n_threads = n_threads;
-  p.kv_storage = parse_kv_storage(kv_type);
+  p.kv = parse_kv_policy(kv);
+  if (!kv_type.empty()) p.kv.storage = parse_kv_storage(kv_type);
   return p;
 }
 

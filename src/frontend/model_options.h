@@ -16,7 +16,8 @@ struct ModelOptions {
   int32_t n_ctx = 0;         // -c
   int32_t n_batch = 256;     // -b
   int n_threads = 0;         // -t
-  std::string kv_type = "f16";
+  std::string kv_type;       // --kv-type (shorthand for the storage part of --kv)
+  std::string kv = "full";   // --kv POLICY
 
   void add_to(CLI::App& app);
   std::unique_ptr<Model> load_model() const;          // resolves the default model

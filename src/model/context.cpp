@@ -34,7 +34,7 @@ Context::Context(const Model& model, const ContextParams& params)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
   const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  cache_ = make_full_cache(shape, params_.n_ctx, params_.kv_storage);
+  cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);

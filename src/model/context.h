@@ -6,6 +6,7 @@
 
 #include "backend/thread_pool.h"
 #include "kv/kv_cache.h"
+#include "kv/kv_policy.h"
 #include "model/model.h"
 
 namespace kvforge {
@@ -14,7 +15,7 @@ struct ContextParams {
   int32_t n_ctx = 0;     // cache capacity in tokens; 0 = min(training context, 4096)
   int32_t n_batch = 256; // tokens per forward pass during prefill
   int n_threads = 0;     // 0 = physical cores
-  KvStorage kv_storage = KvStorage::F16;
+  KvPolicy kv;          // cache policy (--kv)
 };
 
 class Context {
