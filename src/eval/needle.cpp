@@ -1,0 +1,216 @@
+// See needle.h.
+#include "eval/needle.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "eval/table.h"
+#include "model/generate.h"
+#include "util/error.h"
+
+namespace kvforge {
+
+namespace {
+
+// Plain, unremarkable sentences: enough variety that the haystack is not a
+// loop, nothing that looks like a number to remember.
+const char* const kFiller[] = {
+    "The grass is green and the sky is blue.",
+    "The river runs slowly past the old mill.",
+    "A cat sleeps in the warm afternoon sun.",
+    "The baker opens his shop early every morning.",
+    "Leaves fall from the trees when autumn comes.",
+    "The children walk to school along the quiet road.",
+    "Clouds drift over the hills toward the sea.",
+    "The library is calm and smells of old paper.",
+    "A small boat rocks gently in the harbour.",
+    "The farmer checks his fields before the rain.",
+    "Birds sing in the garden at the break of day.",
+    "The train arrives at the station on time.",
+    "A cup of tea cools on the kitchen table.",
+    "The wind moves the tall grass back and forth.",
+    "Snow covers the mountains during the winter.",
+    "The market is busy on a bright Saturday.",
+    "An old clock ticks in the hallway of the house.",
+    "The lake is still and reflects the trees.",
+    "A dog waits patiently by the front door.",
+    "The painter mixes colours for a new picture.",
+    "Fresh bread is cooling by the open window.",
+    "The road winds through the forest to the village.",
+    "Rain taps softly against the glass.",
+    "The gardener plants flowers along the path.",
+    "Stars appear one by one in the evening sky.",
+    "The teacher writes a long sentence on the board.",
+    "A gentle breeze carries the smell of the sea.",
+    "The shop on the corner sells fruit and vegetables.",
+    "The bridge crosses the river near the church.",
+    "Smoke rises slowly from the chimney.",
+};
+constexpr int kNFiller = sizeof(kFiller) / sizeof(kFiller[0]);
+
+const char* const kIntro =
+    "There is an important pass key hidden inside a lot of irrelevant text. Find it and memorize it. "
+    "I will ask you about the pass key later.\n\n";
+const char* const kQuestion = "\n\nWhat is the pass key? Answer with the number only.";
+
+std::string needle_sentence(const std::string& key) {
+  return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
+}
+
+std::string render_prompt(const NeedleFormat& f, const std::string& user) {
+  if (f.chat.format == ChatFormat::Raw) return user + "\n" + f.answer_prefix;
+  return render_chat(f.chat, {{"user", user}}, true) + f.answer_prefix;
+}
+
+std::string join_haystack(const std::vector<int>& filler, int32_t needle_index, const std::string& needle) {
+  std::string s;
+  const int32_t n = (int32_t)filler.size();
+  for (int32_t i = 0; i <= n; ++i) {
+    if (i == needle_index) {
+      if (!s.empty()) s += ' ';
+      s += needle;
+    }
+    if (i == n) break;
+    if (!s.empty()) s += ' ';
+    s += kFiller[filler[i]];
+  }
+  return s;
+}
+
+}  // namespace
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+NeedleCase make_needle_case(const NeedleCaseSpec& spec, const NeedleFormat& format, const TokenCounter& count) {
+  if (!(spec.depth >= 0 && spec.depth <= 1)) fail("needle depth {} is not in [0, 1]", spec.depth);
+  uint64_t st = spec.seed;
+  // Mix every coordinate of the case into the state.
+  st ^= splitmix64(st) ^ (uint64_t)spec.length;
+  st ^= splitmix64(st) ^ (uint64_t)std::llround(spec.depth * 1e6);
+  st ^= splitmix64(st) ^ (uint64_t)spec.trial;
+  NeedleCase c;
+  c.key = std::to_string(10000 + splitmix64(st) % 90000);
+  const std::string needle = needle_sentence(c.key);
+
+  // A long enough random sentence sequence (no sentence twice in a row).
+  const int32_t fixed = count(render_prompt(format, std::string(kIntro) + needle + kQuestion));
+  if (fixed > spec.length)
+    fail("needle length {} is too short: the question and the needle alone take {} tokens", spec.length, fixed);
+  std::vector<int> filler;
+  int32_t est = fixed;
+  int prev = -1;
+  while (true) {
+    int s = (int)(splitmix64(st) % kNFiller);
+    if (s == prev) s = (s + 1) % kNFiller;
+    const int32_t n = count(std::string(" ") + kFiller[s]);
+    if (est + n > spec.length) break;
+    est += n;
+    filler.push_back(s);
+    prev = s;
+  }
+  // The estimate sums sentences tokenized alone; drop sentences until the
+  // real prompt fits.
+  for (;;) {
+    c.n_sentences = (int32_t)filler.size();
+    c.needle_index = (int32_t)std::llround(spec.depth * c.n_sentences);
+    c.user = std::string(kIntro) + join_haystack(filler, c.needle_index, needle) + kQuestion;
+    c.prompt = render_prompt(format, c.user);
+    if (filler.empty() || count(c.prompt) <= spec.length) break;
+    filler.pop_back();
+  }
+  return c;
+}
+
+bool needle_answer_correct(const std::string& answer, const std::string& key) {
+  return !key.empty() && answer.find(key) != std::string::npos;
+}
+
+double NeedleResult::accuracy_at(int32_t length) const {
+  int32_t ok = 0, n = 0;
+  for (const auto& c : cells)
+    if (c.length == length) ok += c.correct, n += c.total;
+  return n ? (double)ok / n : 0.0;
+}
+
+NeedleResult run_needle(const Model& model, const ContextParams& base, const NeedleParams& params, bool chat,
+                        const NeedleProgress& on_trial) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  if (params.trials <= 0) fail("--trials must be positive");
+  if (params.lengths.empty() || params.depths.empty()) fail("needle: no lengths or no depths");
+  const Tokenizer& tok = model.tokenizer();
+  NeedleFormat format;
+  bool add_bos = true;
+  if (chat) {
+    format.chat = detect_chat_template(model.file());
+    add_bos = !chat_format_writes_bos(format.chat.format);
+  }
+  const TokenCounter count = [&](const std::string& s) { return (int32_t)tok.encode(s, false, true).size(); };
+  const int32_t bos_extra = add_bos && tok.vocab().add_bos && tok.vocab().bos >= 0 ? 1 : 0;
+
+  NeedleResult r;
+  const int32_t total = (int32_t)(params.lengths.size() * params.depths.size()) * params.trials;
+  for (int32_t length : params.lengths) {
+    ContextParams cp = base;
+    cp.n_ctx = length + params.n_predict + 1;
+    Context ctx(model, cp);
+    for (double depth : params.depths) {
+      NeedleCell cell{length, depth, 0, 0};
+      for (int32_t t = 0; t < params.trials; ++t) {
+        const NeedleCase c = make_needle_case({params.seed, length - bos_extra, depth, t}, format, count);
+        const std::vector<TokenId> prompt = tok.encode(c.prompt, add_bos, true);
+        ctx.reset();
+        GenerateParams gp;
+        gp.n_predict = params.n_predict;
+        gp.sampling.temperature = 0;
+        std::string answer;
+        generate(ctx, prompt, gp, [&](const std::string& s) { answer += s; });
+        NeedleTrial tr{length, (int32_t)prompt.size(), depth, t, c.key, answer, needle_answer_correct(answer, c.key)};
+        cell.correct += tr.correct;
+        ++cell.total;
+        r.trials.push_back(tr);
+        if (on_trial) on_trial((int32_t)r.trials.size(), total, tr);
+      }
+      r.correct += cell.correct;
+      r.total += cell.total;
+      r.cells.push_back(cell);
+    }
+  }
+  r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  return r;
+}
+
+std::string needle_table(const NeedleResult& r, const NeedleParams& params) {
+  std::vector<std::string> headers{"length"};
+  std::vector<Align> align{Align::Right};
+  for (double d : params.depths) {
+    headers.push_back(fmt::format("depth {:.2f}", d));
+    align.push_back(Align::Right);
+  }
+  headers.push_back("all depths");
+  align.push_back(Align::Right);
+  std::vector<std::vector<std::string>> rows;
+  for (int32_t length : params.lengths) {
+    std::vector<std::string> row{std::to_string(length)};
+    int32_t ok = 0, n = 0;
+    for (double d : params.depths)
+      for (const auto& c : r.cells)
+        if (c.length == length && c.depth == d) {
+          row.push_back(fmt::format("{}/{} ({})", c.correct, c.total, fmt_percent(c.accuracy())));
+          ok += c.correct;
+          n += c.total;
+        }
+    row.push_back(fmt::format("{}/{} ({})", ok, n, fmt_percent(n ? (double)ok / n : 0)));
+    rows.push_back(std::move(row));
+  }
+  return format_markdown_table(headers, rows, align) +
+         fmt::format("\noverall: {}/{} ({})\n", r.correct, r.total, fmt_percent(r.accuracy()));
+}
+
+}  // namespace kvforge

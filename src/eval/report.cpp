@@ -1,0 +1,301 @@
+// See report.h.
+#include "eval/report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "eval/decode_speed.h"
+#include "eval/eval_text.h"
+#include "eval/needle.h"
+#include "eval/perplexity.h"
+#include "eval/table.h"
+#include "kv/kv_policy.h"
+#include "util/error.h"
+#include "util/pip_fetch.h"
+
+namespace kvforge {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> default_report_policies() {
+  return {"full",   "window:256,sinks:4", "window:1024,sinks:4", "q8",
+          "q4",     "q4,hadamard",        "window:1024,sinks:4+q8"};
+}
+
+std::vector<std::string> split_policies(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(';', start);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty()) fail("empty policy in --policies '{}' (policies are separated by ';')", list);
+    out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+namespace {
+
+KvShape shape_of(const Model& model) {
+  const ModelConfig& c = model.config();
+  return KvShape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
+}
+
+}  // namespace
+
+Report run_report(const Model& model, const ContextParams& base, const ReportParams& params, const ReportLog& log) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  Report rep;
+  rep.params = params;
+  if (params.policies.empty()) fail("report: no policies");
+  if (params.lengths.empty()) fail("report: no lengths");
+  const int32_t max_len = *std::max_element(params.lengths.begin(), params.lengths.end());
+  for (int32_t L = 64; L < max_len; L = L * 5 / 4 + 1) rep.curve_lengths.push_back(L);
+  rep.curve_lengths.push_back(max_len);
+
+  const std::vector<TokenId> text = model.tokenizer().encode(read_text_file(params.text_path), true, false);
+  const KvShape shape = shape_of(model);
+  const int32_t n_ctx_train = model.config().n_ctx_train;
+
+  for (const std::string& spec : params.policies) {
+    PolicyRow row;
+    row.spec = spec;
+    const size_t nl = params.lengths.size();
+    row.cache_bytes.assign(nl, NAN);
+    row.ppl.assign(nl, NAN);
+    row.needle.assign(nl, NAN);
+    ContextParams cp = base;
+    try {
+      cp.kv = parse_kv_policy(spec);
+      // Building the cache is where a policy the engine cannot serve yet fails.
+      auto probe = make_kv_cache(cp.kv, shape, max_len);
+      row.bytes_per_token = (double)probe->bytes_per_token();
+      const double cap_bytes = (double)probe->bytes();
+      for (int32_t L : rep.curve_lengths)
+        row.curve_bytes.push_back(std::min((double)L * row.bytes_per_token, cap_bytes));
+      for (size_t i = 0; i < nl; ++i)
+        row.cache_bytes[i] = (double)make_kv_cache(cp.kv, shape, params.lengths[i])->bytes();
+      row.canonical = cp.kv.describe();
+    } catch (const Error& e) {
+      row.skipped = e.what();
+      rep.notes.push_back(fmt::format("`{}` skipped: {}", spec, e.what()));
+      log(fmt::format("policy {}: skipped ({})", spec, e.what()));
+      rep.rows.push_back(row);
+      continue;
+    }
+    log(fmt::format("policy {} ({}): {:.0f} bytes/token", spec, row.canonical, row.bytes_per_token));
+    for (size_t i = 0; i < nl; ++i) {
+      const int32_t L = params.lengths[i];
+      if (n_ctx_train > 0 && L > n_ctx_train) {
+        log(fmt::format("  length {}: beyond the model's training context ({}), quality not measured", L, n_ctx_train));
+        continue;
+      }
+      try {
+        ContextParams pc = cp;
+        pc.n_ctx = L;
+        Context ctx(model, pc);
+        PerplexityParams pp;
+        pp.n_ctx = L;
+        pp.max_chunks = params.ppl_chunks;
+        const PerplexityResult pr = compute_perplexity(ctx, text, pp);
+        row.ppl[i] = pr.ppl;
+        log(fmt::format("  length {}: perplexity {:.4f} +/- {:.4f} ({} chunks, {:.1f} s)", L, pr.ppl, pr.ppl_stderr,
+                        pr.plan.n_chunks, pr.seconds));
+      } catch (const Error& e) {
+        log(fmt::format("  length {}: perplexity not measured: {}", L, e.what()));
+        rep.notes.push_back(fmt::format("`{}` perplexity at {}: {}", spec, L, e.what()));
+      }
+      NeedleParams np;
+      np.lengths = {L};
+      np.depths = params.depths;
+      np.trials = params.needle_trials;
+      np.seed = params.seed;
+      const NeedleResult nr = run_needle(model, cp, np, true);
+      row.needle[i] = nr.accuracy();
+      log(fmt::format("  length {}: needle {}/{} ({:.1f} s)", L, nr.correct, nr.total, nr.seconds));
+    }
+    const DecodeSpeed ds = measure_decode_speed(model, cp, text, params.decode_depth, params.decode_steps);
+    row.decode_tps = ds.tokens_per_second();
+    log(fmt::format("  decode at depth {}: {:.1f} tok/s (prefill {:.1f} s)", params.decode_depth, row.decode_tps,
+                    ds.prefill_seconds));
+    rep.rows.push_back(row);
+  }
+  rep.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  return rep;
+}
+
+std::string report_table(const Report& r) {
+  const auto& L = r.params.lengths;
+  std::vector<std::string> h{"policy", "bytes/token"};
+  for (int32_t l : L) h.push_back(fmt::format("cache @{}", l));
+  for (int32_t l : L) h.push_back(fmt::format("ppl @{}", l));
+  for (int32_t l : L) h.push_back(fmt::format("needle @{}", l));
+  h.push_back(fmt::format("decode tok/s @{}", r.params.decode_depth));
+  std::vector<Align> al(h.size(), Align::Right);
+  al[0] = Align::Left;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& p : r.rows) {
+    std::vector<std::string> row{p.canonical.empty() || p.canonical == p.spec
+                                     ? p.spec
+                                     : fmt::format("{} ({})", p.spec, p.canonical)};
+    if (!p.skipped.empty()) {
+      row[0] = p.spec + " (skipped)";
+      row.resize(h.size(), "n/a");
+      rows.push_back(row);
+      continue;
+    }
+    row.push_back(fmt::format("{:.0f}", p.bytes_per_token));
+    for (double b : p.cache_bytes) row.push_back(fmt_bytes(b));
+    for (double v : p.ppl) row.push_back(fmt_fixed(v, 3));
+    for (double v : p.needle) row.push_back(fmt_percent(v));
+    row.push_back(fmt_fixed(p.decode_tps, 1));
+    rows.push_back(row);
+  }
+  return format_markdown_table(h, rows, al);
+}
+
+std::string report_markdown(const Report& r) {
+  const ReportParams& p = r.params;
+  std::string depths;
+  for (double d : p.depths) depths += (depths.empty() ? "" : ", ") + fmt::format("{:.2f}", d);
+  std::string s = fmt::format("# kvforge report: {}\n\n", p.model_name);
+  s += report_table(r);
+  s += fmt::format(
+      "\n- cache @L: bytes the KV cache allocates for a context of L tokens (bytes/token: one token in every "
+      "layer and KV head).\n"
+      "- ppl @L: perplexity of {} in chunks of L tokens, second half of each chunk scored (llama.cpp's "
+      "method), first {} chunks.\n"
+      "- needle @L: passkey retrieval accuracy, prompts of about L tokens, depths {}, {} trials each (seed {}).\n"
+      "- decode tok/s: {} single-token steps after prefilling {} tokens with the policy.\n",
+      fs::path(p.text_path).filename().string(), p.ppl_chunks, depths, p.needle_trials, p.seed, p.decode_steps,
+      p.decode_depth);
+  if (!r.notes.empty()) {
+    s += "\nNotes:\n\n";
+    for (const auto& n : r.notes) s += "- " + n + "\n";
+  }
+  s += fmt::format("\nMeasured in {:.0f} s.\n", r.seconds);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Plot: three panels side by side, drawn by gnuplot from one data file with
+// one block per panel (gnuplot's `index`):
+//   0: curve_length  bytes(policy 1) bytes(policy 2) ...
+//   1: per policy and length: bytes  ppl     "label"
+//   2: per policy and length: bytes  needle% "label"
+
+namespace {
+std::vector<const PolicyRow*> measured(const Report& r) {
+  std::vector<const PolicyRow*> v;
+  for (const auto& p : r.rows)
+    if (p.skipped.empty()) v.push_back(&p);
+  return v;
+}
+std::string quoted(const std::string& s) {
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
+}  // namespace
+
+std::string report_plot_data(const Report& r) {
+  const auto rows = measured(r);
+  std::string s = "# length";
+  for (const auto* p : rows) s += " " + quoted(p->spec);
+  s += "\n";
+  for (size_t i = 0; i < r.curve_lengths.size(); ++i) {
+    s += std::to_string(r.curve_lengths[i]);
+    for (const auto* p : rows) s += fmt::format(" {:.6g}", p->curve_bytes[i] / 1e6);
+    s += "\n";
+  }
+  for (int block = 0; block < 2; ++block) {
+    s += "\n\n# MB value label\n";
+    for (const auto* p : rows)
+      for (size_t i = 0; i < r.params.lengths.size(); ++i) {
+        const double v = block == 0 ? p->ppl[i] : p->needle[i] * 100;
+        if (std::isnan(v)) continue;
+        s += fmt::format("{:.6g} {:.6g} {}\n", p->cache_bytes[i] / 1e6, v,
+                         quoted(fmt::format("{} @{}", p->spec, r.params.lengths[i])));
+      }
+  }
+  return s;
+}
+
+std::string report_plot_script(const Report& r, const std::string& data_file, const std::string& png_file) {
+  const auto rows = measured(r);
+  std::string s;
+  s += "set terminal pngcairo size 1800,600 enhanced font 'sans,10'\n";
+  s += "set output " + quoted(png_file) + "\n";
+  s += "set multiplot layout 1,3 title " + quoted("kvforge report: " + r.params.model_name) + "\n";
+  s += "set grid\nset key top left font ',8'\n";
+  s += "set title 'KV-cache bytes vs context length'\nset xlabel 'context length (tokens)'\n"
+       "set ylabel 'cache (MB)'\n";
+  if (rows.empty()) {
+    s += "set label 'no policy measured' at graph 0.3,0.5\nplot 0 notitle\nplot 0 notitle\nplot 0 notitle\n";
+  } else {
+    s += "plot ";
+    for (size_t k = 0; k < rows.size(); ++k)
+      s += fmt::format("{}{} index 0 using 1:{} with lines lw 2 title {}", k ? ", \\\n     " : "",
+                       quoted(data_file), k + 2, quoted(rows[k]->spec));
+    s += "\n";
+    s += "set title 'perplexity vs cache bytes'\nset xlabel 'cache (MB)'\nset ylabel 'perplexity'\n";
+    s += "set logscale x\n";
+    s += "plot " + quoted(data_file) +
+         " index 1 using 1:2 with points pt 7 ps 1.2 notitle, '' index 1 using 1:2:3 with labels offset 0,1 "
+         "font ',7' notitle\n";
+    s += "set title 'needle accuracy vs cache bytes'\nset ylabel 'accuracy (%)'\nset yrange [-5:105]\n";
+    s += "plot " + quoted(data_file) +
+         " index 2 using 1:2 with points pt 7 ps 1.2 notitle, '' index 2 using 1:2:3 with labels offset 0,1 "
+         "font ',7' notitle\n";
+  }
+  s += "unset multiplot\n";
+  return s;
+}
+
+void plot_report(const Report& r, const std::string& dir) {
+  std::string gnuplot;
+  const char* path_env = std::getenv("PATH");
+  const std::string path = path_env ? path_env : "";
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    const fs::path cand = fs::path(end > start ? path.substr(start, end - start) : ".") / "gnuplot";
+    std::error_code ec;
+    if (fs::is_regular_file(cand, ec) && ::access(cand.c_str(), X_OK) == 0) {
+      gnuplot = cand.string();
+      break;
+    }
+    start = end + 1;
+  }
+  if (gnuplot.empty())
+    fail("gnuplot not found on PATH: it draws report.png (install the Debian package gnuplot-nox; "
+         "scripts/setup.sh does); report.md is written");
+  const fs::path data = fs::path(dir) / "report.dat", script = fs::path(dir) / "report.gp",
+                 png = fs::path(dir) / "report.png";
+  {
+    std::ofstream d(data), g(script);
+    if (!d || !g) fail("cannot write into {}", dir);
+    d << report_plot_data(r);
+    g << report_plot_script(r, data.string(), png.string());
+  }
+  std::error_code ec;
+  fs::remove(png, ec);
+  const int rc = run_process({gnuplot, script.string()});
+  if (rc != 0 || file_size_or_zero(png) == 0)
+    fail("gnuplot failed on {} (exit status {}); its messages are above", script.string(), rc);
+}
+
+}  // namespace kvforge
