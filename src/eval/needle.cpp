@@ -55,7 +55,7 @@ const char* const kIntro =
 const char* const kQuestion = "\n\nWhat is the pass key? Answer with the number only.";
 
 std::string needle_sentence(const std::string& key) {
-  return "The pass key is " + key + ". Remember it. " + key + " is the pass key.";
+  return fmt::format("The pass key is {0}. Remember it. {0} is the pass key.", key);
 }
 
 std::string render_prompt(const NeedleFormat& f, const std::string& user) {

@@ -29,7 +29,7 @@ std::string ProgressBar::render(const std::string& label, int64_t done, int64_t 
   const std::string eta = done > 0 ? format_duration(seconds / (double)done * (double)(total - done)) : "?";
   std::string s = fmt::format("{} [{}] {}/{} {:3.0f}% | {} elapsed, ETA {}", label, bar, done, total, frac * 100,
                               format_duration(seconds), eta);
-  if (!extra.empty()) s += " | " + extra;
+  if (!extra.empty()) s.append(" | ").append(extra);
   return s;
 }
 

@@ -181,7 +181,7 @@ std::string report_markdown(const Report& r) {
       p.decode_depth);
   if (!r.notes.empty()) {
     s += "\nNotes:\n\n";
-    for (const auto& n : r.notes) s += "- " + n + "\n";
+    for (const auto& n : r.notes) s += fmt::format("- {}\n", n);
   }
   s += fmt::format("\nMeasured in {:.0f} s.\n", r.seconds);
   return s;
@@ -207,14 +207,15 @@ std::string quoted(const std::string& s) {
     if (c == '"' || c == '\\') q += '\\';
     q += c;
   }
-  return q + "\"";
+  q += '"';
+  return q;
 }
 }  // namespace
 
 std::string report_plot_data(const Report& r) {
   const auto rows = measured(r);
   std::string s = "# length";
-  for (const auto* p : rows) s += " " + quoted(p->spec);
+  for (const auto* p : rows) s += fmt::format(" {}", quoted(p->spec));
   s += "\n";
   for (size_t i = 0; i < r.curve_lengths.size(); ++i) {
     s += std::to_string(r.curve_lengths[i]);
@@ -238,8 +239,8 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
   const auto rows = measured(r);
   std::string s;
   s += "set terminal pngcairo size 1800,600 enhanced font 'sans,10'\n";
-  s += "set output " + quoted(png_file) + "\n";
-  s += "set multiplot layout 1,3 title " + quoted("kvforge report: " + r.params.model_name) + "\n";
+  s += fmt::format("set output {}\n", quoted(png_file));
+  s += fmt::format("set multiplot layout 1,3 title {}\n", quoted(fmt::format("kvforge report: {}", r.params.model_name)));
   s += "set grid\nset key top left font ',8'\n";
   s += "set title 'KV-cache bytes vs context length'\nset xlabel 'context length (tokens)'\n"
        "set ylabel 'cache (MB)'\n";
@@ -253,11 +254,11 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
     s += "\n";
     s += "set title 'perplexity vs cache bytes'\nset xlabel 'cache (MB)'\nset ylabel 'perplexity'\n";
     s += "set logscale x\n";
-    s += "plot " + quoted(data_file) +
+    s += fmt::format("plot {}", quoted(data_file)) +
          " index 1 using 1:2 with points pt 7 ps 1.2 notitle, '' index 1 using 1:2:3 with labels offset 0,1 "
          "font ',7' notitle\n";
     s += "set title 'needle accuracy vs cache bytes'\nset ylabel 'accuracy (%)'\nset yrange [-5:105]\n";
-    s += "plot " + quoted(data_file) +
+    s += fmt::format("plot {}", quoted(data_file)) +
          " index 2 using 1:2 with points pt 7 ps 1.2 notitle, '' index 2 using 1:2:3 with labels offset 0,1 "
          "font ',7' notitle\n";
   }

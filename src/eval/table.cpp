@@ -17,8 +17,8 @@ size_t width(const std::string& s) {
   return n;
 }
 std::string pad(const std::string& s, size_t w, Align a) {
-  const std::string fill(w > width(s) ? w - width(s) : 0, ' ');
-  return a == Align::Right ? fill + s : s + fill;
+  std::string fill(w > width(s) ? w - width(s) : 0, ' ');
+  return a == Align::Right ? fill.append(s) : std::string(s).append(fill);
 }
 }  // namespace
 
@@ -35,16 +35,21 @@ std::string format_markdown_table(const std::vector<std::string>& headers,
     for (size_t c = 0; c < nc; ++c) w[c] = std::max(w[c], width(rows[r][c]));
   }
   auto al = [&](size_t c) { return align.empty() ? Align::Left : align[c]; };
-  std::string out = "|";
-  for (size_t c = 0; c < nc; ++c) out += " " + pad(headers[c], w[c], al(c)) + " |";
+  // Built with append only (GCC 12 warns falsely about `" " + std::string`).
+  std::string out;
+  auto cell = [&](const std::string& text) {
+    out.append(" ").append(text).append(" |");
+  };
+  out += '|';
+  for (size_t c = 0; c < nc; ++c) cell(pad(headers[c], w[c], al(c)));
   out += "\n|";
   for (size_t c = 0; c < nc; ++c)
-    out += al(c) == Align::Right ? " " + std::string(w[c] - 1, '-') + ": |" : " " + std::string(w[c], '-') + " |";
-  out += "\n";
+    cell(al(c) == Align::Right ? std::string(w[c] - 1, '-').append(":") : std::string(w[c], '-'));
+  out += '\n';
   for (const auto& row : rows) {
-    out += "|";
-    for (size_t c = 0; c < nc; ++c) out += " " + pad(row[c], w[c], al(c)) + " |";
-    out += "\n";
+    out += '|';
+    for (size_t c = 0; c < nc; ++c) cell(pad(row[c], w[c], al(c)));
+    out += '\n';
   }
   return out;
 }

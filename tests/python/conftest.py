@@ -39,3 +39,12 @@ def run_kvforge(binary, *args, check=True, input=None, timeout=600):
     """Runs the CLI and returns the CompletedProcess (text mode)."""
     return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True,
                           check=check, input=input, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def eval_text(kvforge_bin):
+    """The pinned evaluation text (Botchan), fetched by `kvforge pull --eval-text`."""
+    r = subprocess.run([str(kvforge_bin), "pull", "--eval-text"], capture_output=True, text=True, check=True)
+    path = pathlib.Path(r.stdout.strip())
+    assert path.is_file(), r.stderr
+    return path
