@@ -60,7 +60,8 @@ Report run_report(const Model& model, const ContextParams& base, const ReportPar
   if (params.policies.empty()) fail("report: no policies");
   if (params.lengths.empty()) fail("report: no lengths");
   const int32_t max_len = *std::max_element(params.lengths.begin(), params.lengths.end());
-  for (int32_t L = 64; L < max_len; L = L * 5 / 4 + 1) rep.curve_lengths.push_back(L);
+  rep.curve_lengths.push_back(0);
+  for (int32_t L = 16; L < max_len; L = L * 5 / 4 + 1) rep.curve_lengths.push_back(L);
   rep.curve_lengths.push_back(max_len);
 
   const std::vector<TokenId> text = model.tokenizer().encode(read_text_file(params.text_path), true, false);
@@ -238,7 +239,7 @@ std::string report_plot_data(const Report& r) {
 std::string report_plot_script(const Report& r, const std::string& data_file, const std::string& png_file) {
   const auto rows = measured(r);
   std::string s;
-  s += "set terminal pngcairo size 1800,600 enhanced font 'sans,10'\n";
+  s += "set terminal pngcairo size 1800,600 noenhanced font 'sans,10'\n";
   s += fmt::format("set output {}\n", quoted(png_file));
   s += fmt::format("set multiplot layout 1,3 title {}\n", quoted(fmt::format("kvforge report: {}", r.params.model_name)));
   s += "set grid\nset key top left font ',8'\n";
