@@ -84,8 +84,14 @@ Report run_report(const Model& model, const ContextParams& base, const ReportPar
       const double cap_bytes = (double)probe->bytes();
       for (int32_t L : rep.curve_lengths)
         row.curve_bytes.push_back(std::min((double)L * row.bytes_per_token, cap_bytes));
-      for (size_t i = 0; i < nl; ++i)
-        row.cache_bytes[i] = (double)make_kv_cache(cp.kv, shape, params.lengths[i])->bytes();
+      // What the cache holds after L tokens: the allocation for a context of
+      // L, but never more than L tokens' worth (a window cache allocates its
+      // S + W cells up front even for a shorter text).
+      for (size_t i = 0; i < nl; ++i) {
+        const int32_t L = params.lengths[i];
+        row.cache_bytes[i] =
+            std::min((double)make_kv_cache(cp.kv, shape, L)->bytes(), (double)L * row.bytes_per_token);
+      }
       row.canonical = cp.kv.describe();
     } catch (const Error& e) {
       row.skipped = e.what();
@@ -172,8 +178,8 @@ std::string report_markdown(const Report& r) {
   std::string s = fmt::format("# kvforge report: {}\n\n", p.model_name);
   s += report_table(r);
   s += fmt::format(
-      "\n- cache @L: bytes the KV cache allocates for a context of L tokens (bytes/token: one token in every "
-      "layer and KV head).\n"
+      "\n- cache @L: bytes the KV cache holds after L tokens (bytes/token: one token in every layer and KV "
+      "head; a window policy stops growing at sinks + window tokens).\n"
       "- ppl @L: perplexity of {} in chunks of L tokens, second half of each chunk scored (llama.cpp's "
       "method), first {} chunks.\n"
       "- needle @L: passkey retrieval accuracy, prompts of about L tokens, depths {}, {} trials each (seed {}).\n"
