@@ -15,6 +15,7 @@
 #include "frontend/command.h"
 #include "frontend/model_options.h"
 #include "util/error.h"
+#include "util/model_store.h"
 
 namespace kvforge::cli {
 namespace {
@@ -88,7 +89,7 @@ void run(PerplexityOptions& o) {
   if (!o.json_out.empty()) {
     std::ofstream out(o.json_out);
     if (!out) fail("cannot write '{}'", o.json_out);
-    out << result_json(r, o.model.model, text_path, ctx).dump(2) << "\n";
+    out << result_json(r, resolve_model_path(o.model.model), text_path, ctx).dump(2) << "\n";
   }
 }
 

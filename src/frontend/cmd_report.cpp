@@ -12,6 +12,7 @@
 #include "frontend/command.h"
 #include "frontend/model_options.h"
 #include "util/error.h"
+#include "util/model_store.h"
 
 namespace kvforge::cli {
 namespace {
@@ -74,7 +75,7 @@ void run(ReportOptions& o) {
   if (!o.policies.empty()) p.policies = split_policies(o.policies);
   p.seed = o.seed;
   p.text_path = resolve_eval_text(o.file);
-  p.model_name = fs::path(o.model.model.empty() ? "SmolLM2-135M-Instruct.Q4_1.gguf" : o.model.model).filename().string();
+  p.model_name = fs::path(resolve_model_path(o.model.model)).filename().string();
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) fail("cannot create output directory {}: {}", o.out_dir, ec.message());
