@@ -85,6 +85,7 @@ CommandRegistrar reg(55, [](CLI::App& root) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   c->add_flag("--no-chat", o->no_chat, "Plain text prompt instead of the model's chat template");
   c->add_option("--json-out", o->json_out, "Also write per-cell and per-trial results (keys, answers) as JSON");
+  c->footer("Each length gets a context of its own size (-c is not used).");
   c->callback([o] { run(*o); });
 });
 

@@ -127,6 +127,8 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   c->add_flag("--quick", o->quick,
               "Small fast run: policies full;window:64,sinks:4;q8, lengths 256,512, 1 chunk, 1 needle trial at "
               "depth 0.5, decode at depth 256 (--policies still applies)");
+  c->footer("--policies replaces --kv (which is not used), and each measurement sizes its own context "
+            "(-c and --kv-type are not used); -b and -t apply to every policy.");
   c->callback([o] { run(*o); });
 });
 
