@@ -230,13 +230,14 @@ std::string report_plot_data(const Report& r) {
     s += "\n";
   }
   for (int block = 0; block < 2; ++block) {
-    s += "\n\n# MB value label\n";
-    for (const auto* p : rows)
+    s += "\n\n# MB value label policy-index\n";
+    for (size_t k = 0; k < rows.size(); ++k)
       for (size_t i = 0; i < r.params.lengths.size(); ++i) {
+        const PolicyRow* p = rows[k];
         const double v = block == 0 ? p->ppl[i] : p->needle[i] * 100;
         if (std::isnan(v)) continue;
-        s += fmt::format("{:.6g} {:.6g} {}\n", p->cache_bytes[i] / 1e6, v,
-                         quoted(fmt::format("{} @{}", p->spec, r.params.lengths[i])));
+        s += fmt::format("{:.6g} {:.6g} {} {}\n", p->cache_bytes[i] / 1e6, v,
+                         quoted(fmt::format("{} @{}", p->spec, r.params.lengths[i])), k + 1);
       }
   }
   return s;
@@ -262,11 +263,11 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
     s += "set title 'perplexity vs cache bytes'\nset xlabel 'cache (MB)'\nset ylabel 'perplexity'\n";
     s += "set logscale x\n";
     s += fmt::format("plot {}", quoted(data_file)) +
-         " index 1 using 1:2 with points pt 7 ps 1.2 notitle, '' index 1 using 1:2:3 with labels offset 0,1 "
+         " index 1 using 1:2:4 with points pt 7 ps 1.5 lc variable notitle, '' index 1 using 1:2:3 with labels offset 0,1 "
          "font ',7' notitle\n";
     s += "set title 'needle accuracy vs cache bytes'\nset ylabel 'accuracy (%)'\nset yrange [-5:105]\n";
     s += fmt::format("plot {}", quoted(data_file)) +
-         " index 2 using 1:2 with points pt 7 ps 1.2 notitle, '' index 2 using 1:2:3 with labels offset 0,1 "
+         " index 2 using 1:2:4 with points pt 7 ps 1.5 lc variable notitle, '' index 2 using 1:2:3 with labels offset 0,1 "
          "font ',7' notitle\n";
   }
   s += "unset multiplot\n";

@@ -97,7 +97,7 @@ TEST(EvalReport, PlotDataAndScriptCoverMeasuredPolicies) {
   const Report r = sample_report();
   const std::string d = report_plot_data(r);
   EXPECT_NE(d.find("64 1.47456"), std::string::npos);  // curve: 64 tokens = 1.47 MB
-  EXPECT_NE(d.find("5.89824 15.5 \"full @256\""), std::string::npos);
+  EXPECT_NE(d.find("5.89824 15.5 \"full @256\" 1"), std::string::npos);
   EXPECT_EQ(d.find("q3"), std::string::npos);
   EXPECT_EQ(d.find("nan"), std::string::npos);
   const std::string g = report_plot_script(r, "r.dat", "r.png");
