@@ -11,6 +11,7 @@
 #include "model/generate.h"
 #include "ops/rope.h"
 #include "tiny_llama.h"
+#include "util/error.h"
 
 namespace kvforge {
 namespace {

@@ -64,6 +64,7 @@ struct TinyLlama {
     w.set_u32("llama.feed_forward_length", d_ff);
     w.set_u32("llama.attention.head_count", n_head);
     w.set_u32("llama.attention.head_count_kv", n_kv_head);
+    w.set_u32("llama.attention.key_length", head_dim);  // != d / n_head: q8/q4 need 32
     w.set_u32("llama.context_length", 4096);
     w.set_f32("llama.attention.layer_norm_rms_epsilon", eps);
     w.set_f32("llama.rope.freq_base", rope_base);
