@@ -46,7 +46,7 @@ def main():
     model = random_gpt2(seed=args.seed, n_layer=12, n_embd=768, n_head=12, n_positions=1024,
                         vocab_size=50257, init_std=None)
     tmp = args.out.with_name(args.out.name + ".tmp")
-    write_gpt2_gguf(tmp, model, np.float16, merges=True)
+    write_gpt2_gguf(tmp, model, np.float16, llama_cpp=True)  # loadable by both engines
     tmp.replace(args.out)
     print(args.out)
 

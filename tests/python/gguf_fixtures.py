@@ -23,7 +23,7 @@ def padded_vocab(n_vocab):
     """byte_level_vocab() padded with placeholder tokens to n_vocab entries,
     and their GGUF token types (1 normal, 3 control, 5 unused). The first
     extra token is "Ġt" (" t"), the result of the one merge write_gpt2_gguf
-    writes with merges=True. Enough for models whose text does not matter
+    writes with llama_cpp=True. Enough for models whose text does not matter
     (speed shapes)."""
     tokens = byte_level_vocab()
     if n_vocab == len(tokens):
@@ -34,14 +34,16 @@ def padded_vocab(n_vocab):
     return tokens, [1] * 256 + [3] + [1] + [5] * n_pad
 
 
-def write_gpt2_gguf(path, hf_model, dtype, merges=False):
+def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model.
 
     HF's Conv1D stores weights as [in, out]; GGUF wants ne0 = in, i.e. a numpy
     array of shape [out, in], hence the transposes. A vocabulary larger than
     the 257 byte-level tokens is padded with placeholders (padded_vocab).
-    merges=True writes a merge list (llama.cpp refuses BPE vocabularies
-    without one): the single merge "Ġ t" when the vocabulary has "Ġt"."""
+    llama_cpp=True makes the file loadable by llama.cpp too: it writes a
+    merge list (llama.cpp refuses BPE vocabularies without one; here the
+    single merge "Ġ t", so the vocabulary must be padded) and llama.cpp's
+    name of the GPT-2 pre-tokenizer, "gpt-2"."""
     import gguf
     cfg = hf_model.config
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
@@ -55,11 +57,11 @@ def write_gpt2_gguf(path, hf_model, dtype, merges=False):
     w.add_file_type(0 if dtype == np.float32 else 1)
     tokens, types = padded_vocab(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2" if llama_cpp else "gpt2")
     w.add_token_list(tokens)
     w.add_token_types(types)
-    if merges:
-        assert "\u0120t" in tokens, "merges=True needs a padded vocabulary"
+    if llama_cpp:
+        assert "\u0120t" in tokens, "llama_cpp=True needs a padded vocabulary"
         w.add_token_merges(["\u0120 t"])
     w.add_bos_token_id(256)
     w.add_eos_token_id(256)
