@@ -19,11 +19,31 @@ def byte_level_vocab():
     return [chr(table[b]) for b in range(256)] + ["<|endoftext|>"]
 
 
-def write_gpt2_gguf(path, hf_model, dtype):
+def padded_vocab(n_vocab):
+    """byte_level_vocab() padded with placeholder tokens to n_vocab entries,
+    and their GGUF token types (1 normal, 3 control, 5 unused). The first
+    extra token is "Ġt" (" t"), the result of the one merge write_gpt2_gguf
+    writes with llama_cpp=True. Enough for models whose text does not matter
+    (speed shapes)."""
+    tokens = byte_level_vocab()
+    if n_vocab == len(tokens):
+        return tokens, [1] * 256 + [3]
+    n_pad = n_vocab - len(tokens) - 1
+    assert n_pad >= 0
+    tokens += ["\u0120t"] + [f"<|placeholder_{i}|>" for i in range(n_pad)]
+    return tokens, [1] * 256 + [3] + [1] + [5] * n_pad
+
+
+def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model.
 
     HF's Conv1D stores weights as [in, out]; GGUF wants ne0 = in, i.e. a numpy
-    array of shape [out, in], hence the transposes."""
+    array of shape [out, in], hence the transposes. A vocabulary larger than
+    the 257 byte-level tokens is padded with placeholders (padded_vocab).
+    llama_cpp=True makes the file loadable by llama.cpp too: it writes a
+    merge list (llama.cpp refuses BPE vocabularies without one; here the
+    single merge "Ġ t", so the vocabulary must be padded) and llama.cpp's
+    name of the GPT-2 pre-tokenizer, "gpt-2"."""
     import gguf
     cfg = hf_model.config
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
@@ -35,12 +55,14 @@ def write_gpt2_gguf(path, hf_model, dtype):
     w.add_head_count(cfg.n_head)
     w.add_layer_norm_eps(cfg.layer_norm_epsilon)
     w.add_file_type(0 if dtype == np.float32 else 1)
-    tokens = byte_level_vocab()
-    assert len(tokens) == cfg.vocab_size
+    tokens, types = padded_vocab(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2" if llama_cpp else "gpt2")
     w.add_token_list(tokens)
-    w.add_token_types([1] * 256 + [3])
+    w.add_token_types(types)
+    if llama_cpp:
+        assert "\u0120t" in tokens, "llama_cpp=True needs a padded vocabulary"
+        w.add_token_merges(["\u0120 t"])
     w.add_bos_token_id(256)
     w.add_eos_token_id(256)
 
@@ -75,17 +97,19 @@ def write_gpt2_gguf(path, hf_model, dtype):
     w.close()
 
 
-def random_gpt2(seed=0, n_layer=3, n_embd=64, n_head=4, n_positions=128):
+def random_gpt2(seed=0, n_layer=3, n_embd=64, n_head=4, n_positions=128, vocab_size=257, init_std=0.2):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=257, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+    cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new")
     model = GPT2LMHeadModel(cfg)
-    # Larger-than-default init so the logits are not all near zero (a weak test).
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2)
+    # Larger-than-default init (0.2) so the logits are not all near zero (a
+    # weak test); init_std=None keeps transformers' own initialisation.
+    if init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, init_std)
     model.eval()
     return model
 
