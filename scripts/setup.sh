@@ -76,7 +76,9 @@ fi
 # CPU it was built on: the CPU's feature flags and CMAKE_ARGS form a build key,
 # and when the key changes the peer is rebuilt instead of being taken from
 # pip's wheel cache or left in the venv.
-export CMAKE_ARGS="${KVFORGE_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON}"
+# LLAVA_BUILD=OFF skips the multimodal library (a third of the build; only
+# llama-cpp-python's LLaVA chat handler loads it, lazily).
+export CMAKE_ARGS="${KVFORGE_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
 build_key=$( { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true; echo "$CMAKE_ARGS"; } | sha256sum | cut -c1-16)
 req_hash=$(sha256sum < requirements-test.txt | cut -c1-64)
 stamp_req="$VENV/.kvforge-requirements.stamp"
