@@ -79,6 +79,8 @@ fi
 # LLAVA_BUILD=OFF skips the multimodal library (a third of the build; only
 # llama-cpp-python's LLaVA chat handler loads it, lazily).
 export CMAKE_ARGS="${KVFORGE_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
+# Build jobs for pip's CMake builds (ninja would otherwise run cores+2).
+export CMAKE_BUILD_PARALLEL_LEVEL="${KVFORGE_JOBS:-2}"
 build_key=$( { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true; echo "$CMAKE_ARGS"; } | sha256sum | cut -c1-16)
 req_hash=$(sha256sum < requirements-test.txt | cut -c1-64)
 stamp_req="$VENV/.kvforge-requirements.stamp"
