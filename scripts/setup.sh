@@ -26,7 +26,7 @@ t_start=$SECONDS
 # ---------------------------------------------------------------------------
 section "1/4 Debian packages"
 APT_PACKAGES=(
-  build-essential g++ cmake ninja-build pkg-config git ca-certificates
+  build-essential g++ cmake ninja-build pkg-config git ca-certificates ccache
   libgtest-dev libgmock-dev libbenchmark-dev  # unit tests, micro-benchmarks
   libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libeigen3-dev
   libcpp-httplib-dev                          # HTTP server
