@@ -48,17 +48,21 @@ struct TensorInfo {
 class File {
  public:
   // Opens and validates the whole file (header, every key/value, every tensor
-  // extent). Throws kvforge::Error with a one-line reason on any problem:
-  // missing file, bad magic, unsupported version, truncation, unknown value or
-  // tensor type, overlapping/out-of-range tensor data.
+  // extent). Throws kvforge::Error with a one-line reason that starts with the
+  // path on any problem: missing file, bad magic, unsupported version (v1,
+  // big-endian), truncation, absurd counts, unknown value types, arrays of
+  // arrays, duplicate keys/tensor names, unknown or unsupported tensor types,
+  // n_dims outside 1..4, element-count overflow, rows that are not whole
+  // blocks, misaligned, out-of-range or overlapping tensor data.
   static std::unique_ptr<File> open(const std::string& path);
   // Parses an in-memory image (the bytes are borrowed, must outlive the File).
-  // Used by the fuzzer and tests.
-  static std::unique_ptr<File> from_memory(const uint8_t* data, size_t size);
+  // Used by the fuzzer and tests; `name` stands in for the path in messages.
+  static std::unique_ptr<File> from_memory(const uint8_t* data, size_t size,
+                                           const std::string& name = "<memory>");
   ~File();
 
   uint32_t version() const { return version_; }
-  uint64_t alignment() const { return alignment_; }
+  uint64_t alignment() const { return alignment_; }  // general.alignment, default 32
   const std::string& path() const { return path_; }
 
   const std::map<std::string, Value>& metadata() const { return kv_; }
@@ -66,7 +70,9 @@ class File {
   const Value* find(const std::string& key) const;
 
   // Typed getters: nullopt when the key is absent; throw kvforge::Error when
-  // it exists with an incompatible type.
+  // it exists with an incompatible type. get_int accepts every integer width
+  // (u64 above INT64_MAX throws); get_float accepts f32, f64 and integers;
+  // get_float_array accepts float or integer arrays.
   std::optional<int64_t> get_int(const std::string& key) const;
   std::optional<double> get_float(const std::string& key) const;
   std::optional<bool> get_bool(const std::string& key) const;
@@ -105,6 +111,8 @@ class Writer {
   void set_string_array(const std::string& key, const std::vector<std::string>& v);
   void set_f32_array(const std::string& key, const std::vector<float>& v);
   void set_i32_array(const std::string& key, const std::vector<int32_t>& v);
+  // Sets general.alignment (a power of two); the data section and every
+  // tensor are padded to it. A general.alignment set via set() works the same.
   void set_alignment(uint32_t a);
 
   // ne[0] is the contiguous dimension; data must hold row_bytes(type, ne0)*rows bytes.
@@ -122,7 +130,6 @@ class Writer {
   };
   std::vector<std::pair<std::string, Value>> kv_;  // insertion order kept
   std::vector<PendingTensor> tensors_;
-  uint32_t alignment_ = 32;
 };
 
 }  // namespace kvforge::gguf

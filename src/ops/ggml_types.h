@@ -51,6 +51,54 @@ static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
 static_assert(sizeof(BlockQ8_0) == 34);
 
+// K-quants: a 256-element super-block split into sub-blocks that carry their
+// own small integer scales, themselves scaled by fp16 super-block factors.
+
+// 8 sub-blocks of 32. scales[12] packs 8 six-bit scales and 8 six-bit mins
+// (see k4_scale_min). x = d*sc[j] * q - dmin*m[j], q in 0..15. Each group of
+// 64 elements uses 32 bytes of qs: low nibbles first, then high nibbles.
+struct BlockQ4_K {
+  fp16_t d;
+  fp16_t dmin;
+  uint8_t scales[12];
+  uint8_t qs[QK_K / 2];
+};
+// Like Q4_K plus a fifth bit: bit j of qh[l] is the high bit of element
+// 32*j + l. x = d*sc[j] * q - dmin*m[j], q in 0..31.
+struct BlockQ5_K {
+  fp16_t d;
+  fp16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+};
+// 16 sub-blocks of 16 with signed 8-bit scales. x = d*scales[s] * (q - 32),
+// q six bits: 4 from ql, 2 from qh. Each half (128 elements) uses 64 bytes of
+// ql and 32 of qh.
+struct BlockQ6_K {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  fp16_t d;
+};
+static_assert(sizeof(BlockQ4_K) == 144);
+static_assert(sizeof(BlockQ5_K) == 176);
+static_assert(sizeof(BlockQ6_K) == 210);
+
+// Unpacks the six-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K
+// scales[12] array: bytes 0-3 hold scales 0-3, bytes 4-7 mins 0-3 (low six
+// bits each); sub-blocks 4-7 take their low four bits from bytes 8-11 and their
+// top two bits from the spare top bits of bytes 0-7.
+inline void k4_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 struct TypeTraits {
   const char* name;
   int block_size;      // elements per block (1 for plain floats)
@@ -65,6 +113,9 @@ std::string type_name(uint32_t type_id);
 
 // Bytes taken by n elements (n must be a multiple of the block size).
 size_t row_bytes(GgmlType t, int64_t n);
+
+// True when the engine can read and dequantize tensors of this type.
+bool type_supported(uint32_t type_id);
 
 // Dequantize n elements (n multiple of the block size) of a row to f32.
 void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n);

@@ -26,7 +26,7 @@ enum class TokenType : int32_t {
 // tests fill it by hand.
 struct VocabData {
   std::string model = "gpt2";   // tokenizer.ggml.model: "gpt2" or "llama"
-  std::string pre = "default";  // tokenizer.ggml.pre
+  std::string pre = "default";  // tokenizer.ggml.pre (gpt2 only; see pretokenizer.h for names)
   std::vector<std::string> tokens;
   std::vector<float> scores;           // may be empty for gpt2
   std::vector<TokenType> token_types;  // may be empty: all Normal
@@ -36,23 +36,45 @@ struct VocabData {
   bool add_space_prefix = true;        // llama: tokenizer.ggml.add_space_prefix
 };
 
+// VocabData from a GGUF's tokenizer.ggml.* keys (absent add_bos_token /
+// add_space_prefix default per model family, as in llama.cpp).
+VocabData vocab_from_gguf(const gguf::File& file);
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  static std::unique_ptr<Tokenizer> create(VocabData data);  // throws kvforge::Error
+  // Throws kvforge::Error for an unknown model ("gpt2", "llama") or
+  // pre-tokenizer name, or inconsistent data.
+  static std::unique_ptr<Tokenizer> create(VocabData data);
   static std::unique_ptr<Tokenizer> from_gguf(const gguf::File& file);
 
   // add_bos: prepend BOS if the vocabulary asks for it (add_bos_token).
+  // parse_special: Control/Unknown token texts in `text` become those tokens
+  // (longest first). UserDefined tokens are always matched, as in llama.cpp
+  // and HF tokenizers. Thread-safe; cost is about linear in the text.
+  // Invalid UTF-8 is accepted: stray bytes are encoded as bytes (byte-level
+  // BPE) or byte-fallback tokens (SentencePiece).
   virtual std::vector<TokenId> encode(std::string_view text, bool add_bos, bool parse_special) const = 0;
-  // Raw bytes of one token's text (may be an incomplete UTF-8 sequence).
+  // Raw bytes of one token (may be an incomplete UTF-8 sequence). Control,
+  // UserDefined and Unknown tokens give their text; "<0xAB>" byte tokens the
+  // byte; SentencePiece tokens have U+2581 turned back into spaces (the
+  // leading space the encoder added is kept: streaming callers drop it).
   virtual std::string token_to_piece(TokenId id) const = 0;
-  // Concatenated pieces; control tokens (BOS/EOS...) decode to "" unless keep_special.
+  // Concatenated pieces; Control tokens (BOS/EOS...) decode to "" unless
+  // keep_special. `ids` are taken as a whole text: for SentencePiece with
+  // add_space_prefix the first piece's leading space is dropped, so that
+  // decode(encode(s)) == s for any valid UTF-8 s without special tokens.
   virtual std::string decode(const std::vector<TokenId>& ids, bool keep_special = false) const = 0;
 
   virtual int32_t n_vocab() const = 0;
   virtual const VocabData& vocab() const = 0;
-  // Ends generation: EOS, EOT, EOM.
+  // Type of a token (Normal when the vocabulary has no types). Throws for
+  // ids outside [0, n_vocab).
+  virtual TokenType token_type(TokenId id) const = 0;
+  // Ends generation: EOS, EOT, EOM, and the Control tokens <|im_end|>,
+  // <|eot_id|>, <|eom_id|>, <|end_of_text|>, <|endoftext|>, <|end|>,
+  // <end_of_turn> when the vocabulary has them (see tokenizer_base.cpp).
   virtual bool is_end_of_generation(TokenId id) const = 0;
   // Finds a token by its exact text (for chat-template markers); -1 if none.
   virtual TokenId find_token(std::string_view text) const = 0;

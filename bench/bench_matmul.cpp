@@ -1,0 +1,102 @@
+// Matmul micro-benchmarks at SmolLM2-135M shapes (hidden 576, FFN 1536,
+// vocab 49152): GEMV (n_tok = 1, decode; reports weight GB/s) and GEMM
+// (n_tok = 64 / 512, prefill; reports GFLOP/s). Also a plain 2-thread read
+// test that estimates the machine's memory bandwidth for comparison.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/thread_pool.h"
+#include "ops/matmul.h"
+#include "ops/quantize.h"
+
+using namespace kvforge;
+
+namespace {
+
+size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
+
+int bench_threads() {
+  const char* e = std::getenv("KVFORGE_BENCH_THREADS");
+  return e ? std::atoi(e) : 2;
+}
+
+void BM_Matmul(benchmark::State& st, GgmlType t) {
+  const int64_t rows = st.range(0), cols = st.range(1), n_tok = st.range(2);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0, 1);
+  const size_t rb = stored_row_bytes(t, cols);
+  std::vector<uint8_t> data(rb * rows);
+  std::vector<float> f(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : f) v = nd(rng);
+    if (quantize_row_supported(t)) quantize_row(t, f.data(), data.data() + r * rb, cols);
+    else for (size_t i = 0; i < rb; ++i) data[r * rb + i] = (uint8_t)rng();  // K-quants: random blocks
+  }
+  WeightMatrix W{t, rows, cols, data.data(), rb};
+  std::vector<float> x(n_tok * cols), y(n_tok * rows);
+  for (auto& v : x) v = nd(rng);
+  ThreadPool pool(bench_threads());
+  MatmulScratch scratch;
+  for (auto _ : st) {
+    matmul(W, x.data(), n_tok, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = (double)rb * rows;
+  st.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * cols * n_tok, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tok/s"] = benchmark::Counter((double)n_tok, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["threads"] = pool.size();
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 64, 512})
+    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}}) {
+      if (n_tok == 512 && r == 49152) continue;  // 29 GFLOP per call: too slow to be useful here
+      b->Args({r, c, n_tok});
+    }
+  b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+// K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
+// projection and a Llama-like 2048x2048.
+void shapes_k(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 64})
+    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 1536}, {2048, 2048}}) b->Args({r, c, n_tok});
+  b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+// Streams a 256 MiB buffer with n threads (sum of 64-bit words): the
+// read bandwidth a memory-bound GEMV can at best reach.
+void BM_ReadBandwidth(benchmark::State& st) {
+  const size_t n = (256u << 20) / 8;
+  std::vector<uint64_t> buf(n, 1);
+  ThreadPool pool((int)st.range(0));
+  const int64_t chunks = 256;
+  std::vector<uint64_t> sums(chunks);
+  for (auto _ : st) {
+    pool.parallel_for(chunks, [&](int64_t c, int) {
+      const uint64_t* p = buf.data() + c * (n / chunks);
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (size_t i = 0; i < n / chunks; i += 4) { s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3]; }
+      sums[c] = s0 + s1 + s2 + s3;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  st.counters["GB/s"] = benchmark::Counter((double)n * 8, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_Matmul, Q4_1, GgmlType::Q4_1)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, Q8_0_ref, GgmlType::Q8_0)->Apply(shapes_k);
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

@@ -1,0 +1,160 @@
+// The forward pass of a decoder-only transformer, for every architecture the
+// registry loads (differences are data in ModelConfig, not branches on names).
+#include "model/context.h"
+
+#include <algorithm>
+
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/norm.h"
+#include "util/error.h"
+
+namespace kvforge {
+
+namespace {
+
+void normalize(const ModelConfig& c, const Vec& w, const Vec& b, const float* x, float* y, int32_t n) {
+  if (c.norm == NormKind::RMSNorm) rms_norm(x, w.data(), y, n, c.d_model, c.norm_eps);
+  else layer_norm(x, w.data(), b.empty() ? nullptr : b.data(), y, n, c.d_model, c.norm_eps);
+}
+
+void maybe_bias(float* y, const Vec& b, int32_t n) {
+  if (!b.empty()) add_bias(y, b.data(), n, (int64_t)b.size());
+}
+
+}  // namespace
+
+Context::Context(const Model& model, const ContextParams& params)
+    : model_(model),
+      params_(params),
+      pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()) {
+  const ModelConfig& c = model.config();
+  if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+  if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
+    fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
+  if (params_.n_batch <= 0) fail("batch size must be positive");
+  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
+  cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
+
+  const size_t B = params_.n_batch;
+  x_.resize(B * c.d_model);
+  xn_.resize(B * c.d_model);
+  q_.resize(B * c.q_dim());
+  k_.resize(B * c.kv_dim());
+  v_.resize(B * c.kv_dim());
+  att_.resize(B * c.q_dim());
+  tmp_.resize(B * c.d_model);
+  gate_.resize(B * c.d_ff);
+  up_.resize(B * c.d_ff);
+  bool fused = false;
+  for (const auto& L : model.weights().layers) fused |= L.wqkv.rows > 0;
+  if (fused) qkv_.resize(B * (c.q_dim() + 2 * c.kv_dim()));
+}
+
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+  const int32_t n_vocab = model_.config().n_vocab;
+  if (n <= 0) fail("nothing to evaluate");
+  if ((int64_t)cache_->n_past() + n > cache_->capacity())
+    fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c)", cache_->n_past(), n,
+         cache_->capacity());
+  for (int32_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
+  for (int32_t i0 = 0; i0 < n; i0 += params_.n_batch) {
+    const int32_t nb = std::min(params_.n_batch, n - i0);
+    const bool last = i0 + nb == n;
+    float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
+    forward(tokens + i0, nb, out, all_logits);
+  }
+}
+
+void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const KvPlan plan = cache_->plan(n);
+
+  // Token (and learned position) embeddings.
+  for (int32_t t = 0; t < n; ++t) {
+    get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
+    if (c.position == PositionKind::Learned) {
+      std::vector<float> pe(d);
+      get_row(w.pos_embd, plan.pos0 + t, pe.data());
+      add_inplace(&x_[(size_t)t * d], pe.data(), d);
+    }
+  }
+
+  const Rope rope(c.rope);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = w.layers[l];
+
+    // Attention block: x += Wo · attn(norm(x)).
+    normalize(c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
+    if (L.wqkv.rows > 0) {
+      const int nq = qd + 2 * kvd;
+      matmul(L.wqkv, xn_.data(), n, qkv_.data(), pool_, scratch_);
+      for (int32_t t = 0; t < n; ++t) {
+        const float* r = &qkv_[(size_t)t * nq];
+        std::copy(r, r + qd, &q_[(size_t)t * qd]);
+        std::copy(r + qd, r + qd + kvd, &k_[(size_t)t * kvd]);
+        std::copy(r + qd + kvd, r + nq, &v_[(size_t)t * kvd]);
+      }
+    } else {
+      matmul(L.wq, xn_.data(), n, q_.data(), pool_, scratch_);
+      matmul(L.wk, xn_.data(), n, k_.data(), pool_, scratch_);
+      matmul(L.wv, xn_.data(), n, v_.data(), pool_, scratch_);
+    }
+    maybe_bias(q_.data(), L.bq, n);
+    maybe_bias(k_.data(), L.bk, n);
+    maybe_bias(v_.data(), L.bv, n);
+    if (c.position == PositionKind::Rope) {
+      for (int32_t t = 0; t < n; ++t) {
+        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, plan.pos0 + t);
+        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, plan.pos0 + t);
+      }
+    }
+    cache_->write(l, plan, k_.data(), v_.data());
+    attention(l, plan);
+    matmul(L.wo, att_.data(), n, tmp_.data(), pool_, scratch_);
+    maybe_bias(tmp_.data(), L.bo, n);
+    add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
+
+    // Feed-forward block: x += down(act(norm(x))).
+    normalize(c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
+    matmul(L.w_up, xn_.data(), n, up_.data(), pool_, scratch_);
+    maybe_bias(up_.data(), L.b_up, n);
+    if (c.ffn == FfnKind::SwiGLU) {
+      matmul(L.w_gate, xn_.data(), n, gate_.data(), pool_, scratch_);
+      swiglu_inplace(gate_.data(), up_.data(), (int64_t)n * c.d_ff);
+      matmul(L.w_down, gate_.data(), n, tmp_.data(), pool_, scratch_);
+    } else {
+      gelu_inplace(up_.data(), (int64_t)n * c.d_ff);
+      matmul(L.w_down, up_.data(), n, tmp_.data(), pool_, scratch_);
+    }
+    maybe_bias(tmp_.data(), L.b_down, n);
+    add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
+  }
+  cache_->commit(plan);
+
+  // Output head, only for the rows whose logits are wanted.
+  if (!logits) return;
+  const int32_t first = all_logits ? 0 : n - 1;
+  const int32_t rows = n - first;
+  normalize(c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
+  matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
+}
+
+// Every (token, KV head) pair is independent: the query heads of the group
+// read the head's cached rows once (see ops/attention.h).
+void Context::attention(int layer, const KvPlan& plan) {
+  const ModelConfig& c = model_.config();
+  const int group = c.n_head / c.n_kv_head;
+  const int qd = c.q_dim();
+  pool_.parallel_for((int64_t)plan.n_tokens * c.n_kv_head, [&](int64_t task, int) {
+    const int32_t t = (int32_t)(task / c.n_kv_head);
+    const int h = (int)(task % c.n_kv_head);
+    const size_t off = (size_t)t * qd + (size_t)h * group * c.head_dim;
+    attend(&q_[off], group, cache_->view(layer, h, plan.pos0 + t), c.attn_scale, &att_[off]);
+  });
+}
+
+}  // namespace kvforge

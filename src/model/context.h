@@ -1,0 +1,61 @@
+#pragma once
+// A running text: the KV cache, the thread pool and the activation buffers
+// of one sequence, plus the forward pass that fills them.
+#include <memory>
+#include <vector>
+
+#include "backend/thread_pool.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_policy.h"
+#include "model/model.h"
+
+namespace kvforge {
+
+struct ContextParams {
+  int32_t n_ctx = 0;     // cache capacity in tokens; 0 = min(training context, 4096)
+  int32_t n_batch = 256; // tokens per forward pass during prefill
+  int n_threads = 0;     // 0 = physical cores
+  KvPolicy kv;          // cache policy (--kv)
+};
+
+class Context {
+ public:
+  Context(const Model& model, const ContextParams& params);
+
+  // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
+  // and appends them to the cache. logits: [n_vocab] for the last token, or
+  // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
+  // touching the cache if the tokens do not fit.
+  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+
+  void reset() { cache_->reset(); }
+  int32_t n_past() const { return cache_->n_past(); }
+  int32_t n_ctx() const { return cache_->capacity(); }
+  const KvCache& cache() const { return *cache_; }
+  const Model& model() const { return model_; }
+  int n_threads() const { return pool_.size(); }
+
+ private:
+  void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
+  void attention(int layer, const KvPlan& plan);
+
+  const Model& model_;
+  ContextParams params_;
+  ThreadPool pool_;
+  std::unique_ptr<KvCache> cache_;
+  MatmulScratch scratch_;
+
+  // Activations for up to n_batch tokens:
+  std::vector<float> x_;     // [n_batch][d_model]  residual stream
+  std::vector<float> xn_;    // [n_batch][d_model]  normalised input of a block
+  std::vector<float> q_;     // [n_batch][q_dim]
+  std::vector<float> k_;     // [n_batch][kv_dim]
+  std::vector<float> v_;     // [n_batch][kv_dim]
+  std::vector<float> qkv_;   // [n_batch][q_dim + 2*kv_dim]  fused projections only
+  std::vector<float> att_;   // [n_batch][q_dim]    attention output per head
+  std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
+  std::vector<float> gate_;  // [n_batch][d_ff]
+  std::vector<float> up_;    // [n_batch][d_ff]
+};
+
+}  // namespace kvforge

@@ -1,0 +1,79 @@
+#include "model/generate.h"
+
+#include <chrono>
+
+#include "model/text_stream.h"
+#include "util/error.h"
+
+namespace kvforge {
+
+namespace {
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const GenerateParams& params,
+                        const std::function<void(const std::string&)>& on_text) {
+  const Tokenizer& tok = ctx.model().tokenizer();
+  const int32_t n_vocab = ctx.model().config().n_vocab;
+  if (prompt.empty()) fail("the prompt is empty (nothing to condition on)");
+  if ((int64_t)ctx.n_past() + (int64_t)prompt.size() > ctx.n_ctx())
+    fail("prompt of {} tokens does not fit in the context of {} tokens ({} already used); raise -c",
+         prompt.size(), ctx.n_ctx(), ctx.n_past());
+
+  GenerateResult res;
+  res.n_prompt = (int32_t)prompt.size();
+  Sampler sampler(params.sampling);
+  for (TokenId t : prompt) sampler.accept(t);
+  TextStream stream(params.stop);
+  std::vector<float> logits(n_vocab);
+  // Without the cache, `history` is re-run from scratch every step.
+  std::vector<TokenId> history;
+  const int32_t base_past = ctx.n_past();
+  if (!params.use_cache) {
+    if (base_past != 0) fail("cache-off generation needs a fresh context");
+    history = prompt;
+  }
+
+  double t0 = now_seconds();
+  ctx.eval(prompt.data(), (int32_t)prompt.size(), logits.data());
+  res.prefill_seconds = now_seconds() - t0;
+
+  t0 = now_seconds();
+  res.stop_reason = "length";
+  for (int32_t i = 0; params.n_predict < 0 || i < params.n_predict; ++i) {
+    const TokenId next = sampler.sample(logits.data(), n_vocab);
+    sampler.accept(next);
+    if (!params.ignore_eos && tok.is_end_of_generation(next)) {
+      res.stop_reason = "eos";
+      break;
+    }
+    res.tokens.push_back(next);
+    const std::string text = stream.push(tok.token_to_piece(next));
+    if (!text.empty()) on_text(text);
+    if (stream.stopped()) {
+      res.stop_reason = "stop string";
+      break;
+    }
+    if (params.n_predict >= 0 && i + 1 == params.n_predict) break;  // no forward pass for an unused token
+    if (ctx.n_past() + 1 > ctx.n_ctx()) {
+      res.stop_reason = "context full";
+      break;
+    }
+    if (params.use_cache) {
+      ctx.eval(&next, 1, logits.data());
+    } else {
+      history.push_back(next);
+      ctx.reset();
+      ctx.eval(history.data(), (int32_t)history.size(), logits.data());
+    }
+    ++res.n_decoded;
+  }
+  res.decode_seconds = now_seconds() - t0;
+  const std::string rest = stream.flush();
+  if (!rest.empty()) on_text(rest);
+  return res;
+}
+
+}  // namespace kvforge

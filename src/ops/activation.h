@@ -1,0 +1,16 @@
+#pragma once
+// Element-wise activations and helpers used by the feed-forward blocks.
+#include <cstdint>
+
+namespace kvforge {
+
+// gate[i] = silu(gate[i]) * up[i]   (SwiGLU)
+void swiglu_inplace(float* gate, const float* up, int64_t n);
+// x[i] = gelu(x[i]) with the tanh approximation (GPT-2's "gelu_new")
+void gelu_inplace(float* x, int64_t n);
+// y[r][i] += b[i] for every row
+void add_bias(float* y, const float* b, int64_t n_rows, int64_t n);
+// y[i] += x[i]
+void add_inplace(float* y, const float* x, int64_t n);
+
+}  // namespace kvforge

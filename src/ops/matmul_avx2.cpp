@@ -1,0 +1,287 @@
+// AVX2 matmul kernels. Each output (row r, token t) owns one 8-lane f32
+// accumulator (plus, for Q4_1, one scalar for the min term). Blocks are
+// visited in order and every (r, t) pair executes the same instruction
+// sequence on its own accumulator, whether it sits in a 4x2 tile or in a
+// 1x1 remainder; the final horizontal sum is one fixed function. So y[t][r]
+// does not depend on the tiling, the thread split or n_tok.
+//
+// Tiles of kR rows x kT tokens reuse each loaded (and unpacked) weight block
+// across kT tokens and each activation block across kR rows.
+#include <immintrin.h>
+
+#include <cmath>
+#include <type_traits>
+
+#include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
+
+namespace kvforge {
+
+namespace {
+
+constexpr int kR = 4;  // rows per tile
+constexpr int kT = 2;  // tokens per tile (16 ymm registers bound R*T)
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
+
+inline __m128i insert16(__m128i v, uint16_t x, int lane) {
+  switch (lane) {  // lane is a compile-time constant after inlining
+    case 0: return _mm_insert_epi16(v, x, 0);
+    case 1: return _mm_insert_epi16(v, x, 1);
+    case 2: return _mm_insert_epi16(v, x, 2);
+    case 3: return _mm_insert_epi16(v, x, 3);
+    case 4: return _mm_insert_epi16(v, x, 4);
+    case 5: return _mm_insert_epi16(v, x, 5);
+    case 6: return _mm_insert_epi16(v, x, 6);
+    default: return _mm_insert_epi16(v, x, 7);
+  }
+}
+
+// 32 nibbles -> 32 bytes: low nibbles are elements 0..15, high ones 16..31.
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+  const __m128i raw = _mm_loadu_si128((const __m128i*)qs);
+  const __m256i v = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+  return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+// ---- 32-element block formats -------------------------------------------
+// Signed weights (Q8_0, Q4_0 after -8): the int dot uses maddubs with |a| as
+// the unsigned operand and w carrying a's sign.
+struct WQ8_0 {
+  using Block = BlockQ8_0;
+  static constexpr bool kSigned = true, kMin = false;
+  static __m256i q(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
+};
+struct WQ4_0 {
+  using Block = BlockQ4_0;
+  static constexpr bool kSigned = true, kMin = false;
+  static __m256i q(const Block& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
+};
+// Unsigned weights 0..15: maddubs(w, a) directly; + m_w * s_a.
+struct WQ4_1 {
+  using Block = BlockQ4_1;
+  static constexpr bool kSigned = false, kMin = true;
+  static __m256i q(const Block& b) { return unpack_nibbles(b.qs); }
+  static fp16_t mh(const Block& b) { return b.m; }
+};
+
+template <class WT, int R, int T>
+void tile32(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t0, float* y) {
+  using Block = typename WT::Block;
+  static_assert(R <= 4);
+  const int64_t nb = W.cols / QK;
+  const Block* w[R];
+  const BlockQ8A* a[T];
+  for (int r = 0; r < R; ++r) w[r] = (const Block*)W.row(r0 + r);
+  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
+  __m256 acc[R][T];
+  __m128 accm[T];  // Q4_1 min term, lane r = row r (lane-wise fma == scalar fma)
+  for (int t = 0; t < T; ++t) {
+    accm[t] = _mm_setzero_ps();
+    for (int r = 0; r < R; ++r) acc[r][t] = _mm256_setzero_ps();
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    // The R row scales (and mins) converted in one go; lanes >= R stay 0.
+    // Built in registers: a stack array would cost a store-forwarding stall.
+    __m128i dh = _mm_setzero_si128();
+    __m256i wq[R];
+    for (int r = 0; r < R; ++r) {
+      wq[r] = WT::q(w[r][b]);
+      dh = insert16(dh, w[r][b].d, r);
+      if constexpr (WT::kMin) dh = insert16(dh, WT::mh(w[r][b]), 4 + r);
+    }
+    const __m256 dwm = _mm256_cvtph_ps(dh);
+    const __m128 dw4 = _mm256_castps256_ps128(dwm);
+    for (int t = 0; t < T; ++t) {
+      const __m256i aq = _mm256_loadu_si256((const __m256i*)a[t][b].qs);
+      const __m256i au = WT::kSigned ? _mm256_sign_epi8(aq, aq) : aq;
+      // Scale products d_w * d_a for the R rows; per pair a broadcast load.
+      alignas(16) float sc[4];
+      _mm_store_ps(sc, _mm_mul_ps(dw4, _mm_set1_ps(a[t][b].d)));
+      for (int r = 0; r < R; ++r) {
+        const __m256i p16 = WT::kSigned ? _mm256_maddubs_epi16(au, _mm256_sign_epi8(wq[r], aq))
+                                        : _mm256_maddubs_epi16(wq[r], aq);
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&sc[r]), acc[r][t]);
+      }
+      if constexpr (WT::kMin)
+        accm[t] = _mm_fmadd_ps(_mm256_extractf128_ps(dwm, 1), _mm_set1_ps(a[t][b].s), accm[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float m[4];
+    _mm_store_ps(m, accm[t]);
+    for (int r = 0; r < R; ++r) y[(t0 + t) * W.rows + r0 + r] = hsum(acc[r][t]) + m[r];
+  }
+}
+
+// ---- plain float formats --------------------------------------------------
+struct WF32 {
+  using Elem = float;
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+  static float get(const float* p) { return *p; }
+};
+struct WF16 {
+  using Elem = fp16_t;
+  static __m256 load(const fp16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+  static float get(const fp16_t* p) { return _cvtsh_ss(*p); }
+};
+struct WBF16 {
+  using Elem = bf16_t;
+  static __m256 load(const bf16_t* p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static float get(const bf16_t* p) { return bf16_to_fp32(*p); }
+};
+
+template <class WT, int R, int T>
+void tilef(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t0, float* y) {
+  using Elem = typename WT::Elem;
+  const int64_t n = W.cols;
+  const Elem* w[R];
+  const float* x[T];
+  for (int r = 0; r < R; ++r) w[r] = (const Elem*)W.row(r0 + r);
+  for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = WT::load(w[r] + k);
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[r][t]);
+      for (int64_t kk = k; kk < n; ++kk) s = std::fma(WT::get(w[r] + kk), x[t][kk], s);
+      y[(t0 + t) * W.rows + r0 + r] = s;
+    }
+}
+
+// ---- K-quants (Q4_K, Q5_K) on Q8_K activations ------------------------------
+// Per super-block and pair: the 8 sub-block sums, each times its 6-bit scale,
+// are added exactly in int32 lanes (madd with the scale); then one f32 fma
+// per super-block, and a scalar fma for the dmin * sum(m_j bsums) term.
+template <bool kQ5, int R>
+void tile_k4(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+  using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  const int64_t nb = W.cols / QK_K;
+  const Block* w[R];
+  for (int r = 0; r < R; ++r) w[r] = (const Block*)W.row(r0 + r);
+  const BlockQ8K* a = (const BlockQ8K*)(xa + t * xs);
+  __m256 acc[R];
+  float accm[R];
+  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); accm[r] = 0; }
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i isum[R];
+    int bsum[R];
+    uint8_t sc[R][8], mn[R][8];
+    for (int r = 0; r < R; ++r) {
+      isum[r] = _mm256_setzero_si256();
+      bsum[r] = 0;
+      for (int j = 0; j < 8; ++j) {
+        k4_scale_min(j, w[r][b].scales, &sc[r][j], &mn[r][j]);
+        bsum[r] += mn[r][j] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      }
+    }
+    for (int c = 0; c < 4; ++c) {  // 64-element chunks: sub-blocks 2c, 2c+1
+      const __m256i a0 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c));
+      const __m256i a1 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c + 32));
+      for (int r = 0; r < R; ++r) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)(w[r][b].qs + 32 * c));
+        __m256i q0 = _mm256_and_si256(raw, m4);
+        __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if constexpr (kQ5) {
+          const __m256i qh = _mm256_loadu_si256((const __m256i*)w[r][b].qh);
+          const __m256i bit = _mm256_set1_epi8(1);
+          q0 = _mm256_or_si256(q0, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), bit), 4));
+          q1 = _mm256_or_si256(q1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), bit), 4));
+        }
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), _mm256_set1_epi16(sc[r][2 * c]));
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), _mm256_set1_epi16(sc[r][2 * c + 1]));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(p0, p1));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(h2f(w[r][b].d) * a[b].d), acc[r]);
+      accm[r] = std::fma(h2f(w[r][b].dmin) * a[b].d, (float)-bsum[r], accm[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = hsum(acc[r]) + accm[r];
+}
+
+template <class WT, int R, int T>
+struct TileK4 {  // one token at a time: the 4-row weight tile stays in L1
+  static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+    for (int i = 0; i < T; ++i) tile_k4<WT::value, R>(W, r, xa, xs, t + i, y);
+  }
+};
+
+// ---- tiling over the (rows x tokens) range -------------------------------
+template <template <class, int, int> class Tile, class WT>
+struct Tiler {
+  template <int R>
+  static void rows_tile(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t0, int64_t t1,
+                        float* y) {
+    int64_t t = t0;
+    for (; t + kT <= t1; t += kT) Tile<WT, R, kT>::run(W, r, xa, xs, t, y);
+    for (; t < t1; ++t) Tile<WT, R, 1>::run(W, r, xa, xs, t, y);
+  }
+  static void gemm(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                   int64_t t1, float* y) {
+    int64_t r = r0;
+    for (; r + kR <= r1; r += kR) rows_tile<kR>(W, r, xa, xs, t0, t1, y);
+    switch (r1 - r) {
+      case 3: rows_tile<3>(W, r, xa, xs, t0, t1, y); break;
+      case 2: rows_tile<2>(W, r, xa, xs, t0, t1, y); break;
+      case 1: rows_tile<1>(W, r, xa, xs, t0, t1, y); break;
+      default: break;
+    }
+  }
+};
+static_assert(kR == 4, "row remainder switch assumes kR == 4");
+
+template <class WT, int R, int T>
+struct Tile32 {
+  static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+    tile32<WT, R, T>(W, r, xa, xs, t, y);
+  }
+};
+template <class WT, int R, int T>
+struct TileF {
+  static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+    tilef<WT, R, T>(W, r, xa, xs, t, y);
+  }
+};
+
+}  // namespace
+
+GemmFn gemm_kernel_avx2(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q8_0: return Tiler<Tile32, WQ8_0>::gemm;
+    case GgmlType::Q4_0: return Tiler<Tile32, WQ4_0>::gemm;
+    case GgmlType::Q4_1: return Tiler<Tile32, WQ4_1>::gemm;
+    case GgmlType::Q4_K: return Tiler<TileK4, std::false_type>::gemm;
+    case GgmlType::Q5_K: return Tiler<TileK4, std::true_type>::gemm;
+    case GgmlType::F32: return Tiler<TileF, WF32>::gemm;
+    case GgmlType::F16: return Tiler<TileF, WF16>::gemm;
+    case GgmlType::BF16: return Tiler<TileF, WBF16>::gemm;
+    default: return nullptr;
+  }
+}
+
+}  // namespace kvforge

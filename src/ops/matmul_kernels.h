@@ -1,0 +1,29 @@
+#pragma once
+// Internal interface between matmul.cpp (threading, activation quantization)
+// and the per-SIMD-level kernels (matmul_ref.cpp, matmul_avx2.cpp).
+#include <cstddef>
+#include <cstdint>
+
+#include "ops/matmul.h"
+
+namespace kvforge {
+
+// What the activations are turned into for a weight type.
+enum class ActFormat { F32, Q8A, Q8K };
+ActFormat act_format(GgmlType t);
+size_t act_row_bytes(GgmlType t, int64_t cols);  // bytes of one token row in that format
+
+// Computes y[t * W.rows + r] for r in [r0, r1), t in [t0, t1). xa holds the
+// activations in act_format(W.type), one token row every xa_stride bytes.
+// Each kernel must produce every (r, t) output by one fixed accumulation
+// chain that does not depend on r0, r1, t0, t1 (batch invariance).
+using GemmFn = void (*)(const WeightMatrix& W, const uint8_t* xa, size_t xa_stride, int64_t r0, int64_t r1,
+                        int64_t t0, int64_t t1, float* y);
+
+GemmFn gemm_kernel_ref(GgmlType t);   // scalar reference; nullptr if unsupported
+GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
+
+// Scalar reference dot of one weight row with one activation row.
+float dot_ref(GgmlType t, const uint8_t* wrow, const uint8_t* arow, int64_t cols);
+
+}  // namespace kvforge

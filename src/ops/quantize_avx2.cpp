@@ -1,0 +1,92 @@
+// AVX2 activation quantizers; bit-identical to quantize_act_*_ref: the max of
+// |x| is exact in any order, d and 1/d are computed as scalars the same way,
+// and _mm256_round_ps(.., NEAREST) is round-half-even like nearbyint.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "ops/quantize.h"
+
+namespace kvforge {
+
+namespace {
+
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Rounds 32 floats (already scaled) to int8 in order; returns the int32 sums
+// of the 32 values (lanes to be summed).
+inline __m256i round_pack32(__m256 v0, __m256 v1, __m256 v2, __m256 v3, int8_t* out, __m256i* sum) {
+  const int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(v0, R));
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(v1, R));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(v2, R));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(v3, R));
+  *sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+  // packs work per 128-bit lane; the final permute restores element order.
+  __m256i p01 = _mm256_packs_epi32(i0, i1);
+  __m256i p23 = _mm256_packs_epi32(i2, i3);
+  __m256i p = _mm256_packs_epi16(p01, p23);
+  p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256((__m256i*)out, p);
+  return p;
+}
+
+}  // namespace
+
+void quantize_act_q8a_avx2(const float* x, BlockQ8A* y, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / QK; ++b, x += QK) {
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+    const float amax = hmax8(m);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i sum;
+    round_pack32(_mm256_mul_ps(v0, vid), _mm256_mul_ps(v1, vid), _mm256_mul_ps(v2, vid),
+                 _mm256_mul_ps(v3, vid), y[b].qs, &sum);
+    y[b].d = d;
+    y[b].s = d * (float)hsum_epi32(sum);
+  }
+}
+
+void quantize_act_q8k_avx2(const float* x, BlockQ8K* y, int64_t n) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < QK_K; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    const float amax = hmax8(m);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int i = 0; i < QK_K; i += 32) {
+      __m256i sum;
+      __m256i p = round_pack32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vid), _mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vid),
+                               _mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vid),
+                               _mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vid), y[b].qs + i, &sum);
+      // bsums over 16-element halves: sign-extend each 16-byte half and sum.
+      __m256i lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(p));
+      __m256i hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1));
+      const __m256i ones = _mm256_set1_epi16(1);
+      y[b].bsums[i / 16] = (int16_t)hsum_epi32(_mm256_madd_epi16(lo, ones));
+      y[b].bsums[i / 16 + 1] = (int16_t)hsum_epi32(_mm256_madd_epi16(hi, ones));
+    }
+    y[b].d = d;
+  }
+}
+
+}  // namespace kvforge

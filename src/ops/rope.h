@@ -1,0 +1,35 @@
+#pragma once
+// Rotary position embeddings. Two pairings exist in GGUF models:
+//  Adjacent: rotate (x[2i], x[2i+1])      (llama GGUFs; the converter permuted Q/K)
+//  Halves:   rotate (x[i], x[i + d/2])    (Qwen2, GPT-NeoX; Llama-derived MLA conversions)
+// Pair i turns by angle pos * theta_i with theta_i = base^(-2i/n_rot) / factor_i.
+#include <cstdint>
+#include <vector>
+
+namespace kvforge {
+
+enum class RopePairing { Adjacent, Halves };
+
+struct RopeParams {
+  RopePairing pairing = RopePairing::Adjacent;
+  int n_rot = 0;              // rotated dims per head (<= head_dim; the rest pass through)
+  float freq_base = 10000.0f;
+  std::vector<float> freq_factors;  // optional per-pair divisors (Llama 3.1 rope_freqs), size n_rot/2
+};
+
+// Precomputed inverse frequencies so every call for a position gives the
+// same angles (cache on/off paths must rotate bit-identically).
+class Rope {
+ public:
+  Rope() = default;
+  explicit Rope(const RopeParams& p);
+  // x: [n_heads][head_dim] of one token at position pos, rotated in place.
+  void apply(float* x, int n_heads, int head_dim, int32_t pos) const;
+  const RopeParams& params() const { return p_; }
+
+ private:
+  RopeParams p_;
+  std::vector<double> inv_freq_;  // [n_rot/2]
+};
+
+}  // namespace kvforge

@@ -1,0 +1,52 @@
+"""The KV cache is exact by design: generating with the cache gives the same
+tokens as recomputing the whole sequence at every step, and logits do not
+depend on how the prompt is split into batches or across threads."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_kvforge
+from reference_models import kvforge_logits, kvforge_tokenize
+
+PROMPTS = [
+    "The history of the printing press begins",
+    "<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n",
+    "def quicksort(arr):",
+]
+N_NEW = 256
+
+
+def _greedy(kvforge_bin, model, prompt, tmp_path, *extra):
+    out = tmp_path / "run.json"
+    run_kvforge(kvforge_bin, "run", "-m", model, "-p", prompt, "-n", N_NEW, "--temp", "0", "--ignore-eos",
+                "--json-out", out, *extra, timeout=1800)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_cached_equals_uncached_greedy(kvforge_bin, smollm2_gguf, tmp_path, prompt):
+    cached = _greedy(kvforge_bin, smollm2_gguf, prompt, tmp_path)
+    uncached = _greedy(kvforge_bin, smollm2_gguf, prompt, tmp_path, "--no-cache")
+    assert len(cached["tokens"]) == N_NEW
+    assert cached["prompt_tokens"] == uncached["prompt_tokens"]
+    assert cached["tokens"] == uncached["tokens"]
+
+
+def test_logits_independent_of_batch_split_and_threads(kvforge_bin, smollm2_gguf, tmp_path):
+    ids = kvforge_tokenize(kvforge_bin, smollm2_gguf, "A quick brown fox jumps over the lazy dog. " * 6)
+    base = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path)
+    for extra in (["-b", "1"], ["-b", "7"], ["-b", "33", "-t", "1"], ["-t", "3"]):
+        other = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path, *extra)
+        assert np.array_equal(base, other), f"logits differ with {extra}"
+
+
+def test_f32_cache_is_close_to_f16_cache(kvforge_bin, smollm2_gguf, tmp_path):
+    ids = kvforge_tokenize(kvforge_bin, smollm2_gguf, "Paris is the capital and most populous city of France.")
+    f16 = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path)
+    f32 = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path, "--kv-type", "f32")
+    # f16 storage rounds K/V to 11 significant bits; through 30 layers that moves
+    # logits by well under 0.5 but should move them (otherwise the flag does nothing).
+    diff = np.abs(f16 - f32)
+    assert 0 < diff.max() < 0.5
+    assert np.mean(f16.argmax(-1) == f32.argmax(-1)) >= 0.9

@@ -1,0 +1,306 @@
+// Matmul kernels: SIMD vs scalar reference, quantized vs f32, and the
+// batch-invariance contract (bit-identical rows whatever n_tok / threads).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/cpu_features.h"
+#include "backend/thread_pool.h"
+#include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
+
+using namespace kvforge;
+
+namespace {
+
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                           GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+bool is_quant(GgmlType t) { return act_format(t) != ActFormat::F32; }
+int block_of(GgmlType t) { return act_format(t) == ActFormat::Q8K ? QK_K : is_quant(t) ? QK : 1; }
+
+size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& f : v) f = nd(rng);
+  // A few outliers, as real activations have.
+  for (size_t i = 0; i < n; i += 97) v[i] *= 8.0f;
+  return v;
+}
+
+struct TestMatrix {
+  std::vector<uint8_t> data;
+  std::vector<float> deq;  // dequantized, [rows][cols]
+  WeightMatrix W;
+};
+
+TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
+  TestMatrix m;
+  const size_t rb = stored_row_bytes(t, cols);
+  m.data.resize(rb * rows + 64);
+  if (quantize_row_supported(t)) {
+    const auto f = randn(rows * cols, seed, 0.05f);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(t, f.data() + r * cols, m.data.data() + r * rb, cols);
+  } else {
+    // K-quants: random bytes are valid blocks; only the fp16 super-block
+    // factors need sane magnitudes.
+    std::mt19937 rng(seed);
+    for (auto& b : m.data) b = (uint8_t)rng();
+    std::uniform_real_distribution<float> u(1e-4f, 2e-3f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < cols / QK_K; ++b) {
+        uint8_t* blk = m.data.data() + r * rb + b * (rb / (cols / QK_K));
+        fp16_t d = fp32_to_fp16(u(rng)), dmin = fp32_to_fp16(u(rng));
+        if (t == GgmlType::Q6_K) {
+          std::memcpy(blk + offsetof(BlockQ6_K, d), &d, 2);
+        } else {
+          std::memcpy(blk, &d, 2);
+          std::memcpy(blk + 2, &dmin, 2);
+        }
+      }
+  }
+  m.W = WeightMatrix{t, rows, cols, m.data.data(), rb};
+  m.deq.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
+  return m;
+}
+
+// The activations the kernels actually see, dequantized back to f32.
+std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int64_t n_tok, int64_t cols) {
+  if (!is_quant(t)) return x;
+  std::vector<float> out(x.size());
+  for (int64_t tk = 0; tk < n_tok; ++tk) {
+    const float* xr = x.data() + tk * cols;
+    float* o = out.data() + tk * cols;
+    if (act_format(t) == ActFormat::Q8A) {
+      std::vector<BlockQ8A> b(cols / QK);
+      quantize_act_q8a_ref(xr, b.data(), cols);
+      for (int64_t i = 0; i < cols; ++i) o[i] = b[i / QK].d * b[i / QK].qs[i % QK];
+    } else {
+      std::vector<BlockQ8K> b(cols / QK_K);
+      quantize_act_q8k_ref(xr, b.data(), cols);
+      for (int64_t i = 0; i < cols; ++i) o[i] = b[i / QK_K].d * b[i / QK_K].qs[i % QK_K];
+    }
+  }
+  return out;
+}
+
+std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads, SimdLevel lvl) {
+  set_simd_level(lvl);
+  ThreadPool pool(threads);
+  MatmulScratch scratch;
+  std::vector<float> y(n_tok * W.rows, std::numeric_limits<float>::quiet_NaN());
+  matmul(W, x, n_tok, y.data(), pool, scratch);
+  set_simd_level(SimdLevel::AVX512);  // back to the best the CPU has
+  return y;
+}
+
+// Bound scale for one output: sum over k of |w_k| |a_k|, where for quantized
+// blocks |w_k| is replaced by 2 max|w| of its block (the integer part d*q of
+// a Q4_1 weight is w - m, at most 2 max|w|; its min term m*s is at most
+// max|w| sum|a|).
+double abs_dot_bound(GgmlType t, const float* w, const float* a, int64_t cols) {
+  double s = 0;
+  const int bs = block_of(t);
+  for (int64_t b = 0; b < cols; b += bs) {
+    double wmax = 0;
+    for (int i = 0; i < bs; ++i) wmax = std::max(wmax, (double)std::fabs(w[b + i]));
+    for (int i = 0; i < bs; ++i) s += (bs == 1 ? std::fabs(w[b + i]) : 2 * wmax) * std::fabs(a[b + i]);
+  }
+  return s;
+}
+
+bool simd_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
+
+}  // namespace
+
+TEST(ActQuant, SimdMatchesReferenceBitForBit) {
+  if (!simd_available()) GTEST_SKIP() << "no AVX2";
+  for (int64_t n : {256, 512, 4096}) {
+    auto x = randn(n, 7 + n, 3.0f);
+    for (int i = 0; i < 32; ++i) x[i] = 0;  // an all-zero block: d = 0
+    // Block 1 gets d = 1 exactly, so these are exact .5 ties (half-even).
+    for (int i = 32; i < 64; ++i) x[i] = 0.25f;
+    x[32] = 127.0f, x[33] = 0.5f, x[34] = 1.5f, x[35] = -2.5f;
+    std::vector<BlockQ8A> a(n / QK), b(n / QK);
+    set_simd_level(SimdLevel::Scalar);
+    quantize_act_q8a(x.data(), a.data(), n);
+    set_simd_level(SimdLevel::AVX2);
+    quantize_act_q8a(x.data(), b.data(), n);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(BlockQ8A))) << n;
+    std::vector<BlockQ8K> c(n / QK_K), e(n / QK_K);
+    set_simd_level(SimdLevel::Scalar);
+    quantize_act_q8k(x.data(), c.data(), n);
+    set_simd_level(SimdLevel::AVX2);
+    quantize_act_q8k(x.data(), e.data(), n);
+    EXPECT_EQ(0, std::memcmp(c.data(), e.data(), c.size() * sizeof(BlockQ8K))) << n;
+  }
+}
+
+TEST(ActQuant, ErrorWithinHalfStep) {
+  const int64_t n = 512;
+  auto x = randn(n, 3);
+  std::vector<BlockQ8A> a(n / QK);
+  quantize_act_q8a_ref(x.data(), a.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& B = a[i / QK];
+    EXPECT_LE(std::fabs(B.d * B.qs[i % QK] - x[i]), B.d * 0.5f * 1.0001f);
+  }
+  for (const auto& B : a) {
+    int s = 0;
+    for (int i = 0; i < QK; ++i) s += B.qs[i];
+    EXPECT_EQ(B.s, B.d * (float)s);
+  }
+}
+
+// SIMD kernel vs scalar reference on the same (bit-identical) activations.
+// Block integer sums are exact in both, so they differ only in the order of
+// f32 accumulation of n terms (n = blocks, or cols for float weights):
+// each is within gamma_(n+8) * S of the exact sum (n chain adds, one scale
+// product, an 8-lane tree of 3 adds, slack), hence |y - y_ref| <= c eps S with
+// c = 2 (n + 8) and S the absolute dot bound.
+TEST(Matmul, SimdMatchesScalarReference) {
+  if (!simd_available()) GTEST_SKIP() << "no AVX2";
+  const float eps = std::numeric_limits<float>::epsilon();
+  for (GgmlType t : kTypes) {
+    for (int64_t cols : {32, 64, 96, 256, 512, 576, 1536, 4096, 33, 100}) {
+      if (cols % block_of(t) != 0) continue;
+      for (int64_t rows : {1, 3, 5, 13}) {
+        const int64_t n_tok = 3;
+        auto M = make_matrix(t, rows, cols, (uint32_t)(cols * 31 + rows));
+        auto x = randn(n_tok * cols, (uint32_t)cols + 5);
+        auto ys = run(M.W, x.data(), n_tok, 2, SimdLevel::AVX2);
+        auto yr = run(M.W, x.data(), n_tok, 1, SimdLevel::Scalar);
+        auto a = seen_activations(t, x, n_tok, cols);
+        const double n = is_quant(t) ? cols / block_of(t) : cols;
+        for (int64_t tk = 0; tk < n_tok; ++tk)
+          for (int64_t r = 0; r < rows; ++r) {
+            const double S = abs_dot_bound(t, M.deq.data() + r * cols, a.data() + tk * cols, cols);
+            const double tol = 2 * (n + 8) * eps * S;
+            EXPECT_NEAR(ys[tk * rows + r], yr[tk * rows + r], tol)
+                << "type " << (int)t << " cols " << cols << " rows " << rows << " r " << r << " t " << tk;
+          }
+      }
+    }
+  }
+}
+
+// Quantized result vs the exact product of the dequantized weights with the
+// unquantized activations: the activation rounding moves each a_k by at most
+// d/2 = amax_block/254, so |y - y_exact| <= sum_k |w_k| amax_b(k) / 254, plus
+// the f32 accumulation term from above. Runs at the scalar and SIMD levels.
+TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
+  const float eps = std::numeric_limits<float>::epsilon();
+  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2})
+  for (GgmlType t : kTypes) {
+    for (int64_t cols : {256, 512, 1536}) {
+      const int64_t rows = 7, n_tok = 2;
+      auto M = make_matrix(t, rows, cols, 99);
+      auto x = randn(n_tok * cols, 11);
+      auto y = run(M.W, x.data(), n_tok, 2, lvl);
+      const int bs = is_quant(t) ? block_of(t) : 1;
+      auto a = seen_activations(t, x, n_tok, cols);
+      for (int64_t tk = 0; tk < n_tok; ++tk)
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* w = M.deq.data() + r * cols;
+          const float* xr = x.data() + tk * cols;
+          double exact = 0, qerr = 0;
+          for (int64_t k = 0; k < cols; ++k) exact += (double)w[k] * xr[k];
+          if (bs > 1)
+            for (int64_t b = 0; b < cols; b += bs) {
+              double amax = 0;
+              for (int i = 0; i < bs; ++i) amax = std::max(amax, (double)std::fabs(xr[b + i]));
+              for (int i = 0; i < bs; ++i) qerr += std::fabs(w[b + i]) * amax / 254.0;
+            }
+          const double n = is_quant(t) ? cols / bs : cols;
+          const double tol = qerr * 1.001 + 2 * (n + 8) * eps * abs_dot_bound(t, w, a.data() + tk * cols, cols);
+          EXPECT_NEAR(y[tk * rows + r], exact, tol) << "type " << (int)t << " cols " << cols;
+          // Tight check (catches any block-layout slip): against the exact
+          // product with the activations the kernel saw, only rounding is
+          // left: the f32 chain plus a few eps from dequantize_row's own
+          // products (d * sc * q - dmin * m).
+          const float* as = a.data() + tk * cols;
+          double exact_seen = 0;
+          for (int64_t k = 0; k < cols; ++k) exact_seen += (double)w[k] * as[k];
+          const double tight = (2 * (n + 8) + 8) * eps * abs_dot_bound(t, w, as, cols);
+          EXPECT_NEAR(y[tk * rows + r], exact_seen, tight) << "type " << (int)t << " cols " << cols;
+        }
+    }
+  }
+}
+
+// The central contract: row t of a batched product is bit-identical to the
+// same row computed alone, for any thread count.
+TEST(Matmul, BatchInvariantBitForBit) {
+  std::vector<SimdLevel> levels = {SimdLevel::Scalar};
+  if (simd_available()) levels.push_back(SimdLevel::AVX2);
+  for (SimdLevel lvl : levels)
+    for (GgmlType t : kTypes)
+      for (int64_t cols : {256, 768}) {
+        const int64_t rows = 37;  // not a multiple of the tile height
+        auto M = make_matrix(t, rows, cols, 5);
+        auto x = randn(64 * cols, 17);
+        std::vector<std::vector<float>> alone(64);
+        for (int64_t tk = 0; tk < 64; ++tk) alone[tk] = run(M.W, x.data() + tk * cols, 1, 1, lvl);
+        for (int64_t n_tok : {1, 2, 3, 5, 8, 17, 64})
+          for (int threads : {1, 2, 3}) {
+            auto y = run(M.W, x.data(), n_tok, threads, lvl);
+            for (int64_t tk = 0; tk < n_tok; ++tk)
+              ASSERT_EQ(0, std::memcmp(y.data() + tk * rows, alone[tk].data(), rows * sizeof(float)))
+                  << "level " << simd_level_name(lvl) << " type " << (int)t << " cols " << cols << " n_tok "
+                  << n_tok << " threads " << threads << " token " << tk;
+          }
+      }
+}
+
+TEST(Matmul, LargeBatchManyRowsInvariant) {
+  // 512 tokens x 203 rows exercises several token blocks and row chunks.
+  const int64_t rows = 203, cols = 256, n_tok = 512;
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16}) {
+    auto M = make_matrix(t, rows, cols, 8);
+    auto x = randn(n_tok * cols, 9);
+    auto y = run(M.W, x.data(), n_tok, 3, simd_level());
+    for (int64_t tk : {0, 1, 63, 64, 200, 511}) {
+      auto y1 = run(M.W, x.data() + tk * cols, 1, 2, simd_level());
+      ASSERT_EQ(0, std::memcmp(y.data() + tk * rows, y1.data(), rows * sizeof(float))) << (int)t << " " << tk;
+    }
+  }
+}
+
+TEST(Matmul, GetRowEqualsDequantizeRow) {
+  for (GgmlType t : kTypes) {
+    auto M = make_matrix(t, 5, 512, 3);
+    std::vector<float> a(512), b(512);
+    for (int64_t r = 0; r < 5; ++r) {
+      get_row(M.W, r, a.data());
+      dequantize_row(t, M.W.row(r), b.data(), 512);
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), 512 * 4)) << (int)t;
+    }
+  }
+}
+
+TEST(Matmul, GetRowMatchesQuantizedValues) {
+  // Q8_0: d * q exactly; F32: the stored floats.
+  auto f = randn(4 * 64, 1);
+  std::vector<BlockQ8_0> q(4 * 64 / QK);
+  quantize_row(GgmlType::Q8_0, f.data(), q.data(), 4 * 64);
+  WeightMatrix W{GgmlType::Q8_0, 4, 64, q.data(), 2 * sizeof(BlockQ8_0)};
+  std::vector<float> out(64);
+  get_row(W, 2, out.data());
+  for (int i = 0; i < 64; ++i) {
+    const auto& B = q[4 + i / QK];
+    EXPECT_EQ(out[i], fp16_to_fp32(B.d) * B.qs[i % QK]);
+  }
+  WeightMatrix Wf{GgmlType::F32, 4, 64, f.data(), 64 * 4};
+  get_row(Wf, 3, out.data());
+  EXPECT_EQ(0, std::memcmp(out.data(), f.data() + 3 * 64, 64 * 4));
+}
