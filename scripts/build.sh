@@ -22,12 +22,9 @@ if [[ "${1:-}" == "--asan" ]]; then
         "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" -DKVFORGE_SANITIZE=ON)
 fi
 
-# ccache makes rebuilds in fresh clones (CI) cheap: with base_dir at the
-# checkout and the directory left out of the hash, a clone at another path
-# hits the same cache entries. KVFORGE_CCACHE=0 turns it off.
-if [[ "${KVFORGE_CCACHE:-1}" != 0 ]] && command -v ccache >/dev/null 2>&1; then
-  launcher="env;CCACHE_BASEDIR=$PWD;CCACHE_NOHASHDIR=1;ccache"
-  args+=("-DCMAKE_C_COMPILER_LAUNCHER=$launcher" "-DCMAKE_CXX_COMPILER_LAUNCHER=$launcher")
+# CMakeLists.txt uses ccache when it is installed; KVFORGE_CCACHE=0 turns it off.
+if [[ "${KVFORGE_CCACHE:-1}" == 0 ]]; then
+  args+=(-DCMAKE_C_COMPILER_LAUNCHER= -DCMAKE_CXX_COMPILER_LAUNCHER=)
 fi
 
 generator=()
