@@ -5,7 +5,8 @@
 #   scripts/build.sh --asan    ASan + UBSan build in build-asan/ (asserts on)
 #
 # Environment: KVFORGE_JOBS (parallel jobs, default 2: the dev and CI
-# machines have 2 cores), extra CMake arguments after the flags.
+# machines have 2 cores), KVFORGE_CCACHE=0 (no ccache). Extra arguments are
+# passed to CMake's configure step.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +20,11 @@ if [[ "${1:-}" == "--asan" ]]; then
   # and model-sized tests still run in reasonable time.
   args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g"
         "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" -DKVFORGE_SANITIZE=ON)
+fi
+
+# CMakeLists.txt uses ccache when it is installed; KVFORGE_CCACHE=0 turns it off.
+if [[ "${KVFORGE_CCACHE:-1}" == 0 ]]; then
+  args+=(-DCMAKE_C_COMPILER_LAUNCHER= -DCMAKE_CXX_COMPILER_LAUNCHER=)
 fi
 
 generator=()

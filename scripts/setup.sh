@@ -27,7 +27,7 @@ t_start=$SECONDS
 # ---------------------------------------------------------------------------
 section "1/4 Debian packages"
 APT_PACKAGES=(
-  build-essential g++ cmake ninja-build pkg-config git ca-certificates
+  build-essential g++ cmake ninja-build pkg-config git ca-certificates ccache
   libgtest-dev libgmock-dev libbenchmark-dev  # unit tests, micro-benchmarks
   libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libeigen3-dev
   libcpp-httplib-dev                          # HTTP server
@@ -78,7 +78,11 @@ fi
 # CPU it was built on: the CPU's feature flags and CMAKE_ARGS form a build key,
 # and when the key changes the peer is rebuilt instead of being taken from
 # pip's wheel cache or left in the venv.
-export CMAKE_ARGS="${KVFORGE_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON}"
+# LLAVA_BUILD=OFF skips the multimodal library (a third of the build; only
+# llama-cpp-python's LLaVA chat handler loads it, lazily).
+export CMAKE_ARGS="${KVFORGE_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
+# Build jobs for pip's CMake builds (ninja would otherwise run cores+2).
+export CMAKE_BUILD_PARALLEL_LEVEL="${KVFORGE_JOBS:-2}"
 build_key=$( { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true; echo "$CMAKE_ARGS"; } | sha256sum | cut -c1-16)
 req_hash=$(sha256sum < requirements-test.txt | cut -c1-64)
 stamp_req="$VENV/.kvforge-requirements.stamp"

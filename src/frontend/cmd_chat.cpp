@@ -54,7 +54,7 @@ void run(ChatOptions& o) {
     std::vector<TokenId> ids = uncached;
     const std::vector<TokenId> chunk = tok.encode(text, first && !chat_format_writes_bos(fmt), true);
     ids.insert(ids.end(), chunk.begin(), chunk.end());
-    if (ctx.n_past() + (int64_t)ids.size() + 1 > ctx.n_ctx()) {
+    if ((int64_t)ids.size() + 1 > ctx.cache().room()) {
       std::fprintf(stderr, "[kvforge] the conversation no longer fits in the context (%d tokens); ending. "
                    "Use -c to allow a longer one.\n", ctx.n_ctx());
       break;

@@ -36,7 +36,7 @@ void run(const LogitsOptions& o) {
   ContextParams cp = o.model.context_params();
   if (cp.n_ctx == 0) cp.n_ctx = std::max<int32_t>((int32_t)ids.size(), 1);
   Context ctx(*model, cp);
-  if ((int32_t)ids.size() > ctx.n_ctx())
+  if ((int64_t)ids.size() > ctx.cache().room())
     fail("{} tokens do not fit in the context of {} tokens; raise -c", ids.size(), ctx.n_ctx());
   const int32_t n_vocab = model->config().n_vocab;
   std::vector<float> logits((size_t)ids.size() * n_vocab);  // [n_tokens][n_vocab]

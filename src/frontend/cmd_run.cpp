@@ -31,10 +31,13 @@ struct RunOptions {
 };
 
 // Machine-readable record of a run (token ids and rates), for scripts and tests.
-void write_json(const std::string& path, const std::vector<TokenId>& prompt, const GenerateResult& r) {
+void write_json(const std::string& path, const std::vector<TokenId>& prompt, const GenerateResult& r,
+                const KvCache& kv) {
   nlohmann::json j = {{"prompt_tokens", prompt},     {"tokens", r.tokens},
                       {"stop_reason", r.stop_reason}, {"prefill_seconds", r.prefill_seconds},
-                      {"decode_seconds", r.decode_seconds}, {"n_decoded", r.n_decoded}};
+                      {"decode_seconds", r.decode_seconds}, {"n_decoded", r.n_decoded},
+                      {"kv_policy", kv.describe()},   {"kv_bytes", kv.bytes()},
+                      {"kv_bytes_used", kv.bytes_used()}, {"kv_bytes_per_token", kv.bytes_per_token()}};
   std::ofstream out(path);
   if (!out) fail("cannot write '{}'", path);
   out << j.dump() << "\n";
@@ -48,7 +51,7 @@ void print_summary(const Context& ctx, const GenerateResult& r, uint64_t seed) {
                "\n[kvforge] prompt %d tokens | prefill %.1f tok/s | decode %.1f tok/s (%zu tokens, %s) | "
                "KV cache %s allocated, %s used (%s/token, %s) | threads %d | seed %llu\n",
                r.n_prompt, pp, tg, r.tokens.size(), r.stop_reason.c_str(), human_bytes((double)kv.bytes()).c_str(),
-               human_bytes((double)kv.bytes_per_token() * ctx.n_past()).c_str(),
+               human_bytes((double)kv.bytes_used()).c_str(),
                human_bytes((double)kv.bytes_per_token()).c_str(), kv.describe().c_str(), ctx.n_threads(),
                (unsigned long long)seed);
 }
@@ -90,7 +93,7 @@ void run(RunOptions& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   print_summary(ctx, r, gp.sampling.seed);
-  if (!o.json_out.empty()) write_json(o.json_out, prompt, r);
+  if (!o.json_out.empty()) write_json(o.json_out, prompt, r, ctx.cache());
 }
 
 CommandRegistrar reg(10, [](CLI::App& root) {

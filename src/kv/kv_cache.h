@@ -9,23 +9,28 @@
 //  - "plan" (metadata only: where do the next n tokens go, do they fit?) is
 //    apart from "write" (store one layer's K/V rows) and "commit" (advance
 //    the position counter once the whole forward pass succeeded).
-// Policies are resolved per (layer, KV head): view() is asked per head, so a
-// mixed cache can answer with a full history for one head and a window for
-// its neighbour.
+// Policies are resolved per (layer, KV head) (see kv_layout.h): view() is
+// asked per head, so a mixed cache answers with a full history for one head
+// and a window for its neighbour, each in its own storage precision.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "ops/ggml_types.h"
+
 namespace kvforge {
 
 // How cached K/V rows are stored. Every path (prefill, decode, cache off)
 // stores through the same precision, so it is part of exactness.
-enum class KvStorage { F32, F16 };
-const char* kv_storage_name(KvStorage s);
-KvStorage parse_kv_storage(const std::string& name);  // "f32" | "f16", throws kvforge::Error
-size_t kv_storage_bytes(KvStorage s);                 // bytes per element
+// Q8_0 / Q4_0 rows are 32-element blocks with an fp16 scale (ops/ggml_types.h).
+enum class KvStorage { F32, F16, Q8_0, Q4_0 };
+const char* kv_storage_name(KvStorage s);             // "f32" | "f16" | "q8" | "q4"
+KvStorage parse_kv_storage(const std::string& name);  // inverse of kv_storage_name, throws kvforge::Error
+bool kv_storage_quantized(KvStorage s);               // stored in 32-element blocks
+size_t kv_row_bytes(KvStorage s, int dim);            // bytes of one row of dim elements
+GgmlType kv_storage_type(KvStorage s);                // the block format the ops see
 
 // What one token contributes per layer.
 struct KvShape {
@@ -35,28 +40,30 @@ struct KvShape {
   int head_dim_v = 0;
 };
 
-// Where a batch of new tokens goes: token i has position pos0 + i and is
-// stored in cell cells[i].
+// A batch of new tokens: token i gets position pos0 + i. Which cell each
+// token lands in is the cache's business (it may differ per head).
 struct KvPlan {
   int32_t pos0 = 0;
   int32_t n_tokens = 0;
-  std::vector<int32_t> cells;
 };
 
-// Rows of one (layer, KV head) visible to a query, as up to two contiguous
-// runs of cells (a ring buffer wraps once; sinks add a run). Row r of a run
-// starts at k + r * head_dim_k elements of the storage type.
+// Rows of one (layer, KV head) visible to a query, as up to three contiguous
+// runs of cells in position order (window caches: sinks, then the ring from
+// its oldest row to the end of storage, then its wrapped start). Row r of a
+// run starts at k + r * kv_row_bytes(storage, head_dim_k) bytes.
 struct KvSegment {
   const void* k = nullptr;
   const void* v = nullptr;
   int32_t n_rows = 0;
 };
 struct KvView {
+  static constexpr int kMaxSegments = 3;
   KvStorage storage = KvStorage::F16;
+  bool hadamard = false;  // rows are stored rotated by H (ops/hadamard.h); q and the output need it too
   int head_dim_k = 0;
   int head_dim_v = 0;
   int n_segments = 0;
-  KvSegment segments[2];
+  KvSegment segments[kMaxSegments];
   int32_t n_rows() const {
     int32_t n = 0;
     for (int i = 0; i < n_segments; ++i) n += segments[i].n_rows;
@@ -68,15 +75,25 @@ class KvCache {
  public:
   virtual ~KvCache() = default;
 
-  virtual std::string describe() const = 0;  // e.g. "full f16, 4096 cells"
-  virtual int32_t capacity() const = 0;      // cells per (layer, head)
+  virtual std::string describe() const = 0;  // e.g. "window:1024,sinks:4+q8, 1028 cells"
+  virtual int32_t capacity() const = 0;      // cells of the largest (layer, head)
   virtual int32_t n_past() const = 0;        // position the next token gets
-  virtual size_t bytes() const = 0;          // storage allocated, all layers
-  virtual size_t bytes_per_token() const = 0;
+  // How many more tokens the cache accepts: capacity - n_past for a full
+  // cache, practically unbounded (position range) for a window cache.
+  virtual int64_t room() const = 0;
+  // Most tokens the next plan() accepts in one batch (>= 1 while room() > 0).
+  // A window cache limits batches so that no token overwrites a ring cell
+  // that an earlier query of the same batch still sees.
+  virtual int32_t max_batch() const = 0;
+
+  virtual size_t bytes() const = 0;            // storage allocated, all layers and heads
+  virtual size_t bytes_per_token() const = 0;  // what one cached token costs in all heads that hold it
+  virtual size_t bytes_used() const = 0;       // bytes of the cells that hold tokens now
 
   // Forget everything (new text); storage stays allocated.
   virtual void reset() = 0;
-  // Where n new tokens go. Throws kvforge::Error if they do not fit.
+  // Where n new tokens go. Throws kvforge::Error if they do not fit or
+  // n > max_batch().
   virtual KvPlan plan(int32_t n_tokens) const = 0;
   // Stores one layer's K/V of the planned tokens.
   // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
@@ -87,9 +104,5 @@ class KvCache {
   // Valid after write() of that layer, before or after commit().
   virtual KvView view(int layer, int kv_head, int32_t q_pos) const = 0;
 };
-
-// The `full` policy: one pre-allocated contiguous block per (layer, head),
-// cell index == position.
-std::unique_ptr<KvCache> make_full_cache(const KvShape& shape, int32_t n_ctx, KvStorage storage);
 
 }  // namespace kvforge

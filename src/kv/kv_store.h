@@ -1,50 +1,56 @@
 #pragma once
-// Tensor storage for K/V cells, shared by the cache policies (metadata about
-// which position sits in which cell is the policy's business, not this).
+// Tensor storage for K/V cells, shared by the cache policies (which position
+// sits in which cell is cell_map.h's business, not this). Every (layer, KV
+// head) owns its own block, sized and typed by its KvHeadSpec:
 //
-//   k: [n_layer][n_kv_head][n_cells][head_dim_k]   of the storage type
-//   v: [n_layer][n_kv_head][n_cells][head_dim_v]
+//   (layer, head) -> k: [n_cells][kv_row_bytes(storage, head_dim_k)] bytes
+//                    v: [n_cells][kv_row_bytes(storage, head_dim_v)] bytes
 //
-// Head-major so that attention streams one head's rows contiguously.
-// Allocated once, zero-filled lazily by the OS (pages are touched as cells fill).
+// Head-major so that attention streams one head's rows contiguously; heads
+// with fewer cells (window) or smaller rows (q8/q4) really take less memory.
+// One anonymous mapping, zero-filled lazily by the OS (pages are touched as
+// cells fill).
 #include <cstdint>
-#include <memory>
+#include <vector>
 
-#include "kv/kv_cache.h"
+#include "kv/kv_layout.h"
 
 namespace kvforge {
 
 class KvStore {
  public:
-  KvStore(const KvShape& shape, int32_t n_cells, KvStorage storage);
+  explicit KvStore(const KvLayout& layout);
   ~KvStore();
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
 
-  const KvShape& shape() const { return shape_; }
-  KvStorage storage() const { return storage_; }
-  int32_t n_cells() const { return n_cells_; }
-  size_t bytes() const { return k_bytes_ + v_bytes_; }
-  size_t bytes_per_cell() const;
+  const KvLayout& layout() const { return layout_; }
+  size_t bytes() const { return bytes_; }
+  // Bytes one token takes in every (layer, head): sum of K and V row bytes.
+  size_t bytes_per_token() const;
+  // Bytes of one K row plus one V row of (layer, head).
+  size_t head_row_bytes(int layer, int kv_head) const;
 
-  // Converts token `i` of a batch (k: [n][n_kv_head][head_dim_k] f32) into cell `cell` of `layer`.
-  void write_token(int layer, int32_t cell, int32_t i, const float* k, const float* v);
+  // Converts one f32 row pair (k_row: [head_dim_k], v_row: [head_dim_v]) to
+  // the head's storage (Hadamard-rotated first if the head asks for it) and
+  // stores it in `cell`.
+  void write_row(int layer, int kv_head, int32_t cell, const float* k_row, const float* v_row);
   // A run of n_rows cells starting at first_cell for (layer, head).
   KvSegment segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const;
-  // A view with the storage fields filled and no segments.
-  KvView base_view() const;
+  // A view of (layer, head) with the storage fields filled and no segments.
+  KvView base_view(int layer, int kv_head) const;
 
  private:
-  size_t k_offset(int layer, int head, int32_t cell) const;
-  size_t v_offset(int layer, int head, int32_t cell) const;
+  struct Head {
+    size_t k_off = 0, v_off = 0;  // byte offsets into data_
+    size_t k_row = 0, v_row = 0;  // bytes per row
+  };
+  const Head& head(int layer, int kv_head) const { return heads_[(size_t)layer * layout_.shape.n_kv_head + kv_head]; }
 
-  KvShape shape_;
-  int32_t n_cells_;
-  KvStorage storage_;
-  size_t elem_;
-  uint8_t* k_ = nullptr;
-  uint8_t* v_ = nullptr;
-  size_t k_bytes_ = 0, v_bytes_ = 0;
+  KvLayout layout_;
+  std::vector<Head> heads_;  // [n_layer][n_kv_head]
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 }  // namespace kvforge

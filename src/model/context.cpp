@@ -54,13 +54,16 @@ Context::Context(const Model& model, const ContextParams& params)
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
-  if ((int64_t)cache_->n_past() + n > cache_->capacity())
-    fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c)", cache_->n_past(), n,
-         cache_->capacity());
+  if (n > cache_->room())
+    fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
+         cache_->n_past(), n, cache_->n_past() + cache_->room());
+  if (model_.config().position == PositionKind::Learned && (int64_t)cache_->n_past() + n > model_.config().n_ctx_train)
+    fail("positions beyond the {} learned positions of this model", model_.config().n_ctx_train);
   for (int32_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
-  for (int32_t i0 = 0; i0 < n; i0 += params_.n_batch) {
-    const int32_t nb = std::min(params_.n_batch, n - i0);
+  // The cache may accept fewer tokens per pass (a window cache whose ring is full).
+  for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
+    nb = std::min({params_.n_batch, n - i0, cache_->max_batch()});
     const bool last = i0 + nb == n;
     float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
     forward(tokens + i0, nb, out, all_logits);

@@ -18,7 +18,7 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
   const Tokenizer& tok = ctx.model().tokenizer();
   const int32_t n_vocab = ctx.model().config().n_vocab;
   if (prompt.empty()) fail("the prompt is empty (nothing to condition on)");
-  if ((int64_t)ctx.n_past() + (int64_t)prompt.size() > ctx.n_ctx())
+  if ((int64_t)prompt.size() > ctx.cache().room())
     fail("prompt of {} tokens does not fit in the context of {} tokens ({} already used); raise -c",
          prompt.size(), ctx.n_ctx(), ctx.n_past());
 
@@ -57,7 +57,7 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
       break;
     }
     if (params.n_predict >= 0 && i + 1 == params.n_predict) break;  // no forward pass for an unused token
-    if (ctx.n_past() + 1 > ctx.n_ctx()) {
+    if (ctx.cache().room() < 1) {  // a full-history cache is full; a window cache never is
       res.stop_reason = "context full";
       break;
     }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/attention_quant.h"
 #include "util/fp16.h"
 
 namespace kvforge {
@@ -29,6 +30,7 @@ float dot(const float* a, const float* b, int n) {
 }  // namespace
 
 void attend(const float* q, int n_group, const KvView& view, float scale, float* out) {
+  if (kv_storage_quantized(view.storage)) return attend_quant(q, n_group, view, scale, out);  // q8/q4 rows
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   thread_local std::vector<float> kt, vt, sc, acc, mx, sum;
   kt.resize((size_t)kAttnTile * dk);   // [tile][dk]

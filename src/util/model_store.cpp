@@ -14,6 +14,7 @@
 #include <zip.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -132,6 +133,20 @@ void remove_or_fail(const fs::path& p) {
   if (ec) fail("cannot remove {}: {}", p.string(), ec.message());
 }
 
+// Scratch directories of pulls that were interrupted (Ctrl-C, kill) hold up to
+// 200 MB; remove those more than an hour old (a younger one may belong to a
+// pull running right now).
+void remove_stale_scratch_dirs(const fs::path& cache) {
+  std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
+  for (fs::directory_iterator it(cache, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(".pull-", 0) != 0 || !it->is_directory(ec)) continue;
+    auto mtime = fs::last_write_time(it->path(), ec);
+    if (!ec && now - mtime > std::chrono::hours(1)) fs::remove_all(it->path(), ec);
+  }
+}
+
 }  // namespace
 
 std::string cache_dir() {
@@ -178,6 +193,7 @@ std::string pull_default_model(bool force) {
   // Scratch space for pip: a fresh directory under the cache dir (same
   // filesystem as the destination, so the final rename is atomic).
   const fs::path cache = dest.parent_path();
+  remove_stale_scratch_dirs(cache);
   TempDir tmp(cache);
   const fs::path tmpdir = tmp.path();
 

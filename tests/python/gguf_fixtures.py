@@ -19,11 +19,31 @@ def byte_level_vocab():
     return [chr(table[b]) for b in range(256)] + ["<|endoftext|>"]
 
 
-def write_gpt2_gguf(path, hf_model, dtype):
+def padded_vocab(n_vocab):
+    """byte_level_vocab() padded with placeholder tokens to n_vocab entries,
+    and their GGUF token types (1 normal, 3 control, 5 unused). The first
+    extra token is "Ġt" (" t"), the result of the one merge write_gpt2_gguf
+    writes with llama_cpp=True. Enough for models whose text does not matter
+    (speed shapes)."""
+    tokens = byte_level_vocab()
+    if n_vocab == len(tokens):
+        return tokens, [1] * 256 + [3]
+    n_pad = n_vocab - len(tokens) - 1
+    assert n_pad >= 0
+    tokens += ["\u0120t"] + [f"<|placeholder_{i}|>" for i in range(n_pad)]
+    return tokens, [1] * 256 + [3] + [1] + [5] * n_pad
+
+
+def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model.
 
     HF's Conv1D stores weights as [in, out]; GGUF wants ne0 = in, i.e. a numpy
-    array of shape [out, in], hence the transposes."""
+    array of shape [out, in], hence the transposes. A vocabulary larger than
+    the 257 byte-level tokens is padded with placeholders (padded_vocab).
+    llama_cpp=True makes the file loadable by llama.cpp too: it writes a
+    merge list (llama.cpp refuses BPE vocabularies without one; here the
+    single merge "Ġ t", so the vocabulary must be padded) and llama.cpp's
+    name of the GPT-2 pre-tokenizer, "gpt-2"."""
     import gguf
     cfg = hf_model.config
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
@@ -35,12 +55,14 @@ def write_gpt2_gguf(path, hf_model, dtype):
     w.add_head_count(cfg.n_head)
     w.add_layer_norm_eps(cfg.layer_norm_epsilon)
     w.add_file_type(0 if dtype == np.float32 else 1)
-    tokens = byte_level_vocab()
-    assert len(tokens) == cfg.vocab_size
+    tokens, types = padded_vocab(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre("gpt-2" if llama_cpp else "gpt2")
     w.add_token_list(tokens)
-    w.add_token_types([1] * 256 + [3])
+    w.add_token_types(types)
+    if llama_cpp:
+        assert "\u0120t" in tokens, "llama_cpp=True needs a padded vocabulary"
+        w.add_token_merges(["\u0120 t"])
     w.add_bos_token_id(256)
     w.add_eos_token_id(256)
 
@@ -75,16 +97,98 @@ def write_gpt2_gguf(path, hf_model, dtype):
     w.close()
 
 
-def random_gpt2(seed=0, n_layer=3, n_embd=64, n_head=4, n_positions=128):
+def random_gpt2(seed=0, n_layer=3, n_embd=64, n_head=4, n_positions=128, vocab_size=257, init_std=0.2):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=257, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+    cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new")
     model = GPT2LMHeadModel(cfg)
-    # Larger-than-default init so the logits are not all near zero (a weak test).
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2)
+    # Larger-than-default init (0.2) so the logits are not all near zero (a
+    # weak test); init_std=None keeps transformers' own initialisation.
+    if init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, init_std)
     model.eval()
     return model
+
+
+def _permute_for_adjacent_rope(w, n_head):
+    """HF llama checkpoints rotate halves (i, i+d/2); llama GGUFs store Q/K rows
+    reordered so that RoPE rotates adjacent pairs (2i, 2i+1)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def random_llama_like(kind, seed=0):
+    """A small random LlamaForCausalLM ("llama", tied embeddings) or
+    Qwen2ForCausalLM ("qwen2", QKV biases, separate output)."""
+    import torch
+    torch.manual_seed(seed)
+    common = dict(vocab_size=257, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                  rms_norm_eps=1e-5, rope_theta=10000.0)
+    if kind == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=True, **common))
+    else:
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+        model = Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=False, **common))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.15)
+    model.eval()
+    return model
+
+
+def write_llama_like_gguf(path, hf_model, kind):
+    """Writes a random llama/qwen2 HF model as GGUF with the converters'
+    conventions (f32 tensors)."""
+    import gguf
+    cfg = hf_model.config
+    sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
+    w = gguf.GGUFWriter(str(path), kind)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(10000.0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(byte_level_vocab())
+    w.add_token_types([1] * 256 + [3])
+    w.add_eos_token_id(256)
+    f32 = lambda name, a: w.add_tensor(name, np.ascontiguousarray(a).astype(np.float32))
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    f32("token_embd.weight", sd["model.embed_tokens.weight"])
+    f32("output_norm.weight", sd["model.norm.weight"])
+    if "lm_head.weight" in sd and not cfg.tie_word_embeddings:
+        f32("output.weight", sd["lm_head.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p, b = f"model.layers.{i}.", f"blk.{i}."
+        q, k = sd[p + "self_attn.q_proj.weight"], sd[p + "self_attn.k_proj.weight"]
+        if kind == "llama":
+            q, k = _permute_for_adjacent_rope(q, nh), _permute_for_adjacent_rope(k, nkv)
+        f32(b + "attn_q.weight", q)
+        f32(b + "attn_k.weight", k)
+        f32(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        for proj, name in (("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v")):
+            if p + f"self_attn.{proj}_proj.bias" in sd:
+                f32(b + name + ".bias", sd[p + f"self_attn.{proj}_proj.bias"])
+        f32(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        f32(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
+        f32(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        f32(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        f32(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        f32(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()

@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""kvforge vs llama.cpp, side by side in one run.
+
+Same GGUF, same threads, same tests (pp N from an empty cache; tg N at depth
+D), same context size. kvforge runs as `kvforge bench -o jsonl`; llama.cpp
+runs through llama-cpp-python's low-level API (llama_decode on a llama_batch,
+no Python sampling loop) in a worker subprocess that mirrors kvforge bench:
+one context, one warm-up, random token ids, prefill of the depth untimed,
+tg timed as N single-token llama_decode calls.
+
+The machine is noisy, so the two engines alternate over several passes and
+the report compares medians of the per-pass mean tokens/s. Also reported:
+the measured memory bandwidth (`kvforge bench --bandwidth`), each engine's
+share of it at tg depth 0, and each engine's peak resident memory (ru_maxrss
+of its process, via wait4; for llama.cpp also without the Python interpreter
+it runs in, measured just before the model is loaded).
+
+    scripts/bench_vs_llamacpp.py [-m GGUF] [-t 2] [-p 128,512] [-n 128] [-d 0,512,2048]
+                                 [-r 3] [--passes 3] [--quick] [--json-out FILE]
+
+Run it with the venv's Python (llama-cpp-python, gguf).
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "kvforge"
+
+
+def int_list(s):
+    return [int(x) for x in s.split(",") if x.strip() != ""]
+
+
+# --------------------------------------------------------------------------
+# llama.cpp worker (runs in its own process so its memory is measured alone)
+# --------------------------------------------------------------------------
+
+def llama_worker(cfg):
+    import random
+    import resource
+
+    import llama_cpp as L
+
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    mp.n_gpu_layers = 0
+    model = L.llama_model_load_from_file(cfg["model"].encode(), mp)
+    if not model:
+        raise SystemExit("llama.cpp could not load " + cfg["model"])
+    cp = L.llama_context_default_params()
+    cp.n_ctx = cfg["n_ctx"]
+    cp.n_batch = cfg["n_batch"]
+    cp.n_ubatch = cfg["n_batch"]
+    cp.n_seq_max = 1
+    cp.n_threads = cfg["threads"]
+    cp.n_threads_batch = cfg["threads"]
+    cp.flash_attn_type = {"auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                          "off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED}[cfg["flash_attn"]]
+    cp.no_perf = True
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise SystemExit("llama.cpp could not create a context")
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+    mem = L.llama_get_memory(ctx)
+    n_batch = cfg["n_batch"]
+    rng = random.Random(cfg["seed"])
+    buf = (L.llama_token * n_batch)()
+
+    def decode(tokens):
+        # Chunks of n_batch tokens; positions follow the cache, only the last
+        # token of each chunk produces logits (as llama-bench does).
+        for i0 in range(0, len(tokens), n_batch):
+            chunk = tokens[i0:i0 + n_batch]
+            for j, t in enumerate(chunk):
+                buf[j] = t
+            rc = L.llama_decode(ctx, L.llama_batch_get_one(buf, len(chunk)))
+            if rc != 0:
+                raise SystemExit(f"llama_decode failed ({rc})")
+
+    def rand_tokens(n):
+        return [rng.randrange(n_vocab) for _ in range(n)]
+
+    # Warm-up, once (as kvforge bench): one prefill batch and one decode step.
+    warm = max([min(p, n_batch) for p in cfg["pp"]] + [1])
+    decode(rand_tokens(warm))
+    decode(rand_tokens(1))
+    L.llama_memory_clear(mem, True)
+
+    tests = [(p, 0, 0) for p in cfg["pp"]] + [(0, n, d) for d in cfg["depths"] for n in cfg["tg"]]
+    for n_prompt, n_gen, depth in tests:
+        samples = []
+        for _ in range(cfg["reps"]):
+            L.llama_memory_clear(mem, True)
+            if n_gen == 0:
+                toks = rand_tokens(n_prompt)
+                t0 = time.perf_counter_ns()
+                decode(toks)
+                L.llama_synchronize(ctx)
+                samples.append(time.perf_counter_ns() - t0)
+            else:
+                if depth:
+                    decode(rand_tokens(depth))
+                toks = rand_tokens(n_gen)
+                t0 = time.perf_counter_ns()
+                for t in toks:
+                    buf[0] = t
+                    rc = L.llama_decode(ctx, L.llama_batch_get_one(buf, 1))
+                    if rc != 0:
+                        raise SystemExit(f"llama_decode failed ({rc})")
+                L.llama_synchronize(ctx)
+                samples.append(time.perf_counter_ns() - t0)
+        n = n_gen or n_prompt
+        ts = [n * 1e9 / s for s in samples]
+        print(json.dumps({"n_prompt": n_prompt, "n_gen": n_gen, "n_depth": depth, "n_threads": cfg["threads"],
+                          "avg_ts": statistics.fmean(ts), "stddev_ts": statistics.stdev(ts) if len(ts) > 1 else 0.0,
+                          "samples_ts": ts, "model_size": L.llama_model_size(model),
+                          "model_n_params": L.llama_model_n_params(model)}), flush=True)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_rss_bytes": peak, "baseline_rss_bytes": base_rss}), flush=True)
+
+
+# --------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------
+
+def run_measured(cmd):
+    """Runs cmd (built by measured_cmd), returns (stdout, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate()
+    if p.returncode != 0:
+        sys.stderr.write(err)
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(map(str, cmd))}")
+    return out, err
+
+
+def measured_cmd(cmd):
+    """Wraps cmd so that its own peak RSS is printed last on stderr
+    (a tiny Python parent that wait4()s for it)."""
+    code = ("import os,sys\n"
+            "pid=os.fork()\n"
+            "if pid==0:\n"
+            "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+            "_,st,ru=os.wait4(pid,0)\n"
+            "sys.stderr.write('\\n@@maxrss %d\\n' % (ru.ru_maxrss*1024))\n"
+            "sys.exit(os.waitstatus_to_exitcode(st))\n")
+    return [sys.executable, "-c", code, *map(str, cmd)]
+
+
+def split_rss(err):
+    for line in reversed(err.splitlines()):
+        if line.startswith("@@maxrss "):
+            return int(line.split()[1])
+    return None
+
+
+def model_positions(path):
+    """(architecture, training context) from the GGUF metadata."""
+    from gguf import GGUFReader
+    r = GGUFReader(str(path))
+
+    def val(key):
+        f = r.fields.get(key)
+        if f is None:
+            return None
+        v = f.parts[f.data[0]]
+        return bytes(v).decode() if f.types and f.types[0].name == "STRING" else int(v[0])
+
+    arch = val("general.architecture")
+    return arch, val(f"{arch}.context_length")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="kvforge vs llama.cpp, same GGUF, threads and tests")
+    ap.add_argument("-m", "--model", default=str(cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("-t", "--threads", type=int, default=None, help="threads for both (default: kvforge's default)")
+    ap.add_argument("-p", "--n-prompt", type=int_list, default=[512])
+    ap.add_argument("-n", "--n-gen", type=int_list, default=[128])
+    ap.add_argument("-d", "--n-depth", type=int_list, default=[0, 512, 2048])
+    ap.add_argument("-r", "--reps", type=int, default=3, help="repetitions per test within a pass")
+    ap.add_argument("--passes", type=int, default=3, help="alternating passes (kvforge, llama.cpp, ...)")
+    ap.add_argument("-b", "--batch", type=int, default=512, help="n_batch = n_ubatch for both")
+    ap.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                    help="llama.cpp flash attention (llama.cpp's default: auto)")
+    ap.add_argument("--kvforge-bin", default=str(REPO / "build" / "kvforge"))
+    ap.add_argument("--bw-size", type=int, default=1024, help="bandwidth probe buffer, MiB")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run: -p 16 -n 4 -d 0,32 -r 1 --passes 2")
+    ap.add_argument("--json-out", help="write all raw results to this JSON file")
+    ap.add_argument("--llama-worker", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.llama_worker:
+        llama_worker(json.loads(a.llama_worker))
+        return
+    if a.quick:
+        a.n_prompt, a.n_gen, a.n_depth, a.reps, a.passes, a.bw_size = [16], [4], [0, 32], 1, 2, 64
+    model = pathlib.Path(a.model)
+    if not model.exists():
+        raise SystemExit(f"model not found: {model}")
+    kvf = pathlib.Path(a.kvforge_bin)
+    if a.threads is None:
+        out = subprocess.run([str(kvf), "sysinfo"], capture_output=True, text=True, check=True).stdout
+        a.threads = int([ln.split()[1] for ln in out.splitlines() if ln.startswith("threads:")][0])
+
+    # Tests that fit: learned positions (GPT-2) cap the context.
+    arch, n_ctx_train = model_positions(model)
+    limit = n_ctx_train if arch == "gpt2" and n_ctx_train else None
+    depths = [d for d in a.n_depth if limit is None or d + max(a.n_gen) <= limit]
+    pp = [p for p in a.n_prompt if p > 0 and (limit is None or p <= limit)]
+    tg = [n for n in a.n_gen if n > 0]
+    for d in sorted(set(a.n_depth) - set(depths)):
+        print(f"note: depth {d} skipped: {arch} has {n_ctx_train} learned positions", file=sys.stderr)
+    n_ctx = max([*pp, *[d + n for d in depths for n in tg], 1])
+    tests = [(p, 0, 0) for p in pp] + [(0, n, d) for d in depths for n in tg]
+
+    def name(t):
+        p, n, d = t
+        return f"pp{p}" if n == 0 else f"tg{n} @ d{d}"
+
+    bw_runs, kvf_runs, llm_runs, rss = [], [], [], {"kvforge": [], "llama.cpp": [], "llama.cpp (net)": []}
+    t_start = time.time()
+    for i in range(a.passes):
+        out = subprocess.run([str(kvf), "bench", "--bandwidth", "-t", str(a.threads), "--bw-size", str(a.bw_size),
+                              "-o", "jsonl"], capture_output=True, text=True, check=True).stdout
+        bw = json.loads(out.splitlines()[-1])["bandwidth_gbs"]
+        bw_runs.append(bw)
+        order = ["kvforge", "llama.cpp"] if i % 2 == 0 else ["llama.cpp", "kvforge"]
+        for engine in order:
+            print(f"[pass {i + 1}/{a.passes}] {engine} ...", file=sys.stderr, flush=True)
+            if engine == "kvforge":
+                cmd = [kvf, "bench", "-m", model, "-t", a.threads, "-p", ",".join(map(str, pp)) or "0",
+                       "-n", ",".join(map(str, tg)) or "0", "-d", ",".join(map(str, depths)) or "0",
+                       "-r", a.reps, "-b", a.batch, "-c", n_ctx, "--seed", a.seed, "--bw-gbs", f"{bw:.3f}",
+                       "-o", "jsonl"]
+                out, err = run_measured(measured_cmd(cmd))
+                recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+                kvf_runs.append({(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs})
+                rss["kvforge"].append(split_rss(err))
+            else:
+                cfg = {"model": str(model), "threads": a.threads, "n_ctx": n_ctx, "n_batch": a.batch, "pp": pp,
+                       "tg": tg, "depths": depths, "reps": a.reps, "seed": a.seed, "flash_attn": a.flash_attn}
+                out, err = run_measured(measured_cmd([sys.executable, __file__, "--llama-worker", json.dumps(cfg)]))
+                recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+                llm_runs.append({(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs if "avg_ts" in r})
+                tail = [r for r in recs if "peak_rss_bytes" in r][-1]
+                rss["llama.cpp"].append(split_rss(err))
+                rss["llama.cpp (net)"].append(tail["peak_rss_bytes"] - tail["baseline_rss_bytes"])
+
+    med = statistics.median
+    bw = med(bw_runs)
+    first = next(iter(kvf_runs[0].values()), {})
+    w_bytes = first.get("bytes_per_token_weights")
+    kv_bpt = first.get("kv_bytes_per_token")
+    print(f"## kvforge vs llama.cpp: {first.get('model_type', model.name)}\n")
+    print(f"model `{model}`, {a.threads} threads, context {n_ctx} tokens, n_batch = n_ubatch = {a.batch}, "
+          f"KV cache f16 (both), llama.cpp flash_attn {a.flash_attn}, {a.reps} reps x {a.passes} alternating passes, "
+          f"medians of the per-pass means\n")
+    print("| test | kvforge t/s | llama.cpp t/s | ratio | kvforge per pass | llama.cpp per pass |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    results = []
+    for t in tests:
+        k = [run[t]["avg_ts"] for run in kvf_runs if t in run]
+        m = [run[t]["avg_ts"] for run in llm_runs if t in run]
+        if not k or not m:
+            continue
+        row = {"test": name(t), "n_prompt": t[0], "n_gen": t[1], "n_depth": t[2], "kvforge_ts": med(k),
+               "llama_cpp_ts": med(m), "ratio": med(k) / med(m), "kvforge_passes": k, "llama_cpp_passes": m}
+        results.append(row)
+        print(f"| {row['test']} | {row['kvforge_ts']:.2f} | {row['llama_cpp_ts']:.2f} | {row['ratio']:.2f}x | "
+              f"{', '.join(f'{x:.1f}' for x in k)} | {', '.join(f'{x:.1f}' for x in m)} |")
+
+    print(f"\nmemory read bandwidth: {bw:.1f} GB/s ({a.threads} threads; passes: "
+          f"{', '.join(f'{x:.1f}' for x in bw_runs)})")
+    if w_bytes:
+        print(f"bytes read per decoded token: weights {w_bytes / 1e6:.1f} MB + KV cache {kv_bpt} B/token x depth")
+        tg0 = [r for r in results if r["n_gen"] and r["n_depth"] == 0]
+        if tg0:
+            r = tg0[0]
+            ceiling = bw * 1e9 / w_bytes
+            print(f"bandwidth ceiling at depth 0: {ceiling:.0f} tok/s; {r['test']}: kvforge "
+                  f"{100 * r['kvforge_ts'] / ceiling:.1f}%, llama.cpp {100 * r['llama_cpp_ts'] / ceiling:.1f}% "
+                  f"of it")
+            r["kvforge_bw_share"] = r["kvforge_ts"] / ceiling
+            r["llama_cpp_bw_share"] = r["llama_cpp_ts"] / ceiling
+
+    def mib(x):
+        return f"{x / 2**20:.1f} MiB" if x else "n/a"
+    print(f"\npeak RSS, same context of {n_ctx} tokens (max over passes): kvforge {mib(max(rss['kvforge']))}; "
+          f"llama.cpp {mib(max(rss['llama.cpp']))} including the Python interpreter, "
+          f"{mib(max(rss['llama.cpp (net)']))} without it")
+    print(f"\n({time.time() - t_start:.0f} s)")
+    if a.json_out:
+        pathlib.Path(a.json_out).write_text(json.dumps({
+            "model": str(model), "threads": a.threads, "n_ctx": n_ctx, "bandwidth_gbs": bw,
+            "bandwidth_passes": bw_runs, "tests": results, "peak_rss_bytes": rss,
+            "kvforge_raw": [list(r.values()) for r in kvf_runs],
+            "llama_cpp_raw": [list(r.values()) for r in llm_runs]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

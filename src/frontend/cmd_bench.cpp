@@ -1,0 +1,258 @@
+// `kvforge bench`: llama-bench-style speed tests (pp / tg at depth), the
+// memory-bandwidth probe, and the cache-on vs cache-off speed-up. The tests
+// themselves live in src/eval/bench.cpp; this file parses flags and prints.
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "backend/bandwidth.h"
+#include "eval/bench.h"
+#include "frontend/command.h"
+#include "util/error.h"
+#include "util/model_store.h"
+
+namespace kvforge::cli {
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  std::vector<int32_t> n_prompt{128, 512};
+  std::vector<int32_t> n_gen{128};
+  std::vector<int32_t> n_depth{0, 512, 2048, 8192};
+  std::vector<int> n_threads;
+  int reps = 3;
+  int32_t n_batch = 512;
+  int32_t n_ctx = 0;
+  std::string kv = "full";
+  std::string kv_type;
+  bool no_cache = false;
+  std::string output = "md";
+  std::string json_out;
+  bool bandwidth_only = false;
+  double bw_gbs = 0;
+  int bw_mib = 1024;
+  int32_t cache_speedup = 0;
+  int32_t speedup_prompt = 16;
+  uint64_t seed = 1234;
+};
+
+std::string fmt_size(double b) {
+  return b >= 1024.0 * 1024 * 1024 ? fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024))
+                                   : fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
+}
+std::string fmt_params(double n) {
+  return n >= 1e9 ? fmt::format("{:.2f} B", n / 1e9) : fmt::format("{:.2f} M", n / 1e6);
+}
+std::string iso_now() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// Markdown rows, printed as each test finishes (fixed widths, like llama-bench).
+class MarkdownTable {
+ public:
+  explicit MarkdownTable(bool kv_column) : kv_(kv_column) {}
+  void header() {
+    row({"model", "size", "params", "backend", "threads", "kv", "test", "t/s", "B/token", "BW share"});
+    std::string sep = "|";
+    for (size_t i = 0; i < std::size(kWidth); ++i) {
+      if (i == 5 && !kv_) continue;
+      const bool right = kRight[i];
+      sep += fmt::format(" {}{} |", std::string(kWidth[i] - 1, '-'), right ? ":" : "-");
+    }
+    std::printf("%s\n", sep.c_str());
+  }
+  void row(const std::vector<std::string>& cells) {
+    std::string line = "|";
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (i == 5 && !kv_) continue;
+      line += kRight[i] ? fmt::format(" {:>{}} |", cells[i], kWidth[i]) : fmt::format(" {:<{}} |", cells[i], kWidth[i]);
+    }
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  static constexpr int kWidth[] = {24, 10, 10, 7, 7, 12, 26, 18, 9, 8};
+  static constexpr bool kRight[] = {false, true, true, false, true, false, true, true, true, true};
+  bool kv_;
+};
+
+void run_bench_command(const BenchOptions& o) {
+  if (o.output != "md" && o.output != "jsonl") fail("-o must be md or jsonl, not '{}'", o.output);
+  const bool md = o.output == "md";
+  std::ofstream json_file;
+  if (!o.json_out.empty()) {
+    json_file.open(o.json_out);
+    if (!json_file) fail("cannot write '{}'", o.json_out);
+  }
+  auto emit_json = [&](const nlohmann::json& j) {
+    const std::string line = j.dump();
+    if (!md) std::printf("%s\n", line.c_str()), std::fflush(stdout);
+    if (json_file) json_file << line << "\n" << std::flush;
+  };
+  const std::vector<int> threads = o.n_threads.empty() ? std::vector<int>{0} : o.n_threads;
+
+  // Bandwidth first (before the model is mapped), then forget its buffer in
+  // the peak-RSS count.
+  std::map<int, BandwidthResult> bw;  // by requested thread count
+  if (o.bw_gbs <= 0) {
+    for (int t : threads) {
+      BandwidthParams bp;
+      bp.n_threads = t;
+      bp.total_bytes = (size_t)o.bw_mib << 20;
+      bw[t] = measure_read_bandwidth(bp);
+      if (!o.bandwidth_only) fmt::print(stderr, "[bench] memory bandwidth ({} threads): {:.1f} GB/s\n",
+                                        bw[t].n_threads, bw[t].gbs);
+    }
+    reset_peak_rss();
+  } else {
+    for (int t : threads) bw[t].gbs = o.bw_gbs, bw[t].n_threads = t;
+  }
+  if (o.bandwidth_only) {
+    for (int t : threads) {
+      const BandwidthResult& b = bw[t];
+      if (md)
+        std::printf("memory read bandwidth: %.1f GB/s (%d threads, each streaming its own part of %s; best of %d "
+                    "passes, mean %.1f GB/s)\n",
+                    b.gbs, b.n_threads, fmt_size((double)b.total_bytes).c_str(), b.passes, b.mean_gbs);
+      emit_json({{"test", "bandwidth"}, {"n_threads", b.n_threads}, {"bandwidth_gbs", b.gbs},
+                 {"bandwidth_mean_gbs", b.mean_gbs}, {"buffer_bytes", b.total_bytes}, {"passes", b.passes}});
+    }
+    return;
+  }
+
+  const std::string path = resolve_model_path(o.model);
+  auto model = Model::load(path);
+  BenchParams p;
+  p.n_prompt = o.n_prompt;
+  p.n_gen = o.n_gen;
+  p.n_depth = o.n_depth;
+  p.n_reps = o.reps;
+  p.n_batch = o.n_batch;
+  p.n_ctx = o.n_ctx;
+  p.kv = parse_kv_policy(o.kv);
+  if (!o.kv_type.empty()) p.kv.storage = parse_kv_storage(o.kv_type);
+  p.use_cache = !o.no_cache;
+  p.seed = o.seed;
+  const BenchModelInfo info = describe_for_bench(*model, path, p.kv);
+  const bool kv_column = !(p.kv == KvPolicy{});
+  nlohmann::json model_fields = {
+      {"model_filename", info.filename}, {"model_type", info.type},  {"model_size", info.size},
+      {"model_n_params", info.n_params}, {"backends", "CPU"},        {"kv_policy", p.kv.describe()},
+      {"type_k", kv_storage_name(p.kv.storage)}, {"type_v", kv_storage_name(p.kv.storage)},
+      {"n_batch", p.n_batch},            {"n_ubatch", p.n_batch},    {"bytes_per_token_weights", info.bytes_per_token_weights},
+      {"kv_bytes_per_token", info.kv_bytes_per_token}};
+
+  if (o.cache_speedup > 0) {
+    if (md) {
+      std::printf("| model | threads | prompt | new tokens | with cache t/s | without cache t/s | speed-up | same tokens |\n");
+      std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    }
+    for (int t : threads) {
+      p.n_threads = t;
+      const CacheSpeedup s = run_cache_speedup(*model, p, o.cache_speedup, o.speedup_prompt);
+      if (md)
+        std::printf("| %s | %d | %d | %d | %.2f | %.2f | %.2fx | %s |\n", info.type.c_str(), s.n_threads, s.n_prompt,
+                    s.n_new, s.ts_cache, s.ts_no_cache, s.speedup, s.identical ? "yes" : "NO");
+      nlohmann::json j = model_fields;
+      j.update({{"test", "cache_speedup"}, {"n_prompt", s.n_prompt}, {"n_gen", s.n_new}, {"n_threads", s.n_threads},
+                {"ts_cache", s.ts_cache}, {"ts_no_cache", s.ts_no_cache}, {"seconds_cache", s.seconds_cache},
+                {"seconds_no_cache", s.seconds_no_cache}, {"speedup", s.speedup}, {"identical", s.identical},
+                {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
+      emit_json(j);
+    }
+    if (md) std::printf("\npeak RSS: %s\n", fmt_size((double)peak_rss_bytes()).c_str());
+    return;
+  }
+
+  MarkdownTable table(kv_column);
+  if (md) table.header();
+  int32_t last_ctx = 0;
+  for (int t : threads) {
+    p.n_threads = t;
+    const double gbs = bw[t].gbs;
+    run_bench(
+        *model, p,
+        [&](const BenchResult& r) {
+          last_ctx = r.n_ctx;
+          const uint64_t bytes = info.bytes_per_token_weights + r.bytes_per_token_cache;
+          std::optional<double> share;
+          if (r.is_tg() && r.use_cache && gbs > 0) share = r.avg_ts * (double)bytes / (gbs * 1e9);
+          if (md) {
+            table.row({info.type, fmt_size((double)info.size), fmt_params((double)info.n_params), "CPU",
+                       std::to_string(r.n_threads), p.kv.describe(), r.name,
+                       fmt::format("{:.2f} ± {:.2f}", r.avg_ts, r.stddev_ts),
+                       r.is_tg() ? fmt::format("{:.1f} MB", bytes / 1e6) : "",
+                       share ? fmt::format("{:.1f}%", *share * 100) : ""});
+          }
+          nlohmann::json j = model_fields;
+          j.update({{"test", r.name}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+                    {"n_threads", r.n_threads}, {"n_ctx", r.n_ctx}, {"use_cache", r.use_cache},
+                    {"avg_ns", (uint64_t)r.avg_ns}, {"stddev_ns", (uint64_t)r.stddev_ns}, {"avg_ts", r.avg_ts},
+                    {"stddev_ts", r.stddev_ts}, {"samples_ns", r.samples_ns}, {"samples_ts", r.samples_ts},
+                    {"bytes_per_token_cache", r.bytes_per_token_cache},
+                    {"bytes_per_token", r.is_tg() ? nlohmann::json(bytes) : nlohmann::json(nullptr)},
+                    {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)},
+                    {"bandwidth_share", share ? nlohmann::json(*share) : nlohmann::json(nullptr)},
+                    {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
+          emit_json(j);
+        },
+        [](const std::string& note) { fmt::print(stderr, "[bench] {}\n", note); });
+  }
+  if (md) {
+    std::printf("\n");
+    for (int t : threads)
+      if (bw[t].gbs > 0) std::printf("memory bandwidth (%d threads): %.1f GB/s%s\n", bw[t].n_threads, bw[t].gbs,
+                                     o.bw_gbs > 0 ? " (given)" : "");
+    std::printf("B/token: weights %.1f MB + KV cache %llu bytes/token x depth; BW share = t/s x B/token / bandwidth\n",
+                info.bytes_per_token_weights / 1e6, (unsigned long long)info.kv_bytes_per_token);
+    std::printf("peak RSS: %s (context of %d tokens)\n", fmt_size((double)peak_rss_bytes()).c_str(), last_ctx);
+  }
+}
+
+CommandRegistrar reg(60, [](CLI::App& root) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* c = root.add_subcommand("bench", "Measure prefill and decode speed (llama-bench style), memory bandwidth, "
+                                         "and the KV-cache speed-up");
+  c->add_option("-m,--model", o->model, "GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model)");
+  c->add_option("-p,--n-prompt", o->n_prompt, "Prompt-processing tests: tokens evaluated from an empty cache (0 = none)")
+      ->delimiter(',')->capture_default_str();
+  c->add_option("-n,--n-gen", o->n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
+      ->delimiter(',')->capture_default_str();
+  c->add_option("-d,--n-depth", o->n_depth, "Depths of the generation tests: tokens prefilled (not timed) first")
+      ->delimiter(',')->capture_default_str();
+  c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',');
+  c->add_option("-r,--repetitions", o->reps, "Repetitions of each test")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("-b,--batch-size", o->n_batch, "Tokens per forward pass in prefill")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("-c,--ctx-size", o->n_ctx, "Context size (default: what the largest test needs)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies)")->capture_default_str();
+  c->add_option("--kv-type", o->kv_type, "KV-cache storage precision (f16, f32); overrides the storage part of --kv");
+  c->add_flag("--no-cache", o->no_cache, "Generation tests without the cache: each token recomputes the whole sequence");
+  c->add_option("-o,--output", o->output, "Output format: md or jsonl")->capture_default_str();
+  c->add_option("--json-out", o->json_out, "Also write the JSON lines to this file");
+  c->add_flag("--bandwidth", o->bandwidth_only, "Only measure and print the memory read bandwidth");
+  c->add_option("--bw-gbs", o->bw_gbs, "Use this bandwidth (GB/s) for the BW share instead of measuring it")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--bw-size", o->bw_mib, "Buffer of the bandwidth probe, MiB")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--cache-speedup", o->cache_speedup,
+                "Instead of the tests: generate N tokens with and without the KV cache and report the speed-up");
+  c->add_option("--speedup-prompt", o->speedup_prompt, "Prompt tokens for --cache-speedup")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
+  c->callback([o] { run_bench_command(*o); });
+});
+
+}  // namespace
+}  // namespace kvforge::cli

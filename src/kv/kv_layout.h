@@ -1,0 +1,51 @@
+#pragma once
+// The resolved form of a cache policy: for every (layer, KV head), how many
+// tokens it keeps (full history or sinks + window), how its rows are stored
+// and how many cells it owns. make_kv_cache turns a layout into storage.
+//
+// Why per head: the policies of SPEC.md §2 that come next are per head by
+// nature and slot in here without touching the cache or the forward pass:
+//  - mixed (RLKV / DuoAttention): a layout whose heads differ, e.g. full for
+//    retrieval heads and window:64,sinks:16 for the rest (a gate file picks
+//    them); each head already gets its own cell count and storage, so the
+//    memory is really saved.
+//  - latent (MLA): one shared "head" per layer whose K row is [c_KV | k_rope]
+//    and whose V is a view of c_KV; it will be a KvHeadSpec kind with its
+//    own row dims, resolved here from the model shape.
+// The uniform policies of today (full, window, q8/q4, hadamard) resolve to a
+// layout whose heads are all equal.
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_cache.h"
+
+namespace kvforge {
+
+struct KvPolicy;
+
+struct KvHeadSpec {
+  int32_t window = 0;  // 0 = full history, cell == position
+  int32_t sinks = 0;   // first `sinks` positions kept forever (window only)
+  KvStorage storage = KvStorage::F16;
+  bool hadamard = false;  // rows rotated by the Walsh-Hadamard transform before storing
+  int32_t n_cells = 0;    // full: n_ctx; window: sinks + window
+
+  bool operator==(const KvHeadSpec&) const = default;
+};
+
+struct KvLayout {
+  KvShape shape;
+  std::vector<KvHeadSpec> heads;  // [n_layer][n_kv_head]
+
+  const KvHeadSpec& head(int layer, int kv_head) const { return heads[(size_t)layer * shape.n_kv_head + kv_head]; }
+  bool uniform() const;
+};
+
+// Checks that the policy fits the model (quantized rows need head_dim % 32 == 0,
+// ...) and spells it out per head. Throws kvforge::Error naming the problem.
+KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx);
+
+// The single place where a layout becomes a cache.
+std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout);
+
+}  // namespace kvforge

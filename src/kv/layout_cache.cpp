@@ -1,0 +1,119 @@
+// The one cache implementation behind every layout: per (layer, KV head) a
+// CellMap (full history or sinks + ring) and a block of KvStore storage in
+// the head's precision. Positions are shared by all heads (one text); which
+// cell a position lands in is per head.
+#include <algorithm>
+#include <climits>
+
+#include "kv/cell_map.h"
+#include "kv/kv_layout.h"
+#include "kv/kv_policy.h"
+#include "kv/kv_store.h"
+#include "util/error.h"
+
+namespace kvforge {
+
+namespace {
+
+class LayoutCache final : public KvCache {
+ public:
+  explicit LayoutCache(const KvLayout& layout) : store_(layout) {
+    maps_.reserve(layout.heads.size());
+    for (const KvHeadSpec& h : layout.heads) {
+      maps_.push_back({h.window, h.sinks, h.n_cells});
+      capacity_ = std::max(capacity_, h.n_cells);
+      if (h.window == 0) max_full_ = max_full_ < 0 ? h.n_cells : std::min(max_full_, h.n_cells);
+    }
+  }
+
+  std::string describe() const override {
+    const KvLayout& L = store_.layout();
+    if (L.uniform()) {
+      const KvHeadSpec& h = L.heads[0];
+      KvPolicy p{h.window, h.sinks, h.storage, h.hadamard};
+      return fmt::format("{}, {} cells", p.describe(), h.n_cells);
+    }
+    size_t windowed = 0;
+    for (const KvHeadSpec& h : L.heads) windowed += h.window > 0;
+    return fmt::format("mixed: {} of {} heads windowed", windowed, L.heads.size());
+  }
+  int32_t capacity() const override { return capacity_; }
+  int32_t n_past() const override { return n_past_; }
+  int64_t room() const override { return (max_full_ < 0 ? (int64_t)INT32_MAX : max_full_) - n_past_; }
+  int32_t max_batch() const override {
+    int32_t b = INT32_MAX;
+    for (const CellMap& m : maps_) b = std::min(b, m.max_batch(n_past_));
+    return (int32_t)std::min<int64_t>(b, std::max<int64_t>(room(), 1));
+  }
+
+  size_t bytes() const override { return store_.bytes(); }
+  size_t bytes_per_token() const override { return store_.bytes_per_token(); }
+  size_t bytes_used() const override {
+    const KvShape& sh = store_.layout().shape;
+    size_t b = 0;
+    for (int l = 0; l < sh.n_layer; ++l)
+      for (int h = 0; h < sh.n_kv_head; ++h) b += (size_t)map(l, h).used(n_past_) * store_.head_row_bytes(l, h);
+    return b;
+  }
+
+  void reset() override { n_past_ = 0; }
+
+  KvPlan plan(int32_t n_tokens) const override {
+    if (n_tokens <= 0) fail("KV cache: cannot plan {} tokens", n_tokens);
+    if (n_tokens > room())
+      fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c, use a window "
+           "policy --kv window:W, or start a new text)",
+           n_past_, n_tokens, n_past_ + room());
+    if (n_tokens > max_batch())
+      fail("KV cache: a batch of {} tokens at position {} would overwrite ring cells still visible to its own "
+           "queries (at most {}; Context::eval splits batches)",
+           n_tokens, n_past_, max_batch());
+    return {n_past_, n_tokens};
+  }
+
+  void write(int layer, const KvPlan& plan, const float* k, const float* v) override {
+    const KvShape& sh = store_.layout().shape;
+    const int nh = sh.n_kv_head;
+    for (int h = 0; h < nh; ++h) {
+      const CellMap& m = map(layer, h);
+      for (int32_t i = 0; i < plan.n_tokens; ++i)
+        store_.write_row(layer, h, m.cell(plan.pos0 + i), k + ((size_t)i * nh + h) * sh.head_dim_k,
+                         v + ((size_t)i * nh + h) * sh.head_dim_v);
+    }
+  }
+
+  void commit(const KvPlan& plan) override { n_past_ = plan.pos0 + plan.n_tokens; }
+
+  KvView view(int layer, int kv_head, int32_t q_pos) const override {
+    KvView v = store_.base_view(layer, kv_head);
+    CellRun runs[KvView::kMaxSegments];
+    v.n_segments = map(layer, kv_head).runs(q_pos, runs);
+    for (int s = 0; s < v.n_segments; ++s) v.segments[s] = store_.segment(layer, kv_head, runs[s].first, runs[s].n);
+    return v;
+  }
+
+ private:
+  const CellMap& map(int layer, int kv_head) const {
+    return maps_[(size_t)layer * store_.layout().shape.n_kv_head + kv_head];
+  }
+
+  KvStore store_;
+  std::vector<CellMap> maps_;  // [n_layer][n_kv_head]
+  int32_t capacity_ = 0;
+  int32_t max_full_ = -1;  // cells of the smallest full-history head; -1: none (unbounded)
+  int32_t n_past_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout) {
+  if (layout.heads.size() != (size_t)layout.shape.n_layer * layout.shape.n_kv_head)
+    fail("KV layout has {} head specs for {} layers x {} KV heads", layout.heads.size(), layout.shape.n_layer,
+         layout.shape.n_kv_head);
+  for (const KvHeadSpec& h : layout.heads)
+    if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0)
+      fail("invalid KV head spec: window {}, sinks {}, {} cells", h.window, h.sinks, h.n_cells);
+  return std::make_unique<LayoutCache>(layout);
+}
+
+}  // namespace kvforge

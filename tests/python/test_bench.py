@@ -1,0 +1,100 @@
+"""`kvforge bench` and scripts/bench_vs_llamacpp.py, with tiny settings: the
+instruments work and print what they promise (the numbers themselves are not
+checked -- timings on a shared machine are noise)."""
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, run_kvforge
+
+TINY = ["-p", "16", "-n", "4", "-d", "0,32", "-r", "1", "-t", "2", "--bw-size", "32"]
+
+LLAMA_BENCH_FIELDS = {"n_prompt", "n_gen", "n_depth", "n_threads", "type_k", "type_v", "avg_ts", "stddev_ts",
+                      "avg_ns", "samples_ts", "model_filename", "model_type", "model_size", "model_n_params"}
+OUR_FIELDS = {"kv_policy", "bytes_per_token_weights", "bytes_per_token_cache", "bandwidth_gbs", "bandwidth_share",
+              "peak_rss_bytes"}
+
+
+def test_bench_jsonl_fields(kvforge_bin, smollm2_gguf, tmp_path):
+    side = tmp_path / "bench.jsonl"
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, *TINY, "-o", "jsonl", "--json-out", side, timeout=120)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(j["n_prompt"], j["n_gen"], j["n_depth"]) for j in lines] == [(16, 0, 0), (0, 4, 0), (0, 4, 32)]
+    assert [json.loads(ln) for ln in side.read_text().splitlines()] == lines
+    for j in lines:
+        assert LLAMA_BENCH_FIELDS | OUR_FIELDS <= j.keys()
+        assert j["n_threads"] == 2 and j["type_k"] == "f16" and j["kv_policy"] == "full+f16"
+        assert j["avg_ts"] > 0 and len(j["samples_ts"]) == 1 and j["avg_ns"] > 0
+        assert j["model_size"] > 50e6 and 100e6 < j["model_n_params"] < 200e6
+        assert j["model_type"].startswith("llama ") and j["model_type"].endswith("Q4_1")
+        assert j["bandwidth_gbs"] > 0
+    pp, tg0, tg32 = lines
+    assert pp["bandwidth_share"] is None and pp["bytes_per_token_cache"] == 0
+    # SmolLM2-135M: 30 layers x 3 KV heads x 64 x (K+V) x f16 = 23,040 bytes per cached token.
+    assert tg0["bytes_per_token_cache"] == 0 and tg32["bytes_per_token_cache"] == 32 * 23040
+    assert 50e6 < tg0["bytes_per_token_weights"] <= tg0["model_size"]
+    for j in (tg0, tg32):
+        expect = j["avg_ts"] * (j["bytes_per_token_weights"] + j["bytes_per_token_cache"]) / (j["bandwidth_gbs"] * 1e9)
+        assert j["bandwidth_share"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_bench_markdown(kvforge_bin, smollm2_gguf):
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, *TINY, timeout=120)
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert header[:7] == ["model", "size", "params", "backend", "threads", "test", "t/s"]
+    assert "B/token" in header and "BW share" in header
+    assert set(rows[1]) <= set("|-: ") and rows[1].count("|") == rows[0].count("|")
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in rows[2:]]
+    assert [b[5] for b in body] == ["pp16", "tg4 @ d0", "tg4 @ d32"]
+    for b in body:
+        assert b[3] == "CPU" and b[4] == "2"
+        assert re.fullmatch(r"[\d.]+ ± [\d.]+", b[6])
+    assert re.fullmatch(r"[\d.]+%", body[1][-1])
+    assert "memory bandwidth" in r.stdout and "peak RSS" in r.stdout
+
+
+def test_bench_no_cache_and_speedup(kvforge_bin, smollm2_gguf):
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "-p", "0", "-n", "3", "-d", "8", "-r", "1", "-t", "2",
+                    "--no-cache", "--bw-gbs", "10", "-o", "jsonl", timeout=120)
+    (j,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert j["use_cache"] is False and j["test"] == "tg3 @ d8 (no cache)" and j["bandwidth_share"] is None
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--cache-speedup", "6", "--speedup-prompt", "4",
+                    "-t", "2", "--bw-gbs", "10", "-o", "jsonl", timeout=120)
+    (j,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert j["test"] == "cache_speedup" and j["n_gen"] == 6 and j["identical"] is True
+    assert j["speedup"] == pytest.approx(j["ts_cache"] / j["ts_no_cache"])
+
+
+def test_bandwidth_probe(kvforge_bin):
+    r = run_kvforge(kvforge_bin, "bench", "--bandwidth", "-t", "2", "--bw-size", "32", timeout=60)
+    assert re.search(r"memory read bandwidth: [\d.]+ GB/s \(2 threads", r.stdout)
+    r = run_kvforge(kvforge_bin, "bench", "--bandwidth", "-t", "1", "--bw-size", "32", "-o", "jsonl", timeout=60)
+    j = json.loads(r.stdout)
+    assert j["n_threads"] == 1 and j["bandwidth_gbs"] > 0.1
+
+
+def test_bench_bad_output_format(kvforge_bin, smollm2_gguf):
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "-o", "csv", check=False)
+    assert r.returncode != 0 and "md or jsonl" in r.stderr
+
+
+def test_bench_vs_llamacpp_quick(kvforge_bin, smollm2_gguf):
+    pytest.importorskip("llama_cpp")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_vs_llamacpp.py"), "--quick", "-t", "2",
+                        "-m", str(smollm2_gguf), "--kvforge-bin", str(kvforge_bin)],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {ln.split("|")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("| pp") or ln.startswith("| tg")}
+    assert set(rows) == {"pp16", "tg4 @ d0", "tg4 @ d32"}
+    for ln in rows.values():
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0
+        assert re.fullmatch(r"[\d.]+x", cells[3])
+    assert re.search(r"memory read bandwidth: [\d.]+ GB/s", r.stdout)
+    assert re.search(r"kvforge [\d.]+%, llama.cpp [\d.]+% of it", r.stdout)
+    assert re.search(r"peak RSS.*kvforge [\d.]+ MiB; llama.cpp [\d.]+ MiB", r.stdout)
