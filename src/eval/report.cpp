@@ -237,7 +237,7 @@ std::string report_plot_data(const Report& r) {
         const double v = block == 0 ? p->ppl[i] : p->needle[i] * 100;
         if (std::isnan(v)) continue;
         s += fmt::format("{:.6g} {:.6g} {} {}\n", p->cache_bytes[i] / 1e6, v,
-                         quoted(fmt::format("{} @{}", p->spec, r.params.lengths[i])), k + 1);
+                         quoted(fmt::format("@{}", r.params.lengths[i])), k + 1);
       }
   }
   return s;
@@ -260,15 +260,22 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
       s += fmt::format("{}{} index 0 using 1:{} with lines lw 2 title {}", k ? ", \\\n     " : "",
                        quoted(data_file), k + 2, quoted(rows[k]->spec));
     s += "\n";
-    s += "set title 'perplexity vs cache bytes'\nset xlabel 'cache (MB)'\nset ylabel 'perplexity'\n";
-    s += "set logscale x\n";
-    s += fmt::format("plot {}", quoted(data_file)) +
-         " index 1 using 1:2:4 with points pt 7 ps 1.5 lc variable notitle, '' index 1 using 1:2:3 with labels offset 0,1 "
-         "font ',7' notitle\n";
-    s += "set title 'needle accuracy vs cache bytes'\nset ylabel 'accuracy (%)'\nset yrange [-5:105]\n";
-    s += fmt::format("plot {}", quoted(data_file)) +
-         " index 2 using 1:2:4 with points pt 7 ps 1.5 lc variable notitle, '' index 2 using 1:2:3 with labels offset 0,1 "
-         "font ',7' notitle\n";
+    // One series per policy (coloured as its line in the first panel, with
+    // a key), each point labelled with its context length.
+    auto scatter = [&](int block) {
+      std::string p = "plot ";
+      for (size_t k = 0; k < rows.size(); ++k)
+        p += fmt::format("{} index {} using 1:($4=={} ? $2 : 1/0) with points pt 7 ps 1.5 lc {} title {}, \\\n     ",
+                         quoted(data_file), block, k + 1, k + 1, quoted(rows[k]->spec));
+      return p + fmt::format("{} index {} using 1:2:3 with labels offset 0,0.9 font ',8' notitle\n",
+                             quoted(data_file), block);
+    };
+    s += "set title 'perplexity vs cache bytes (labels: context length)'\nset xlabel 'cache (MB)'\n"
+         "set ylabel 'perplexity'\nset logscale x\nset key top right font ',8'\n";
+    s += scatter(1);
+    s += "set title 'needle accuracy vs cache bytes (labels: context length)'\nset ylabel 'accuracy (%)'\n"
+         "set yrange [-5:115]\nset key top left font ',8'\n";
+    s += scatter(2);
   }
   s += "unset multiplot\n";
   return s;

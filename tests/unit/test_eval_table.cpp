@@ -97,12 +97,12 @@ TEST(EvalReport, PlotDataAndScriptCoverMeasuredPolicies) {
   const Report r = sample_report();
   const std::string d = report_plot_data(r);
   EXPECT_NE(d.find("64 1.47456"), std::string::npos);  // curve: 64 tokens = 1.47 MB
-  EXPECT_NE(d.find("5.89824 15.5 \"full @256\" 1"), std::string::npos);
+  EXPECT_NE(d.find("5.89824 15.5 \"@256\" 1"), std::string::npos);
   EXPECT_EQ(d.find("q3"), std::string::npos);
   EXPECT_EQ(d.find("nan"), std::string::npos);
   const std::string g = report_plot_script(r, "r.dat", "r.png");
   EXPECT_NE(g.find("set terminal pngcairo"), std::string::npos);
   EXPECT_NE(g.find("set output \"r.png\""), std::string::npos);
   EXPECT_NE(g.find("index 0 using 1:2 with lines"), std::string::npos);
-  EXPECT_NE(g.find("index 2"), std::string::npos);
+  EXPECT_NE(g.find("index 2 using 1:($4==1 ? $2 : 1/0) with points pt 7 ps 1.5 lc 1 title \"full\""), std::string::npos);
 }
