@@ -274,7 +274,7 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
          "set ylabel 'perplexity'\nset logscale x\nset key top right font ',8'\n";
     s += scatter(1);
     s += "set title 'needle accuracy vs cache bytes (labels: context length)'\nset ylabel 'accuracy (%)'\n"
-         "set yrange [-5:115]\nset key top left font ',8'\n";
+         "set yrange [-5:135]\nset key top left font ',8'\n";
     s += scatter(2);
   }
   s += "unset multiplot\n";
