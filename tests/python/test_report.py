@@ -26,6 +26,9 @@ def test_table_has_every_policy(quick_report):
     assert cells[1] == "23040"                      # SmolLM2-135M: 30 * 3 * 64 * 2 * 2 bytes per token
     assert cells[2] == "5.90 MB" and cells[3] == "11.80 MB"
     assert all(c not in ("-", "n/a") for c in cells), full   # every number measured
+    # A window stops growing at sinks + window tokens: 68 * 23040 bytes at both lengths.
+    window = [c.strip() for c in next(row for row in rows if row.startswith("| window")).strip("|").split("|")]
+    assert window[2] == window[3] == "1.57 MB", window
     assert "bogus-policy (skipped)" in md and "skipped:" in md
     assert r.stdout.count("\n") == 6                 # the table on stdout too
     assert (out / "report.json").is_file()
