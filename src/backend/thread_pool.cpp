@@ -10,19 +10,37 @@
 #include <utility>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KVFORGE_PAUSE() _mm_pause()
+#else
+#define KVFORGE_PAUSE() std::this_thread::yield()
+#endif
+
 namespace kvforge {
 
-// Job hand-off: the caller publishes a job and bumps `generation`; workers
-// spin on `generation` for a short while, then sleep on the condition
-// variable. Each task index is claimed with one fetch_add on `next`.
+namespace {
+// ~1-2 ms of pause-spinning before a worker goes to sleep: longer than the
+// gaps between the ops of one token, shorter than a human-visible idle.
+constexpr int kSpinBeforeSleep = 1 << 15;
+}  // namespace
+
+// Job hand-off: the caller publishes (call, fn, n_tasks), resets `next` and
+// `pending`, then bumps `generation` (release). Workers spin on `generation`,
+// then sleep on the condition variable after announcing it in `sleeping`;
+// generation and sleeping are both seq_cst so that either the caller sees a
+// sleeper (and notifies under the mutex) or the sleeper sees the new job.
+// Each task index is claimed with one fetch_add on `next`.
 struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::mutex mu;
   std::condition_variable cv;
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int64_t> next{0};
-  std::atomic<int> pending{0};  // workers still inside the current job
-  const std::function<void(int64_t, int)>* fn = nullptr;
+  alignas(64) std::atomic<uint64_t> generation{0};
+  alignas(64) std::atomic<int64_t> next{0};
+  alignas(64) std::atomic<int> pending{0};  // workers still inside the current job
+  alignas(64) std::atomic<int> sleeping{0};
+  Trampoline call = nullptr;
+  const void* fn = nullptr;
   int64_t n_tasks = 0;
   bool stop = false;
 
@@ -30,7 +48,7 @@ struct ThreadPool::Impl {
     for (;;) {
       const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
       if (t >= n_tasks) break;
-      (*fn)(t, thread);
+      call(fn, t, thread);
     }
   }
 
@@ -38,13 +56,15 @@ struct ThreadPool::Impl {
     uint64_t seen = 0;
     for (;;) {
       uint64_t g = generation.load(std::memory_order_acquire);
-      for (int spin = 0; g == seen && spin < 20000; ++spin) {
-        std::this_thread::yield();
+      for (int spin = 0; g == seen && spin < kSpinBeforeSleep; ++spin) {
+        KVFORGE_PAUSE();
         g = generation.load(std::memory_order_acquire);
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || generation.load(std::memory_order_acquire) != seen; });
+        sleeping.fetch_add(1);
+        cv.wait(lock, [&] { return stop || generation.load() != seen; });
+        sleeping.fetch_sub(1);
         if (stop) return;
         g = generation.load(std::memory_order_acquire);
       }
@@ -64,30 +84,34 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop = true;
-    impl_->generation.fetch_add(1, std::memory_order_acq_rel);
+    impl_->generation.fetch_add(1);
   }
   impl_->cv.notify_all();
   for (auto& w : impl_->workers) w.join();
 }
 
-void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+void ThreadPool::run(int64_t n_tasks, Trampoline call, const void* fn) {
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
   if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+    for (int64_t t = 0; t < n_tasks; ++t) call(fn, t, 0);
     return;
   }
-  s.fn = &fn;
+  s.call = call;
+  s.fn = fn;
   s.n_tasks = n_tasks;
   s.next.store(0, std::memory_order_relaxed);
   s.pending.store(n_threads_ - 1, std::memory_order_relaxed);
-  {
+  s.generation.fetch_add(1);  // seq_cst: publishes the job, ordered before the load below
+  if (s.sleeping.load() > 0) {
     std::lock_guard<std::mutex> lock(s.mu);
-    s.generation.fetch_add(1, std::memory_order_acq_rel);
+    s.cv.notify_all();
   }
-  s.cv.notify_all();
   s.run_tasks(0);
-  while (s.pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  for (int spin = 0; s.pending.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinBeforeSleep) KVFORGE_PAUSE();
+    else std::this_thread::yield();  // a worker was descheduled: let it run
+  }
   s.fn = nullptr;
 }
 

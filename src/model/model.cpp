@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <cstdlib>
+
 #include "model/arch_registry.h"
 #include "util/error.h"
 
@@ -14,6 +16,10 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->config_.arch = *arch;
   m->config_.name = f.get_string("general.name").value_or(*arch);
   find_arch_loader(*arch)(TensorLoader(f), m->config_, m->weights_);
+  // Interleaved layouts for the kernels; KVFORGE_NO_REPACK=1 keeps the file's
+  // layout (for A/B measurements).
+  const char* no_repack = std::getenv("KVFORGE_NO_REPACK");
+  if (!no_repack || std::string(no_repack) != "1") m->packed_.pack(m->weights_);
   m->tokenizer_ = Tokenizer::from_gguf(f);
   if (m->tokenizer_->n_vocab() > m->config_.n_vocab)
     fail("tokenizer has {} tokens but the embedding only {} rows", m->tokenizer_->n_vocab(), m->config_.n_vocab);

@@ -6,6 +6,7 @@
 
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "model/packed_weights.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,6 +29,7 @@ class Model {
   std::unique_ptr<gguf::File> file_;
   ModelConfig config_;
   ModelWeights weights_;
+  PackedWeights packed_;  // owns the repacked matrices weights_ points at
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
