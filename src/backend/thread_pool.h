@@ -3,7 +3,9 @@
 // atomic (with the CPU's pause hint) for about a millisecond, so the ~100
 // small ops of a decode step hand off in well under a microsecond; only
 // then do they sleep, and the caller pays for a wake-up (mutex + notify) only
-// when someone actually sleeps. No threads are created per op.
+// when someone actually sleeps. The caller waits for the job's tasks, not
+// for the workers: on a busy machine a descheduled worker costs nothing
+// unless it holds a task. No threads are created per op.
 #include <cstdint>
 #include <memory>
 #include <type_traits>
