@@ -1,5 +1,6 @@
 #include "backend/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -10,48 +11,83 @@
 #include <utility>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KVFORGE_PAUSE() _mm_pause()
+#else
+#define KVFORGE_PAUSE() std::this_thread::yield()
+#endif
+
 namespace kvforge {
 
-// Job hand-off: the caller publishes a job and bumps `generation`; workers
-// spin on `generation` for a short while, then sleep on the condition
-// variable. Each task index is claimed with one fetch_add on `next`.
+namespace {
+// ~1-2 ms of pause-spinning before a worker goes to sleep: longer than the
+// gaps between the ops of one token, shorter than a human-visible idle.
+constexpr int kSpinBeforeSleep = 1 << 15;
+}  // namespace
+
+// Job hand-off. One atomic word holds (generation, n_tasks, next task):
+// the caller writes the job's function, then publishes the word with a new
+// generation (release). Anyone claims a task by a CAS that bumps the next
+// index while it is below n_tasks; a successful claim proves the job is
+// still running, so its function is still the published one. The caller
+// waits for the count of *finished tasks*, never for workers to check in: a
+// worker that was descheduled (the machine is shared) simply finds nothing
+// left to claim when it runs again.
+// Idle workers spin on the word, then sleep on the condition variable after
+// announcing it in `sleeping`; the word and `sleeping` are seq_cst so that
+// either the caller sees a sleeper (and notifies under the mutex) or the
+// sleeper sees the new job.
+namespace {
+constexpr int kIdxBits = 20;  // up to 2^20 - 1 tasks per job (larger ones run in rounds)
+constexpr uint64_t kIdxMask = (1u << kIdxBits) - 1;
+inline uint64_t gen_of(uint64_t w) { return w >> (2 * kIdxBits); }
+inline int64_t n_of(uint64_t w) { return (int64_t)((w >> kIdxBits) & kIdxMask); }
+inline int64_t idx_of(uint64_t w) { return (int64_t)(w & kIdxMask); }
+}  // namespace
+
 struct ThreadPool::Impl {
   std::vector<std::thread> workers;
   std::mutex mu;
   std::condition_variable cv;
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int64_t> next{0};
-  std::atomic<int> pending{0};  // workers still inside the current job
-  const std::function<void(int64_t, int)>* fn = nullptr;
-  int64_t n_tasks = 0;
+  alignas(64) std::atomic<uint64_t> word{0};
+  alignas(64) std::atomic<int64_t> done{0};  // finished tasks of the current job
+  alignas(64) std::atomic<int> sleeping{0};
+  Trampoline call = nullptr;
+  const void* fn = nullptr;
+  int64_t offset = 0;  // first task of the current round
   bool stop = false;
 
-  void run_tasks(int thread) {
-    for (;;) {
-      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n_tasks) break;
-      (*fn)(t, thread);
+  // Claims and runs tasks of the job published as generation `gen`.
+  void run_tasks(uint64_t gen, int thread) {
+    uint64_t w = word.load(std::memory_order_acquire);
+    while (gen_of(w) == gen && idx_of(w) < n_of(w)) {
+      if (!word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      call(fn, offset + idx_of(w), thread);
+      done.fetch_add(1, std::memory_order_release);
+      w = word.load(std::memory_order_acquire);
     }
   }
 
   void worker(int thread) {
     uint64_t seen = 0;
     for (;;) {
-      uint64_t g = generation.load(std::memory_order_acquire);
-      for (int spin = 0; g == seen && spin < 20000; ++spin) {
-        std::this_thread::yield();
-        g = generation.load(std::memory_order_acquire);
+      uint64_t g = gen_of(word.load(std::memory_order_acquire));
+      for (int spin = 0; g == seen && spin < kSpinBeforeSleep; ++spin) {
+        KVFORGE_PAUSE();
+        g = gen_of(word.load(std::memory_order_acquire));
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || generation.load(std::memory_order_acquire) != seen; });
+        sleeping.fetch_add(1);
+        cv.wait(lock, [&] { return stop || gen_of(word.load()) != seen; });
+        sleeping.fetch_sub(1);
         if (stop) return;
-        g = generation.load(std::memory_order_acquire);
+        g = gen_of(word.load(std::memory_order_acquire));
       }
-      seen = g;
       if (stop) return;
-      run_tasks(thread);
-      pending.fetch_sub(1, std::memory_order_acq_rel);
+      seen = g;
+      run_tasks(g, thread);
     }
   }
 };
@@ -64,30 +100,38 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop = true;
-    impl_->generation.fetch_add(1, std::memory_order_acq_rel);
+    const uint64_t g = gen_of(impl_->word.load()) + 1;
+    impl_->word.store(g << (2 * kIdxBits));
   }
   impl_->cv.notify_all();
   for (auto& w : impl_->workers) w.join();
 }
 
-void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+void ThreadPool::run(int64_t n_tasks, Trampoline call, const void* fn) {
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
   if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+    for (int64_t t = 0; t < n_tasks; ++t) call(fn, t, 0);
     return;
   }
-  s.fn = &fn;
-  s.n_tasks = n_tasks;
-  s.next.store(0, std::memory_order_relaxed);
-  s.pending.store(n_threads_ - 1, std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.generation.fetch_add(1, std::memory_order_acq_rel);
+  for (int64_t first = 0; first < n_tasks; first += (int64_t)kIdxMask) {
+    const int64_t n = std::min<int64_t>((int64_t)kIdxMask, n_tasks - first);
+    s.call = call;
+    s.fn = fn;
+    s.offset = first;
+    s.done.store(0, std::memory_order_relaxed);
+    const uint64_t g = (gen_of(s.word.load(std::memory_order_relaxed)) + 1) & ((1ull << (64 - 2 * kIdxBits)) - 1);
+    s.word.store((g << (2 * kIdxBits)) | ((uint64_t)n << kIdxBits));  // seq_cst: publish, then check sleepers
+    if (s.sleeping.load() > 0) {
+      std::lock_guard<std::mutex> lock(s.mu);
+      s.cv.notify_all();
+    }
+    s.run_tasks(g, 0);
+    for (int spin = 0; s.done.load(std::memory_order_acquire) != n; ++spin) {
+      if (spin < kSpinBeforeSleep) KVFORGE_PAUSE();
+      else std::this_thread::yield();  // a worker holding a task was descheduled: let it run
+    }
   }
-  s.cv.notify_all();
-  s.run_tasks(0);
-  while (s.pending.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   s.fn = nullptr;
 }
 

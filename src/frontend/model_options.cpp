@@ -13,12 +13,17 @@ void ModelOptions::add_to(CLI::App& app) {
   app.add_option("-b,--batch-size", n_batch, "Tokens per forward pass while prefilling")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-repack", no_repack, "Keep the file's weight layout instead of the interleaved one (A/B measurements)");
   app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")
       ->capture_default_str();
   app.add_option("--kv-type", kv_type, "KV-cache storage precision (f16, f32, q8, q4); overrides the storage part of --kv");
 }
 
-std::unique_ptr<Model> ModelOptions::load_model() const { return Model::load(resolve_model_path(model)); }
+std::unique_ptr<Model> ModelOptions::load_model() const {
+  Model::LoadOptions lo;
+  lo.repack = !no_repack;
+  return Model::load(resolve_model_path(model), lo);
+}
 
 ContextParams ModelOptions::context_params() const {
   ContextParams p;

@@ -18,6 +18,7 @@ struct ModelOptions {
   int n_threads = 0;         // -t
   std::string kv_type;       // --kv-type (shorthand for the storage part of --kv)
   std::string kv = "full";   // --kv POLICY
+  bool no_repack = false;    // --no-repack
 
   void add_to(CLI::App& app);
   std::unique_ptr<Model> load_model() const;          // resolves the default model

@@ -45,6 +45,7 @@ Context::Context(const Model& model, const ContextParams& params)
   att_.resize(B * c.q_dim());
   tmp_.resize(B * c.d_model);
   gate_.resize(B * c.d_ff);
+  if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   up_.resize(B * c.d_ff);
   bool fused = false;
   for (const auto& L : model.weights().layers) fused |= L.wqkv.rows > 0;
@@ -80,13 +81,16 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   for (int32_t t = 0; t < n; ++t) {
     get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
     if (c.position == PositionKind::Learned) {
-      std::vector<float> pe(d);
-      get_row(w.pos_embd, plan.pos0 + t, pe.data());
-      add_inplace(&x_[(size_t)t * d], pe.data(), d);
+      get_row(w.pos_embd, plan.pos0 + t, tmp_.data());
+      add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
     }
   }
-
+  // RoPE angles of each token, computed once for all layers.
   const Rope rope(c.rope);
+  const int n_rot = c.rope.n_rot;
+  if (c.position == PositionKind::Rope)
+    for (int32_t t = 0; t < n; ++t) rope.angles(plan.pos0 + t, &rope_cs_[(size_t)t * n_rot]);
+
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
@@ -101,18 +105,18 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
         std::copy(r + qd, r + qd + kvd, &k_[(size_t)t * kvd]);
         std::copy(r + qd + kvd, r + nq, &v_[(size_t)t * kvd]);
       }
-    } else {
-      matmul(L.wq, xn_.data(), n, q_.data(), pool_, scratch_);
-      matmul(L.wk, xn_.data(), n, k_.data(), pool_, scratch_);
-      matmul(L.wv, xn_.data(), n, v_.data(), pool_, scratch_);
+    } else {  // Q, K and V in one pool hand-off
+      const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
+      float* ys[3] = {q_.data(), k_.data(), v_.data()};
+      matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_);
     }
     maybe_bias(q_.data(), L.bq, n);
     maybe_bias(k_.data(), L.bk, n);
     maybe_bias(v_.data(), L.bv, n);
     if (c.position == PositionKind::Rope) {
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, plan.pos0 + t);
-        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, plan.pos0 + t);
+        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
       }
     }
     cache_->write(l, plan, k_.data(), v_.data());
@@ -123,13 +127,16 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 
     // Feed-forward block: x += down(act(norm(x))).
     normalize(c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
-    matmul(L.w_up, xn_.data(), n, up_.data(), pool_, scratch_);
-    maybe_bias(up_.data(), L.b_up, n);
-    if (c.ffn == FfnKind::SwiGLU) {
-      matmul(L.w_gate, xn_.data(), n, gate_.data(), pool_, scratch_);
+    if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
+      const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
+      float* ys[2] = {gate_.data(), up_.data()};
+      matmul_many(Ws, ys, 2, xn_.data(), n, pool_, scratch_);
+      maybe_bias(up_.data(), L.b_up, n);
       swiglu_inplace(gate_.data(), up_.data(), (int64_t)n * c.d_ff);
       matmul(L.w_down, gate_.data(), n, tmp_.data(), pool_, scratch_);
     } else {
+      matmul(L.w_up, xn_.data(), n, up_.data(), pool_, scratch_);
+      maybe_bias(up_.data(), L.b_up, n);
       gelu_inplace(up_.data(), (int64_t)n * c.d_ff);
       matmul(L.w_down, up_.data(), n, tmp_.data(), pool_, scratch_);
     }
@@ -147,17 +154,49 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 }
 
 // Every (token, KV head) pair is independent: the query heads of the group
-// read the head's cached rows once (see ops/attention.h).
+// read the head's cached rows once (see ops/attention.h). With many tokens
+// (prefill) a task is one pair; with few (decode) a task is one chunk of a
+// pair's rows, so that a long cache keeps every thread busy, and the
+// partial results are merged afterwards. Both run the same chunk kernel and
+// the same merge, so a query's result does not depend on the batch.
 void Context::attention(int layer, const KvPlan& plan) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim();
-  pool_.parallel_for((int64_t)plan.n_tokens * c.n_kv_head, [&](int64_t task, int) {
-    const int32_t t = (int32_t)(task / c.n_kv_head);
-    const int h = (int)(task % c.n_kv_head);
-    const size_t off = (size_t)t * qd + (size_t)h * group * c.head_dim;
-    attend(&q_[off], group, cache_->view(layer, h, plan.pos0 + t), c.attn_scale, &att_[off]);
+  const int qd = c.q_dim(), dv = c.head_dim;
+  const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
+  auto q_off = [&](int64_t pair) {
+    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+  };
+  auto view_of = [&](int64_t pair) {
+    return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
+  };
+  if (n_pairs >= 4 * (int64_t)pool_.size()) {
+    pool_.parallel_for(n_pairs, [&](int64_t pair, int) {
+      attend(&q_[q_off(pair)], group, view_of(pair), c.attn_scale, &att_[q_off(pair)]);
+    });
+    return;
+  }
+  // Split path: list every (pair, chunk), compute the partials, merge per pair.
+  std::vector<AttnItem>& items = attn_items_;
+  std::vector<AttnChunk>& chunks = attn_chunks_;
+  items.clear();
+  std::vector<int64_t>& first = attn_first_;  // [n_pairs + 1] item ranges
+  first.assign(n_pairs + 1, 0);
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const KvView v = view_of(p);
+    chunks.resize(attn_chunks(v, nullptr));
+    attn_chunks(v, chunks.data());
+    for (const AttnChunk& ch : chunks) items.push_back({p, ch});
+    first[p + 1] = (int64_t)items.size();
+  }
+  const size_t pf = attn_partial_floats(group, dv);
+  if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
+  pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
+    const AttnItem& it = items[i];
+    attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
+  for (int64_t p = 0; p < n_pairs; ++p)
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &att_[q_off(p)]);
 }
 
 }  // namespace kvforge

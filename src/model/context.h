@@ -8,6 +8,7 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_policy.h"
 #include "model/model.h"
+#include "ops/attention.h"
 
 namespace kvforge {
 
@@ -56,6 +57,16 @@ class Context {
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [n_batch][d_ff]
   std::vector<float> up_;    // [n_batch][d_ff]
+  std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
+  // Split attention (decode): one item per (token x KV head pair, chunk).
+  struct AttnItem {
+    int64_t pair;
+    AttnChunk chunk;
+  };
+  std::vector<AttnItem> attn_items_;
+  std::vector<AttnChunk> attn_chunks_;
+  std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair
+  std::vector<float> attn_parts_;    // [items][attn_partial_floats]
 };
 
 }  // namespace kvforge

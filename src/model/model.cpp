@@ -5,7 +5,7 @@
 
 namespace kvforge {
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = gguf::File::open(path);
   const gguf::File& f = *m->file_;
@@ -14,6 +14,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->config_.arch = *arch;
   m->config_.name = f.get_string("general.name").value_or(*arch);
   find_arch_loader(*arch)(TensorLoader(f), m->config_, m->weights_);
+  if (options.repack) m->packed_.pack(m->weights_);
   m->tokenizer_ = Tokenizer::from_gguf(f);
   if (m->tokenizer_->n_vocab() > m->config_.n_vocab)
     fail("tokenizer has {} tokens but the embedding only {} rows", m->tokenizer_->n_vocab(), m->config_.n_vocab);

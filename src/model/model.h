@@ -6,6 +6,7 @@
 
 #include "gguf/gguf.h"
 #include "model/config.h"
+#include "model/packed_weights.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,7 +16,14 @@ class Model {
  public:
   // Throws kvforge::Error with a one-line reason (missing file, corrupt GGUF,
   // unknown architecture, unsupported tensor type, missing tensors...).
-  static std::unique_ptr<Model> load(const std::string& path);
+  struct LoadOptions {
+    // Repack Q4_1/Q8_0 matrices into the interleaved layout the fast kernels
+    // read (same bytes, original pages released). Off: the file's layout
+    // (for A/B measurements).
+    bool repack = true;
+  };
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& options);
+  static std::unique_ptr<Model> load(const std::string& path) { return load(path, LoadOptions{}); }
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -28,6 +36,7 @@ class Model {
   std::unique_ptr<gguf::File> file_;
   ModelConfig config_;
   ModelWeights weights_;
+  PackedWeights packed_;  // owns the repacked matrices weights_ points at
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 

@@ -2,9 +2,18 @@
 
 #include <cmath>
 
+#include "backend/cpu_features.h"
+
 namespace kvforge {
 
+void swiglu_inplace_avx2(float* gate, const float* up, int64_t n);  // activation_avx2.cpp
+
 void swiglu_inplace(float* gate, const float* up, int64_t n) {
+  if (simd_level() >= SimdLevel::AVX2) return swiglu_inplace_avx2(gate, up, n);
+  swiglu_inplace_ref(gate, up, n);
+}
+
+void swiglu_inplace_ref(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];

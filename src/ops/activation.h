@@ -5,7 +5,9 @@
 namespace kvforge {
 
 // gate[i] = silu(gate[i]) * up[i]   (SwiGLU)
+// (best SIMD level; element-wise, so batch-invariant at any level)
 void swiglu_inplace(float* gate, const float* up, int64_t n);
+void swiglu_inplace_ref(float* gate, const float* up, int64_t n);  // scalar reference
 // x[i] = gelu(x[i]) with the tanh approximation (GPT-2's "gelu_new")
 void gelu_inplace(float* x, int64_t n);
 // y[r][i] += b[i] for every row

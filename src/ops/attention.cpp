@@ -4,7 +4,8 @@
 #include <cmath>
 #include <vector>
 
-#include "ops/attention_quant.h"
+#include "backend/cpu_features.h"
+#include "ops/hadamard.h"
 #include "util/fp16.h"
 
 namespace kvforge {
@@ -27,54 +28,115 @@ float dot(const float* a, const float* b, int n) {
   return s;
 }
 
+using ChunkFn = void (*)(const float*, int, const KvView&, const AttnChunk&, float, float*);
+
+void chunk_best(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
+  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+  if (simd_level() >= SimdLevel::AVX2 && attend_chunk_avx2(q, n_group, view, c, scale, part)) return;
+  attend_chunk_ref(q, n_group, view, c, scale, part);
+}
+
+void attend_with(ChunkFn fn, const float* q, int n_group, const KvView& view, float scale, float* out) {
+  const int n = attn_chunks(view, nullptr);
+  thread_local std::vector<AttnChunk> chunks;
+  thread_local std::vector<float> parts;
+  chunks.resize(n);
+  attn_chunks(view, chunks.data());
+  const size_t pf = attn_partial_floats(n_group, view.head_dim_v);
+  parts.resize(pf * n);  // [n][n_group][2 + dv]
+  for (int i = 0; i < n; ++i) fn(q, n_group, view, chunks[i], scale, &parts[pf * i]);
+  attend_merge(parts.data(), n, n_group, view, out);
+}
+
 }  // namespace
 
-void attend(const float* q, int n_group, const KvView& view, float scale, float* out) {
-  if (kv_storage_quantized(view.storage)) return attend_quant(q, n_group, view, scale, out);  // q8/q4 rows
-  const int dk = view.head_dim_k, dv = view.head_dim_v;
-  thread_local std::vector<float> kt, vt, sc, acc, mx, sum;
-  kt.resize((size_t)kAttnTile * dk);   // [tile][dk]
-  vt.resize((size_t)kAttnTile * dv);   // [tile][dv]
-  sc.resize(kAttnTile);                // [tile]
-  acc.assign((size_t)n_group * dv, 0.0f);  // [n_group][dv]
-  mx.assign(n_group, -INFINITY);       // running max per head
-  sum.assign(n_group, 0.0f);           // running softmax denominator per head
+int attn_chunks(const KvView& view, AttnChunk* out) {
+  int n = 0;
+  for (int s = 0; s < view.n_segments; ++s)
+    for (int32_t r0 = 0; r0 < view.segments[s].n_rows; r0 += kAttnChunk, ++n)
+      if (out) out[n] = {s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)};
+  return n;
+}
 
-  // Tiles never straddle segments: a segment boundary restarts tiling,
-  // which depends only on the view, not on the batch.
-  for (int s = 0; s < view.n_segments; ++s) {
-    const KvSegment& seg = view.segments[s];
-    for (int32_t r0 = 0; r0 < seg.n_rows; r0 += kAttnTile) {
-      const int32_t n = std::min<int32_t>(kAttnTile, seg.n_rows - r0);
-      load_rows(view.storage, seg.k, r0, n, dk, kt.data());
-      load_rows(view.storage, seg.v, r0, n, dv, vt.data());
-      for (int g = 0; g < n_group; ++g) {
-        const float* qg = q + (size_t)g * dk;
-        float tile_max = -INFINITY;
-        for (int j = 0; j < n; ++j) {
-          sc[j] = dot(qg, &kt[(size_t)j * dk], dk) * scale;
-          tile_max = std::max(tile_max, sc[j]);
-        }
-        const float m_new = std::max(mx[g], tile_max);
-        const float corr = std::exp(mx[g] - m_new);  // exp(-inf) = 0 on the first tile
-        float* a = &acc[(size_t)g * dv];
-        float l = sum[g] * corr;
-        for (int d = 0; d < dv; ++d) a[d] *= corr;
-        for (int j = 0; j < n; ++j) {
-          const float p = std::exp(sc[j] - m_new);
-          l += p;
-          const float* vj = &vt[(size_t)j * dv];
-          for (int d = 0; d < dv; ++d) a[d] += p * vj[d];
-        }
-        sum[g] = l;
-        mx[g] = m_new;
-      }
+void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                      float* part) {
+  const int dk = view.head_dim_k, dv = view.head_dim_v;
+  const KvSegment& seg = view.segments[c.seg];
+  thread_local std::vector<float> kt, vt, sc;
+  kt.resize((size_t)kAttnTile * dk);  // [tile][dk]
+  vt.resize((size_t)kAttnTile * dv);  // [tile][dv]
+  sc.resize(kAttnTile);               // [tile]
+  attn_partial_init(part, n_group, dv);
+  for (int32_t r0 = c.r0; r0 < c.r1; r0 += kAttnTile) {
+    const int32_t n = std::min<int32_t>(kAttnTile, c.r1 - r0);
+    load_rows(view.storage, seg.k, r0, n, dk, kt.data());
+    load_rows(view.storage, seg.v, r0, n, dv, vt.data());
+    for (int g = 0; g < n_group; ++g) {
+      const float* qg = q + (size_t)g * dk;
+      for (int j = 0; j < n; ++j) sc[j] = dot(qg, &kt[(size_t)j * dk], dk) * scale;
+      attn_tile_update(part + (size_t)g * (2 + dv), sc.data(), n, vt.data(), dv);
     }
   }
+}
+
+void attn_partial_init(float* part, int n_group, int dv) {
   for (int g = 0; g < n_group; ++g) {
-    const float inv = sum[g] > 0 ? 1.0f / sum[g] : 0.0f;
-    for (int d = 0; d < dv; ++d) out[(size_t)g * dv + d] = acc[(size_t)g * dv + d] * inv;
+    float* pg = part + (size_t)g * (2 + dv);
+    pg[0] = -INFINITY;  // running max
+    pg[1] = 0;          // running denominator
+    std::fill(pg + 2, pg + 2 + dv, 0.0f);
   }
+}
+
+void attn_tile_update(float* pg, const float* sc, int n, const float* vt, int dv) {
+  float tile_max = -INFINITY;
+  for (int j = 0; j < n; ++j) tile_max = std::max(tile_max, sc[j]);
+  const float m_new = std::max(pg[0], tile_max);
+  const float corr = std::exp(pg[0] - m_new);  // exp(-inf) = 0 on the first tile
+  float* a = pg + 2;
+  float l = pg[1] * corr;
+  for (int d = 0; d < dv; ++d) a[d] *= corr;
+  for (int j = 0; j < n; ++j) {
+    const float p = std::exp(sc[j] - m_new);
+    l += p;
+    const float* vj = vt + (size_t)j * dv;
+    for (int d = 0; d < dv; ++d) a[d] += p * vj[d];
+  }
+  pg[1] = l;
+  pg[0] = m_new;
+}
+
+void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& view, float* out) {
+  const int dv = view.head_dim_v;
+  const size_t pf = attn_partial_floats(n_group, dv);
+  for (int g = 0; g < n_group; ++g) {
+    float* o = out + (size_t)g * dv;
+    float m = -INFINITY;
+    for (int i = 0; i < n_chunks; ++i) m = std::max(m, parts[pf * i + (size_t)g * (2 + dv)]);
+    float l = 0;
+    std::fill(o, o + dv, 0.0f);
+    for (int i = 0; i < n_chunks; ++i) {
+      const float* pg = parts + pf * i + (size_t)g * (2 + dv);
+      const float w = std::exp(pg[0] - m);
+      l += pg[1] * w;
+      for (int d = 0; d < dv; ++d) o[d] += pg[2 + d] * w;
+    }
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    for (int d = 0; d < dv; ++d) o[d] *= inv;
+    if (view.hadamard) hadamard_rotate(o, dv);  // back from the rotated basis (H is its own inverse)
+  }
+}
+
+void attend_chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
+  chunk_best(q, n_group, view, c, scale, part);
+}
+
+void attend(const float* q, int n_group, const KvView& view, float scale, float* out) {
+  attend_with(chunk_best, q, n_group, view, scale, out);
+}
+
+void attend_ref(const float* q, int n_group, const KvView& view, float scale, float* out) {
+  attend_with(attend_chunk_ref, q, n_group, view, scale, out);
 }
 
 }  // namespace kvforge

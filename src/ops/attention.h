@@ -4,18 +4,67 @@
 // single pass that reads each cached row once for all query heads of the
 // group (GQA).
 //
-// Batch invariance: rows are processed in tiles of kAttnTile aligned to the
-// start of the view, so the arithmetic for a query at position p is the same
-// whether it runs in a 512-token prefill, alone in decode, or in a cache-off
+// Batch invariance: the rows of the view are cut into chunks of kAttnChunk
+// rows (aligned to the start of each segment) and each chunk into tiles of
+// kAttnTile; every chunk gives a partial result (running max, denominator,
+// unnormalised sum of V) and the partials are merged in chunk order. All of
+// that depends only on the view, so the arithmetic for a query at position
+// p is the same whether it runs in a 512-token prefill, alone in decode
+// (where chunks may run on different threads), or in a cache-off
 // recomputation.
+#include <cstddef>
+
 #include "kv/kv_cache.h"
 
 namespace kvforge {
 
 constexpr int kAttnTile = 32;
+constexpr int kAttnChunk = 256;  // a multiple of kAttnTile
 
-// q: [n_group][view.head_dim_k] f32, out: [n_group][view.head_dim_v] f32.
-// softmax(scale * q.k) over all rows of the view.
+// A run of rows [r0, r1) of one segment of a view.
+struct AttnChunk {
+  int seg = 0;
+  int32_t r0 = 0, r1 = 0;
+};
+
+// Number of chunks of the view; fills out[0..n) when out is not null.
+int attn_chunks(const KvView& view, AttnChunk* out);
+
+// Floats of one chunk's partial result: [n_group][2 + head_dim_v] =
+// (running max m, denominator l, acc[head_dim_v]) per query head.
+inline size_t attn_partial_floats(int n_group, int head_dim_v) { return (size_t)n_group * (2 + head_dim_v); }
+
+// q: [n_group][view.head_dim_k] f32; part: attn_partial_floats() floats.
+// Scores are scale * q.k.
+void attend_chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part);
+
+// out: [n_group][view.head_dim_v] = merge of parts[0..n_chunks) in order
+// (rotated back to the model's basis when the view's rows are Hadamard-rotated).
+void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& view, float* out);
+
+// Sets a chunk's partial result to the empty state (m = -inf, l = 0, acc = 0).
+void attn_partial_init(float* part, int n_group, int head_dim_v);
+// Online-softmax update of one query head's partial pg = [m, l, acc[dv]] with
+// a tile of n scaled scores and their V rows vt: [n][dv]. Every scalar chunk
+// kernel (f16/f32 and quantized rows) shares it, so they round alike.
+void attn_tile_update(float* pg, const float* scores, int n, const float* vt, int dv);
+
+// softmax(scale * q.k) V over all rows of the view: every chunk, then the
+// merge. q: [n_group][view.head_dim_k], out: [n_group][view.head_dim_v].
 void attend(const float* q, int n_group, const KvView& view, float scale, float* out);
+
+// The same with the scalar chunk kernel (the reference the SIMD one is
+// tested against; it is also what attend() runs without AVX2).
+void attend_ref(const float* q, int n_group, const KvView& view, float scale, float* out);
+
+// Chunk kernels. attend_chunk_avx2 returns false (doing nothing) for shapes
+// it does not handle (head dims not multiples of 8).
+void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                      float* part);
+bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                       float* part);
+// Quantized rows (q8/q4, optionally Hadamard-rotated): see ops/attention_quant.h.
+void attend_chunk_quant(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                        float* part);
 
 }  // namespace kvforge

@@ -24,20 +24,19 @@ GemmFn score_kernel(GgmlType t) {
 
 }  // namespace
 
-void attend_quant(const float* q, int n_group, const KvView& view, float scale, float* out) {
+void attend_chunk_quant(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                        float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const GgmlType type = kv_storage_type(view.storage);
   const size_t k_row = kv_row_bytes(view.storage, dk), v_row = kv_row_bytes(view.storage, dv);
   const size_t qa_row = (size_t)(dk / QK) * sizeof(BlockQ8A);
-  thread_local std::vector<float> qr, vt, sc, acc, mx, sum;
+  const KvSegment& seg = view.segments[c.seg];
+  thread_local std::vector<float> qr, vt, sc;
   thread_local std::vector<uint8_t> qa;
   qr.assign(q, q + (size_t)n_group * dk);   // [n_group][dk]  q, rotated like the rows
   qa.resize((size_t)n_group * qa_row);      // [n_group][dk/32] BlockQ8A
   vt.resize((size_t)kAttnTile * dv);        // [tile][dv]     dequantized V rows
   sc.resize((size_t)n_group * kAttnTile);   // [n_group][tile] scores
-  acc.assign((size_t)n_group * dv, 0.0f);   // [n_group][dv]  (rotated) output accumulator
-  mx.assign(n_group, -INFINITY);            // running max per head
-  sum.assign(n_group, 0.0f);                // running softmax denominator per head
   for (int g = 0; g < n_group; ++g) {
     float* qg = &qr[(size_t)g * dk];
     if (view.hadamard) hadamard_rotate(qg, dk);
@@ -45,43 +44,19 @@ void attend_quant(const float* q, int n_group, const KvView& view, float scale, 
   }
   const GemmFn dot_tile = score_kernel(type);
 
-  for (int s = 0; s < view.n_segments; ++s) {
-    const KvSegment& seg = view.segments[s];
-    for (int32_t r0 = 0; r0 < seg.n_rows; r0 += kAttnTile) {
-      const int32_t n = std::min<int32_t>(kAttnTile, seg.n_rows - r0);
-      // The tile's K rows as an [n][dk] weight matrix; query heads are its tokens.
-      const WeightMatrix K{type, n, dk, (const uint8_t*)seg.k + (size_t)r0 * k_row, k_row};
-      dot_tile(K, qa.data(), qa_row, 0, n, 0, n_group, sc.data());  // sc[g * n + j]
-      // Rows of a segment are contiguous, so the tile's V is one run of blocks.
-      dequantize_row(type, (const uint8_t*)seg.v + (size_t)r0 * v_row, vt.data(), (int64_t)n * dv);
-      for (int g = 0; g < n_group; ++g) {
-        float* sg = &sc[(size_t)g * n];
-        float tile_max = -INFINITY;
-        for (int j = 0; j < n; ++j) {
-          sg[j] *= scale;
-          tile_max = std::max(tile_max, sg[j]);
-        }
-        const float m_new = std::max(mx[g], tile_max);
-        const float corr = std::exp(mx[g] - m_new);  // exp(-inf) = 0 on the first tile
-        float* a = &acc[(size_t)g * dv];
-        float l = sum[g] * corr;
-        for (int d = 0; d < dv; ++d) a[d] *= corr;
-        for (int j = 0; j < n; ++j) {
-          const float p = std::exp(sg[j] - m_new);
-          l += p;
-          const float* vj = &vt[(size_t)j * dv];
-          for (int d = 0; d < dv; ++d) a[d] += p * vj[d];
-        }
-        sum[g] = l;
-        mx[g] = m_new;
-      }
+  attn_partial_init(part, n_group, dv);
+  for (int32_t r0 = c.r0; r0 < c.r1; r0 += kAttnTile) {
+    const int32_t n = std::min<int32_t>(kAttnTile, c.r1 - r0);
+    // The tile's K rows as an [n][dk] weight matrix; query heads are its tokens.
+    const WeightMatrix K{type, n, dk, (const uint8_t*)seg.k + (size_t)r0 * k_row, k_row};
+    dot_tile(K, qa.data(), qa_row, 0, n, 0, n_group, sc.data());  // sc[g * n + j]
+    // Rows of a segment are contiguous, so the tile's V is one run of blocks.
+    dequantize_row(type, (const uint8_t*)seg.v + (size_t)r0 * v_row, vt.data(), (int64_t)n * dv);
+    for (int g = 0; g < n_group; ++g) {
+      float* sg = &sc[(size_t)g * n];
+      for (int j = 0; j < n; ++j) sg[j] *= scale;
+      attn_tile_update(part + (size_t)g * (2 + dv), sg, n, vt.data(), dv);
     }
-  }
-  for (int g = 0; g < n_group; ++g) {
-    const float inv = sum[g] > 0 ? 1.0f / sum[g] : 0.0f;
-    float* o = out + (size_t)g * dv;
-    for (int d = 0; d < dv; ++d) o[d] = acc[(size_t)g * dv + d] * inv;
-    if (view.hadamard) hadamard_rotate(o, dv);  // back from the rotated basis (H is its own inverse)
   }
 }
 

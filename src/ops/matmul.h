@@ -16,7 +16,10 @@ struct WeightMatrix {
   int64_t rows = 0;
   int64_t cols = 0;
   const void* data = nullptr;
-  size_t row_stride = 0;
+  size_t row_stride = 0;  // bytes of one row in the plain layout
+  // 0: plain rows. kPackRows (ops/weight_pack.h): groups of rows interleaved
+  // block by block; row() is then meaningless (use gather_row / get_row).
+  int interleave = 0;
 
   const uint8_t* row(int64_t r) const { return (const uint8_t*)data + r * row_stride; }
 };
@@ -34,6 +37,12 @@ struct MatmulScratch {
 // activations quantized once per call to 8-bit blocks (per token row).
 void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
+
+// Several matrices applied to the same input in one pool hand-off (Q, K and
+// V; gate and up): ys[i] = Ws[i] x, each y[t][r] exactly as matmul() gives it.
+// The activations are quantized once when all matrices take the same format.
+void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
+                 ThreadPool& pool, MatmulScratch& scratch);
 
 // Dequantizes row r of W into out[cols] (embedding lookup).
 void get_row(const WeightMatrix& W, int64_t r, float* out);

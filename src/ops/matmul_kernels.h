@@ -22,6 +22,10 @@ using GemmFn = void (*)(const WeightMatrix& W, const uint8_t* xa, size_t xa_stri
 
 GemmFn gemm_kernel_ref(GgmlType t);   // scalar reference; nullptr if unsupported
 GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
+// Kernels for the interleaved layout (W.interleave == kPackRows); r0 and r1
+// are then multiples of kPackRows.
+GemmFn gemm_kernel_packed_ref(GgmlType t);
+GemmFn gemm_kernel_packed_avx2(GgmlType t);
 
 // Scalar reference dot of one weight row with one activation row.
 float dot_ref(GgmlType t, const uint8_t* wrow, const uint8_t* arow, int64_t cols);

@@ -3,9 +3,11 @@
 // right; the SIMD kernels are tested against these.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
+#include "ops/weight_pack.h"
 #include "util/error.h"
 
 namespace kvforge {
@@ -156,7 +158,22 @@ void gemm_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
     for (int64_t r = r0; r < r1; ++r) y[t * W.rows + r] = dot_ref(W.type, W.row(r), xa + t * xs, W.cols);
 }
 
+// Packed layout: gather the row back into plain blocks, then the same dot.
+void gemm_packed_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                     int64_t t1, float* y) {
+  thread_local std::vector<uint8_t> row;  // [row_stride]
+  row.resize(W.row_stride);
+  for (int64_t r = r0; r < r1; ++r) {
+    gather_row(W, r, row.data());
+    for (int64_t t = t0; t < t1; ++t) y[t * W.rows + r] = dot_ref(W.type, row.data(), xa + t * xs, W.cols);
+  }
+}
+
 }  // namespace
+
+GemmFn gemm_kernel_packed_ref(GgmlType t) {
+  return t == GgmlType::Q4_1 || t == GgmlType::Q8_0 ? gemm_packed_ref : nullptr;
+}
 
 float dot_ref(GgmlType t, const uint8_t* w, const uint8_t* a, int64_t cols) {
   switch (t) {

@@ -14,20 +14,34 @@ Rope::Rope(const RopeParams& p) : p_(p) {
   }
 }
 
-void Rope::apply(float* x, int n_heads, int head_dim, int32_t pos) const {
-  const int half = p_.n_rot / 2;
-  for (int i = 0; i < half; ++i) {
+void Rope::angles(int32_t pos, float* cs) const {
+  for (int i = 0; i < p_.n_rot / 2; ++i) {
     const double angle = (double)pos * inv_freq_[i];
-    const float c = (float)std::cos(angle), s = (float)std::sin(angle);
-    for (int h = 0; h < n_heads; ++h) {
-      float* xh = x + (int64_t)h * head_dim;
-      const int a = p_.pairing == RopePairing::Adjacent ? 2 * i : i;
-      const int b = p_.pairing == RopePairing::Adjacent ? 2 * i + 1 : i + half;
+    cs[2 * i] = (float)std::cos(angle);
+    cs[2 * i + 1] = (float)std::sin(angle);
+  }
+}
+
+void Rope::apply(float* x, int n_heads, int head_dim, const float* cs) const {
+  const int half = p_.n_rot / 2;
+  const bool adjacent = p_.pairing == RopePairing::Adjacent;
+  for (int h = 0; h < n_heads; ++h) {
+    float* xh = x + (int64_t)h * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float c = cs[2 * i], s = cs[2 * i + 1];
+      const int a = adjacent ? 2 * i : i;
+      const int b = adjacent ? 2 * i + 1 : i + half;
       const float x0 = xh[a], x1 = xh[b];
       xh[a] = x0 * c - x1 * s;
       xh[b] = x0 * s + x1 * c;
     }
   }
+}
+
+void Rope::apply(float* x, int n_heads, int head_dim, int32_t pos) const {
+  std::vector<float> cs(p_.n_rot);
+  angles(pos, cs.data());
+  apply(x, n_heads, head_dim, cs.data());
 }
 
 }  // namespace kvforge

@@ -25,6 +25,10 @@ class Rope {
   explicit Rope(const RopeParams& p);
   // x: [n_heads][head_dim] of one token at position pos, rotated in place.
   void apply(float* x, int n_heads, int head_dim, int32_t pos) const;
+  // The same in two steps, so a token's angles are computed once for all
+  // layers: cs[2i], cs[2i+1] = cos, sin of pair i's angle (n_rot floats).
+  void angles(int32_t pos, float* cs) const;
+  void apply(float* x, int n_heads, int head_dim, const float* cs) const;
   const RopeParams& params() const { return p_; }
 
  private:

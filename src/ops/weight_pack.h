@@ -1,0 +1,43 @@
+#pragma once
+// Interleaved ("x8") weight layouts, made once at load: the blocks of 8
+// consecutive rows are stored side by side, so a kernel reads one
+// sequential stream, converts 8 row scales with one instruction and gets one
+// f32 lane per row. Same bytes as the original (no expansion).
+//
+// Packed matrix = [rows/8 groups][cols/32 blocks] of:
+//   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: qs[p] = the 16 nibble
+//           bytes of row p, then those of row p+4 (so one 32-byte load feeds
+//           two rows; low nibbles = elements 0..15, high = 16..31).
+//   Q8_0x8: d[8] (fp16, row order), qs[8][32] (row order).
+#include <cstdint>
+
+#include "ops/ggml_types.h"
+
+namespace kvforge {
+
+struct WeightMatrix;
+
+constexpr int kPackRows = 8;
+
+struct BlockQ4_1x8 {
+  fp16_t d[8];
+  fp16_t m[8];
+  uint8_t qs[4][32];
+};
+struct BlockQ8_0x8 {
+  fp16_t d[8];
+  int8_t qs[8][32];
+};
+static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1));
+static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
+
+// Whether W (plain layout) can be packed: a supported type, rows % 8 == 0.
+bool packable(const WeightMatrix& W);
+// Writes W's packed form into dst (W.rows * W.row_stride bytes). Returns the
+// packed view (data = dst, interleave = kPackRows).
+WeightMatrix pack_matrix(const WeightMatrix& W, void* dst);
+// Row r of a packed matrix, in the plain block layout of W.type
+// (W.row_stride bytes).
+void gather_row(const WeightMatrix& W, int64_t r, void* dst);
+
+}  // namespace kvforge

@@ -1,0 +1,148 @@
+// Fused attention: the SIMD chunk kernel against the scalar reference, and
+// batch invariance (a query gives the same bits in a prefill batch as alone
+// in decode, where its chunks run separately and are merged).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/cpu_features.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_policy.h"
+#include "ops/attention.h"
+#include "util/fp16.h"
+
+using namespace kvforge;
+
+namespace {
+
+// K/V rows of one head in the storage format, plus a view over 1 or 2 segments.
+struct Rows {
+  KvStorage st;
+  int dk, dv;
+  std::vector<uint8_t> k, v;
+  Rows(KvStorage st_, int n, int dk_, int dv_, std::mt19937& rng) : st(st_), dk(dk_), dv(dv_) {
+    std::normal_distribution<float> nd(0, 1);
+    k.resize((size_t)n * kv_row_bytes(st, dk));
+    v.resize((size_t)n * kv_row_bytes(st, dv));
+    auto fill = [&](std::vector<uint8_t>& b, size_t count, float s) {
+      for (size_t i = 0; i < count; ++i) {
+        const float x = nd(rng) * s;
+        if (st == KvStorage::F32) ((float*)b.data())[i] = x;
+        else ((fp16_t*)b.data())[i] = fp32_to_fp16(x);
+      }
+    };
+    fill(k, (size_t)n * dk, 2.0f);  // spread scores: a peaky softmax
+    fill(v, (size_t)n * dv, 1.0f);
+  }
+  KvView view(int n_first, int n_second) const {
+    KvView w;
+    w.storage = st;
+    w.head_dim_k = dk;
+    w.head_dim_v = dv;
+    w.segments[0] = {k.data(), v.data(), n_first};
+    w.n_segments = 1;
+    if (n_second > 0) {
+      w.segments[1] = {k.data() + (size_t)n_first * kv_row_bytes(st, dk),
+                       v.data() + (size_t)n_first * kv_row_bytes(st, dv), n_second};
+      w.n_segments = 2;
+    }
+    return w;
+  }
+};
+
+}  // namespace
+
+// Tolerance: out is a convex combination of V rows, so an error d in the
+// scores moves it by at most ~2|d| max|v|; the scores differ by the order of
+// dk products (|d| <= dk * eps * |q| |k| * scale), and the exp by ~2 ulp.
+// So tol = (2 * dk * eps * max|q| max|k| * scale * dk + 8 * eps) * max|v|,
+// which for these inputs is ~1e-4; measured differences are ~1e-6.
+TEST(Attention, SimdMatchesScalarReference) {
+  if (simd_level() < SimdLevel::AVX2) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0, 1);
+  const float eps = std::numeric_limits<float>::epsilon();
+  for (KvStorage st : {KvStorage::F16, KvStorage::F32})
+    for (int dim : {64, 72, 128})
+      for (int group : {1, 3, 5})
+        for (auto [n1, n2] : {std::pair{1, 0}, {31, 0}, {33, 0}, {300, 0}, {600, 0}, {20, 270}}) {
+          Rows rows(st, n1 + n2, dim, dim, rng);
+          std::vector<float> q((size_t)group * dim), a((size_t)group * dim), b((size_t)group * dim);
+          for (auto& x : q) x = nd(rng);
+          const float scale = 1.0f / std::sqrt((float)dim);
+          const KvView view = rows.view(n1, n2);
+          attend(q.data(), group, view, scale, a.data());
+          attend_ref(q.data(), group, view, scale, b.data());
+          float qmax = 0, kmax = 8.0f, vmax = 4.0f;  // |k| <~ 4 sigma * 2, |v| <~ 4 sigma
+          for (float x : q) qmax = std::max(qmax, std::fabs(x));
+          const float tol = (2.0f * dim * dim * eps * qmax * kmax * scale + 8 * eps) * vmax;
+          for (size_t i = 0; i < a.size(); ++i)
+            ASSERT_NEAR(a[i], b[i], tol) << "storage " << kv_storage_name(st) << " dim " << dim << " group "
+                                          << group << " rows " << n1 << "+" << n2 << " i " << i;
+        }
+}
+
+// attend() over the whole view == chunk partials computed one by one (in any
+// order, as decode's threads do) and merged: bit for bit.
+TEST(Attention, SplitChunksEqualWholeView) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0, 1);
+  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
+    set_simd_level(lvl);
+    for (int n : {1, 255, 256, 257, 1000}) {
+      Rows rows(KvStorage::F16, n, 64, 64, rng);
+      const int group = 3;
+      std::vector<float> q(group * 64), a(group * 64), b(group * 64);
+      for (auto& x : q) x = nd(rng);
+      const KvView view = rows.view(n, 0);
+      attend(q.data(), group, view, 0.125f, a.data());
+      std::vector<AttnChunk> ch(attn_chunks(view, nullptr));
+      attn_chunks(view, ch.data());
+      const size_t pf = attn_partial_floats(group, 64);
+      std::vector<float> parts(pf * ch.size());
+      for (int i = (int)ch.size() - 1; i >= 0; --i) attend_chunk(q.data(), group, view, ch[i], 0.125f, &parts[pf * i]);
+      attend_merge(parts.data(), (int)ch.size(), group, view, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << n;
+    }
+  }
+  set_simd_level(SimdLevel::AVX512);  // back to the best the CPU has
+}
+
+// Through a real cache: K/V written for a 300-token batch, attention for
+// every query position, versus the same tokens written and attended one at
+// a time (decode). Bit-identical at every position.
+TEST(Attention, BatchedQueryEqualsQueryAlone) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0, 1);
+  const KvShape shape{1, 2, 64, 64};
+  const int n = 300, group = 3, kvd = 2 * 64;
+  std::vector<float> k((size_t)n * kvd), v((size_t)n * kvd), q((size_t)n * 2 * group * 64);
+  for (auto& x : k) x = nd(rng);
+  for (auto& x : v) x = nd(rng);
+  for (auto& x : q) x = nd(rng);
+  for (KvStorage st : {KvStorage::F16, KvStorage::F32, KvStorage::Q8_0}) {
+    KvPolicy policy;
+    policy.storage = st;
+    auto batch = make_kv_cache(policy, shape, 512), single = make_kv_cache(policy, shape, 512);
+    const KvPlan pb = batch->plan(n);
+    batch->write(0, pb, k.data(), v.data());
+    batch->commit(pb);
+    for (int t = 0; t < n; ++t) {
+      const KvPlan ps = single->plan(1);
+      single->write(0, ps, &k[(size_t)t * kvd], &v[(size_t)t * kvd]);
+      single->commit(ps);
+      for (int h = 0; h < 2; ++h) {
+        const float* qt = &q[((size_t)t * 2 + h) * group * 64];
+        std::vector<float> a(group * 64), b(group * 64);
+        attend(qt, group, batch->view(0, h, t), 0.125f, a.data());
+        attend(qt, group, single->view(0, h, t), 0.125f, b.data());
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "pos " << t << " head " << h;
+      }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+// Interleaved (x8) weight layouts: packing is lossless (get_row / gather),
+// the packed kernels agree with the scalar reference within the bound of the
+// plain kernels, and keep the batch-invariance contract bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "backend/cpu_features.h"
+#include "backend/thread_pool.h"
+#include "ops/matmul.h"
+#include "ops/quantize.h"
+#include "ops/weight_pack.h"
+
+using namespace kvforge;
+
+namespace {
+
+struct Packed {
+  std::vector<uint8_t> plain, packed;
+  WeightMatrix W, P;
+};
+
+Packed make_packed(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
+  Packed m;
+  const size_t rb = row_bytes(t, cols);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 0.05f);
+  std::vector<float> f(cols);
+  m.plain.resize(rb * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : f) v = nd(rng);
+    quantize_row(t, f.data(), m.plain.data() + r * rb, cols);
+  }
+  m.W = WeightMatrix{t, rows, cols, m.plain.data(), rb};
+  m.packed.resize(rb * rows);
+  m.P = pack_matrix(m.W, m.packed.data());
+  return m;
+}
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads) {
+  ThreadPool pool(threads);
+  MatmulScratch scratch;
+  std::vector<float> y(n_tok * W.rows);
+  matmul(W, x, n_tok, y.data(), pool, scratch);
+  return y;
+}
+
+}  // namespace
+
+TEST(WeightPack, GetRowUnchanged) {
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0}) {
+    auto m = make_packed(t, 24, 96, 1);
+    ASSERT_TRUE(packable(m.W));
+    std::vector<float> a(96), b(96);
+    for (int64_t r = 0; r < 24; ++r) {
+      get_row(m.W, r, a.data());
+      get_row(m.P, r, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * 96)) << (int)t << " row " << r;
+    }
+  }
+}
+
+// Packed SIMD vs plain scalar reference: both sum exact per-block integer
+// dots in f32, only the order of the f32 additions differs, so (as in
+// test_matmul) |y - y_ref| <= 2 (n + 8) eps S, n = blocks, S = sum |w a|
+// (taken with the unquantized activations, +10% for their rounding).
+TEST(WeightPack, MatchesPlainReference) {
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0})
+    for (int64_t cols : {64, 576, 1536}) {
+      auto m = make_packed(t, 48, cols, 2);
+      auto x = randn(5 * cols, 3);
+      set_simd_level(SimdLevel::Scalar);
+      auto ref = run(m.W, x.data(), 5, 1);
+      set_simd_level(SimdLevel::AVX512);
+      auto y = run(m.P, x.data(), 5, 2);
+      std::vector<float> wrow(cols);
+      for (int64_t tk = 0; tk < 5; ++tk)
+        for (int64_t r = 0; r < 48; ++r) {
+          get_row(m.W, r, wrow.data());
+          double mag = 0;
+          for (int64_t i = 0; i < cols; ++i) mag += std::fabs(wrow[i] * x[tk * cols + i]);
+          const double tol = 2.0 * (cols / 32 + 8) * std::numeric_limits<float>::epsilon() * mag * 1.1;
+          ASSERT_NEAR(y[tk * 48 + r], ref[tk * 48 + r], tol) << (int)t << " cols " << cols;
+        }
+    }
+}
+
+TEST(WeightPack, BatchInvariantBitForBit) {
+  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX512}) {
+    set_simd_level(lvl);
+    for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0}) {
+      auto m = make_packed(t, 208, 576, 4);
+      auto x = randn(70 * 576, 5);
+      std::vector<std::vector<float>> alone(70);
+      for (int64_t tk = 0; tk < 70; ++tk) alone[tk] = run(m.P, x.data() + tk * 576, 1, 1);
+      for (int64_t n_tok : {1, 3, 4, 5, 9, 70})
+        for (int threads : {1, 2, 3}) {
+          auto y = run(m.P, x.data(), n_tok, threads);
+          for (int64_t tk = 0; tk < n_tok; ++tk)
+            ASSERT_EQ(0, std::memcmp(y.data() + tk * 208, alone[tk].data(), 208 * sizeof(float)))
+                << (int)t << " n_tok " << n_tok << " threads " << threads << " token " << tk;
+        }
+    }
+  }
+  set_simd_level(SimdLevel::AVX512);
+}
+
+// matmul_many gives each matrix exactly what matmul gives it.
+TEST(WeightPack, MatmulManyEqualsSeparate) {
+  auto a = make_packed(GgmlType::Q4_1, 64, 576, 6), b = make_packed(GgmlType::Q4_1, 192, 576, 7);
+  auto x = randn(3 * 576, 8);
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  std::vector<float> ya(3 * 64), yb(3 * 192);
+  const WeightMatrix* Ws[2] = {&a.P, &b.P};
+  float* ys[2] = {ya.data(), yb.data()};
+  matmul_many(Ws, ys, 2, x.data(), 3, pool, scratch);
+  auto ra = run(a.P, x.data(), 3, 2), rb = run(b.P, x.data(), 3, 2);
+  ASSERT_EQ(0, std::memcmp(ya.data(), ra.data(), ya.size() * 4));
+  ASSERT_EQ(0, std::memcmp(yb.data(), rb.data(), yb.size() * 4));
+}
