@@ -6,17 +6,11 @@
 #include <cmath>
 
 #include "ops/quantize.h"
+#include "ops/simd_math_avx2.h"
 
 namespace kvforge {
 
 namespace {
-
-inline float hmax8(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
 
 inline int hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -52,7 +46,7 @@ void quantize_act_q8a_avx2(const float* x, BlockQ8A* y, int64_t n) {
     __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
     __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
                              _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-    const float amax = hmax8(m);
+    const float amax = hmax256_ps(m);
     const float d = amax / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     const __m256 vid = _mm256_set1_ps(id);
@@ -69,7 +63,7 @@ void quantize_act_q8k_avx2(const float* x, BlockQ8K* y, int64_t n) {
   for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
     __m256 m = _mm256_setzero_ps();
     for (int i = 0; i < QK_K; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
-    const float amax = hmax8(m);
+    const float amax = hmax256_ps(m);
     const float d = amax / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     const __m256 vid = _mm256_set1_ps(id);
