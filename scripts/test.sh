@@ -43,7 +43,7 @@ stage() {  # stage NAME COMMAND...: runs a stage, records a failure
 }
 
 run_pytest() {
-  "$VENV/bin/python" -m pytest tests/python --kvforge-bin build/kvforge -ra "$@"
+  "$VENV/bin/python" -m pytest tests/python --kvforge-bin build/kvforge -ra --durations=10 "$@"
   local rc=$?
   if [[ $rc -eq 5 ]]; then
     echo "pytest collected no tests: treating that as a failure" >&2
