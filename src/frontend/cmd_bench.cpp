@@ -13,6 +13,7 @@
 #include "backend/bandwidth.h"
 #include "eval/bench.h"
 #include "frontend/command.h"
+#include "frontend/model_options.h"
 #include "util/error.h"
 #include "util/model_store.h"
 
@@ -41,10 +42,6 @@ struct BenchOptions {
   uint64_t seed = 1234;
 };
 
-std::string fmt_size(double b) {
-  return b >= 1024.0 * 1024 * 1024 ? fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024))
-                                   : fmt::format("{:.2f} MiB", b / (1024.0 * 1024));
-}
 std::string fmt_params(double n) {
   return n >= 1e9 ? fmt::format("{:.2f} B", n / 1e9) : fmt::format("{:.2f} M", n / 1e6);
 }
@@ -122,7 +119,7 @@ void run_bench_command(const BenchOptions& o) {
       if (md)
         std::printf("memory read bandwidth: %.1f GB/s (%d threads, each streaming its own part of %s; best of %d "
                     "passes, mean %.1f GB/s)\n",
-                    b.gbs, b.n_threads, fmt_size((double)b.total_bytes).c_str(), b.passes, b.mean_gbs);
+                    b.gbs, b.n_threads, human_bytes((double)b.total_bytes).c_str(), b.passes, b.mean_gbs);
       emit_json({{"test", "bandwidth"}, {"n_threads", b.n_threads}, {"bandwidth_gbs", b.gbs},
                  {"bandwidth_mean_gbs", b.mean_gbs}, {"buffer_bytes", b.total_bytes}, {"passes", b.passes}});
     }
@@ -169,7 +166,7 @@ void run_bench_command(const BenchOptions& o) {
                 {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
       emit_json(j);
     }
-    if (md) std::printf("\npeak RSS: %s\n", fmt_size((double)peak_rss_bytes()).c_str());
+    if (md) std::printf("\npeak RSS: %s\n", human_bytes((double)peak_rss_bytes()).c_str());
     return;
   }
 
@@ -187,7 +184,7 @@ void run_bench_command(const BenchOptions& o) {
           std::optional<double> share;
           if (r.is_tg() && r.use_cache && gbs > 0) share = r.avg_ts * (double)bytes / (gbs * 1e9);
           if (md) {
-            table.row({info.type, fmt_size((double)info.size), fmt_params((double)info.n_params), "CPU",
+            table.row({info.type, human_bytes((double)info.size), fmt_params((double)info.n_params), "CPU",
                        std::to_string(r.n_threads), p.kv.describe(), r.name,
                        fmt::format("{:.2f} ± {:.2f}", r.avg_ts, r.stddev_ts),
                        r.is_tg() ? fmt::format("{:.1f} MB", bytes / 1e6) : "",
@@ -214,7 +211,7 @@ void run_bench_command(const BenchOptions& o) {
                                      o.bw_gbs > 0 ? " (given)" : "");
     std::printf("B/token: weights %.1f MB + KV cache %llu bytes/token x depth; BW share = t/s x B/token / bandwidth\n",
                 info.bytes_per_token_weights / 1e6, (unsigned long long)info.kv_bytes_per_token);
-    std::printf("peak RSS: %s (context of %d tokens)\n", fmt_size((double)peak_rss_bytes()).c_str(), last_ctx);
+    std::printf("peak RSS: %s (context of %d tokens)\n", human_bytes((double)peak_rss_bytes()).c_str(), last_ctx);
   }
 }
 
