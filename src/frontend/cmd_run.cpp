@@ -26,6 +26,8 @@ struct RunOptions {
   bool no_cache = false;
   bool ignore_eos = false;
   bool chat = false;
+  bool context_shift = false;
+  int32_t n_keep = 4;
   std::vector<std::string> stop;
   std::string json_out;
 };
@@ -35,7 +37,7 @@ void write_json(const std::string& path, const std::vector<TokenId>& prompt, con
                 const KvCache& kv) {
   nlohmann::json j = {{"prompt_tokens", prompt},     {"tokens", r.tokens},
                       {"stop_reason", r.stop_reason}, {"prefill_seconds", r.prefill_seconds},
-                      {"decode_seconds", r.decode_seconds}, {"n_decoded", r.n_decoded},
+                      {"decode_seconds", r.decode_seconds}, {"n_decoded", r.n_decoded}, {"n_shifts", r.n_shifts},
                       {"kv_policy", kv.describe()},   {"kv_bytes", kv.bytes()},
                       {"kv_bytes_used", kv.bytes_used()}, {"kv_bytes_per_token", kv.bytes_per_token()}};
   std::ofstream out(path);
@@ -86,6 +88,8 @@ void run(RunOptions& o) {
   gp.stop = o.stop;
   gp.ignore_eos = o.ignore_eos;
   gp.use_cache = !o.no_cache;
+  gp.context_shift = o.context_shift;
+  gp.n_keep = o.n_keep;
   const GenerateResult r = generate(ctx, prompt, gp, [](const std::string& s) {
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
@@ -108,6 +112,12 @@ CommandRegistrar reg(10, [](CLI::App& root) {
       ->capture_default_str();
   c->add_flag("--no-cache", o->no_cache, "Recompute the whole sequence at every step (the baseline the cache is measured against)");
   c->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-text tokens");
+  c->add_flag("--context-shift", o->context_shift,
+              "When a full-history cache is full, keep the first --keep tokens and the newest half of the rest "
+              "(re-evaluated) and go on, instead of stopping with 'context full'");
+  c->add_option("--keep", o->n_keep, "Tokens of the prompt's start kept by --context-shift")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   c->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template as a user message");
   c->add_option("--system", o->system, "System message for --chat");
   c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, llama3 or raw (default: from the model)");

@@ -46,12 +46,13 @@ struct CellMap {
     return k;
   }
 
-  // Most tokens a batch starting at position pos0 may hold. All K/V of a
-  // batch are written before any of its queries attend, so a later token
-  // must not overwrite a ring cell an earlier query still sees: batches may
-  // fill the ring, but once it is full a token of position p evicts p - W,
-  // which the query at p - 1 still needs — one token per batch from then on.
-  int32_t max_batch(int32_t pos0) const {
+  // Most tokens of a wave starting at position pos0 (see KvCache::max_wave).
+  // All K/V of a wave are written before any of its queries attend, so a
+  // later token must not overwrite a ring cell an earlier query still sees:
+  // waves may fill the ring, but once it is full a token of position p
+  // evicts p - W, which the query at p - 1 still needs — one token per wave
+  // from then on.
+  int32_t max_wave(int32_t pos0) const {
     if (window == 0) return INT32_MAX;
     return std::max(1, sinks + window - pos0);
   }

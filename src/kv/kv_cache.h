@@ -81,10 +81,13 @@ class KvCache {
   // How many more tokens the cache accepts: capacity - n_past for a full
   // cache, practically unbounded (position range) for a window cache.
   virtual int64_t room() const = 0;
-  // Most tokens the next plan() accepts in one batch (>= 1 while room() > 0).
-  // A window cache limits batches so that no token overwrites a ring cell
-  // that an earlier query of the same batch still sees.
-  virtual int32_t max_batch() const = 0;
+  // Most tokens, starting at position pos0 of a planned batch, whose K/V may
+  // be written before any of their queries attend (>= 1): a "wave". A window
+  // cache whose ring is full must not overwrite a cell that an earlier query
+  // of the same wave still sees, so the forward pass runs a batch's matmuls
+  // on all its tokens and its write + attention in waves (one token per wave
+  // for a full ring).
+  virtual int32_t max_wave(int32_t pos0) const = 0;
 
   virtual size_t bytes() const = 0;            // storage allocated, all layers and heads
   virtual size_t bytes_per_token() const = 0;  // what one cached token costs in all heads that hold it
@@ -92,10 +95,10 @@ class KvCache {
 
   // Forget everything (new text); storage stays allocated.
   virtual void reset() = 0;
-  // Where n new tokens go. Throws kvforge::Error if they do not fit or
-  // n > max_batch().
+  // Where n new tokens go. Throws kvforge::Error if they do not fit.
   virtual KvPlan plan(int32_t n_tokens) const = 0;
-  // Stores one layer's K/V of the planned tokens.
+  // Stores one layer's K/V of the planned tokens, or of a wave of them:
+  // any {pos0 + i, n} inside the plan with n <= max_wave(pos0 + i).
   // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
   virtual void write(int layer, const KvPlan& plan, const float* k, const float* v) = 0;
   // The planned tokens are now part of the cache.

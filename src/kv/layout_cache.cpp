@@ -40,10 +40,10 @@ class LayoutCache final : public KvCache {
   int32_t capacity() const override { return capacity_; }
   int32_t n_past() const override { return n_past_; }
   int64_t room() const override { return (max_full_ < 0 ? (int64_t)INT32_MAX : max_full_) - n_past_; }
-  int32_t max_batch() const override {
+  int32_t max_wave(int32_t pos0) const override {
     int32_t b = INT32_MAX;
-    for (const CellMap& m : maps_) b = std::min(b, m.max_batch(n_past_));
-    return (int32_t)std::min<int64_t>(b, std::max<int64_t>(room(), 1));
+    for (const CellMap& m : maps_) b = std::min(b, m.max_wave(pos0));
+    return b;
   }
 
   size_t bytes() const override { return store_.bytes(); }
@@ -64,10 +64,6 @@ class LayoutCache final : public KvCache {
       fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c, use a window "
            "policy --kv window:W, or start a new text)",
            n_past_, n_tokens, n_past_ + room());
-    if (n_tokens > max_batch())
-      fail("KV cache: a batch of {} tokens at position {} would overwrite ring cells still visible to its own "
-           "queries (at most {}; Context::eval splits batches)",
-           n_tokens, n_past_, max_batch());
     return {n_past_, n_tokens};
   }
 

@@ -62,9 +62,8 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
     fail("positions beyond the {} learned positions of this model", model_.config().n_ctx_train);
   for (int32_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
-  // The cache may accept fewer tokens per pass (a window cache whose ring is full).
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
-    nb = std::min({params_.n_batch, n - i0, cache_->max_batch()});
+    nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
     float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
     forward(tokens + i0, nb, out, all_logits);
@@ -119,8 +118,13 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
         rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
       }
     }
-    cache_->write(l, plan, k_.data(), v_.data());
-    attention(l, plan);
+    // K/V writes and attention in waves (one wave unless a window's ring is full).
+    for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
+      nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
+      const KvPlan wave{plan.pos0 + i0, nw};
+      cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
+      attention(l, wave, i0);
+    }
     matmul(L.wo, att_.data(), n, tmp_.data(), pool_, scratch_);
     maybe_bias(tmp_.data(), L.bo, n);
     add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
@@ -159,13 +163,13 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 // pair's rows, so that a long cache keeps every thread busy, and the
 // partial results are merged afterwards. Both run the same chunk kernel and
 // the same merge, so a query's result does not depend on the batch.
-void Context::attention(int layer, const KvPlan& plan) {
+void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
   const int qd = c.q_dim(), dv = c.head_dim;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
   auto q_off = [&](int64_t pair) {
-    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
   };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));

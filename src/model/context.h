@@ -38,7 +38,8 @@ class Context {
 
  private:
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
-  void attention(int layer, const KvPlan& plan);
+  // Attention of the plan's tokens, rows row0.. of q_ / att_.
+  void attention(int layer, const KvPlan& plan, int32_t row0);
 
   const Model& model_;
   ContextParams params_;

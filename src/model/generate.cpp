@@ -1,5 +1,6 @@
 #include "model/generate.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "model/text_stream.h"
@@ -10,6 +11,17 @@ namespace kvforge {
 namespace {
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The text a context shift keeps: the first n_keep tokens (the prompt's
+// start, e.g. a system message; attention sinks) and the newest half of the
+// rest of the context.
+std::vector<TokenId> shifted_text(const std::vector<TokenId>& text, int32_t n_ctx, int32_t n_keep) {
+  const size_t keep = (size_t)std::clamp(n_keep, 0, n_ctx / 2);
+  const size_t tail = (size_t)(n_ctx - (int32_t)keep) / 2;
+  std::vector<TokenId> out(text.begin(), text.begin() + (ptrdiff_t)keep);
+  out.insert(out.end(), text.end() - (ptrdiff_t)tail, text.end());
+  return out;
 }
 }  // namespace
 
@@ -29,10 +41,10 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
   TextStream stream(params.stop);
   std::vector<float> logits(n_vocab);
   // Without the cache, `history` is re-run from scratch every step.
-  std::vector<TokenId> history;
+  std::vector<TokenId> history;  // the whole text so far (cache off, context shift)
   const int32_t base_past = ctx.n_past();
-  if (!params.use_cache) {
-    if (base_past != 0) fail("cache-off generation needs a fresh context");
+  if (!params.use_cache || params.context_shift) {
+    if (base_past != 0) fail("{} needs a fresh context", params.use_cache ? "context shift" : "cache-off generation");
     history = prompt;
   }
 
@@ -57,14 +69,19 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
       break;
     }
     if (params.n_predict >= 0 && i + 1 == params.n_predict) break;  // no forward pass for an unused token
-    if (ctx.cache().room() < 1) {  // a full-history cache is full; a window cache never is
+    if (!history.empty()) history.push_back(next);
+    const bool full = ctx.cache().room() < 1;  // holds the text without `next`, cache on or off
+    if (full && !params.context_shift) {  // a full-history cache is full; a window cache never is
       res.stop_reason = "context full";
       break;
     }
-    if (params.use_cache) {
+    if (full) {  // the same shift with the cache on or off, so both give the same text
+      history = shifted_text(history, ctx.n_ctx(), params.n_keep);
+      ++res.n_shifts;
+    }
+    if (params.use_cache && !full) {
       ctx.eval(&next, 1, logits.data());
     } else {
-      history.push_back(next);
       ctx.reset();
       ctx.eval(history.data(), (int32_t)history.size(), logits.data());
     }

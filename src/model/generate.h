@@ -16,6 +16,11 @@ struct GenerateParams {
   std::vector<std::string> stop;     // stop strings (not emitted)
   bool ignore_eos = false;           // keep going past end-of-generation tokens
   bool use_cache = true;             // false: recompute the whole sequence every step (baseline)
+  // When a full-history cache is full: false stops with "context full";
+  // true shifts the window (keeps the first n_keep tokens and the newest
+  // half of the rest, re-evaluated at contiguous positions) and goes on.
+  bool context_shift = false;
+  int32_t n_keep = 4;
 };
 
 struct GenerateResult {
@@ -25,6 +30,7 @@ struct GenerateResult {
   double prefill_seconds = 0;   // evaluating the prompt (first step without cache)
   double decode_seconds = 0;    // every later step
   int32_t n_decoded = 0;        // forward passes after the prefill
+  int32_t n_shifts = 0;         // context shifts (GenerateParams::context_shift)
 };
 
 // Appends prompt and generated tokens to ctx (with the cache on). on_text

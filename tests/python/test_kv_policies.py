@@ -43,6 +43,18 @@ def test_window_generates_past_the_context_in_constant_memory(kvforge_bin, smoll
     assert long["tokens"][:n_same] == full["tokens"][:n_same]
 
 
+def test_context_shift_keeps_full_policy_going(kvforge_bin, smollm2_gguf, tmp_path):
+    # -c 64: every shift keeps 4 + 30 tokens, so 150 new tokens need several shifts.
+    r = _greedy(kvforge_bin, smollm2_gguf, tmp_path, 150, "-c", "64", "--context-shift")
+    assert r["stop_reason"] == "length" and len(r["tokens"]) == 150
+    assert r["n_shifts"] >= 3
+    assert r["kv_bytes"] == 64 * F16_BYTES_PER_TOKEN
+    # Before the first shift it is the plain full cache.
+    plain = _greedy(kvforge_bin, smollm2_gguf, tmp_path, 150, "-c", "64")
+    assert plain["stop_reason"] == "context full"
+    assert r["tokens"][:len(plain["tokens"])] == plain["tokens"]
+
+
 @pytest.mark.parametrize("kv,per_token", [("q8", 12240), ("q4", 6480), ("q4,hadamard", 6480),
                                           ("window:64+q8", 12240)])
 def test_quantized_runs_complete_with_exact_bytes(kvforge_bin, smollm2_gguf, tmp_path, kv, per_token):

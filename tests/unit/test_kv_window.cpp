@@ -43,9 +43,9 @@ TEST(CellMap, RingKeepsSinksAndTheLastWindow) {
   ASSERT_EQ(m.runs(11, r), 2);
   EXPECT_EQ(r[1].first, 2);
   EXPECT_EQ(r[1].n, 5);
-  EXPECT_EQ(m.max_batch(0), 7);
-  EXPECT_EQ(m.max_batch(3), 4);
-  EXPECT_EQ(m.max_batch(7), 1);
+  EXPECT_EQ(m.max_wave(0), 7);
+  EXPECT_EQ(m.max_wave(3), 4);
+  EXPECT_EQ(m.max_wave(7), 1);
   const CellMap no_sinks{4, 0, 4};
   ASSERT_EQ(no_sinks.runs(5, r), 2);  // positions 2..5: cells 2,3 | 0,1
   EXPECT_EQ(r[0].first, 2);
@@ -245,6 +245,39 @@ TEST(FullCache, StopsCleanlyWhenTheContextIsFull) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("context full"), std::string::npos) << e.what();
   }
+}
+
+TEST(FullCache, ContextShiftKeepsGoingAndMatchesTheShiftedTextRecomputed) {
+  TinyLlama m(5);
+  ContextParams p;
+  p.n_ctx = 32;
+  p.n_threads = 2;
+  GenerateParams gp;
+  gp.n_predict = 100;
+  gp.ignore_eos = true;
+  gp.sampling.temperature = 0;
+  gp.sampling.repeat_penalty = 3.0f;  // the random tiny model otherwise repeats one token
+  gp.context_shift = true;
+  gp.n_keep = 4;
+  const auto prompt = test::random_tokens(10, m.n_vocab, 3);
+  Context on(*m.model, p);
+  const auto r = generate(on, prompt, gp, [](const std::string&) {});
+  EXPECT_EQ(r.stop_reason, "length");
+  EXPECT_EQ(r.tokens.size(), 100u);
+  // 10 + 99 evaluated tokens through 32 cells: kept 4 + 14, so a shift every 14 tokens.
+  EXPECT_GE(r.n_shifts, 5);
+  EXPECT_LE(on.n_past(), 32);
+  // Cache off recomputes the same shifted text from scratch at every step.
+  gp.use_cache = false;
+  Context off(*m.model, p);
+  const auto r_off = generate(off, prompt, gp, [](const std::string&) {});
+  EXPECT_EQ(r.tokens, r_off.tokens);
+  EXPECT_EQ(r.n_shifts, r_off.n_shifts);
+  // And the text differs from what an unbounded context gives: the shift really drops tokens.
+  p.n_ctx = 256;
+  gp.use_cache = true;
+  Context big(*m.model, p);
+  EXPECT_NE(generate(big, prompt, gp, [](const std::string&) {}).tokens, r.tokens);
 }
 
 // Greedy generation with the cache equals recomputing the history every step.
