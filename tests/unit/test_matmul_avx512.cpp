@@ -31,6 +31,7 @@ struct Impl {
   GemmFn (*packed)(GgmlType);
 };
 
+void PrintTo(const Impl& i, std::ostream* os) { *os << i.name; }
 std::string impl_name(const testing::TestParamInfo<Impl>& i) { return i.param.name; }
 
 const Impl kImpls[] = {
