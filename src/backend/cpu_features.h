@@ -1,6 +1,7 @@
 #pragma once
 // Which SIMD kernels this CPU can run, decided once at run time so that one
-// binary runs on any x86-64.
+// binary runs on any x86-64. A feature counts only when the OS also saves its
+// registers (XCR0), so every flag here means "safe to execute".
 namespace kvforge {
 
 struct CpuFeatures {
@@ -8,6 +9,7 @@ struct CpuFeatures {
   bool fma = false;
   bool f16c = false;
   bool avx512f = false;
+  bool avx512dq = false;
   bool avx512bw = false;
   bool avx512vl = false;
   bool avx512vnni = false;

@@ -22,7 +22,8 @@ namespace {
 GemmFn pick_kernel(const WeightMatrix& W) {
   const bool packed = W.interleave != 0;
   GemmFn fn = nullptr;
-  if (simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
+  if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
+  if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
   if (!fn) fn = packed ? gemm_kernel_packed_ref(W.type) : gemm_kernel_ref(W.type);
   if (!fn) throw Error("matmul: unsupported weight type " + std::to_string((int)W.type));
   return fn;

@@ -231,6 +231,62 @@ struct TileK4 {  // one token at a time: the 4-row weight tile stays in L1
   }
 };
 
+// ---- Q6_K on Q8_K activations -----------------------------------------------
+// Element 128h + 32g + l: low four bits from ql[64h + 32(g&1) + l] (low nibble
+// for g < 2, high for g >= 2), top two from qh[32h + l] >> 2g; weight q - 32
+// with q in 0..63. maddubs(q, a) pairs (<= 2*63*127) times the 16-element
+// scale (madd) add up exactly in int32 lanes; the -32 offset is
+// -32 * sum_s scale_s * bsums_s, subtracted from lane 0 (still exact). Then
+// one f32 fma per super-block, as for Q4_K.
+template <int R>
+void tile_q6k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+  const int64_t nb = W.cols / QK_K;
+  const BlockQ6_K* w[R];
+  for (int r = 0; r < R; ++r) w[r] = (const BlockQ6_K*)W.row(r0 + r);
+  const BlockQ8K* a = (const BlockQ8K*)(xa + t * xs);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i isum[R];
+    for (int r = 0; r < R; ++r) {
+      int corr = 0;
+      for (int s = 0; s < 16; ++s) corr += w[r][b].scales[s] * a[b].bsums[s];
+      isum[r] = _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0);
+    }
+    for (int h = 0; h < 2; ++h) {
+      __m256i av[4];  // [g] activations 128h + 32g .. + 31
+      for (int g = 0; g < 4; ++g) av[g] = _mm256_loadu_si256((const __m256i*)(a[b].qs + 128 * h + 32 * g));
+      for (int r = 0; r < R; ++r) {
+        const BlockQ6_K& B = w[r][b];
+        const __m256i l0 = _mm256_loadu_si256((const __m256i*)(B.ql + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i*)(B.ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i*)(B.qh + 32 * h));
+        const __m256i lo4[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                                _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+        for (int g = 0; g < 4; ++g) {
+          const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m2);
+          const __m256i q = _mm256_or_si256(lo4[g], _mm256_slli_epi16(hi2, 4));
+          const int8_t* sc = B.scales + 8 * h + 2 * g;  // [2] for l < 16, l >= 16
+          const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+          isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, av[g]), scv));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(h2f(w[r][b].d) * a[b].d), acc[r]);
+  }
+  for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = hsum(acc[r]);
+}
+
+template <class WT, int R, int T>
+struct TileK6 {  // one token at a time, like TileK4
+  static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+    for (int i = 0; i < T; ++i) tile_q6k<R>(W, r, xa, xs, t + i, y);
+  }
+};
+
 // ---- tiling over the (rows x tokens) range -------------------------------
 template <template <class, int, int> class Tile, class WT>
 struct Tiler {
@@ -277,6 +333,7 @@ GemmFn gemm_kernel_avx2(GgmlType t) {
     case GgmlType::Q4_1: return Tiler<Tile32, WQ4_1>::gemm;
     case GgmlType::Q4_K: return Tiler<TileK4, std::false_type>::gemm;
     case GgmlType::Q5_K: return Tiler<TileK4, std::true_type>::gemm;
+    case GgmlType::Q6_K: return Tiler<TileK6, void>::gemm;
     case GgmlType::F32: return Tiler<TileF, WF32>::gemm;
     case GgmlType::F16: return Tiler<TileF, WF16>::gemm;
     case GgmlType::BF16: return Tiler<TileF, WBF16>::gemm;

@@ -1,6 +1,7 @@
 #pragma once
 // Internal interface between matmul.cpp (threading, activation quantization)
-// and the per-SIMD-level kernels (matmul_ref.cpp, matmul_avx2.cpp).
+// and the per-SIMD-level kernels (matmul_ref.cpp, matmul_avx2.cpp,
+// matmul_avx512.cpp, and their *_packed_* twins).
 #include <cstddef>
 #include <cstdint>
 
@@ -26,6 +27,23 @@ GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
 // are then multiples of kPackRows.
 GemmFn gemm_kernel_packed_ref(GgmlType t);
 GemmFn gemm_kernel_packed_avx2(GgmlType t);
+
+// AVX-512 (F, BW, VL, DQ, VNNI) kernels; nullptr where there is none (the
+// dispatch then falls back to AVX2). Call only at SimdLevel::AVX512.
+namespace avx512 {
+GemmFn gemm_kernel_avx512(GgmlType t);
+GemmFn gemm_kernel_packed_avx512(GgmlType t);
+}  // namespace avx512
+using avx512::gemm_kernel_avx512;
+using avx512::gemm_kernel_packed_avx512;
+
+// The same kernel sources compiled without -mavx512* on top of SIMDe's
+// portable intrinsics (backend/simd_avx512.h): linked into the unit-test
+// binary only, so the AVX-512 code is tested on any x86-64 with AVX2.
+namespace avx512_emu {
+GemmFn gemm_kernel_avx512(GgmlType t);
+GemmFn gemm_kernel_packed_avx512(GgmlType t);
+}  // namespace avx512_emu
 
 // Scalar reference dot of one weight row with one activation row.
 float dot_ref(GgmlType t, const uint8_t* wrow, const uint8_t* arow, int64_t cols);

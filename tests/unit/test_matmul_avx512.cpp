@@ -1,0 +1,334 @@
+// AVX-512 matmul kernels, called directly: against the scalar reference,
+// bit for bit against the AVX2 kernels where they share the f32 chain, and
+// batch invariance under any (r0, r1, t0, t1) split.
+//
+// Each test runs twice: on the emulated build of the kernel sources (SIMDe,
+// tests/avx512_emu/; needs only AVX2, so it runs on every dev machine) and
+// on the native build, which is skipped unless this CPU has AVX-512 VNNI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu_features.h"
+#include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
+#include "ops/weight_pack.h"
+
+using namespace kvforge;
+
+namespace {
+
+struct Impl {
+  const char* name;
+  bool emulated;
+  GemmFn (*plain)(GgmlType);
+  GemmFn (*packed)(GgmlType);
+};
+
+void PrintTo(const Impl& i, std::ostream* os) { *os << i.name; }
+std::string impl_name(const testing::TestParamInfo<Impl>& i) { return i.param.name; }
+
+const Impl kImpls[] = {
+#if defined(KVFORGE_HAVE_AVX512_EMU)
+    {"Emulated", true, avx512_emu::gemm_kernel_avx512, avx512_emu::gemm_kernel_packed_avx512},
+#endif
+    {"Native", false, avx512::gemm_kernel_avx512, avx512::gemm_kernel_packed_avx512},
+};
+
+bool avx2_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
+
+const GgmlType kPlainTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                                GgmlType::Q4_1};
+const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0};
+
+// A weight matrix [rows][cols] of `t` in the plain layout, plus (when
+// packable) its x8 form; `deq` is the dequantized plain one.
+struct Mat {
+  std::vector<uint8_t> plain, packed;  // [rows * row_bytes]
+  std::vector<float> deq;              // [rows][cols]
+  WeightMatrix W, P;
+};
+
+Mat make_mat(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
+  Mat m;
+  const size_t rb = row_bytes(t, cols);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 0.05f);
+  std::vector<float> f(cols);  // [cols]
+  m.plain.resize(rb * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : f) v = nd(rng);
+    quantize_row(t, f.data(), m.plain.data() + r * rb, cols);
+  }
+  m.W = WeightMatrix{t, rows, cols, m.plain.data(), rb};
+  m.deq.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
+  if (packable(m.W)) {
+    m.packed.resize(rb * rows);
+    m.P = pack_matrix(m.W, m.packed.data());
+  }
+  return m;
+}
+
+// Activations [n_tok][cols] in the kernel's input format, and dequantized
+// back to f32 (what the kernel really multiplies with).
+struct Acts {
+  std::vector<float> x, seen;  // [n_tok][cols]
+  std::vector<uint8_t> qa;     // [n_tok * stride]
+  size_t stride = 0;
+  const uint8_t* data() const { return qa.empty() ? (const uint8_t*)x.data() : qa.data(); }
+};
+
+Acts make_acts(GgmlType t, int64_t n_tok, int64_t cols, uint32_t seed) {
+  Acts a;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  a.x.resize(n_tok * cols);
+  for (auto& v : a.x) v = nd(rng);
+  for (size_t i = 0; i < a.x.size(); i += 97) a.x[i] *= 8;  // outliers
+  a.seen = a.x;
+  const ActFormat fmt = act_format(t);
+  if (fmt == ActFormat::F32) {
+    a.stride = cols * sizeof(float);
+    return a;
+  }
+  a.stride = act_row_bytes(t, cols);
+  a.qa.resize(n_tok * a.stride);
+  for (int64_t k = 0; k < n_tok; ++k) {
+    auto* row = a.qa.data() + k * a.stride;
+    for (int64_t i = 0; i < cols; ++i) {
+      if (fmt == ActFormat::Q8A && i == 0) quantize_act_q8a_ref(a.x.data() + k * cols, (BlockQ8A*)row, cols);
+      if (fmt == ActFormat::Q8K && i == 0) quantize_act_q8k_ref(a.x.data() + k * cols, (BlockQ8K*)row, cols);
+      if (fmt == ActFormat::Q8A) {
+        const auto& B = ((const BlockQ8A*)row)[i / QK];
+        a.seen[k * cols + i] = B.d * B.qs[i % QK];
+      } else {
+        const auto& B = ((const BlockQ8K*)row)[i / QK_K];
+        a.seen[k * cols + i] = B.d * B.qs[i % QK_K];
+      }
+    }
+  }
+  return a;
+}
+
+std::vector<float> gemm(GemmFn fn, const WeightMatrix& W, const Acts& a, int64_t n_tok) {
+  std::vector<float> y(n_tok * W.rows, std::numeric_limits<float>::quiet_NaN());  // [n_tok][rows]
+  fn(W, a.data(), a.stride, 0, W.rows, 0, n_tok, y.data());
+  return y;
+}
+
+// Bound scale: sum_k |w_k| |a_k|, |w_k| replaced by 2 max|w| of its block for
+// quantized types (covers the Q4_1 min term), as in test_matmul.cpp.
+double abs_dot_bound(GgmlType t, const float* w, const float* a, int64_t cols) {
+  const int bs = act_format(t) == ActFormat::F32 ? 1 : QK;
+  double s = 0;
+  for (int64_t b = 0; b < cols; b += bs) {
+    double wmax = 0;
+    for (int i = 0; i < bs; ++i) wmax = std::max(wmax, (double)std::fabs(w[b + i]));
+    for (int i = 0; i < bs; ++i) s += (bs == 1 ? std::fabs(w[b + i]) : 2 * wmax) * std::fabs(a[b + i]);
+  }
+  return s;
+}
+
+class Avx512Kernels : public testing::TestWithParam<Impl> {
+ protected:
+  void SetUp() override {
+    const auto& c = cpu_features();
+    if (GetParam().emulated) {
+      if (!avx2_available()) GTEST_SKIP() << "emulated AVX-512 kernels are built with -mavx2; no AVX2 here";
+    } else if (simd_level() < SimdLevel::AVX512 && !(c.avx512f && c.avx512bw && c.avx512vl && c.avx512dq &&
+                                                      c.avx512vnni && avx2_available())) {
+      GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL/DQ/VNNI; the emulated build covers the same source";
+    }
+  }
+};
+
+}  // namespace
+
+TEST_P(Avx512Kernels, EveryExpectedKernelExists) {
+  for (GgmlType t : kPlainTypes) EXPECT_NE(GetParam().plain(t), nullptr) << (int)t;
+  for (GgmlType t : kPackedTypes) EXPECT_NE(GetParam().packed(t), nullptr) << (int)t;
+}
+
+// Same bound as Matmul.SimdMatchesScalarReference: exact integer block sums,
+// only the f32 accumulation order differs: |y - y_ref| <= 2 (n + 8) eps S.
+TEST_P(Avx512Kernels, PlainMatchesScalarReference) {
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (GgmlType t : kPlainTypes)
+    for (int64_t cols : {32, 64, 96, 256, 576, 1536, 33, 100, 17}) {
+      const bool quant = act_format(t) != ActFormat::F32;
+      if (quant && cols % QK != 0) continue;
+      for (int64_t rows : {1, 3, 5, 13}) {
+        const int64_t n_tok = 6;
+        auto M = make_mat(t, rows, cols, (uint32_t)(cols * 7 + rows));
+        auto A = make_acts(t, n_tok, cols, (uint32_t)cols + 1);
+        auto y = gemm(GetParam().plain(t), M.W, A, n_tok);
+        auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+        const double n = quant ? cols / QK : cols;
+        for (int64_t k = 0; k < n_tok; ++k)
+          for (int64_t r = 0; r < rows; ++r) {
+            const double S = abs_dot_bound(t, M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
+            ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (n + 8) * eps * S)
+                << "type " << (int)t << " cols " << cols << " rows " << rows << " r " << r << " t " << k;
+          }
+      }
+    }
+}
+
+TEST_P(Avx512Kernels, PackedMatchesScalarReference) {
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (GgmlType t : kPackedTypes)
+    for (int64_t cols : {32, 64, 576, 1536}) {
+      const int64_t rows = 24, n_tok = 7;
+      auto M = make_mat(t, rows, cols, (uint32_t)cols);
+      auto A = make_acts(t, n_tok, cols, 3);
+      auto y = gemm(GetParam().packed(t), M.P, A, n_tok);
+      auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+      const double n = cols / QK;
+      for (int64_t k = 0; k < n_tok; ++k)
+        for (int64_t r = 0; r < rows; ++r) {
+          const double S = abs_dot_bound(t, M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
+          ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (n + 8) * eps * S)
+              << "type " << (int)t << " cols " << cols << " r " << r << " t " << k;
+        }
+    }
+}
+
+// The 32-block kernels keep the AVX2 f32 chain (only the exact integer dots
+// are computed differently), so an AVX-512 machine gives the same bits as an
+// AVX2 one. Float formats use 16 lanes and are not covered by this.
+TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
+  if (!avx2_available()) GTEST_SKIP() << "no AVX2";
+  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1})
+    for (int64_t cols : {32, 256, 1536}) {
+      const int64_t rows = 16, n_tok = 9;
+      auto M = make_mat(t, rows, cols, 11);
+      auto A = make_acts(t, n_tok, cols, 12);
+      auto y = gemm(GetParam().plain(t), M.W, A, n_tok);
+      auto y2 = gemm(gemm_kernel_avx2(t), M.W, A, n_tok);
+      ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float))) << "plain " << (int)t << " " << cols;
+      if (t == GgmlType::Q4_0) continue;
+      auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
+      auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+      ASSERT_EQ(0, std::memcmp(yp.data(), yp2.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << cols;
+    }
+}
+
+// Extreme bytes (Q8_0 weights -128 and 127, activations +-127, nibbles 0
+// and 15) with all scales 1.0: every partial sum is an integer below 2^24,
+// so all f32 steps are exact and each kernel must return the exact integer
+// dot. This pins the biased u8 operands and the int32 reduction trees.
+TEST_P(Avx512Kernels, ExtremeBytesExact) {
+  const int64_t rows = 16, cols = 256, n_tok = 5;
+  const fp16_t one = fp32_to_fp16(1.0f), minus8 = fp32_to_fp16(-8.0f);
+  std::mt19937 rng(5);
+  Acts A = make_acts(GgmlType::Q8_0, n_tok, cols, 1);
+  const float xv[] = {-127, -100, 0, 50, 127};
+  for (int64_t i = 0; i < n_tok * cols; ++i) A.x[i] = i % QK == 0 ? 127.0f : xv[rng() % 5];
+  for (int64_t k = 0; k < n_tok; ++k)
+    quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
+  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+    Mat M;
+    const int64_t nb = cols / QK;
+    const size_t rb = row_bytes(t, cols);
+    M.plain.resize(rb * rows);
+    std::vector<int> wq(rows * cols);  // [rows][cols] the integer weights
+    const int8_t q8v[] = {-128, -127, -1, 0, 1, 127};
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = M.plain.data() + r * rb + b * (rb / nb);
+        if (t == GgmlType::Q8_0) {
+          auto& B = *(BlockQ8_0*)blk;
+          B.d = one;
+          for (int i = 0; i < QK; ++i) wq[r * cols + b * QK + i] = B.qs[i] = q8v[rng() % 6];
+        } else {
+          auto* d = (fp16_t*)blk;
+          d[0] = one;
+          if (t == GgmlType::Q4_1) d[1] = minus8;
+          uint8_t* qs = t == GgmlType::Q4_1 ? ((BlockQ4_1*)blk)->qs : ((BlockQ4_0*)blk)->qs;
+          for (int i = 0; i < QK / 2; ++i) {
+            const int lo = rng() % 2 ? 15 : 0, hi = rng() % 2 ? 15 : 0;
+            qs[i] = (uint8_t)(lo | hi << 4);
+            wq[r * cols + b * QK + i] = lo - 8;  // Q4_1: 1 * q - 8 too
+            wq[r * cols + b * QK + i + 16] = hi - 8;
+          }
+        }
+      }
+    M.W = WeightMatrix{t, rows, cols, M.plain.data(), rb};
+    std::vector<GemmFn> fns = {GetParam().plain(t), gemm_kernel_ref(t)};
+    std::vector<const WeightMatrix*> ws = {&M.W, &M.W};
+    if (packable(M.W)) {
+      M.packed.resize(rb * rows);
+      M.P = pack_matrix(M.W, M.packed.data());
+      fns.push_back(GetParam().packed(t));
+      ws.push_back(&M.P);
+    }
+    for (size_t f = 0; f < fns.size(); ++f) {
+      auto y = gemm(fns[f], *ws[f], A, n_tok);
+      for (int64_t k = 0; k < n_tok; ++k)
+        for (int64_t r = 0; r < rows; ++r) {
+          int64_t exact = 0;
+          for (int64_t i = 0; i < cols; ++i) exact += (int64_t)wq[r * cols + i] * (int64_t)A.x[k * cols + i];
+          ASSERT_EQ(y[k * rows + r], (float)exact) << "type " << (int)t << " kernel " << f << " r " << r << " t " << k;
+        }
+    }
+  }
+}
+
+// Batch invariance: the output of (r, t) is the same bits whatever range of
+// rows and tokens the call covers, including a token alone.
+TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
+  struct Case {
+    GgmlType t;
+    bool packed;
+  };
+  std::vector<Case> cases;
+  for (GgmlType t : kPlainTypes) cases.push_back({t, false});
+  for (GgmlType t : kPackedTypes) cases.push_back({t, true});
+  for (const Case& c : cases)
+    for (int64_t cols : {256, 800}) {
+      const bool quant = act_format(c.t) != ActFormat::F32;
+      if (quant && cols % QK != 0) continue;
+      const int64_t rows = c.packed ? 40 : 37, n_tok = 11;
+      const int64_t step = c.packed ? kPackRows : 1;
+      auto M = make_mat(c.t, rows, cols, 21);
+      auto A = make_acts(c.t, n_tok, cols, 22);
+      const WeightMatrix& W = c.packed ? M.P : M.W;
+      const GemmFn fn = c.packed ? GetParam().packed(c.t) : GetParam().plain(c.t);
+      const auto full = gemm(fn, W, A, n_tok);
+      for (int64_t k = 0; k < n_tok; ++k) {  // one token, all rows
+        std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+        fn(W, A.data(), A.stride, 0, rows, k, k + 1, y.data());
+        ASSERT_EQ(0, std::memcmp(&y[k * rows], &full[k * rows], rows * sizeof(float)))
+            << (int)c.t << " packed " << c.packed << " token " << k;
+      }
+      // Row ranges cut at odd places (multiples of 8 for packed), token
+      // ranges that break the tiles differently.
+      for (int64_t rc : {1, 3, 5, 8, 16})
+        for (int64_t tc : {1, 2, 3, 5}) {
+          const int64_t rstep = rc * step;
+          std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+          for (int64_t r0 = 0; r0 < rows; r0 += rstep)
+            for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
+              fn(W, A.data(), A.stride, r0, std::min(rows, r0 + rstep), t0, std::min(n_tok, t0 + tc), y.data());
+          ASSERT_EQ(0, std::memcmp(y.data(), full.data(), y.size() * sizeof(float)))
+              << (int)c.t << " packed " << c.packed << " cols " << cols << " row chunk " << rstep << " tok chunk "
+              << tc;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Matmul, Avx512Kernels, testing::ValuesIn(kImpls), impl_name);
+
+// The dispatch picks the AVX-512 kernels only at that level.
+TEST(MatmulAvx512, DispatchFollowsSimdLevel) {
+  if (simd_level() < SimdLevel::AVX512)
+    GTEST_SKIP() << "best level here is " << simd_level_name(simd_level()) << "; AVX-512 dispatch not reachable";
+  EXPECT_NE(gemm_kernel_packed_avx512(GgmlType::Q4_1), nullptr);
+}
