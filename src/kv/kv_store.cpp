@@ -82,9 +82,7 @@ namespace {
 void store_row(const KvHeadSpec& spec, const float* src, int dim, uint8_t* dst) {
   switch (spec.storage) {
     case KvStorage::F32: std::copy(src, src + dim, (float*)dst); return;
-    case KvStorage::F16:
-      for (int d = 0; d < dim; ++d) ((fp16_t*)dst)[d] = fp32_to_fp16(src[d]);
-      return;
+    case KvStorage::F16: return quantize_row(GgmlType::F16, src, dst, dim);  // F16C when available
     default: break;
   }
   if (!spec.hadamard) return quantize_row(kv_storage_type(spec.storage), src, dst, dim);

@@ -31,7 +31,10 @@ float dot(const float* a, const float* b, int n) {
 using ChunkFn = void (*)(const float*, int, const KvView&, const AttnChunk&, float, float*);
 
 void chunk_best(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
-  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+  if (kv_storage_quantized(view.storage)) {
+    if (simd_level() >= SimdLevel::AVX2 && attend_chunk_quant_avx2(q, n_group, view, c, scale, part)) return;
+    return attend_chunk_quant(q, n_group, view, c, scale, part);
+  }
   if (simd_level() >= SimdLevel::AVX2 && attend_chunk_avx2(q, n_group, view, c, scale, part)) return;
   attend_chunk_ref(q, n_group, view, c, scale, part);
 }
@@ -60,6 +63,7 @@ int attn_chunks(const KvView& view, AttnChunk* out) {
 
 void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                       float* part) {
+  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const KvSegment& seg = view.segments[c.seg];
   thread_local std::vector<float> kt, vt, sc;

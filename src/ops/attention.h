@@ -64,7 +64,12 @@ void attend_chunk_ref(const float* q, int n_group, const KvView& view, const Att
 bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                        float* part);
 // Quantized rows (q8/q4, optionally Hadamard-rotated): see ops/attention_quant.h.
+// attend_chunk_quant is the scalar reference (attend_chunk_ref runs it for
+// quantized views); attend_chunk_quant_avx2 returns false (doing nothing) for
+// what it does not handle.
 void attend_chunk_quant(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                         float* part);
+bool attend_chunk_quant_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                             float* part);
 
 }  // namespace kvforge

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "ops/attention.h"
+#include "ops/attention_avx2.h"
 #include "ops/simd_math_avx2.h"
 #include "util/fp16.h"
 
@@ -82,21 +83,7 @@ void chunk(const float* q, int dk, int dv, const KvSegment& seg, int32_t c0, int
     for (int g = 0; g < G; ++g)
       for (int j = n; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
     // Online softmax update per head.
-    for (int g = 0; g < G; ++g) {
-      __m256 mx = _mm256_load_ps(s[g]);
-      for (int j = 8; j < kAttnTile; j += 8) mx = _mm256_max_ps(mx, _mm256_load_ps(s[g] + j));
-      const float m_new = std::max(m[g], hmax256_ps(mx));
-      corr[g] = _mm_cvtss_f32(_mm256_castps256_ps128(exp256_ps(_mm256_set1_ps(m[g] - m_new))));
-      const __m256 vm = _mm256_set1_ps(m_new);
-      __m256 sum = _mm256_setzero_ps();
-      for (int j = 0; j < kAttnTile; j += 8) {
-        const __m256 p = exp256_ps(_mm256_sub_ps(_mm256_load_ps(s[g] + j), vm));
-        _mm256_store_ps(s[g] + j, p);
-        sum = _mm256_add_ps(sum, p);
-      }
-      l[g] = l[g] * corr[g] + hsum256_ps(sum);
-      m[g] = m_new;
-    }
+    for (int g = 0; g < G; ++g) corr[g] = online_softmax_tile_avx2(s[g], m[g], l[g]);
     // Weighted V, in column blocks of 32 (then 8) so the accumulators stay in registers.
     int col = 0;
     for (; col + 32 <= dv; col += 32) accumulate_v<KV, G, 4>(seg.v, r0, n, dv, col, s, corr, part);

@@ -11,9 +11,12 @@
 // GEMM kernels as the weights (ops/matmul_kernels.h, best SIMD level), the
 // n_group query heads acting as the kernel's tokens.
 // Values: a tile of V rows is dequantized to f32 and accumulated in the
-// rotated basis.
+// rotated basis (scalar reference); the AVX2 kernel
+// (attention_quant_avx2.cpp) widens each V block in registers and folds its
+// scale into the softmax weight instead.
 //
 // Declared in ops/attention.h:
 //   void attend_chunk_quant(const float* q, int n_group, const KvView& view,
 //                           const AttnChunk& c, float scale, float* part);
+//   bool attend_chunk_quant_avx2(...);  // same arguments
 #include "ops/attention.h"

@@ -12,6 +12,9 @@ namespace kvforge {
 // AVX2 versions live in quantize_avx2.cpp.
 void quantize_act_q8a_avx2(const float* x, BlockQ8A* y, int64_t n);
 void quantize_act_q8k_avx2(const float* x, BlockQ8K* y, int64_t n);
+void quantize_row_f16_avx2(const float* x, fp16_t* y, int64_t n);
+void quantize_row_q8_0_avx2(const float* x, BlockQ8_0* y, int64_t nb);
+void quantize_row_q4_0_avx2(const float* x, BlockQ4_0* y, int64_t nb);
 
 bool quantize_row_supported(GgmlType t) {
   switch (t) {
@@ -73,6 +76,14 @@ void quantize_q4_1(const float* x, BlockQ4_1* y, int64_t nb) {
 }  // namespace
 
 void quantize_row(GgmlType t, const float* src, void* dst, int64_t n) {
+  if (simd_level() >= SimdLevel::AVX2) {  // bit-identical to the scalar code below
+    switch (t) {
+      case GgmlType::F16: return quantize_row_f16_avx2(src, (fp16_t*)dst, n);
+      case GgmlType::Q8_0: return quantize_row_q8_0_avx2(src, (BlockQ8_0*)dst, n / QK);
+      case GgmlType::Q4_0: return quantize_row_q4_0_avx2(src, (BlockQ4_0*)dst, n / QK);
+      default: break;
+    }
+  }
   switch (t) {
     case GgmlType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
     case GgmlType::F16: {

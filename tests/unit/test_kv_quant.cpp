@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 
 #include "backend/cpu_features.h"
 #include "kv/kv_policy.h"
 #include "ops/attention.h"
+#include "ops/ggml_types.h"
 #include "ops/hadamard.h"
+#include "ops/quantize.h"
 
 namespace kvforge {
 namespace {
@@ -161,6 +165,186 @@ TEST(QuantizedAttention, ScalarAndSimdKernelsAgree) {
     const auto scalar = attend_through(kv, rows, dim, n_group, q);
     set_simd_level(saved);
     EXPECT_LT(nmse(best, scalar), 1e-10) << kv;
+  }
+}
+
+// Quantized K/V rows of one head stored directly (no cache), and a view over
+// one or two segments of them. The rows need not really be rotated for the
+// kernels to be compared: `hadamard` only makes q and the output rotate.
+struct QuantRows {
+  KvStorage st;
+  int dk, dv;
+  std::vector<uint8_t> k, v;
+  float vmax = 0;  // max |dequantized v|
+  QuantRows(KvStorage st_, int n, int dk_, int dv_, std::mt19937& rng) : st(st_), dk(dk_), dv(dv_) {
+    std::normal_distribution<float> nd(0, 1);
+    k.resize((size_t)n * kv_row_bytes(st, dk));
+    v.resize((size_t)n * kv_row_bytes(st, dv));
+    std::vector<float> x((size_t)n * std::max(dk, dv));
+    for (float& e : x) e = 2.0f * nd(rng);  // spread scores: a peaky softmax
+    quantize_row(kv_storage_type(st), x.data(), k.data(), (int64_t)n * dk);
+    for (float& e : x) e = nd(rng);
+    quantize_row(kv_storage_type(st), x.data(), v.data(), (int64_t)n * dv);
+    dequantize_row(kv_storage_type(st), v.data(), x.data(), (int64_t)n * dv);
+    for (size_t i = 0; i < (size_t)n * dv; ++i) vmax = std::max(vmax, std::fabs(x[i]));
+  }
+  KvView view(bool hadamard, int n_first, int n_second) const {
+    KvView w;
+    w.storage = st;
+    w.hadamard = hadamard;
+    w.head_dim_k = dk;
+    w.head_dim_v = dv;
+    w.segments[0] = {k.data(), v.data(), n_first};
+    w.n_segments = 1;
+    if (n_second > 0) {
+      w.segments[1] = {k.data() + (size_t)n_first * kv_row_bytes(st, dk),
+                       v.data() + (size_t)n_first * kv_row_bytes(st, dv), n_second};
+      w.n_segments = 2;
+    }
+    return w;
+  }
+};
+
+// The AVX2 quantized kernel against the scalar one (attend_ref). Scores are
+// bit-identical (same q blocks, same integer GEMM kernel, same scale
+// product); what differs is exp (vector exp vs std::exp, a few ulp), the
+// order of the V sums and p * (d * q) vs (p * d) * q. Each output is a
+// convex combination of V rows summed over <= kAttnChunk rows per chunk, so
+// a first-order bound of the difference per element is
+// (kAttnChunk + 16) * eps * max|v|; the Hadamard rotation back is
+// orthonormal, so the bound is applied to the L2 norm of a head's output
+// (times sqrt(dv)). Measured differences are ~300 times smaller.
+TEST(QuantizedAttention, Avx2KernelMatchesScalarReference) {
+  if (simd_level() < SimdLevel::AVX2) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(51);
+  std::normal_distribution<float> nd(0, 1);
+  const float eps = std::numeric_limits<float>::epsilon();
+  int compared = 0;
+  for (KvStorage st : {KvStorage::Q8_0, KvStorage::Q4_0})
+    for (bool had : {false, true})
+      for (auto [dk, dv] : {std::pair{32, 32}, {64, 64}, {128, 128}, {96, 64}})
+        for (int group : {1, 3, 4, 7})
+          for (auto [n1, n2] : {std::pair{1, 0}, {31, 0}, {33, 0}, {300, 0}, {600, 0}, {20, 270}}) {
+            QuantRows rows(st, n1 + n2, dk, dv, rng);
+            std::vector<float> q((size_t)group * dk), a((size_t)group * dv), b((size_t)group * dv);
+            for (auto& x : q) x = nd(rng);
+            const float scale = 1.0f / std::sqrt((float)dk);
+            const KvView view = rows.view(had, n1, n2);
+            attend(q.data(), group, view, scale, a.data());
+            attend_ref(q.data(), group, view, scale, b.data());
+            const double tol = (kAttnChunk + 16) * eps * rows.vmax * std::sqrt((double)dv);
+            for (int g = 0; g < group; ++g) {
+              double e2 = 0, r2 = 0;
+              for (int d = 0; d < dv; ++d) {
+                const double diff = (double)a[(size_t)g * dv + d] - b[(size_t)g * dv + d];
+                e2 += diff * diff;
+                r2 += (double)b[(size_t)g * dv + d] * b[(size_t)g * dv + d];
+              }
+              ASSERT_GT(r2, 0.0);
+              ASSERT_LE(std::sqrt(e2), tol) << kv_storage_name(st) << (had ? ",hadamard" : "") << " dk " << dk
+                                            << " dv " << dv << " group " << group << " rows " << n1 << "+" << n2
+                                            << " head " << g;
+            }
+            ++compared;
+          }
+  EXPECT_EQ(compared, 2 * 2 * 4 * 4 * 6);
+}
+
+// attend() over a whole quantized view == its chunk partials computed one by
+// one in reverse order (as decode's threads may) and merged: bit for bit, at
+// every SIMD level.
+TEST(QuantizedAttention, SplitChunksEqualWholeView) {
+  std::mt19937 rng(53);
+  std::normal_distribution<float> nd(0, 1);
+  const SimdLevel best = simd_level();
+  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
+    set_simd_level(lvl);
+    for (KvStorage st : {KvStorage::Q8_0, KvStorage::Q4_0})
+      for (bool had : {false, true})
+        for (int n : {1, 255, 256, 257, 1000}) {
+          const int dim = 64, group = 3;
+          QuantRows rows(st, n, dim, dim, rng);
+          std::vector<float> q(group * dim), a(group * dim), b(group * dim);
+          for (auto& x : q) x = nd(rng);
+          const KvView view = rows.view(had, n, 0);
+          attend(q.data(), group, view, 0.125f, a.data());
+          std::vector<AttnChunk> ch(attn_chunks(view, nullptr));
+          attn_chunks(view, ch.data());
+          const size_t pf = attn_partial_floats(group, dim);
+          std::vector<float> parts(pf * ch.size());
+          for (int i = (int)ch.size() - 1; i >= 0; --i)
+            attend_chunk(q.data(), group, view, ch[i], 0.125f, &parts[pf * i]);
+          attend_merge(parts.data(), (int)ch.size(), group, view, b.data());
+          ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+              << kv_storage_name(st) << (had ? ",hadamard" : "") << " n " << n;
+        }
+  }
+  set_simd_level(best);
+}
+
+// Through real caches: K/V of 300 tokens written as one prefill batch versus
+// one token at a time (decode); every query position attends to the same
+// bits either way, for every quantized policy, GQA group of 3 and 5.
+TEST(QuantizedAttention, BatchedQueryEqualsQueryAlone) {
+  std::mt19937 rng(57);
+  std::normal_distribution<float> nd(0, 1);
+  const int dim = 64, n_kv = 2, n = 300, kvd = n_kv * dim;
+  std::vector<float> k((size_t)n * kvd), v((size_t)n * kvd);
+  for (auto& x : k) x = nd(rng);
+  for (auto& x : v) x = nd(rng);
+  for (const char* kv : {"q8", "q8,hadamard", "q4", "q4,hadamard"})
+    for (int group : {3, 5}) {
+      std::vector<float> q((size_t)n * n_kv * group * dim);
+      for (auto& x : q) x = nd(rng);
+      const KvShape shape{1, n_kv, dim, dim};
+      auto batch = make_kv_cache(parse_kv_policy(kv), shape, 512);
+      auto single = make_kv_cache(parse_kv_policy(kv), shape, 512);
+      const KvPlan pb = batch->plan(n);
+      batch->write(0, pb, k.data(), v.data());
+      batch->commit(pb);
+      std::vector<float> a(group * dim), b(group * dim);
+      for (int t = 0; t < n; ++t) {
+        const KvPlan ps = single->plan(1);
+        single->write(0, ps, &k[(size_t)t * kvd], &v[(size_t)t * kvd]);
+        single->commit(ps);
+        for (int h = 0; h < n_kv; ++h) {
+          const float* qt = &q[((size_t)t * n_kv + h) * group * dim];
+          attend(qt, group, batch->view(0, h, t), 0.125f, a.data());
+          attend(qt, group, single->view(0, h, t), 0.125f, b.data());
+          ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+              << kv << " group " << group << " pos " << t << " head " << h;
+        }
+      }
+    }
+}
+
+// K/V writes quantize rows with quantize_row(); its AVX2 versions (F16, Q8_0,
+// Q4_0) must store exactly the scalar bytes, or caches written at different
+// SIMD levels would differ. Random blocks plus the edge cases: all zeros,
+// -0, ties of the largest magnitude (Q4_0 keeps the first), exact halves.
+TEST(QuantizedAttention, QuantizeRowSimdBitIdenticalToScalar) {
+  if (simd_level() < SimdLevel::AVX2) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(61);
+  std::normal_distribution<float> nd(0, 1);
+  const int nb = 64, n = nb * QK;
+  std::vector<float> x(n);
+  for (float& e : x) e = nd(rng) * std::exp(nd(rng));
+  for (int i = 0; i < QK; ++i) x[i] = 0.0f;                      // block 0: zeros
+  for (int i = QK; i < 2 * QK; ++i) x[i] = (i % 2) ? -0.0f : 0.0f;  // block 1: signed zeros
+  x[2 * QK + 3] = 5.0f, x[2 * QK + 9] = -5.0f;                   // block 2: tie, positive first
+  x[3 * QK + 1] = -7.0f, x[3 * QK + 30] = 7.0f;                  // block 3: tie, negative first
+  for (int i = 4 * QK; i < 5 * QK; ++i) x[i] = 0.5f * (float)(i % 17 - 8);  // block 4: halves
+  for (int i = 5 * QK; i < 6 * QK; ++i) x[i] = 1e-6f * nd(rng);  // block 5: f16 subnormal scales
+  x[6 * QK + 2] = 60000.0f;                                       // block 6: near the f16 range
+  const SimdLevel best = simd_level();
+  for (GgmlType t : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0}) {
+    const size_t bytes = (size_t)row_bytes(t, n);
+    std::vector<uint8_t> simd(bytes), scalar(bytes);
+    quantize_row(t, x.data(), simd.data(), n);
+    set_simd_level(SimdLevel::Scalar);
+    quantize_row(t, x.data(), scalar.data(), n);
+    set_simd_level(best);
+    ASSERT_EQ(0, std::memcmp(simd.data(), scalar.data(), bytes)) << type_traits(t).name;
   }
 }
 
