@@ -12,6 +12,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 
@@ -21,6 +22,8 @@ namespace {
 
 constexpr int kR = 4;  // rows per tile
 constexpr int kT = 2;  // tokens per tile (16 ymm registers bound R*T)
+template <template <class, int, int> class Tile, class WT>
+using Gemm = tiling::Tiler<kR, kT, Tile, WT>;
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -287,30 +290,6 @@ struct TileK6 {  // one token at a time, like TileK4
   }
 };
 
-// ---- tiling over the (rows x tokens) range -------------------------------
-template <template <class, int, int> class Tile, class WT>
-struct Tiler {
-  template <int R>
-  static void rows_tile(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t0, int64_t t1,
-                        float* y) {
-    int64_t t = t0;
-    for (; t + kT <= t1; t += kT) Tile<WT, R, kT>::run(W, r, xa, xs, t, y);
-    for (; t < t1; ++t) Tile<WT, R, 1>::run(W, r, xa, xs, t, y);
-  }
-  static void gemm(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
-                   int64_t t1, float* y) {
-    int64_t r = r0;
-    for (; r + kR <= r1; r += kR) rows_tile<kR>(W, r, xa, xs, t0, t1, y);
-    switch (r1 - r) {
-      case 3: rows_tile<3>(W, r, xa, xs, t0, t1, y); break;
-      case 2: rows_tile<2>(W, r, xa, xs, t0, t1, y); break;
-      case 1: rows_tile<1>(W, r, xa, xs, t0, t1, y); break;
-      default: break;
-    }
-  }
-};
-static_assert(kR == 4, "row remainder switch assumes kR == 4");
-
 template <class WT, int R, int T>
 struct Tile32 {
   static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
@@ -328,15 +307,15 @@ struct TileF {
 
 GemmFn gemm_kernel_avx2(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: return Tiler<Tile32, WQ8_0>::gemm;
-    case GgmlType::Q4_0: return Tiler<Tile32, WQ4_0>::gemm;
-    case GgmlType::Q4_1: return Tiler<Tile32, WQ4_1>::gemm;
-    case GgmlType::Q4_K: return Tiler<TileK4, std::false_type>::gemm;
-    case GgmlType::Q5_K: return Tiler<TileK4, std::true_type>::gemm;
-    case GgmlType::Q6_K: return Tiler<TileK6, void>::gemm;
-    case GgmlType::F32: return Tiler<TileF, WF32>::gemm;
-    case GgmlType::F16: return Tiler<TileF, WF16>::gemm;
-    case GgmlType::BF16: return Tiler<TileF, WBF16>::gemm;
+    case GgmlType::Q8_0: return Gemm<Tile32, WQ8_0>::gemm;
+    case GgmlType::Q4_0: return Gemm<Tile32, WQ4_0>::gemm;
+    case GgmlType::Q4_1: return Gemm<Tile32, WQ4_1>::gemm;
+    case GgmlType::Q4_K: return Gemm<TileK4, std::false_type>::gemm;
+    case GgmlType::Q5_K: return Gemm<TileK4, std::true_type>::gemm;
+    case GgmlType::Q6_K: return Gemm<TileK6, void>::gemm;
+    case GgmlType::F32: return Gemm<TileF, WF32>::gemm;
+    case GgmlType::F16: return Gemm<TileF, WF16>::gemm;
+    case GgmlType::BF16: return Gemm<TileF, WBF16>::gemm;
     default: return nullptr;
   }
 }

@@ -19,6 +19,7 @@
 // backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
 
+#include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 
@@ -28,6 +29,8 @@ namespace {
 
 constexpr int kR = 4;  // rows per tile
 constexpr int kT = 4;  // tokens per tile (32 registers: R*T accumulators + R weights)
+template <template <class, int, int> class Tile, class WT>
+using Gemm = tiling::Tiler<kR, kT, Tile, WT>;
 
 inline __m128i insert16(__m128i v, uint16_t x, int lane) {
   switch (lane) {  // lane is a compile-time constant after inlining
@@ -171,30 +174,6 @@ void tilef(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int6
     }
 }
 
-// ---- tiling over the (rows x tokens) range -------------------------------
-template <template <class, int, int> class Tile, class WT>
-struct Tiler {
-  template <int R>
-  static void rows_tile(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t0, int64_t t1,
-                        float* y) {
-    int64_t t = t0;
-    for (; t + kT <= t1; t += kT) Tile<WT, R, kT>::run(W, r, xa, xs, t, y);
-    for (; t < t1; ++t) Tile<WT, R, 1>::run(W, r, xa, xs, t, y);
-  }
-  static void gemm(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
-                   int64_t t1, float* y) {
-    int64_t r = r0;
-    for (; r + kR <= r1; r += kR) rows_tile<kR>(W, r, xa, xs, t0, t1, y);
-    switch (r1 - r) {
-      case 3: rows_tile<3>(W, r, xa, xs, t0, t1, y); break;
-      case 2: rows_tile<2>(W, r, xa, xs, t0, t1, y); break;
-      case 1: rows_tile<1>(W, r, xa, xs, t0, t1, y); break;
-      default: break;
-    }
-  }
-};
-static_assert(kR == 4, "row remainder switch assumes kR == 4");
-
 template <class WT, int R, int T>
 struct Tile32 {
   static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
@@ -212,12 +191,12 @@ struct TileF {
 
 GemmFn gemm_kernel_avx512(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: return Tiler<Tile32, WQ8_0>::gemm;
-    case GgmlType::Q4_0: return Tiler<Tile32, WQ4_0>::gemm;
-    case GgmlType::Q4_1: return Tiler<Tile32, WQ4_1>::gemm;
-    case GgmlType::F32: return Tiler<TileF, WF32>::gemm;
-    case GgmlType::F16: return Tiler<TileF, WF16>::gemm;
-    case GgmlType::BF16: return Tiler<TileF, WBF16>::gemm;
+    case GgmlType::Q8_0: return Gemm<Tile32, WQ8_0>::gemm;
+    case GgmlType::Q4_0: return Gemm<Tile32, WQ4_0>::gemm;
+    case GgmlType::Q4_1: return Gemm<Tile32, WQ4_1>::gemm;
+    case GgmlType::F32: return Gemm<TileF, WF32>::gemm;
+    case GgmlType::F16: return Gemm<TileF, WF16>::gemm;
+    case GgmlType::BF16: return Gemm<TileF, WBF16>::gemm;
     default: return nullptr;  // K-quants: AVX2 kernels (dispatch falls back)
   }
 }

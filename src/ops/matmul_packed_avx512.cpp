@@ -10,6 +10,7 @@
 // Compiled natively and emulated (backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
 
+#include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
@@ -114,17 +115,6 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
 
-template <class Block, template <int> class Tile>
-void gemm_x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-             float* y) {
-  const int64_t nb = W.cols / QK;
-  for (int64_t r = r0; r < r1; r += kPackRows) {
-    const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
-    int64_t t = t0;
-    for (; t + kT <= t1; t += kT) Tile<kT>::run(w, nb, xa, xs, t, W.rows, r, y);
-    for (; t < t1; ++t) Tile<1>::run(w, nb, xa, xs, t, W.rows, r, y);
-  }
-}
 
 template <int T>
 struct TileQ4_1 {
@@ -145,8 +135,8 @@ struct TileQ8_0 {
 
 GemmFn gemm_kernel_packed_avx512(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_1: return gemm_x8<BlockQ4_1x8, TileQ4_1>;
-    case GgmlType::Q8_0: return gemm_x8<BlockQ8_0x8, TileQ8_0>;
+    case GgmlType::Q4_1: return tiling::gemm_x8<kT, BlockQ4_1x8, TileQ4_1>;
+    case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     default: return nullptr;
   }
 }
