@@ -20,7 +20,14 @@ void swiglu_inplace_ref(float* gate, const float* up, int64_t n) {
   }
 }
 
+void gelu_inplace_avx2(float* x, int64_t n);  // activation_avx2.cpp
+
 void gelu_inplace(float* x, int64_t n) {
+  if (simd_level() >= SimdLevel::AVX2) return gelu_inplace_avx2(x, n);
+  gelu_inplace_ref(x, n);
+}
+
+void gelu_inplace_ref(float* x, int64_t n) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
