@@ -9,10 +9,13 @@
 // of kT or alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
+#include "util/fp16.h"
 
 namespace kvforge {
 
@@ -113,12 +116,105 @@ struct TileQ8_0 {
   }
 };
 
+// ---- F16 x8 (element-interleaved) ----------------------------------------
+// Lane i of an accumulator is row 8g+i, and every output is one fma chain
+// over k = 0..cols-1 in order: the same for every tile shape, so
+// batch-invariant. Prefill tiles are 2 groups x 4 tokens (8 independent
+// chains hide the fma latency); single tokens take up to 4 groups at once,
+// which keeps one fma per cycle going, more than memory can feed.
+template <int G, int T>  // G groups of 8 rows, T tokens
+void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0,
+                float* y) {
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
+  const size_t gs = (size_t)cols * kPackRows;  // fp16 per group
+  __m256 acc[G][T];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < cols; ++k) {
+    __m256 wv[G];
+    for (int g = 0; g < G; ++g) wv[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + g * gs + k * kPackRows)));
+    for (int t = 0; t < T; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x[t] + k);
+      for (int g = 0; g < G; ++g) acc[g][t] = _mm256_fmadd_ps(wv[g], xb, acc[g][t]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
+}
+
+// The prefill tile, 2 groups x 4 tokens, spelled out: with an accumulator
+// array of this size GCC 12 keeps storing it to the stack every iteration.
+void tile_f16x8_2x4(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+                    int64_t r0, float* y) {
+  const float* x0 = (const float*)(xa + t0 * xs);
+  const float* x1 = (const float*)(xa + (t0 + 1) * xs);
+  const float* x2 = (const float*)(xa + (t0 + 2) * xs);
+  const float* x3 = (const float*)(xa + (t0 + 3) * xs);
+  const fp16_t* w1 = w + (size_t)cols * kPackRows;
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;  // group 0, tokens 0..3
+  __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                   // group 1
+  for (int64_t k = 0; k < cols; ++k) {
+    const __m256 w0v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + k * kPackRows)));
+    const __m256 w1v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w1 + k * kPackRows)));
+    __m256 xb = _mm256_broadcast_ss(x0 + k);
+    a00 = _mm256_fmadd_ps(w0v, xb, a00);
+    a10 = _mm256_fmadd_ps(w1v, xb, a10);
+    xb = _mm256_broadcast_ss(x1 + k);
+    a01 = _mm256_fmadd_ps(w0v, xb, a01);
+    a11 = _mm256_fmadd_ps(w1v, xb, a11);
+    xb = _mm256_broadcast_ss(x2 + k);
+    a02 = _mm256_fmadd_ps(w0v, xb, a02);
+    a12 = _mm256_fmadd_ps(w1v, xb, a12);
+    xb = _mm256_broadcast_ss(x3 + k);
+    a03 = _mm256_fmadd_ps(w0v, xb, a03);
+    a13 = _mm256_fmadd_ps(w1v, xb, a13);
+  }
+  float* o = y + t0 * rows + r0;
+  _mm256_storeu_ps(o, a00);
+  _mm256_storeu_ps(o + 8, a10);
+  _mm256_storeu_ps(o + rows, a01);
+  _mm256_storeu_ps(o + rows + 8, a11);
+  _mm256_storeu_ps(o + 2 * rows, a02);
+  _mm256_storeu_ps(o + 2 * rows + 8, a12);
+  _mm256_storeu_ps(o + 3 * rows, a03);
+  _mm256_storeu_ps(o + 3 * rows + 8, a13);
+}
+
+void f16x8_tile1(int n_groups, const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
+                int64_t r, float* y) {
+  switch (n_groups) {
+    case 1: return tile_f16x8<1, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 2: return tile_f16x8<2, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 3: return tile_f16x8<3, 1>(w, cols, xa, xs, t, rows, r, y);
+    default: return tile_f16x8<4, 1>(w, cols, xa, xs, t, rows, r, y);
+  }
+}
+
+void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                float* y) {
+  constexpr int kTf = 4;
+  const fp16_t* base = (const fp16_t*)W.data;
+  for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
+    const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
+    int64_t t = t0;
+    for (; t + kTf <= t1; t += kTf)
+      for (int g = 0; g < ng; g += 2) {
+        const int64_t rg = r + g * kPackRows;
+        if (ng - g >= 2) tile_f16x8_2x4(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+        else tile_f16x8<1, kTf>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+      }
+    for (; t < t1; ++t) f16x8_tile1(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
+  }
+}
+
 }  // namespace
 
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_1: return tiling::gemm_x8<kT, BlockQ4_1x8, TileQ4_1>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
+    case GgmlType::F16: return gemm_f16x8;
     default: return nullptr;
   }
 }

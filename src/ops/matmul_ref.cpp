@@ -172,7 +172,7 @@ void gemm_packed_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_
 }  // namespace
 
 GemmFn gemm_kernel_packed_ref(GgmlType t) {
-  return t == GgmlType::Q4_1 || t == GgmlType::Q8_0 ? gemm_packed_ref : nullptr;
+  return t == GgmlType::Q4_1 || t == GgmlType::Q8_0 || t == GgmlType::F16 ? gemm_packed_ref : nullptr;
 }
 
 float dot_ref(GgmlType t, const uint8_t* w, const uint8_t* a, int64_t cols) {

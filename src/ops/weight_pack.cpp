@@ -7,8 +7,9 @@
 namespace kvforge {
 
 bool packable(const WeightMatrix& W) {
-  return W.interleave == 0 && W.rows > 0 && W.rows % kPackRows == 0 &&
-         (W.type == GgmlType::Q4_1 || W.type == GgmlType::Q8_0);
+  if (W.interleave != 0 || W.rows <= 0 || W.rows % kPackRows != 0) return false;
+  if (W.type == GgmlType::F16) return W.cols % 8 == 0;
+  return W.type == GgmlType::Q4_1 || W.type == GgmlType::Q8_0;
 }
 
 namespace {
@@ -20,6 +21,18 @@ inline const uint8_t* q4_slot(const BlockQ4_1x8& b, int i) { return &b.qs[i % 4]
 }  // namespace
 
 WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
+  WeightMatrix P = W;
+  P.data = dst;
+  P.interleave = kPackRows;
+  if (W.type == GgmlType::F16) {  // [rows/8][cols][8]
+    fp16_t* o = (fp16_t*)dst;
+    for (int64_t r = 0; r < W.rows; ++r) {
+      const fp16_t* src = (const fp16_t*)W.row(r);
+      fp16_t* g = o + (r / kPackRows) * W.cols * kPackRows + r % kPackRows;
+      for (int64_t k = 0; k < W.cols; ++k) g[k * kPackRows] = src[k];
+    }
+    return P;
+  }
   const int64_t nb = W.cols / QK;
   for (int64_t g = 0; g < W.rows / kPackRows; ++g) {
     for (int i = 0; i < kPackRows; ++i) {
@@ -40,13 +53,15 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
       }
     }
   }
-  WeightMatrix P = W;
-  P.data = dst;
-  P.interleave = kPackRows;
   return P;
 }
 
 void gather_row(const WeightMatrix& W, int64_t r, void* dst) {
+  if (W.type == GgmlType::F16) {
+    const fp16_t* g = (const fp16_t*)W.data + (r / kPackRows) * W.cols * kPackRows + r % kPackRows;
+    for (int64_t k = 0; k < W.cols; ++k) ((fp16_t*)dst)[k] = g[k * kPackRows];
+    return;
+  }
   const int64_t nb = W.cols / QK, g = r / kPackRows;
   const int i = (int)(r % kPackRows);
   for (int64_t b = 0; b < nb; ++b) {

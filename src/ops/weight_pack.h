@@ -9,6 +9,10 @@
 //           bytes of row p, then those of row p+4 (so one 32-byte load feeds
 //           two rows; low nibbles = elements 0..15, high = 16..31).
 //   Q8_0x8: d[8] (fp16, row order), qs[8][32] (row order).
+// F16 is interleaved element by element instead: group g holds
+//   [cols][8] fp16, element k of rows 8g..8g+7 side by side,
+// so one 16-byte load is one column of 8 rows (a lane per row) and a GEMM
+// needs no horizontal sums.
 #include <cstdint>
 
 #include "ops/ggml_types.h"
@@ -31,7 +35,8 @@ struct BlockQ8_0x8 {
 static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1));
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
-// Whether W (plain layout) can be packed: a supported type, rows % 8 == 0.
+// Whether W (plain layout) can be packed: Q4_1, Q8_0 or F16, rows % 8 == 0
+// (F16 also cols % 8 == 0).
 bool packable(const WeightMatrix& W);
 // Writes W's packed form into dst (W.rows * W.row_stride bytes). Returns the
 // packed view (data = dst, interleave = kPackRows).
