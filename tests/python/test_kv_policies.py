@@ -71,24 +71,26 @@ def _common_prefix(a, b):
 
 
 def test_q8_greedy_agrees_with_f16(kvforge_bin, smollm2_gguf, tmp_path):
-    # Criterion: over the first 16 greedy tokens q8 follows f16 for at least 4
-    # tokens on every prompt, and over all prompts at least half as far as f32
-    # storage does. f16 itself sits on near-ties at some positions (where f32
-    # flips too, e.g. "def quicksort(arr):" at token 6, and which side of a
-    # tie each storage lands on moves with summation order), so exact
-    # equality to 16 tokens would test luck, not the cache. The teacher-forced
-    # test below measures the quality loss properly.
+    # Criterion: q8 follows f16's greedy tokens for at least 4 tokens on every
+    # prompt, and where it first leaves them f16 itself was on a near-tie: its
+    # logit for its own token beats its logit for q8's token by less than 0.5.
+    # q8 K/V rounding moves this model's logits by about 0.1 (measured: the
+    # first divergences here sit at f16 margins of 0.05-0.12), so a confident
+    # f16 decision (margin > 0.5) must never flip; which side of a real tie
+    # each storage lands on is luck (f32 flips on "def quicksort(arr):" too).
+    # The teacher-forced test below measures the quality loss properly.
     n = 16
-    q8_total = f32_total = 0
     for prompt in (PROMPT, "def quicksort(arr):", "Paris is the capital of"):
-        f16 = _greedy(kvforge_bin, smollm2_gguf, tmp_path, n, prompt=prompt)["tokens"]
-        f32 = _greedy(kvforge_bin, smollm2_gguf, tmp_path, n, "--kv", "f32", prompt=prompt)["tokens"]
+        r16 = _greedy(kvforge_bin, smollm2_gguf, tmp_path, n, prompt=prompt)
+        f16 = r16["tokens"]
         q8 = _greedy(kvforge_bin, smollm2_gguf, tmp_path, n, "--kv", "q8", prompt=prompt)["tokens"]
         agree = _common_prefix(q8, f16)
         assert agree >= 4, (prompt, q8, f16)
-        q8_total += agree
-        f32_total += _common_prefix(f32, f16)
-    assert q8_total >= 0.5 * f32_total, (q8_total, f32_total)
+        if agree == n:
+            continue
+        logits = kvforge_logits(kvforge_bin, smollm2_gguf, r16["prompt_tokens"] + f16[:agree], tmp_path)[-1]
+        margin = float(logits[f16[agree]] - logits[q8[agree]])
+        assert 0 <= margin < 0.5, (prompt, agree, margin)
 
 
 def test_quantized_logits_close_to_f16(kvforge_bin, smollm2_gguf, tmp_path):
