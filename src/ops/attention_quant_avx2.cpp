@@ -139,19 +139,17 @@ struct VQ4 {
 
 // acc[g] (the 32 columns of V block `blk_col` for G heads) = acc[g] * corr[g]
 // + sum_j w[g][j] * q_j over the n rows of the tile, w = p * d_v (computed 8
-// rows at a time; rows >= n have p = 0 and d = 0).
+// rows at a time; vrows: the tile's rows, rows >= n point at a zero row, so
+// their w = 0 * 0).
 template <class V, int G>
-inline void accumulate_block(const uint8_t* vtile, size_t v_row, int n, int blk_col, int dv,
+inline void accumulate_block(const uint8_t* const* vrows, const uint8_t* vtile, size_t v_row, int n, int blk_col, int dv,
                              const float (*p)[kAttnTile], const float* corr, float* part) {
   alignas(32) float w[G][kAttnTile];
   const size_t off = (size_t)blk_col * V::kBytes;
   __m256 ws[G];
   for (int g = 0; g < G; ++g) ws[g] = _mm256_setzero_ps();
   for (int j0 = 0; j0 < n; j0 += 8) {
-    uint16_t dh[8];
-    for (int r = 0; r < 8; ++r) dh[r] = j0 + r < n ? ld16(vtile + (size_t)(j0 + r) * v_row + off) : 0;
-    const __m256 d = _mm256_cvtph_ps(
-        _mm_setr_epi16(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]));
+    const __m256 d = scales8(vrows + j0, off);
     for (int g = 0; g < G; ++g) {
       const __m256 wg = _mm256_mul_ps(_mm256_load_ps(p[g] + j0), d);
       _mm256_store_ps(w[g] + j0, wg);
@@ -184,11 +182,11 @@ inline void accumulate_block(const uint8_t* vtile, size_t v_row, int n, int blk_
 // scaled scores [G][kAttnTile], -inf padded; m, l: their running max and
 // denominator; part: their partials (acc updated here, m and l at the end).
 template <class V, int G>
-void tile_heads(float (*s)[kAttnTile], float* m, float* l, const uint8_t* vtile, size_t v_row, int n, int dv,
-                float* part) {
+void tile_heads(float (*s)[kAttnTile], float* m, float* l, const uint8_t* const* vrows, const uint8_t* vtile,
+                size_t v_row, int n, int dv, float* part) {
   float corr[G];
   for (int g = 0; g < G; ++g) corr[g] = online_softmax_tile_avx2(s[g], m[g], l[g]);
-  for (int b = 0; b < dv / QK; ++b) accumulate_block<V, G>(vtile, v_row, n, b, dv, s, corr, part);
+  for (int b = 0; b < dv / QK; ++b) accumulate_block<V, G>(vrows, vtile, v_row, n, b, dv, s, corr, part);
 }
 
 template <class K, class V>
@@ -212,7 +210,7 @@ void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, 
   qoff.resize((size_t)n_group * nb);       // K::kOffset * sum(q)
   st.resize(n_group);                      // [n_group][kAttnTile] scaled scores, then probabilities
   ml.resize((size_t)2 * n_group);          // running max [n_group], then denominator [n_group]
-  if (zero_row.size() < k_row) zero_row.assign(k_row, 0);
+  if (zero_row.size() < std::max(k_row, v_row)) zero_row.assign(std::max(k_row, v_row), 0);
   for (int g = 0; g < n_group; ++g) {
     float* qg = &qr[(size_t)g * dk];
     if (view.hadamard) hadamard_rotate(qg, dk);
@@ -259,13 +257,15 @@ void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, 
     for (int g = 0; g < n_group; ++g)
       for (int j = n; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
     const uint8_t* vtile = (const uint8_t*)seg.v + (size_t)r0 * v_row;
+    const uint8_t* vrows[kAttnTile];
+    for (int j = 0; j < kAttnTile; ++j) vrows[j] = j < n ? vtile + (size_t)j * v_row : zero_row.data();
     for (int g0 = 0; g0 < n_group; g0 += 4) {
       float* pg = part + (size_t)g0 * (2 + dv);
       switch (std::min(4, n_group - g0)) {
-        case 1: tile_heads<V, 1>(s + g0, m + g0, l + g0, vtile, v_row, n, dv, pg); break;
-        case 2: tile_heads<V, 2>(s + g0, m + g0, l + g0, vtile, v_row, n, dv, pg); break;
-        case 3: tile_heads<V, 3>(s + g0, m + g0, l + g0, vtile, v_row, n, dv, pg); break;
-        default: tile_heads<V, 4>(s + g0, m + g0, l + g0, vtile, v_row, n, dv, pg); break;
+        case 1: tile_heads<V, 1>(s + g0, m + g0, l + g0, vrows, vtile, v_row, n, dv, pg); break;
+        case 2: tile_heads<V, 2>(s + g0, m + g0, l + g0, vrows, vtile, v_row, n, dv, pg); break;
+        case 3: tile_heads<V, 3>(s + g0, m + g0, l + g0, vrows, vtile, v_row, n, dv, pg); break;
+        default: tile_heads<V, 4>(s + g0, m + g0, l + g0, vrows, vtile, v_row, n, dv, pg); break;
       }
     }
   }
