@@ -1,15 +1,24 @@
 // AVX2 (+F16C) chunk kernel of the fused attention over quantized K/V rows
 // (Q8_0, Q4_0, optionally Hadamard-rotated; see ops/attention_quant.h).
 //
-// Scores come from the same place as in the scalar kernel (q rotated and
-// quantized to 8-bit blocks once per call, the integer GEMM kernel over a
-// tile of K rows), so they are bit-identical to it. What differs:
+// q is rotated and quantized to 8-bit blocks once per call, as in the scalar
+// kernel, so the integer dot of every (row, head, block) is the same exact
+// integer. What differs from the scalar kernel (only in rounding):
+//  - scores: a dedicated loop loads each K block once for all (<= 4) heads of
+//    the group and takes its integer dot with each (maddubs; Q8_0 with the
+//    sign trick, Q4_0 nibbles unsigned with the -8 applied as -8 * sum(q));
+//    the lane vectors of 8 rows are reduced together by a hadd tree (integer
+//    sums: exact, independent of the neighbouring rows; pads of a partial
+//    tile read a zero row), then one multiply by d_k * (d_q * scale) per
+//    (row, head, block) and a sum over blocks in order, 8 rows per vector;
 //  - the online-softmax update is vectorized (ops/attention_avx2.h, the
 //    helper of the f16/f32 kernel);
 //  - V is never dequantized to an f32 tile: each 32-element block of a V row
 //    is widened to 4 vectors of integers-as-floats and accumulated into up to
-//    4 query heads at once with weight p * d (softmax probability times the
-//    block's scale), so a row is read and converted once for the group.
+//    4 query heads at once with weight w = p * d (softmax probability times
+//    the block's scale, computed 8 rows at a time), so a row is read and
+//    converted once for the group; Q4_0 nibbles are widened unsigned and the
+//    -8 is added once per tile as -8 * sum(w).
 // Every step has a fixed order that depends only on the chunk (batch
 // invariance, ops/attention.h).
 #include <immintrin.h>
