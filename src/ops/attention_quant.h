@@ -9,7 +9,9 @@
 // Scores: q (rotated when the rows are) is quantized once per call to the
 // 8-bit activation blocks and multiplied with a tile of K rows by the same
 // GEMM kernels as the weights (ops/matmul_kernels.h, best SIMD level), the
-// n_group query heads acting as the kernel's tokens.
+// n_group query heads acting as the kernel's tokens (scalar reference; the
+// AVX2 kernel has its own loop over the same integer dots, see
+// attention_quant_avx2.cpp).
 // Values: a tile of V rows is dequantized to f32 and accumulated in the
 // rotated basis (scalar reference); the AVX2 kernel
 // (attention_quant_avx2.cpp) widens each V block in registers and folds its

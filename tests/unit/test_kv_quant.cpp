@@ -205,10 +205,13 @@ struct QuantRows {
   }
 };
 
-// The AVX2 quantized kernel against the scalar one (attend_ref). Scores are
-// bit-identical (same q blocks, same integer GEMM kernel, same scale
-// product); what differs is exp (vector exp vs std::exp, a few ulp), the
-// order of the V sums and p * (d * q) vs (p * d) * q. Each output is a
+// The AVX2 quantized kernel against the scalar one (attend_ref). The integer
+// dots behind the scores are the same (same q blocks); what differs is the
+// rounding of the scale products and of the sum over blocks (a few ulp of
+// each block's term), exp (vector exp vs std::exp, a few ulp), the order of the V
+// sums, p * (d * q) vs (p * d) * q, and for Q4_0 the -8 applied to the sum
+// of the weights. Row counts cover partial 8-row groups and tiles (1, 7, 31,
+// 33) and several chunks and segments. Each output is a
 // convex combination of V rows summed over <= kAttnChunk rows per chunk, so
 // a first-order bound of the difference per element is
 // (kAttnChunk + 16) * eps * max|v|; the Hadamard rotation back is
@@ -223,8 +226,8 @@ TEST(QuantizedAttention, Avx2KernelMatchesScalarReference) {
   for (KvStorage st : {KvStorage::Q8_0, KvStorage::Q4_0})
     for (bool had : {false, true})
       for (auto [dk, dv] : {std::pair{32, 32}, {64, 64}, {128, 128}, {96, 64}})
-        for (int group : {1, 3, 4, 7})
-          for (auto [n1, n2] : {std::pair{1, 0}, {31, 0}, {33, 0}, {300, 0}, {600, 0}, {20, 270}}) {
+        for (int group : {1, 2, 3, 4, 5, 7})
+          for (auto [n1, n2] : {std::pair{1, 0}, {7, 0}, {31, 0}, {33, 0}, {300, 0}, {600, 0}, {20, 270}}) {
             QuantRows rows(st, n1 + n2, dk, dv, rng);
             std::vector<float> q((size_t)group * dk), a((size_t)group * dv), b((size_t)group * dv);
             for (auto& x : q) x = nd(rng);
@@ -247,7 +250,7 @@ TEST(QuantizedAttention, Avx2KernelMatchesScalarReference) {
             }
             ++compared;
           }
-  EXPECT_EQ(compared, 2 * 2 * 4 * 4 * 6);
+  EXPECT_EQ(compared, 2 * 2 * 4 * 6 * 7);
 }
 
 // attend() over a whole quantized view == its chunk partials computed one by
