@@ -143,54 +143,21 @@ void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-// The prefill tile, 2 groups x 4 tokens, spelled out: with an accumulator
-// array of this size GCC 12 keeps storing it to the stack every iteration.
-void tile_f16x8_2x4(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+// The prefill tiles, 2 groups x T tokens (T = 4 or 6), with the
+// accumulators spelled out: as an array of this size GCC 12 stores them to
+// the stack every iteration. T = 6 gives 12 independent chains, slack over
+// the 4-cycle fma latency (8 chains are exactly at the limit); T = 4 takes
+// the remainder of a 64-token block.
+template <int T>
+void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
                     int64_t r0, float* y) {
+  static_assert(T == 4 || T == 6);
   const float* x0 = (const float*)(xa + t0 * xs);
   const float* x1 = (const float*)(xa + (t0 + 1) * xs);
   const float* x2 = (const float*)(xa + (t0 + 2) * xs);
   const float* x3 = (const float*)(xa + (t0 + 3) * xs);
-  const fp16_t* w1 = w + (size_t)cols * kPackRows;
-  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;  // group 0, tokens 0..3
-  __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;                   // group 1
-  for (int64_t k = 0; k < cols; ++k) {
-    const __m256 w0v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + k * kPackRows)));
-    const __m256 w1v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w1 + k * kPackRows)));
-    __m256 xb = _mm256_broadcast_ss(x0 + k);
-    a00 = _mm256_fmadd_ps(w0v, xb, a00);
-    a10 = _mm256_fmadd_ps(w1v, xb, a10);
-    xb = _mm256_broadcast_ss(x1 + k);
-    a01 = _mm256_fmadd_ps(w0v, xb, a01);
-    a11 = _mm256_fmadd_ps(w1v, xb, a11);
-    xb = _mm256_broadcast_ss(x2 + k);
-    a02 = _mm256_fmadd_ps(w0v, xb, a02);
-    a12 = _mm256_fmadd_ps(w1v, xb, a12);
-    xb = _mm256_broadcast_ss(x3 + k);
-    a03 = _mm256_fmadd_ps(w0v, xb, a03);
-    a13 = _mm256_fmadd_ps(w1v, xb, a13);
-  }
-  float* o = y + t0 * rows + r0;
-  _mm256_storeu_ps(o, a00);
-  _mm256_storeu_ps(o + 8, a10);
-  _mm256_storeu_ps(o + rows, a01);
-  _mm256_storeu_ps(o + rows + 8, a11);
-  _mm256_storeu_ps(o + 2 * rows, a02);
-  _mm256_storeu_ps(o + 2 * rows + 8, a12);
-  _mm256_storeu_ps(o + 3 * rows, a03);
-  _mm256_storeu_ps(o + 3 * rows + 8, a13);
-}
-
-// 2 groups x 6 tokens: 12 independent chains, so the fma pipes stay busy
-// with slack over the 4-cycle latency (8 chains are exactly at the limit).
-void tile_f16x8_2x6(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                    int64_t r0, float* y) {
-  const float* x0 = (const float*)(xa + t0 * xs);
-  const float* x1 = (const float*)(xa + (t0 + 1) * xs);
-  const float* x2 = (const float*)(xa + (t0 + 2) * xs);
-  const float* x3 = (const float*)(xa + (t0 + 3) * xs);
-  const float* x4 = (const float*)(xa + (t0 + 4) * xs);
-  const float* x5 = (const float*)(xa + (t0 + 5) * xs);
+  const float* x4 = T > 4 ? (const float*)(xa + (t0 + 4) * xs) : x0;
+  const float* x5 = T > 4 ? (const float*)(xa + (t0 + 5) * xs) : x0;
   const fp16_t* w1 = w + (size_t)cols * kPackRows;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00;  // group 0
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00;                 // group 1
@@ -209,16 +176,18 @@ void tile_f16x8_2x6(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
     xb = _mm256_broadcast_ss(x3 + k);
     a03 = _mm256_fmadd_ps(w0v, xb, a03);
     a13 = _mm256_fmadd_ps(w1v, xb, a13);
-    xb = _mm256_broadcast_ss(x4 + k);
-    a04 = _mm256_fmadd_ps(w0v, xb, a04);
-    a14 = _mm256_fmadd_ps(w1v, xb, a14);
-    xb = _mm256_broadcast_ss(x5 + k);
-    a05 = _mm256_fmadd_ps(w0v, xb, a05);
-    a15 = _mm256_fmadd_ps(w1v, xb, a15);
+    if constexpr (T > 4) {
+      xb = _mm256_broadcast_ss(x4 + k);
+      a04 = _mm256_fmadd_ps(w0v, xb, a04);
+      a14 = _mm256_fmadd_ps(w1v, xb, a14);
+      xb = _mm256_broadcast_ss(x5 + k);
+      a05 = _mm256_fmadd_ps(w0v, xb, a05);
+      a15 = _mm256_fmadd_ps(w1v, xb, a15);
+    }
   }
   float* o = y + t0 * rows + r0;
   const __m256 g0[6] = {a00, a01, a02, a03, a04, a05}, g1[6] = {a10, a11, a12, a13, a14, a15};
-  for (int t = 0; t < 6; ++t) {
+  for (int t = 0; t < T; ++t) {
     _mm256_storeu_ps(o + t * rows, g0[t]);
     _mm256_storeu_ps(o + t * rows + 8, g1[t]);
   }
@@ -234,6 +203,17 @@ void f16x8_tile1(int n_groups, const fp16_t* w, int64_t cols, const uint8_t* xa,
   }
 }
 
+// Tiles of T tokens over the ng groups from row r: pairs, then a single group.
+template <int T>
+void f16x8_tiles(int ng, const fp16_t* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
+                 int64_t r, float* y) {
+  for (int g = 0; g < ng; g += 2) {
+    const int64_t rg = r + g * kPackRows;
+    if (ng - g >= 2) tile_f16x8_2xT<T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    else tile_f16x8<1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+  }
+}
+
 void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                 float* y) {
   const fp16_t* base = (const fp16_t*)W.data;
@@ -242,18 +222,8 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
     int64_t t = t0;
     // Token tiles of 6, then one of 4, then single tokens; pairs of groups,
     // then a single group. Every output is the same fma chain in all of them.
-    for (; t + 6 <= t1; t += 6)
-      for (int g = 0; g < ng; g += 2) {
-        const int64_t rg = r + g * kPackRows;
-        if (ng - g >= 2) tile_f16x8_2x6(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-        else tile_f16x8<1, 6>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-      }
-    for (; t + 4 <= t1; t += 4)
-      for (int g = 0; g < ng; g += 2) {
-        const int64_t rg = r + g * kPackRows;
-        if (ng - g >= 2) tile_f16x8_2x4(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-        else tile_f16x8<1, 4>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-      }
+    for (; t + 6 <= t1; t += 6) f16x8_tiles<6>(ng, base, W, xa, xs, t, r, y);
+    for (; t + 4 <= t1; t += 4) f16x8_tiles<4>(ng, base, W, xa, xs, t, r, y);
     for (; t < t1; ++t) f16x8_tile1(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
   }
 }
