@@ -38,22 +38,28 @@ inline __m256i round_pack32(__m256 v0, __m256 v1, __m256 v2, __m256 v3, int8_t* 
   return p;
 }
 
+// One 32-element block to int8 at scale d = max|x| / 127 (what the Q8A
+// activations and Q8_0 rows share): writes qs, the lane sums to *sum, and
+// returns d.
+inline float quantize_block32(const float* x, int8_t* qs, __m256i* sum) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+  const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+  const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+  const float d = hmax256_ps(m) / 127.0f;
+  const __m256 vid = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+  round_pack32(_mm256_mul_ps(v0, vid), _mm256_mul_ps(v1, vid), _mm256_mul_ps(v2, vid), _mm256_mul_ps(v3, vid), qs,
+               sum);
+  return d;
+}
+
 }  // namespace
 
 void quantize_act_q8a_avx2(const float* x, BlockQ8A* y, int64_t n) {
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < n / QK; ++b, x += QK) {
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-    const float amax = hmax256_ps(m);
-    const float d = amax / 127.0f;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    const __m256 vid = _mm256_set1_ps(id);
     __m256i sum;
-    round_pack32(_mm256_mul_ps(v0, vid), _mm256_mul_ps(v1, vid), _mm256_mul_ps(v2, vid),
-                 _mm256_mul_ps(v3, vid), y[b].qs, &sum);
+    const float d = quantize_block32(x, y[b].qs, &sum);
     y[b].d = d;
     y[b].s = d * (float)hsum_epi32(sum);
   }
@@ -96,20 +102,10 @@ void quantize_row_f16_avx2(const float* x, fp16_t* y, int64_t n) {
 }
 
 void quantize_row_q8_0_avx2(const float* x, BlockQ8_0* y, int64_t nb) {
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < nb; ++b, x += QK) {
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-    const float amax = hmax256_ps(m);
-    const float d = amax / 127.0f;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    const __m256 vid = _mm256_set1_ps(id);
     __m256i sum;
     alignas(32) int8_t qs[QK];
-    round_pack32(_mm256_mul_ps(v0, vid), _mm256_mul_ps(v1, vid), _mm256_mul_ps(v2, vid),
-                 _mm256_mul_ps(v3, vid), qs, &sum);
+    const float d = quantize_block32(x, qs, &sum);
     y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
     std::memcpy(y[b].qs, qs, QK);
   }
