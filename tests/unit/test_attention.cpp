@@ -12,6 +12,7 @@
 
 #include "backend/cpu_features.h"
 #include "kv/kv_cache.h"
+#include "kv_test_view.h"
 #include "kv/kv_policy.h"
 #include "ops/attention.h"
 #include "util/fp16.h"
@@ -40,18 +41,7 @@ struct Rows {
     fill(v, (size_t)n * dv, 1.0f);
   }
   KvView view(int n_first, int n_second) const {
-    KvView w;
-    w.storage = st;
-    w.head_dim_k = dk;
-    w.head_dim_v = dv;
-    w.segments[0] = {k.data(), v.data(), n_first};
-    w.n_segments = 1;
-    if (n_second > 0) {
-      w.segments[1] = {k.data() + (size_t)n_first * kv_row_bytes(st, dk),
-                       v.data() + (size_t)n_first * kv_row_bytes(st, dv), n_second};
-      w.n_segments = 2;
-    }
-    return w;
+    return test::rows_view(st, dk, dv, k.data(), v.data(), n_first, n_second);
   }
 };
 

@@ -14,6 +14,7 @@
 #include "ops/ggml_types.h"
 #include "ops/hadamard.h"
 #include "ops/quantize.h"
+#include "kv_test_view.h"
 
 namespace kvforge {
 namespace {
@@ -189,19 +190,7 @@ struct QuantRows {
     for (size_t i = 0; i < (size_t)n * dv; ++i) vmax = std::max(vmax, std::fabs(x[i]));
   }
   KvView view(bool hadamard, int n_first, int n_second) const {
-    KvView w;
-    w.storage = st;
-    w.hadamard = hadamard;
-    w.head_dim_k = dk;
-    w.head_dim_v = dv;
-    w.segments[0] = {k.data(), v.data(), n_first};
-    w.n_segments = 1;
-    if (n_second > 0) {
-      w.segments[1] = {k.data() + (size_t)n_first * kv_row_bytes(st, dk),
-                       v.data() + (size_t)n_first * kv_row_bytes(st, dv), n_second};
-      w.n_segments = 2;
-    }
-    return w;
+    return test::rows_view(st, dk, dv, k.data(), v.data(), n_first, n_second, hadamard);
   }
 };
 
