@@ -19,6 +19,7 @@
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
+#include "test_matrix.h"
 
 using namespace kvforge;
 
@@ -47,34 +48,8 @@ const GgmlType kPlainTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, Gg
                                 GgmlType::Q4_1};
 const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0};
 
-// A weight matrix [rows][cols] of `t` in the plain layout, plus (when
-// packable) its x8 form; `deq` is the dequantized plain one.
-struct Mat {
-  std::vector<uint8_t> plain, packed;  // [rows * row_bytes]
-  std::vector<float> deq;              // [rows][cols]
-  WeightMatrix W, P;
-};
-
-Mat make_mat(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
-  Mat m;
-  const size_t rb = row_bytes(t, cols);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 0.05f);
-  std::vector<float> f(cols);  // [cols]
-  m.plain.resize(rb * rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (auto& v : f) v = nd(rng);
-    quantize_row(t, f.data(), m.plain.data() + r * rb, cols);
-  }
-  m.W = WeightMatrix{t, rows, cols, m.plain.data(), rb};
-  m.deq.resize(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
-  if (packable(m.W)) {
-    m.packed.resize(rb * rows);
-    m.P = pack_matrix(m.W, m.packed.data());
-  }
-  return m;
-}
+using Mat = test::TestMatrix;
+constexpr auto make_mat = test::make_matrix;
 
 // Activations [n_tok][cols] in the kernel's input format, and dequantized
 // back to f32 (what the kernel really multiplies with).

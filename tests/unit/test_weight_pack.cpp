@@ -14,32 +14,13 @@
 #include "ops/matmul.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
+#include "test_matrix.h"
 
 using namespace kvforge;
 
 namespace {
 
-struct Packed {
-  std::vector<uint8_t> plain, packed;
-  WeightMatrix W, P;
-};
-
-Packed make_packed(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
-  Packed m;
-  const size_t rb = row_bytes(t, cols);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0, 0.05f);
-  std::vector<float> f(cols);
-  m.plain.resize(rb * rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (auto& v : f) v = nd(rng);
-    quantize_row(t, f.data(), m.plain.data() + r * rb, cols);
-  }
-  m.W = WeightMatrix{t, rows, cols, m.plain.data(), rb};
-  m.packed.resize(rb * rows);
-  m.P = pack_matrix(m.W, m.packed.data());
-  return m;
-}
+constexpr auto make_packed = test::make_matrix;  // every type used here is packable
 
 std::vector<float> randn(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
