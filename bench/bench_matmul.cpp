@@ -11,6 +11,7 @@
 #include "backend/thread_pool.h"
 #include "ops/matmul.h"
 #include "ops/quantize.h"
+#include "ops/weight_pack.h"
 
 using namespace kvforge;
 
@@ -18,13 +19,9 @@ namespace {
 
 size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
 
-int bench_threads() {
-  const char* e = std::getenv("KVFORGE_BENCH_THREADS");
-  return e ? std::atoi(e) : 2;
-}
-
-void BM_Matmul(benchmark::State& st, GgmlType t) {
+void run_matmul(benchmark::State& st, GgmlType t, bool packed) {
   const int64_t rows = st.range(0), cols = st.range(1), n_tok = st.range(2);
+  const int threads = (int)st.range(3);
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0, 1);
   const size_t rb = stored_row_bytes(t, cols);
@@ -36,9 +33,14 @@ void BM_Matmul(benchmark::State& st, GgmlType t) {
     else for (size_t i = 0; i < rb; ++i) data[r * rb + i] = (uint8_t)rng();  // K-quants: random blocks
   }
   WeightMatrix W{t, rows, cols, data.data(), rb};
+  std::vector<uint8_t> packed_data;  // [rows/8][...] the load-time x8 layout
+  if (packed) {
+    packed_data.resize(data.size());
+    W = pack_matrix(W, packed_data.data());
+  }
   std::vector<float> x(n_tok * cols), y(n_tok * rows);
   for (auto& v : x) v = nd(rng);
-  ThreadPool pool(bench_threads());
+  ThreadPool pool(threads);
   MatmulScratch scratch;
   for (auto _ : st) {
     matmul(W, x.data(), n_tok, y.data(), pool, scratch);
@@ -53,21 +55,35 @@ void BM_Matmul(benchmark::State& st, GgmlType t) {
   st.counters["threads"] = pool.size();
 }
 
+void BM_Matmul(benchmark::State& st, GgmlType t) { run_matmul(st, t, false); }
+// The layout the model loader uses for Q4_1, Q8_0 and F16 (ops/weight_pack.h).
+void BM_MatmulPacked(benchmark::State& st, GgmlType t) { run_matmul(st, t, true); }
+
 void shapes(benchmark::internal::Benchmark* b) {
   for (int64_t n_tok : {1, 64, 512})
     for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}}) {
       if (n_tok == 512 && r == 49152) continue;  // 29 GFLOP per call: too slow to be useful here
-      b->Args({r, c, n_tok});
+      b->Args({r, c, n_tok, 2});
     }
-  b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 // K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
 // projection and a Llama-like 2048x2048.
 void shapes_k(benchmark::internal::Benchmark* b) {
   for (int64_t n_tok : {1, 64})
-    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 1536}, {2048, 2048}}) b->Args({r, c, n_tok});
-  b->ArgNames({"rows", "cols", "ntok"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 1536}, {2048, 2048}}) b->Args({r, c, n_tok, 2});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+// GPT-2 124M (hidden 768, FFN 3072; QKV fused to 2304 rows) on 1 and 2
+// threads: the F16 prefill GEMM.
+void shapes_gpt2(benchmark::internal::Benchmark* b) {
+  for (int64_t th : {1, 2})
+    for (int64_t n_tok : {1, 64})
+      for (auto [r, c] : {std::pair<int64_t, int64_t>{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}})
+        b->Args({r, c, n_tok, th});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 // Streams a 256 MiB buffer with n threads (sum of 64-bit words): the
@@ -95,6 +111,8 @@ void BM_ReadBandwidth(benchmark::State& st) {
 BENCHMARK_CAPTURE(BM_Matmul, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0_ref, GgmlType::Q8_0)->Apply(shapes_k);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -92,7 +92,8 @@ def llama_worker(cfg):
         return [rng.randrange(n_vocab) for _ in range(n)]
 
     # Warm-up, once (as kvforge bench): one prefill batch and one decode step.
-    warm = max([min(p, n_batch) for p in cfg["pp"]] + [1])
+    # It leaves room for the decode step when the context is exactly pp long.
+    warm = max(1, min(max([min(p, n_batch) for p in cfg["pp"]] + [1]), cfg["n_ctx"] - 1))
     decode(rand_tokens(warm))
     decode(rand_tokens(1))
     L.llama_memory_clear(mem, True)

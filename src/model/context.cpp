@@ -175,8 +175,25 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
   if (n_pairs >= 4 * (int64_t)pool_.size()) {
-    pool_.parallel_for(n_pairs, [&](int64_t pair, int) {
-      attend(&q_[q_off(pair)], group, view_of(pair), c.attn_scale, &att_[q_off(pair)]);
+    // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
+    // (cut at positions that are multiples of it, so that their views share
+    // all rows but the last tile's) for one KV head.
+    const int32_t n_tok = plan.n_tokens, kb = kAttnMaxTokens;
+    const int32_t n_blocks = (plan.pos0 + n_tok + kb - 1) / kb - plan.pos0 / kb;
+    pool_.parallel_for((int64_t)n_blocks * c.n_kv_head, [&](int64_t item, int) {
+      const int32_t b = (int32_t)(item / c.n_kv_head), h = (int32_t)(item % c.n_kv_head);
+      const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
+      const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
+      const float* qs[kAttnMaxTokens];
+      float* outs[kAttnMaxTokens];
+      KvView views[kAttnMaxTokens];
+      for (int32_t t = t0; t < t1; ++t) {
+        const int64_t pair = (int64_t)t * c.n_kv_head + h;
+        qs[t - t0] = &q_[q_off(pair)];
+        outs[t - t0] = &att_[q_off(pair)];
+        views[t - t0] = view_of(pair);
+      }
+      attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
     });
     return;
   }

@@ -110,9 +110,11 @@ void attn_tile_update(float* pg, const float* sc, int n, const float* vt, int dv
   pg[0] = m_new;
 }
 
-void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& view, float* out) {
+namespace {
+
+// attend_merge with the chunks' partials pf floats apart.
+void merge_strided(const float* parts, size_t pf, int n_chunks, int n_group, const KvView& view, float* out) {
   const int dv = view.head_dim_v;
-  const size_t pf = attn_partial_floats(n_group, dv);
   for (int g = 0; g < n_group; ++g) {
     float* o = out + (size_t)g * dv;
     float m = -INFINITY;
@@ -129,6 +131,77 @@ void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& v
     for (int d = 0; d < dv; ++d) o[d] *= inv;
     if (view.hadamard) hadamard_rotate(o, dv);  // back from the rotated basis (H is its own inverse)
   }
+}
+
+// Whether the views differ only in the rows of one tile: the same storage,
+// segments and chunk list, but for the last segment's row count, whose last
+// row falls in the same tile of the same chunk for every view.
+bool share_all_but_last_tile(const KvView* views, int n) {
+  const KvView& a = views[0];
+  if (a.n_segments == 0) return false;
+  const int last = a.n_segments - 1;
+  auto last_tile = [&](int32_t rows) { return rows <= 0 ? -1 : (rows - 1) / kAttnTile; };
+  for (int i = 1; i < n; ++i) {
+    const KvView& b = views[i];
+    if (b.storage != a.storage || b.hadamard != a.hadamard || b.head_dim_k != a.head_dim_k ||
+        b.head_dim_v != a.head_dim_v || b.n_segments != a.n_segments)
+      return false;
+    for (int s = 0; s <= last; ++s)
+      if (b.segments[s].k != a.segments[s].k || b.segments[s].v != a.segments[s].v ||
+          (s < last && b.segments[s].n_rows != a.segments[s].n_rows))
+        return false;
+    if (last_tile(b.segments[last].n_rows) != last_tile(a.segments[last].n_rows) ||
+        last_tile(a.segments[last].n_rows) < 0)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& view, float* out) {
+  merge_strided(parts, attn_partial_floats(n_group, view.head_dim_v), n_chunks, n_group, view, out);
+}
+
+void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n_group, float scale,
+                   float* const* outs) {
+  constexpr int kMaxHeads = 64;
+  const bool joint = n_tok > 1 && n_tok <= kAttnMaxTokens && n_tok * n_group <= kMaxHeads &&
+                     simd_level() >= SimdLevel::AVX2 && !kv_storage_quantized(views[0].storage) &&
+                     views[0].head_dim_k % 8 == 0 && views[0].head_dim_v % 8 == 0 &&
+                     share_all_but_last_tile(views, n_tok);
+  if (!joint) {
+    for (int i = 0; i < n_tok; ++i) attend(qs[i], n_group, views[i], scale, outs[i]);
+    return;
+  }
+  // The longest view's chunks; the heads of the shorter views stop early in
+  // the last one.
+  int longest = 0;
+  for (int i = 1; i < n_tok; ++i)
+    if (views[i].n_rows() > views[longest].n_rows()) longest = i;
+  const KvView& view = views[longest];
+  const int n_heads = n_tok * n_group, dk = view.head_dim_k, dv = view.head_dim_v;
+  const int n = attn_chunks(view, nullptr);
+  thread_local std::vector<AttnChunk> chunks;
+  thread_local std::vector<float> parts;
+  chunks.resize(n);
+  attn_chunks(view, chunks.data());
+  const size_t pf = attn_partial_floats(n_heads, dv);
+  parts.resize(pf * n);  // [n][n_tok][n_group][2 + dv]
+  const float* qh[kMaxHeads];  // [n_tok * n_group] token-major
+  int32_t r1[kMaxHeads];       // [n_tok * n_group] the rows each head sees in a chunk
+  for (int i = 0; i < n_tok; ++i)
+    for (int g = 0; g < n_group; ++g) qh[i * n_group + g] = qs[i] + (size_t)g * dk;
+  const int last_seg = view.n_segments - 1;
+  for (int c = 0; c < n; ++c) {
+    const bool last = c == n - 1;
+    for (int i = 0; i < n_tok; ++i)
+      for (int g = 0; g < n_group; ++g)
+        r1[i * n_group + g] = last ? std::min(chunks[c].r1, views[i].segments[last_seg].n_rows) : chunks[c].r1;
+    attend_chunk_heads_avx2(qh, r1, n_heads, view, chunks[c], scale, &parts[pf * c]);
+  }
+  const size_t token_floats = attn_partial_floats(n_group, dv);
+  for (int i = 0; i < n_tok; ++i) merge_strided(&parts[token_floats * i], pf, n, n_group, views[i], outs[i]);
 }
 
 void attend_chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {

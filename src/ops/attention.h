@@ -53,6 +53,16 @@ void attn_tile_update(float* pg, const float* scores, int n, const float* vt, in
 // merge. q: [n_group][view.head_dim_k], out: [n_group][view.head_dim_v].
 void attend(const float* q, int n_group, const KvView& view, float scale, float* out);
 
+// Several query tokens of one KV head at once (prefill): token i has the
+// query heads qs[i] ([n_group][head_dim_k]) and the view views[i]; outs[i]
+// ([n_group][head_dim_v]) gets exactly what attend(qs[i], n_group, views[i],
+// scale, outs[i]) gives. When the views differ only in the last few rows
+// (consecutive positions of one sequence) each K/V row is loaded once for all
+// of them; otherwise the tokens run one by one.
+constexpr int kAttnMaxTokens = 4;
+void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n_group, float scale,
+                   float* const* outs);
+
 // The same with the scalar chunk kernel (the reference the SIMD one is
 // tested against; it is also what attend() runs without AVX2).
 void attend_ref(const float* q, int n_group, const KvView& view, float scale, float* out);
@@ -63,6 +73,12 @@ void attend_chunk_ref(const float* q, int n_group, const KvView& view, const Att
                       float* part);
 bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                        float* part);
+// The AVX2 chunk kernel for n_heads independent query heads q[h]
+// ([head_dim_k] each), head h seeing rows [c.r0, r1[h]) of the chunk; every
+// r1[h] <= c.r1 lies in the chunk's last tile. part: [n_heads][2 + dv].
+// Head h's partial is bit-identical to that of a single-head call.
+bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
+                             const AttnChunk& c, float scale, float* part);
 // Quantized rows (q8/q4, optionally Hadamard-rotated): see ops/attention_quant.h.
 // attend_chunk_quant is the scalar reference (attend_chunk_ref runs it for
 // quantized views); attend_chunk_quant_avx2 returns false (doing nothing) for

@@ -27,16 +27,18 @@ struct RowF16 {
 };
 
 // acc[g][u] (U vectors of 8 columns starting at col) += p[g][j] * v_j for the
-// n rows of the tile; acc lives in part between column blocks.
+// tile's rows j < n[g]; acc lives in part between column blocks. Rows below
+// n_all are shared by all heads; the few after it (multi-token prefill, see
+// attend_tokens) only by the heads that see them.
 template <class KV, int G, int U>
-inline void accumulate_v(const void* vbase, int32_t r0, int n, int dv, int col, const float (*p)[kAttnTile],
-                         const float* corr, float* part) {
+inline void accumulate_v(const void* vbase, int32_t r0, int n_all, const int* n, int dv, int col,
+                         const float (*p)[kAttnTile], const float* corr, float* part) {
   __m256 acc[G][U];
   for (int g = 0; g < G; ++g)
     for (int u = 0; u < U; ++u)
       acc[g][u] = _mm256_mul_ps(_mm256_loadu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u),
                                 _mm256_set1_ps(corr[g]));
-  for (int j = 0; j < n; ++j) {
+  for (int j = 0; j < n_all; ++j) {
     __m256 pj[G];
     for (int g = 0; g < G; ++g) pj[g] = _mm256_set1_ps(p[g][j]);
     const size_t row = (size_t)(r0 + j) * dv + col;
@@ -46,21 +48,37 @@ inline void accumulate_v(const void* vbase, int32_t r0, int n, int dv, int col, 
     }
   }
   for (int g = 0; g < G; ++g)
+    for (int j = n_all; j < n[g]; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[g][j]);
+      const size_t row = (size_t)(r0 + j) * dv + col;
+      for (int u = 0; u < U; ++u) acc[g][u] = _mm256_fmadd_ps(pj, KV::load(vbase, row + 8 * u), acc[g][u]);
+    }
+  for (int g = 0; g < G; ++g)
     for (int u = 0; u < U; ++u) _mm256_storeu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u, acc[g][u]);
 }
 
+// G heads over rows [c0, r1[g]) of one segment; every r1[g] lies in the last
+// tile of [c0, max r1), so the heads share all tiles but that one's tail.
+// Head g's arithmetic is the same whatever the other heads are.
 template <class KV, int G>
-void chunk(const float* q, int dk, int dv, const KvSegment& seg, int32_t c0, int32_t c1, float scale,
+void chunk(const float* const* q, int dk, int dv, const KvSegment& seg, int32_t c0, const int32_t* r1, float scale,
            float* part) {
   alignas(32) float s[G][kAttnTile];  // scores, then probabilities
   float m[G], l[G], corr[G];
+  int32_t c1 = c0;
   for (int g = 0; g < G; ++g) {
     m[g] = -INFINITY;
     l[g] = 0;
+    c1 = std::max(c1, r1[g]);
     std::fill(part + (size_t)g * (2 + dv) + 2, part + (size_t)(g + 1) * (2 + dv), 0.0f);
   }
   for (int32_t r0 = c0; r0 < c1; r0 += kAttnTile) {
     const int n = std::min<int32_t>(kAttnTile, c1 - r0);
+    int ng[G], n_all = n;  // rows of the tile each head sees; all heads see n_all
+    for (int g = 0; g < G; ++g) {
+      ng[g] = std::clamp<int32_t>(r1[g] - r0, 0, n);
+      n_all = std::min(n_all, ng[g]);
+    }
     // Scores: two accumulators per head (even/odd 8-column blocks), fixed sum.
     for (int j = 0; j < n; ++j) {
       const size_t row = (size_t)(r0 + j) * dk;
@@ -70,24 +88,27 @@ void chunk(const float* q, int dk, int dv, const KvSegment& seg, int32_t c0, int
       for (; c + 16 <= dk; c += 16) {
         const __m256 k0 = KV::load(seg.k, row + c), k1 = KV::load(seg.k, row + c + 8);
         for (int g = 0; g < G; ++g) {
-          a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)g * dk + c), k0, a0[g]);
-          a1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)g * dk + c + 8), k1, a1[g]);
+          a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c), k0, a0[g]);
+          a1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c + 8), k1, a1[g]);
         }
       }
       if (c < dk) {  // dk % 16 == 8
         const __m256 k0 = KV::load(seg.k, row + c);
-        for (int g = 0; g < G; ++g) a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)g * dk + c), k0, a0[g]);
+        for (int g = 0; g < G; ++g) a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c), k0, a0[g]);
       }
       for (int g = 0; g < G; ++g) s[g][j] = hsum256_ps(_mm256_add_ps(a0[g], a1[g])) * scale;
     }
     for (int g = 0; g < G; ++g)
-      for (int j = n; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
+      for (int j = ng[g]; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
     // Online softmax update per head.
     for (int g = 0; g < G; ++g) corr[g] = online_softmax_tile_avx2(s[g], m[g], l[g]);
-    // Weighted V, in column blocks of 32 (then 8) so the accumulators stay in registers.
+    // Weighted V, in column blocks (32 columns for up to 2 heads, else 16) so
+    // the accumulators stay in registers; the block width does not change
+    // any column's chain.
+    constexpr int U = G <= 2 ? 4 : 2;
     int col = 0;
-    for (; col + 32 <= dv; col += 32) accumulate_v<KV, G, 4>(seg.v, r0, n, dv, col, s, corr, part);
-    for (; col < dv; col += 8) accumulate_v<KV, G, 1>(seg.v, r0, n, dv, col, s, corr, part);
+    for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(seg.v, r0, n_all, ng, dv, col, s, corr, part);
+    for (; col < dv; col += 8) accumulate_v<KV, G, 1>(seg.v, r0, n_all, ng, dv, col, s, corr, part);
   }
   for (int g = 0; g < G; ++g) {
     part[(size_t)g * (2 + dv)] = m[g];
@@ -96,35 +117,46 @@ void chunk(const float* q, int dk, int dv, const KvSegment& seg, int32_t c0, int
 }
 
 template <class KV>
-void chunk_groups(const float* q, int n_group, int dk, int dv, const KvSegment& seg, const AttnChunk& c,
-                  float scale, float* part) {
-  // Up to 4 heads per pass keep the accumulators in registers; larger groups
-  // take several passes over the rows (a fixed split: n_group is a model
-  // constant).
-  for (int g0 = 0; g0 < n_group; g0 += 4) {
-    const float* qg = q + (size_t)g0 * dk;
-    float* pg = part + (size_t)g0 * (2 + dv);
-    switch (std::min(4, n_group - g0)) {
-      case 1: chunk<KV, 1>(qg, dk, dv, seg, c.r0, c.r1, scale, pg); break;
-      case 2: chunk<KV, 2>(qg, dk, dv, seg, c.r0, c.r1, scale, pg); break;
-      case 3: chunk<KV, 3>(qg, dk, dv, seg, c.r0, c.r1, scale, pg); break;
-      default: chunk<KV, 4>(qg, dk, dv, seg, c.r0, c.r1, scale, pg); break;
+void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, int dk, int dv, const KvSegment& seg,
+                 int32_t c0, float scale, float* part) {
+  // Up to 4 heads per pass keep the accumulators in registers; more heads
+  // take several passes over the rows (each head's arithmetic is the same).
+  for (int h0 = 0; h0 < n_heads; h0 += 4) {
+    float* ph = part + (size_t)h0 * (2 + dv);
+    switch (std::min(4, n_heads - h0)) {
+      case 1: chunk<KV, 1>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
+      case 2: chunk<KV, 2>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
+      case 3: chunk<KV, 3>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
+      default: chunk<KV, 4>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
     }
   }
 }
 
 }  // namespace
 
-bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
-                       float* part) {
+bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
+                             const AttnChunk& c, float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   if (dk % 8 != 0 || dv % 8 != 0) return false;
   const KvSegment& seg = view.segments[c.seg];
   switch (view.storage) {
-    case KvStorage::F32: chunk_groups<RowF32>(q, n_group, dk, dv, seg, c, scale, part); return true;
-    case KvStorage::F16: chunk_groups<RowF16>(q, n_group, dk, dv, seg, c, scale, part); return true;
+    case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
+    case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
     default: return false;
   }
+}
+
+bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                       float* part) {
+  constexpr int kMaxGroup = 64;
+  if (n_group > kMaxGroup) return false;
+  const float* qh[kMaxGroup];  // [n_group] the group's query heads
+  int32_t r1[kMaxGroup];       // [n_group] all heads see the whole chunk
+  for (int g = 0; g < n_group; ++g) {
+    qh[g] = q + (size_t)g * view.head_dim_k;
+    r1[g] = c.r1;
+  }
+  return attend_chunk_heads_avx2(qh, r1, n_group, view, c, scale, part);
 }
 
 }  // namespace kvforge

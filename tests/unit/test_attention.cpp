@@ -136,3 +136,67 @@ TEST(Attention, BatchedQueryEqualsQueryAlone) {
     }
   }
 }
+
+// Prefill's multi-token attention (attend_tokens: runs of up to 4
+// consecutive tokens of one KV head) gives each token exactly what attend()
+// gives it alone, for runs that share all rows but the last tile's (joint
+// path) and runs that do not (one by one): full and windowed caches (two
+// segments), f16/f32/q8 storage, groups of 1 and 3 query heads.
+TEST(Attention, TokensTogetherEqualTokensAlone) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0, 1);
+  const int n = 300, dim = 64;
+  for (int group : {1, 3})
+    for (const char* spec : {"full", "full+f32", "full+q8", "window:96,sinks:4", "window:40"}) {
+      const KvShape shape{1, 1, dim, dim};
+      std::vector<float> k((size_t)n * dim), v((size_t)n * dim), q((size_t)n * group * dim);
+      for (auto& x : k) x = nd(rng);
+      for (auto& x : v) x = nd(rng);
+      for (auto& x : q) x = nd(rng);
+      auto cache = make_kv_cache(parse_kv_policy(spec), shape, 512);
+      // Write in waves of 16 (a window's ring accepts a wave of up to its
+      // free cells), then attend every run [t, t + len) that ends in the wave.
+      for (int w0 = 0; w0 < n; w0 += 16) {
+        const KvPlan p = cache->plan(16);
+        cache->write(0, p, &k[(size_t)w0 * dim], &v[(size_t)w0 * dim]);
+        for (int len = 1; len <= kAttnMaxTokens; ++len)
+          for (int t = w0; t + len <= w0 + 16; ++t) {
+            const float* qs[kAttnMaxTokens];
+            float* outs[kAttnMaxTokens];
+            KvView views[kAttnMaxTokens];
+            std::vector<float> together((size_t)len * group * dim), alone(group * dim);
+            for (int i = 0; i < len; ++i) {
+              qs[i] = &q[(size_t)(t + i) * group * dim];
+              outs[i] = &together[(size_t)i * group * dim];
+              views[i] = cache->view(0, 0, t + i);
+            }
+            attend_tokens(qs, views, len, group, 0.125f, outs);
+            for (int i = 0; i < len; ++i) {
+              attend(qs[i], group, views[i], 0.125f, alone.data());
+              ASSERT_EQ(0, std::memcmp(alone.data(), outs[i], alone.size() * sizeof(float)))
+                  << spec << " group " << group << " run " << t << "+" << len << " token " << i;
+            }
+          }
+        cache->commit(p);
+      }
+    }
+}
+
+// A row a shorter view does not reach never touches its result, even when
+// it holds inf (0 * inf would be NaN): the joint path skips it exactly.
+TEST(Attention, TokensTogetherIgnoreRowsPastTheirView) {
+  std::mt19937 rng(9);
+  Rows rows(KvStorage::F32, 40, 64, 64, rng);
+  float* v = (float*)rows.v.data();
+  std::fill(v + 37 * 64, v + 38 * 64, std::numeric_limits<float>::infinity());  // row 37
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> q(2 * 64), together(2 * 64), alone(64);
+  for (auto& x : q) x = nd(rng);
+  const KvView views[2] = {rows.view(37, 0), rows.view(38, 0)};  // rows 0..36 and 0..37
+  const float* qs[2] = {q.data(), q.data() + 64};
+  float* outs[2] = {together.data(), together.data() + 64};
+  attend_tokens(qs, views, 2, 1, 0.125f, outs);
+  attend(qs[0], 1, views[0], 0.125f, alone.data());
+  for (int d = 0; d < 64; ++d) ASSERT_TRUE(std::isfinite(outs[0][d])) << d;
+  EXPECT_EQ(0, std::memcmp(alone.data(), outs[0], alone.size() * sizeof(float)));
+}
