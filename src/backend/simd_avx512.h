@@ -75,6 +75,21 @@ inline __m512 cvtph_ps512(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512i cvtepu16_epi32_512(__m256i h) { return _mm512_cvtepu16_epi32(h); }
 #endif
 
+// v with its 16-bit lane `lane` set to x (fp16 scales of several rows
+// gathered in registers: a stack array would cost a store-forwarding stall).
+inline __m128i insert16(__m128i v, uint16_t x, int lane) {
+  switch (lane) {  // lane is a compile-time constant after inlining
+    case 0: return _mm_insert_epi16(v, x, 0);
+    case 1: return _mm_insert_epi16(v, x, 1);
+    case 2: return _mm_insert_epi16(v, x, 2);
+    case 3: return _mm_insert_epi16(v, x, 3);
+    case 4: return _mm_insert_epi16(v, x, 4);
+    case 5: return _mm_insert_epi16(v, x, 5);
+    case 6: return _mm_insert_epi16(v, x, 6);
+    default: return _mm_insert_epi16(v, x, 7);
+  }
+}
+
 // Horizontal sums in one fixed order (batch invariance needs a fixed tree).
 inline float hsum256_ps(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -33,6 +33,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t);
 namespace avx512 {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
+GemmFn gemm_kernel_kquant_avx512(GgmlType t);  // Q4_K/Q5_K/Q6_K part of gemm_kernel_avx512
 }  // namespace avx512
 using avx512::gemm_kernel_avx512;
 using avx512::gemm_kernel_packed_avx512;
@@ -43,6 +44,7 @@ using avx512::gemm_kernel_packed_avx512;
 namespace avx512_emu {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
+GemmFn gemm_kernel_kquant_avx512(GgmlType t);
 }  // namespace avx512_emu
 
 // Scalar reference dot of one weight row with one activation row.
