@@ -1,9 +1,10 @@
 #pragma once
-// AVX-512 intrinsics for the *_avx512.cpp kernel sources, native or emulated.
+// AVX-512 intrinsics for the *_avx512.cpp (and *_avx512bf16.cpp) kernel
+// sources, native or emulated.
 //
-// Native (the library): the file is compiled with -mavx512f/bw/vl/dq/vnni and
-// its kernels live in kvforge::avx512; they run only where cpu_features()
-// says so.
+// Native (the library): the file is compiled with -mavx512f/bw/vl/dq/vnni
+// (plus -mavx512bf16 for *_avx512bf16.cpp) and its kernels live in
+// kvforge::avx512; they run only where cpu_features() says so.
 //
 // Emulated (KVFORGE_AVX512_EMULATED, unit-test binary only): the same source
 // is compiled a second time without any -mavx512* flag. SIMDe implements the
