@@ -108,12 +108,18 @@ void BM_ReadBandwidth(benchmark::State& st) {
 
 }  // namespace
 
+// Each runs the kernel matmul() dispatches to on this CPU: on AVX-512 the
+// VNNI K-quant kernels, and for BF16 the vdpbf16ps one where the CPU has
+// AVX512_BF16 (matmul_avx512bf16.cpp).
 BENCHMARK_CAPTURE(BM_Matmul, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
+BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, Q5_K, GgmlType::Q5_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, Q6_K, GgmlType::Q6_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0_ref, GgmlType::Q8_0)->Apply(shapes_k);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -1,9 +1,10 @@
 #pragma once
-// AVX-512 intrinsics for the *_avx512.cpp kernel sources, native or emulated.
+// AVX-512 intrinsics for the *_avx512.cpp (and *_avx512bf16.cpp) kernel
+// sources, native or emulated.
 //
-// Native (the library): the file is compiled with -mavx512f/bw/vl/dq/vnni and
-// its kernels live in kvforge::avx512; they run only where cpu_features()
-// says so.
+// Native (the library): the file is compiled with -mavx512f/bw/vl/dq/vnni
+// (plus -mavx512bf16 for *_avx512bf16.cpp) and its kernels live in
+// kvforge::avx512; they run only where cpu_features() says so.
 //
 // Emulated (KVFORGE_AVX512_EMULATED, unit-test binary only): the same source
 // is compiled a second time without any -mavx512* flag. SIMDe implements the
@@ -74,6 +75,21 @@ inline __m512 cvtepi32_ps512(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline __m512 cvtph_ps512(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512i cvtepu16_epi32_512(__m256i h) { return _mm512_cvtepu16_epi32(h); }
 #endif
+
+// v with its 16-bit lane `lane` set to x (fp16 scales of several rows
+// gathered in registers: a stack array would cost a store-forwarding stall).
+inline __m128i insert16(__m128i v, uint16_t x, int lane) {
+  switch (lane) {  // lane is a compile-time constant after inlining
+    case 0: return _mm_insert_epi16(v, x, 0);
+    case 1: return _mm_insert_epi16(v, x, 1);
+    case 2: return _mm_insert_epi16(v, x, 2);
+    case 3: return _mm_insert_epi16(v, x, 3);
+    case 4: return _mm_insert_epi16(v, x, 4);
+    case 5: return _mm_insert_epi16(v, x, 5);
+    case 6: return _mm_insert_epi16(v, x, 6);
+    default: return _mm_insert_epi16(v, x, 7);
+  }
+}
 
 // Horizontal sums in one fixed order (batch invariance needs a fixed tree).
 inline float hsum256_ps(__m256 v) {

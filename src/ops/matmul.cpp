@@ -19,47 +19,61 @@ namespace kvforge {
 
 namespace {
 
-GemmFn pick_kernel(const WeightMatrix& W) {
+// A kernel and the activation format it takes.
+struct Kernel {
+  GemmFn fn;
+  ActFormat act;
+};
+
+// The one place that decides both: the best kernel for W at this SIMD level,
+// with act_format(W.type), except that BF16 weights on a CPU with
+// AVX512_BF16 get the vdpbf16ps kernel and bf16-rounded activations.
+Kernel pick_kernel(const WeightMatrix& W) {
   const bool packed = W.interleave != 0;
+  if (!packed && simd_level() >= SimdLevel::AVX512 && cpu_features().avx512bf16)
+    if (GemmFn fn = gemm_kernel_bf16act_avx512bf16(W.type)) return {fn, ActFormat::BF16};
   GemmFn fn = nullptr;
   if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
   if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
   if (!fn) fn = packed ? gemm_kernel_packed_ref(W.type) : gemm_kernel_ref(W.type);
   if (!fn) throw Error("matmul: unsupported weight type " + std::to_string((int)W.type));
-  return fn;
+  return {fn, act_format(W.type)};
 }
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-
-// Quantizes the n_tok activation rows into scratch (parallel over tokens
-// when there are enough of them to pay for a pool hand-off).
-const uint8_t* prepare_activations(const WeightMatrix& W, const float* x, int64_t n_tok, ThreadPool& pool,
+// Converts the n_tok activation rows x [n_tok][cols] into format fmt in
+// scratch (parallel over tokens when there are enough of them to pay for a
+// pool hand-off); f32 is used in place.
+const uint8_t* prepare_activations(ActFormat fmt, int64_t cols, const float* x, int64_t n_tok, ThreadPool& pool,
                                    MatmulScratch& scratch, size_t* stride) {
-  const ActFormat fmt = act_format(W.type);
   if (fmt == ActFormat::F32) {
-    *stride = (size_t)W.cols * sizeof(float);
+    *stride = (size_t)cols * sizeof(float);
     return (const uint8_t*)x;
   }
-  const int block = fmt == ActFormat::Q8A ? QK : QK_K;
-  if (W.cols % block != 0) throw Error("matmul: cols not a multiple of the block size");
-  *stride = act_row_bytes(W.type, W.cols);
+  const int64_t block = fmt == ActFormat::Q8A ? QK : fmt == ActFormat::Q8K ? QK_K : 1;
+  if (cols % block != 0) throw Error("matmul: cols not a multiple of the block size");
+  *stride = act_row_bytes(fmt, cols);
   if (scratch.qx.size() < (size_t)n_tok * *stride) scratch.qx.resize((size_t)n_tok * *stride);
-  uint8_t* q = scratch.qx.data();
+  uint8_t* q = scratch.qx.data();  // [n_tok][stride]
   const size_t s = *stride;
-  auto quant_rows = [&](int64_t t0, int64_t t1) {
+  auto convert_rows = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      if (fmt == ActFormat::Q8A) quantize_act_q8a(x + t * W.cols, (BlockQ8A*)(q + t * s), W.cols);
-      else quantize_act_q8k(x + t * W.cols, (BlockQ8K*)(q + t * s), W.cols);
+      const float* xt = x + t * cols;
+      switch (fmt) {
+        case ActFormat::Q8A: quantize_act_q8a(xt, (BlockQ8A*)(q + t * s), cols); break;
+        case ActFormat::Q8K: quantize_act_q8k(xt, (BlockQ8K*)(q + t * s), cols); break;
+        default: quantize_row(GgmlType::BF16, xt, q + t * s, cols); break;  // BF16: round to nearest even
+      }
     }
   };
   constexpr int64_t kTokChunk = 8;
   if (pool.size() > 1 && n_tok >= 2 * kTokChunk) {
     pool.parallel_for((n_tok + kTokChunk - 1) / kTokChunk, [&](int64_t c, int) {
-      quant_rows(c * kTokChunk, std::min(n_tok, (c + 1) * kTokChunk));
+      convert_rows(c * kTokChunk, std::min(n_tok, (c + 1) * kTokChunk));
     });
   } else {
-    quant_rows(0, n_tok);
+    convert_rows(0, n_tok);
   }
   return q;
 }
@@ -92,23 +106,28 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
                  ThreadPool& pool, MatmulScratch& scratch) {
   if (n_tok <= 0 || n_mats <= 0) return;
   constexpr int kMaxMats = 4;
-  bool shared = n_mats <= kMaxMats;
-  for (int i = 1; i < n_mats && shared; ++i)
-    shared = act_format(Ws[i]->type) == act_format(Ws[0]->type) && Ws[i]->cols == Ws[0]->cols;
+  if (n_mats > kMaxMats) {
+    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch);
+    return;
+  }
+  Kernel k[kMaxMats];
+  bool shared = true;  // one activation buffer serves all matrices
+  for (int i = 0; i < n_mats; ++i) {
+    k[i] = pick_kernel(*Ws[i]);
+    shared = shared && k[i].act == k[0].act && Ws[i]->cols == Ws[0]->cols;
+  }
   if (!shared) {
     for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch);
     return;
   }
-  GemmFn fn[kMaxMats];
   Split sp[kMaxMats];
   int64_t first[kMaxMats + 1] = {0};  // task ranges per matrix
   for (int i = 0; i < n_mats; ++i) {
-    fn[i] = pick_kernel(*Ws[i]);
     sp[i] = split_for(*Ws[i], n_tok, pool.size(), n_mats);
     first[i + 1] = first[i] + (Ws[i]->rows > 0 ? sp[i].n_tasks() : 0);
   }
   size_t xs = 0;
-  const uint8_t* xa = prepare_activations(*Ws[0], x, n_tok, pool, scratch, &xs);
+  const uint8_t* xa = prepare_activations(k[0].act, Ws[0]->cols, x, n_tok, pool, scratch, &xs);
   pool.parallel_for(first[n_mats], [&](int64_t task, int) {
     int i = 0;
     while (task >= first[i + 1]) ++i;
@@ -118,7 +137,7 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
     const int64_t ri = local / s.n_tb, ti = local % s.n_tb;
     const int64_t r0 = ri * s.rc, r1 = std::min(W.rows, r0 + s.rc);
     const int64_t t0 = ti * s.tb, t1 = std::min(n_tok, t0 + s.tb);
-    fn[i](W, xa, xs, r0, r1, t0, t1, ys[i]);
+    k[i].fn(W, xa, xs, r0, r1, t0, t1, ys[i]);
   });
 }
 

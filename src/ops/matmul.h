@@ -33,8 +33,10 @@ struct MatmulScratch {
 // x: [n_tok][cols] f32, y: [n_tok][rows] f32.
 // Batch-invariant by contract: y[t][r] is bit-identical whatever n_tok is,
 // however rows/tokens are split across threads and tiles; only the chosen
-// SIMD level may change it. Quantized weights are multiplied with the
-// activations quantized once per call to 8-bit blocks (per token row).
+// SIMD level (and, at AVX512, whether the CPU has AVX512_BF16) may change it.
+// Quantized weights are multiplied with the activations quantized once per
+// call to 8-bit blocks (per token row); BF16 weights on an AVX512_BF16 CPU
+// with the activations rounded once per call to bf16.
 void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,
             MatmulScratch& scratch);
 

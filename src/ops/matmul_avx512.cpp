@@ -13,6 +13,8 @@
 // Float formats (F32, F16, BF16): 16-lane f32 accumulators, one per output,
 // weights converted to f32 once per tile and reused across its tokens.
 //
+// K-quants (Q4_K, Q5_K, Q6_K): matmul_kquant_avx512.cpp.
+//
 // Batch invariance as in matmul_avx2.cpp: every (r, t) pair runs the same
 // instruction sequence on its own accumulators whatever tile it sits in.
 // Compiled twice: natively (-mavx512*) and emulated for the tests (see
@@ -31,19 +33,6 @@ constexpr int kR = 4;  // rows per tile
 constexpr int kT = 4;  // tokens per tile (32 registers: R*T accumulators + R weights)
 template <template <class, int, int> class Tile, class WT>
 using Gemm = tiling::Tiler<kR, kT, Tile, WT>;
-
-inline __m128i insert16(__m128i v, uint16_t x, int lane) {
-  switch (lane) {  // lane is a compile-time constant after inlining
-    case 0: return _mm_insert_epi16(v, x, 0);
-    case 1: return _mm_insert_epi16(v, x, 1);
-    case 2: return _mm_insert_epi16(v, x, 2);
-    case 3: return _mm_insert_epi16(v, x, 3);
-    case 4: return _mm_insert_epi16(v, x, 4);
-    case 5: return _mm_insert_epi16(v, x, 5);
-    case 6: return _mm_insert_epi16(v, x, 6);
-    default: return _mm_insert_epi16(v, x, 7);
-  }
-}
 
 // 32 nibbles -> 32 bytes: low nibbles are elements 0..15, high ones 16..31.
 inline __m256i unpack_nibbles(const uint8_t* qs) {
@@ -197,7 +186,7 @@ GemmFn gemm_kernel_avx512(GgmlType t) {
     case GgmlType::F32: return Gemm<TileF, WF32>::gemm;
     case GgmlType::F16: return Gemm<TileF, WF16>::gemm;
     case GgmlType::BF16: return Gemm<TileF, WBF16>::gemm;
-    default: return nullptr;  // K-quants: AVX2 kernels (dispatch falls back)
+    default: return gemm_kernel_kquant_avx512(t);  // Q4_K, Q5_K, Q6_K (matmul_kquant_avx512.cpp) or nullptr
   }
 }
 

@@ -9,13 +9,19 @@
 
 namespace kvforge {
 
-// What the activations are turned into for a weight type.
-enum class ActFormat { F32, Q8A, Q8K };
+// What the activations are turned into for a kernel: f32 as they are, 8-bit
+// blocks (BlockQ8A, BlockQ8K), or bf16 rounded to nearest even.
+enum class ActFormat { F32, Q8A, Q8K, BF16 };
+// The format the kernels of weight type t take, except the BF16-activation
+// kernels below; pick_kernel (matmul.cpp) is the one place that pairs a
+// kernel with its format.
 ActFormat act_format(GgmlType t);
-size_t act_row_bytes(GgmlType t, int64_t cols);  // bytes of one token row in that format
+size_t act_row_bytes(ActFormat f, int64_t cols);  // bytes of one token row in that format
+inline size_t act_row_bytes(GgmlType t, int64_t cols) { return act_row_bytes(act_format(t), cols); }
 
 // Computes y[t * W.rows + r] for r in [r0, r1), t in [t0, t1). xa holds the
-// activations in act_format(W.type), one token row every xa_stride bytes.
+// activations in the kernel's format (act_format(W.type) unless said
+// otherwise), one token row every xa_stride bytes.
 // Each kernel must produce every (r, t) output by one fixed accumulation
 // chain that does not depend on r0, r1, t0, t1 (batch invariance).
 using GemmFn = void (*)(const WeightMatrix& W, const uint8_t* xa, size_t xa_stride, int64_t r0, int64_t r1,
@@ -33,9 +39,20 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t);
 namespace avx512 {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
+GemmFn gemm_kernel_kquant_avx512(GgmlType t);  // Q4_K/Q5_K/Q6_K part of gemm_kernel_avx512
 }  // namespace avx512
 using avx512::gemm_kernel_avx512;
 using avx512::gemm_kernel_packed_avx512;
+
+// BF16 weights against ActFormat::BF16 activations (rounded once per matmul),
+// f32 accumulation; nullptr for any other weight type.
+GemmFn gemm_kernel_bf16act_ref(GgmlType t);  // scalar reference
+// vdpbf16ps (matmul_avx512bf16.cpp). Call only at SimdLevel::AVX512 with
+// cpu_features().avx512bf16.
+namespace avx512 {
+GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
+}  // namespace avx512
+using avx512::gemm_kernel_bf16act_avx512bf16;
 
 // The same kernel sources compiled without -mavx512* on top of SIMDe's
 // portable intrinsics (backend/simd_avx512.h): linked into the unit-test
@@ -43,6 +60,8 @@ using avx512::gemm_kernel_packed_avx512;
 namespace avx512_emu {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
+GemmFn gemm_kernel_kquant_avx512(GgmlType t);
+GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
 }  // namespace avx512_emu
 
 // Scalar reference dot of one weight row with one activation row.

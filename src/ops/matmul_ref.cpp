@@ -20,10 +20,11 @@ ActFormat act_format(GgmlType t) {
   }
 }
 
-size_t act_row_bytes(GgmlType t, int64_t cols) {
-  switch (act_format(t)) {
+size_t act_row_bytes(ActFormat f, int64_t cols) {
+  switch (f) {
     case ActFormat::Q8A: return (size_t)(cols / QK) * sizeof(BlockQ8A);
     case ActFormat::Q8K: return (size_t)(cols / QK_K) * sizeof(BlockQ8K);
+    case ActFormat::BF16: return (size_t)cols * sizeof(bf16_t);
     default: return (size_t)cols * sizeof(float);
   }
 }
@@ -43,6 +44,14 @@ float dot_f16(const fp16_t* w, const float* x, int64_t n) {
 float dot_bf16(const bf16_t* w, const float* x, int64_t n) {
   float s = 0;
   for (int64_t i = 0; i < n; ++i) s += bf16_to_fp32(w[i]) * x[i];
+  return s;
+}
+
+// BF16 weights x bf16-rounded activations: each product is exact in f32
+// (8-bit significands), summed in order.
+float dot_bf16_bf16act(const bf16_t* w, const bf16_t* x, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += bf16_to_fp32(w[i]) * bf16_to_fp32(x[i]);
   return s;
 }
 
@@ -158,6 +167,13 @@ void gemm_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
     for (int64_t r = r0; r < r1; ++r) y[t * W.rows + r] = dot_ref(W.type, W.row(r), xa + t * xs, W.cols);
 }
 
+void gemm_bf16act_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y) {
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t r = r0; r < r1; ++r)
+      y[t * W.rows + r] = dot_bf16_bf16act((const bf16_t*)W.row(r), (const bf16_t*)(xa + t * xs), W.cols);
+}
+
 // Packed layout: gather the row back into plain blocks, then the same dot.
 void gemm_packed_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
@@ -170,6 +186,8 @@ void gemm_packed_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_
 }
 
 }  // namespace
+
+GemmFn gemm_kernel_bf16act_ref(GgmlType t) { return t == GgmlType::BF16 ? gemm_bf16act_ref : nullptr; }
 
 GemmFn gemm_kernel_packed_ref(GgmlType t) {
   return t == GgmlType::Q4_1 || t == GgmlType::Q8_0 || t == GgmlType::F16 ? gemm_packed_ref : nullptr;

@@ -44,8 +44,20 @@ const Impl kImpls[] = {
 
 bool avx2_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
 
-const GgmlType kPlainTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                                GgmlType::Q4_1};
+const GgmlType kPlainTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                                GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+// Integer dots with the AVX2 f32 chain: bit-identical to the AVX2 kernels.
+const GgmlType kIntTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1,
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+// Elements per activation block (1: f32 activations, no constraint on cols).
+int64_t block_of(GgmlType t) {
+  switch (act_format(t)) {
+    case ActFormat::Q8A: return QK;
+    case ActFormat::Q8K: return QK_K;
+    default: return 1;
+  }
+}
 const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0};
 
 using Mat = test::TestMatrix;
@@ -98,10 +110,11 @@ std::vector<float> gemm(GemmFn fn, const WeightMatrix& W, const Acts& a, int64_t
   return y;
 }
 
-// Bound scale: sum_k |w_k| |a_k|, |w_k| replaced by 2 max|w| of its block for
-// quantized types (covers the Q4_1 min term), as in test_matmul.cpp.
+// Bound scale: sum_k |w_k| |a_k|, |w_k| replaced by 2 max|w| of its
+// activation block for quantized types (covers the Q4_1 and K-quant min
+// terms), as in test_matmul.cpp.
 double abs_dot_bound(GgmlType t, const float* w, const float* a, int64_t cols) {
-  const int bs = act_format(t) == ActFormat::F32 ? 1 : QK;
+  const int64_t bs = block_of(t);
   double s = 0;
   for (int64_t b = 0; b < cols; b += bs) {
     double wmax = 0;
@@ -136,21 +149,21 @@ TEST_P(Avx512Kernels, EveryExpectedKernelExists) {
 TEST_P(Avx512Kernels, PlainMatchesScalarReference) {
   const double eps = std::numeric_limits<float>::epsilon();
   for (GgmlType t : kPlainTypes)
-    for (int64_t cols : {32, 64, 96, 256, 576, 1536, 33, 100, 17}) {
-      const bool quant = act_format(t) != ActFormat::F32;
-      if (quant && cols % QK != 0) continue;
-      for (int64_t rows : {1, 3, 5, 13}) {
-        const int64_t n_tok = 6;
+    for (int64_t cols : {32, 64, 96, 256, 512, 576, 1536, 33, 100, 17}) {
+      if (cols % block_of(t) != 0) continue;
+      for (int64_t rows : {1, 3, 5, 13})
+      for (int64_t n_tok : {1, 2, 3, 6}) {  // partial and full token tiles (4 for float and Q8A, 2 for K-quants)
         auto M = make_mat(t, rows, cols, (uint32_t)(cols * 7 + rows));
         auto A = make_acts(t, n_tok, cols, (uint32_t)cols + 1);
         auto y = gemm(GetParam().plain(t), M.W, A, n_tok);
         auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
-        const double n = quant ? cols / QK : cols;
+        const double n = cols / block_of(t);
         for (int64_t k = 0; k < n_tok; ++k)
           for (int64_t r = 0; r < rows; ++r) {
             const double S = abs_dot_bound(t, M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
             ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (n + 8) * eps * S)
-                << "type " << (int)t << " cols " << cols << " rows " << rows << " r " << r << " t " << k;
+                << "type " << (int)t << " cols " << cols << " rows " << rows << " n_tok " << n_tok << " r " << r
+                << " t " << k;
           }
       }
     }
@@ -175,20 +188,25 @@ TEST_P(Avx512Kernels, PackedMatchesScalarReference) {
     }
 }
 
-// The 32-block kernels keep the AVX2 f32 chain (only the exact integer dots
+// The quantized kernels keep the AVX2 f32 chain (only the exact integer dots
 // are computed differently), so an AVX-512 machine gives the same bits as an
-// AVX2 one. Float formats use 16 lanes and are not covered by this.
+// AVX2 one: stricter than the tolerance against the scalar reference above
+// (which the AVX2 kernels meet too). Float formats use 16 lanes and are not
+// covered by this.
 TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
   if (!avx2_available()) GTEST_SKIP() << "no AVX2";
-  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1})
-    for (int64_t cols : {32, 256, 1536}) {
-      const int64_t rows = 16, n_tok = 9;
+  for (GgmlType t : kIntTypes)
+    for (int64_t cols : {32, 256, 1536})
+    for (int64_t rows : {16, 19}) {  // 19: row remainder tiles too (not packable)
+      if (cols % block_of(t) != 0) continue;
+      const int64_t n_tok = 9;
       auto M = make_mat(t, rows, cols, 11);
       auto A = make_acts(t, n_tok, cols, 12);
       auto y = gemm(GetParam().plain(t), M.W, A, n_tok);
       auto y2 = gemm(gemm_kernel_avx2(t), M.W, A, n_tok);
-      ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float))) << "plain " << (int)t << " " << cols;
-      if (t == GgmlType::Q4_0) continue;
+      ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)))
+          << "plain " << (int)t << " cols " << cols << " rows " << rows;
+      if (!packable(M.W)) continue;
       auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
       ASSERT_EQ(0, std::memcmp(yp.data(), yp2.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << cols;
@@ -267,9 +285,8 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
   for (GgmlType t : kPlainTypes) cases.push_back({t, false});
   for (GgmlType t : kPackedTypes) cases.push_back({t, true});
   for (const Case& c : cases)
-    for (int64_t cols : {256, 800}) {
-      const bool quant = act_format(c.t) != ActFormat::F32;
-      if (quant && cols % QK != 0) continue;
+    for (int64_t cols : {256, 800, 768}) {
+      if (cols % block_of(c.t) != 0) continue;
       const int64_t rows = c.packed ? 40 : 37, n_tok = 11;
       const int64_t step = c.packed ? kPackRows : 1;
       auto M = make_mat(c.t, rows, cols, 21);
