@@ -89,7 +89,7 @@ BenchModelInfo describe_for_bench(const Model& model, const std::string& filenam
   const ModelWeights& w = model.weights();
   uint64_t b = 0;
   for (const auto& L : w.layers) {
-    for (const WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+    for (const WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
       b += matrix_bytes(*m);
     for (const Vec* v : {&L.attn_norm, &L.attn_norm_b, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_norm_b,
                          &L.b_up, &L.b_down})

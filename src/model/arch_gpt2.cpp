@@ -42,7 +42,11 @@ void load_gpt2(const TensorLoader& t, ModelConfig& c, ModelWeights& w) {
     LayerWeights& L = w.layers[i];
     L.attn_norm = t.vec(p + "attn_norm.weight", d);
     L.attn_norm_b = t.vec(p + "attn_norm.bias", d);
-    L.wqkv = t.matrix(p + "attn_qkv.weight", 3 * d, d);
+    // The fused Q/K/V projection as three matrices over its row blocks.
+    const WeightMatrix wqkv = t.matrix(p + "attn_qkv.weight", 3 * d, d);
+    L.wq = row_block(wqkv, 0, d);
+    L.wk = row_block(wqkv, d, d);
+    L.wv = row_block(wqkv, 2 * d, d);
     Vec bqkv = t.vec(p + "attn_qkv.bias", 3 * d);
     L.bq.assign(bqkv.begin(), bqkv.begin() + d);
     L.bk.assign(bqkv.begin() + d, bqkv.begin() + 2 * d);

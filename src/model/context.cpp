@@ -42,14 +42,11 @@ Context::Context(const Model& model, const ContextParams& params)
   q_.resize(B * c.q_dim());
   k_.resize(B * c.kv_dim());
   v_.resize(B * c.kv_dim());
-  att_.resize(B * c.q_dim());
   tmp_.resize(B * c.d_model);
-  gate_.resize(B * c.d_ff);
+  const size_t F = std::min<size_t>(B, kFfnSlice);
+  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
+  up_.resize(F * c.d_ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
-  up_.resize(B * c.d_ff);
-  bool fused = false;
-  for (const auto& L : model.weights().layers) fused |= L.wqkv.rows > 0;
-  if (fused) qkv_.resize(B * (c.q_dim() + 2 * c.kv_dim()));
 }
 
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
@@ -95,16 +92,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 
     // Attention block: x += Wo · attn(norm(x)).
     normalize(c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    if (L.wqkv.rows > 0) {
-      const int nq = qd + 2 * kvd;
-      matmul(L.wqkv, xn_.data(), n, qkv_.data(), pool_, scratch_);
-      for (int32_t t = 0; t < n; ++t) {
-        const float* r = &qkv_[(size_t)t * nq];
-        std::copy(r, r + qd, &q_[(size_t)t * qd]);
-        std::copy(r + qd, r + qd + kvd, &k_[(size_t)t * kvd]);
-        std::copy(r + qd + kvd, r + nq, &v_[(size_t)t * kvd]);
-      }
-    } else {  // Q, K and V in one pool hand-off
+    {  // Q, K and V in one pool hand-off
       const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
       float* ys[3] = {q_.data(), k_.data(), v_.data()};
       matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_);
@@ -125,24 +113,31 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
       attention(l, wave, i0);
     }
-    matmul(L.wo, att_.data(), n, tmp_.data(), pool_, scratch_);
+    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_);  // q_ now holds the attention output
     maybe_bias(tmp_.data(), L.bo, n);
     add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
 
-    // Feed-forward block: x += down(act(norm(x))).
+    // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
+    // time: the [tokens][d_ff] buffers are the largest activations, and the
+    // batch-invariant kernels give the same result for any slicing.
     normalize(c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
-    if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
-      const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
-      float* ys[2] = {gate_.data(), up_.data()};
-      matmul_many(Ws, ys, 2, xn_.data(), n, pool_, scratch_);
-      maybe_bias(up_.data(), L.b_up, n);
-      swiglu_inplace(gate_.data(), up_.data(), (int64_t)n * c.d_ff);
-      matmul(L.w_down, gate_.data(), n, tmp_.data(), pool_, scratch_);
-    } else {
-      matmul(L.w_up, xn_.data(), n, up_.data(), pool_, scratch_);
-      maybe_bias(up_.data(), L.b_up, n);
-      gelu_inplace(up_.data(), (int64_t)n * c.d_ff);
-      matmul(L.w_down, up_.data(), n, tmp_.data(), pool_, scratch_);
+    for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
+      ns = std::min(kFfnSlice, n - s0);
+      const float* xs = &xn_[(size_t)s0 * d];
+      float* out = &tmp_[(size_t)s0 * d];
+      if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
+        const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
+        float* ys[2] = {gate_.data(), up_.data()};
+        matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_);
+        maybe_bias(up_.data(), L.b_up, ns);
+        swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
+        matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_);
+      } else {
+        matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_);
+        maybe_bias(up_.data(), L.b_up, ns);
+        gelu_inplace(up_.data(), (int64_t)ns * c.d_ff);
+        matmul(L.w_down, up_.data(), ns, out, pool_, scratch_);
+      }
     }
     maybe_bias(tmp_.data(), L.b_down, n);
     add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
@@ -171,6 +166,8 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   auto q_off = [&](int64_t pair) {
     return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
   };
+  // Each query's output overwrites it in q_: attend() and attend_merge()
+  // allow out == q, and a query is read by no other (token, head) pair.
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
@@ -190,7 +187,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
       for (int32_t t = t0; t < t1; ++t) {
         const int64_t pair = (int64_t)t * c.n_kv_head + h;
         qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &att_[q_off(pair)];
+        outs[t - t0] = &q_[q_off(pair)];  // over the query (see ops/attention.h)
         views[t - t0] = view_of(pair);
       }
       attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
@@ -217,7 +214,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &att_[q_off(p)]);
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &q_[q_off(p)]);
 }
 
 }  // namespace kvforge

@@ -19,6 +19,10 @@ struct ContextParams {
   KvPolicy kv;          // cache policy (--kv)
 };
 
+// Tokens per slice of the feed-forward block (bounds its [tokens][d_ff]
+// buffers, the largest activations).
+constexpr int32_t kFfnSlice = 64;
+
 class Context {
  public:
   Context(const Model& model, const ContextParams& params);
@@ -38,7 +42,7 @@ class Context {
 
  private:
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
-  // Attention of the plan's tokens, rows row0.. of q_ / att_.
+  // Attention of the plan's tokens, rows row0.. of q_ (output over the input).
   void attention(int layer, const KvPlan& plan, int32_t row0);
 
   const Model& model_;
@@ -50,14 +54,12 @@ class Context {
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
   std::vector<float> xn_;    // [n_batch][d_model]  normalised input of a block
-  std::vector<float> q_;     // [n_batch][q_dim]
+  std::vector<float> q_;     // [n_batch][q_dim]    queries, then the attention output over them
   std::vector<float> k_;     // [n_batch][kv_dim]
   std::vector<float> v_;     // [n_batch][kv_dim]
-  std::vector<float> qkv_;   // [n_batch][q_dim + 2*kv_dim]  fused projections only
-  std::vector<float> att_;   // [n_batch][q_dim]    attention output per head
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [n_batch][d_ff]
-  std::vector<float> up_;    // [n_batch][d_ff]
+  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
+  std::vector<float> up_;    // [kFfnSlice][d_ff]
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   // Split attention (decode): one item per (token x KV head pair, chunk).
   struct AttnItem {

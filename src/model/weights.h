@@ -12,9 +12,8 @@ using Vec = std::vector<float>;
 
 struct LayerWeights {
   Vec attn_norm, attn_norm_b;  // [d_model]
-  // Either separate q/k/v or one fused [q_dim + 2*kv_dim][d_model] matrix.
+  // A fused QKV tensor (GPT-2) is loaded as three views of its row blocks.
   WeightMatrix wq, wk, wv;     // [q_dim][d_model], [kv_dim][d_model] x2
-  WeightMatrix wqkv;           // rows == 0 when absent
   Vec bq, bk, bv;              // optional biases (Qwen2; GPT-2 after splitting)
   WeightMatrix wo;             // [d_model][q_dim]
   Vec bo;

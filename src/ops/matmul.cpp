@@ -149,6 +149,14 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
   matmul_many(Ws, ys, 1, x, n_tok, pool, scratch);
 }
 
+WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n) {
+  if (W.interleave != 0 || r0 < 0 || n < 0 || r0 + n > W.rows) throw Error("row_block: rows out of range");
+  WeightMatrix b = W;
+  b.rows = n;
+  b.data = W.row(r0);
+  return b;
+}
+
 void get_row(const WeightMatrix& W, int64_t r, float* out) {
   if (W.interleave == 0) return dequantize_row(W.type, W.row(r), out, W.cols);
   thread_local std::vector<uint8_t> row;  // [row_stride]

@@ -24,6 +24,10 @@ struct WeightMatrix {
   const uint8_t* row(int64_t r) const { return (const uint8_t*)data + r * row_stride; }
 };
 
+// Rows [r0, r0 + n) of a plain-layout matrix, as a matrix of its own (the
+// parts of a fused projection).
+WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n);
+
 // Reused buffers for activations quantized to 8 bits (grows, never shrinks).
 struct MatmulScratch {
   std::vector<uint8_t> qx;
