@@ -13,13 +13,39 @@ namespace kvforge {
 
 namespace {
 
-void normalize(const ModelConfig& c, const Vec& w, const Vec& b, const float* x, float* y, int32_t n) {
-  if (c.norm == NormKind::RMSNorm) rms_norm(x, w.data(), y, n, c.d_model, c.norm_eps);
-  else layer_norm(x, w.data(), b.empty() ? nullptr : b.data(), y, n, c.d_model, c.norm_eps);
+// fn(t0, t1) over token ranges: on the pool when there are enough tokens to
+// pay for the hand-off (prefill), else here. Row-wise ops only, so the split
+// changes no result.
+template <class Fn>
+void over_tokens(ThreadPool& pool, int32_t n, Fn&& fn) {
+  constexpr int32_t kChunk = 16;
+  if (pool.size() == 1 || n < 2 * kChunk) return fn(0, n);
+  pool.parallel_for((n + kChunk - 1) / kChunk,
+                    [&](int64_t i, int) { fn((int32_t)i * kChunk, std::min(n, (int32_t)(i + 1) * kChunk)); });
 }
 
-void maybe_bias(float* y, const Vec& b, int32_t n) {
-  if (!b.empty()) add_bias(y, b.data(), n, (int64_t)b.size());
+// y = norm(x) per token row ([n][d_model]).
+void normalize(ThreadPool& pool, const ModelConfig& c, const Vec& w, const Vec& b, const float* x, float* y,
+               int32_t n) {
+  const int d = c.d_model;
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
+    const float* xs = x + (size_t)t0 * d;
+    float* ys = y + (size_t)t0 * d;
+    if (c.norm == NormKind::RMSNorm) rms_norm(xs, w.data(), ys, t1 - t0, d, c.norm_eps);
+    else layer_norm(xs, w.data(), b.empty() ? nullptr : b.data(), ys, t1 - t0, d, c.norm_eps);
+  });
+}
+
+// The residual add x += y over [n][d_model].
+void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) {
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
+    add_inplace(x + (size_t)t0 * d, y + (size_t)t0 * d, (int64_t)(t1 - t0) * d);
+  });
+}
+
+// An optional bias (empty: none) and activation, applied inside the matmul.
+Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
+  return {bias.empty() ? nullptr : bias.data(), act};
 }
 
 }  // namespace
@@ -91,15 +117,13 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
-    normalize(c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
+    normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
     {  // Q, K and V in one pool hand-off
       const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
       float* ys[3] = {q_.data(), k_.data(), v_.data()};
-      matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_);
+      const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
+      matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
     }
-    maybe_bias(q_.data(), L.bq, n);
-    maybe_bias(k_.data(), L.bk, n);
-    maybe_bias(v_.data(), L.bv, n);
     if (c.position == PositionKind::Rope) {
       for (int32_t t = 0; t < n; ++t) {
         rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
@@ -113,14 +137,13 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
       attention(l, wave, i0);
     }
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_);  // q_ now holds the attention output
-    maybe_bias(tmp_.data(), L.bo, n);
-    add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
+    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
     // time: the [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
-    normalize(c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
+    normalize(pool_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
     for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
@@ -128,19 +151,16 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
         const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
         float* ys[2] = {gate_.data(), up_.data()};
-        matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_);
-        maybe_bias(up_.data(), L.b_up, ns);
+        const Epilogue eps[2] = {{}, epilogue(L.b_up)};
+        matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
         swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
-        matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_);
+        matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       } else {
-        matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_);
-        maybe_bias(up_.data(), L.b_up, ns);
-        gelu_inplace(up_.data(), (int64_t)ns * c.d_ff);
-        matmul(L.w_down, up_.data(), ns, out, pool_, scratch_);
+        matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
+        matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       }
     }
-    maybe_bias(tmp_.data(), L.b_down, n);
-    add_inplace(x_.data(), tmp_.data(), (int64_t)n * d);
+    add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
   cache_->commit(plan);
 
@@ -148,7 +168,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   if (!logits) return;
   const int32_t first = all_logits ? 0 : n - 1;
   const int32_t rows = n - first;
-  normalize(c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
+  normalize(pool_, c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
   matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
 }
 

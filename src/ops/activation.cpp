@@ -35,11 +35,6 @@ void gelu_inplace_ref(float* x, int64_t n) {
   }
 }
 
-void add_bias(float* y, const float* b, int64_t n_rows, int64_t n) {
-  for (int64_t r = 0; r < n_rows; ++r)
-    for (int64_t i = 0; i < n; ++i) y[r * n + i] += b[i];
-}
-
 void add_inplace(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }

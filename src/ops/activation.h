@@ -13,8 +13,6 @@ void swiglu_inplace_ref(float* gate, const float* up, int64_t n);  // scalar ref
 // uses the identity 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)) with the vector exp.
 void gelu_inplace(float* x, int64_t n);
 void gelu_inplace_ref(float* x, int64_t n);  // scalar reference (libm tanh)
-// y[r][i] += b[i] for every row
-void add_bias(float* y, const float* b, int64_t n_rows, int64_t n);
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
 

@@ -10,6 +10,7 @@
 
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
+#include "ops/activation.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
@@ -100,14 +101,28 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   return s;
 }
 
+// The epilogue over outputs [r0, r1) of tokens [t0, t1) of y ([n_tok][rows]).
+void apply_epilogue(const Epilogue& ep, float* y, int64_t rows, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    float* yr = y + t * rows + r0;
+    if (ep.bias)
+      for (int64_t r = r0; r < r1; ++r) yr[r - r0] += ep.bias[r];
+    if (ep.act == Activation::GELU) gelu_inplace(yr, r1 - r0);
+  }
+}
+
+bool has_epilogue(const Epilogue* eps, int i) {
+  return eps && (eps[i].bias || eps[i].act != Activation::None);
+}
+
 }  // namespace
 
 void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
-                 ThreadPool& pool, MatmulScratch& scratch) {
+                 ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
   if (n_tok <= 0 || n_mats <= 0) return;
   constexpr int kMaxMats = 4;
   if (n_mats > kMaxMats) {
-    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch);
+    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch, eps ? eps[i] : Epilogue{});
     return;
   }
   Kernel k[kMaxMats];
@@ -138,15 +153,16 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
     const int64_t r0 = ri * s.rc, r1 = std::min(W.rows, r0 + s.rc);
     const int64_t t0 = ti * s.tb, t1 = std::min(n_tok, t0 + s.tb);
     k[i].fn(W, xa, xs, r0, r1, t0, t1, ys[i]);
+    if (has_epilogue(eps, i)) apply_epilogue(eps[i], ys[i], W.rows, r0, r1, t0, t1);
   });
 }
 
 void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,
-            MatmulScratch& scratch) {
+            MatmulScratch& scratch, Epilogue ep) {
   if (n_tok <= 0 || W.rows <= 0) return;
   const WeightMatrix* Ws[1] = {&W};
   float* ys[1] = {y};
-  matmul_many(Ws, ys, 1, x, n_tok, pool, scratch);
+  matmul_many(Ws, ys, 1, x, n_tok, pool, scratch, &ep);
 }
 
 WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n) {

@@ -33,6 +33,15 @@ struct MatmulScratch {
   std::vector<uint8_t> qx;
 };
 
+// Applied to each block of outputs right after its product, in the same
+// task (while the block is in cache): y = act(W x + bias). Element-wise, so
+// the result does not depend on how the outputs are split.
+enum class Activation { None, GELU };
+struct Epilogue {
+  const float* bias = nullptr;  // [rows], or null
+  Activation act = Activation::None;
+};
+
 // y[t][r] = sum_k W[r][k] * x[t][k] for t in [0, n_tok).
 // x: [n_tok][cols] f32, y: [n_tok][rows] f32.
 // Batch-invariant by contract: y[t][r] is bit-identical whatever n_tok is,
@@ -42,13 +51,14 @@ struct MatmulScratch {
 // call to 8-bit blocks (per token row); BF16 weights on an AVX512_BF16 CPU
 // with the activations rounded once per call to bf16.
 void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,
-            MatmulScratch& scratch);
+            MatmulScratch& scratch, Epilogue ep = {});
 
 // Several matrices applied to the same input in one pool hand-off (Q, K and
 // V; gate and up): ys[i] = Ws[i] x, each y[t][r] exactly as matmul() gives it.
 // The activations are quantized once when all matrices take the same format.
+// eps: one epilogue per matrix, or null for none.
 void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
-                 ThreadPool& pool, MatmulScratch& scratch);
+                 ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps = nullptr);
 
 // Dequantizes row r of W into out[cols] (embedding lookup).
 void get_row(const WeightMatrix& W, int64_t r, float* out);

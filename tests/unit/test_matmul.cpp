@@ -11,6 +11,7 @@
 
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
+#include "ops/activation.h"
 #include "ops/matmul.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
@@ -94,12 +95,13 @@ std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int
   return out;
 }
 
-std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads, SimdLevel lvl) {
+std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads, SimdLevel lvl,
+                       Epilogue ep = {}) {
   set_simd_level(lvl);
   ThreadPool pool(threads);
   MatmulScratch scratch;
   std::vector<float> y(n_tok * W.rows, std::numeric_limits<float>::quiet_NaN());
-  matmul(W, x, n_tok, y.data(), pool, scratch);
+  matmul(W, x, n_tok, y.data(), pool, scratch, ep);
   set_simd_level(SimdLevel::AVX512);  // back to the best the CPU has
   return y;
 }
@@ -260,6 +262,39 @@ TEST(Matmul, BatchInvariantBitForBit) {
                   << n_tok << " threads " << threads << " token " << tk;
           }
       }
+}
+
+// The epilogue (bias, then GELU) applied inside the matmul's tasks equals the
+// product followed by the same element-wise steps over the whole output, bit
+// for bit, for any batch and thread count; and matmul_many applies each
+// matrix's own epilogue.
+TEST(Matmul, EpilogueEqualsSeparateSteps) {
+  const int64_t rows = 203, cols = 256;  // rows: several chunks and a remainder
+  auto M = make_matrix(GgmlType::F16, rows, cols, 12);
+  auto bias = randn(rows, 13);
+  auto x = randn(40 * cols, 14);
+  for (int64_t n_tok : {1, 7, 40})
+    for (int threads : {1, 2, 3}) {
+      auto want = run(M.W, x.data(), n_tok, threads, simd_level());
+      for (int64_t tk = 0; tk < n_tok; ++tk)
+        for (int64_t r = 0; r < rows; ++r) want[tk * rows + r] += bias[r];
+      auto with_bias = run(M.W, x.data(), n_tok, threads, simd_level(), {bias.data()});
+      ASSERT_EQ(0, std::memcmp(want.data(), with_bias.data(), want.size() * sizeof(float))) << n_tok << " " << threads;
+      gelu_inplace(want.data(), (int64_t)want.size());
+      auto with_gelu = run(M.W, x.data(), n_tok, threads, simd_level(), {bias.data(), Activation::GELU});
+      ASSERT_EQ(0, std::memcmp(want.data(), with_gelu.data(), want.size() * sizeof(float))) << n_tok << " " << threads;
+    }
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  std::vector<float> y0(7 * rows), y1(7 * rows);
+  const WeightMatrix* Ws[2] = {&M.W, &M.W};
+  float* ys[2] = {y0.data(), y1.data()};
+  const Epilogue eps[2] = {{}, {bias.data(), Activation::GELU}};
+  matmul_many(Ws, ys, 2, x.data(), 7, pool, scratch, eps);
+  auto plain = run(M.W, x.data(), 7, 2, simd_level());
+  auto fused = run(M.W, x.data(), 7, 2, simd_level(), {bias.data(), Activation::GELU});
+  EXPECT_EQ(0, std::memcmp(y0.data(), plain.data(), y0.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(y1.data(), fused.data(), y1.size() * sizeof(float)));
 }
 
 TEST(Matmul, LargeBatchManyRowsInvariant) {
