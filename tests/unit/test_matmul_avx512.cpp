@@ -7,6 +7,7 @@
 // on the native build, which is skipped unless this CPU has AVX-512 VNNI.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -58,7 +59,7 @@ int64_t block_of(GgmlType t) {
     default: return 1;
   }
 }
-const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0};
+const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -178,7 +179,7 @@ TEST_P(Avx512Kernels, PackedMatchesScalarReference) {
       auto A = make_acts(t, n_tok, cols, 3);
       auto y = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
-      const double n = cols / QK;
+      const double n = cols / block_of(t);  // f32 steps of the chain
       for (int64_t k = 0; k < n_tok; ++k)
         for (int64_t r = 0; r < rows; ++r) {
           const double S = abs_dot_bound(t, M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
@@ -191,8 +192,8 @@ TEST_P(Avx512Kernels, PackedMatchesScalarReference) {
 // The quantized kernels keep the AVX2 f32 chain (only the exact integer dots
 // are computed differently), so an AVX-512 machine gives the same bits as an
 // AVX2 one: stricter than the tolerance against the scalar reference above
-// (which the AVX2 kernels meet too). Float formats use 16 lanes and are not
-// covered by this.
+// (which the AVX2 kernels meet too). The plain float kernels use 16 lanes
+// per row and are not covered by this; packed F16 is, below.
 TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
   if (!avx2_available()) GTEST_SKIP() << "no AVX2";
   for (GgmlType t : kIntTypes)
@@ -316,6 +317,44 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
     }
 }
 
+// Packed F16: a zmm holds two 8-row groups, each lane the AVX2 kernel's
+// chain (acc = 0, one fma per column in order), so the bits match the AVX2
+// kernel for every shape: odd group counts (rows 8, 24, 40), column counts
+// off the slice width, token counts that leave each remainder tile, one
+// token (the decode path), and the same again under random (r0, r1, t0, t1)
+// splits (row cuts at multiples of 8, up to 12 groups; token cuts of 1..10).
+TEST_P(Avx512Kernels, PackedF16BitIdenticalToAvx2) {
+  if (!avx2_available()) GTEST_SKIP() << "no AVX2";
+  const GgmlType t = GgmlType::F16;
+  const GemmFn fn = GetParam().packed(t), fn2 = gemm_kernel_packed_avx2(t);
+  ASSERT_NE(fn, nullptr);
+  std::mt19937 rng(31);
+  for (int64_t rows : {8, 16, 24, 40, 768})
+    for (int64_t cols : {8, 64, 72, 768}) {
+      auto M = make_mat(t, rows, cols, (uint32_t)(rows * 1000 + cols));
+      ASSERT_TRUE(packable(M.W));
+      for (int64_t n_tok : {1, 2, 5, 6, 7, 13, 64}) {
+        auto A = make_acts(t, n_tok, cols, (uint32_t)(n_tok + cols));
+        const auto y2 = gemm(fn2, M.P, A, n_tok);
+        const auto y = gemm(fn, M.P, A, n_tok);
+        ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)))
+            << "rows " << rows << " cols " << cols << " n_tok " << n_tok;
+        for (int rep = 0; rep < 2; ++rep) {
+          std::vector<float> ys(n_tok * rows, std::numeric_limits<float>::quiet_NaN());  // [n_tok][rows]
+          for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
+            r1 = std::min<int64_t>(rows, r0 + kPackRows * (1 + rng() % 12));
+            for (int64_t t0 = 0, t1; t0 < n_tok; t0 = t1) {
+              t1 = std::min<int64_t>(n_tok, t0 + 1 + rng() % 10);
+              fn(M.P, A.data(), A.stride, r0, r1, t0, t1, ys.data());
+            }
+          }
+          ASSERT_EQ(0, std::memcmp(ys.data(), y2.data(), ys.size() * sizeof(float)))
+              << "split " << rep << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+        }
+      }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Matmul, Avx512Kernels, testing::ValuesIn(kImpls), impl_name);
 
 // The dispatch picks the AVX-512 kernels only at that level.
@@ -323,4 +362,5 @@ TEST(MatmulAvx512, DispatchFollowsSimdLevel) {
   if (simd_level() < SimdLevel::AVX512)
     GTEST_SKIP() << "best level here is " << simd_level_name(simd_level()) << "; AVX-512 dispatch not reachable";
   EXPECT_NE(gemm_kernel_packed_avx512(GgmlType::Q4_1), nullptr);
+  EXPECT_NE(gemm_kernel_packed_avx512(GgmlType::F16), nullptr);
 }
