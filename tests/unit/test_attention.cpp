@@ -156,11 +156,12 @@ TEST(Attention, TokensTogetherEqualTokensAlone) {
       auto cache = make_kv_cache(parse_kv_policy(spec), shape, 512);
       // Write in waves of 16 (a window's ring accepts a wave of up to its
       // free cells), then attend every run [t, t + len) that ends in the wave.
-      for (int w0 = 0; w0 < n; w0 += 16) {
-        const KvPlan p = cache->plan(16);
+      for (int w0 = 0, nw = 0; w0 < n; w0 += nw) {
+        nw = std::min(16, n - w0);
+        const KvPlan p = cache->plan(nw);
         cache->write(0, p, &k[(size_t)w0 * dim], &v[(size_t)w0 * dim]);
         for (int len = 1; len <= kAttnMaxTokens; ++len)
-          for (int t = w0; t + len <= w0 + 16; ++t) {
+          for (int t = w0; t + len <= w0 + nw; ++t) {
             const float* qs[kAttnMaxTokens];
             float* outs[kAttnMaxTokens];
             KvView views[kAttnMaxTokens];
