@@ -143,16 +143,14 @@ void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-// The prefill tiles, 2 groups x T tokens (T = 4 or 6), over the columns
-// [k0, k1), with the accumulators spelled out: as an array of this size GCC 12
-// stores them to the stack every iteration. T = 6 gives 12 independent
-// chains, slack over the 4-cycle fma latency (8 chains are exactly at the
-// limit); T = 4 takes the remainder of a 64-token block. From k0 > 0 the
-// chains resume from the partial sums left in y: storing and reloading an f32
-// changes nothing, so each output is still the one fma chain over k = 0..cols-1.
+// The prefill tiles, 2 groups x T tokens (T = 4 or 6), with the
+// accumulators spelled out: as an array of this size GCC 12 stores them to
+// the stack every iteration. T = 6 gives 12 independent chains, slack over
+// the 4-cycle fma latency (8 chains are exactly at the limit); T = 4 takes
+// the remainder of a 64-token block.
 template <int T>
 void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                    int64_t r0, int64_t k0, int64_t k1, float* y) {
+                    int64_t r0, float* y) {
   static_assert(T == 4 || T == 6);
   const float* x0 = (const float*)(xa + t0 * xs);
   const float* x1 = (const float*)(xa + (t0 + 1) * xs);
@@ -161,20 +159,9 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
   const float* x4 = T > 4 ? (const float*)(xa + (t0 + 4) * xs) : x0;
   const float* x5 = T > 4 ? (const float*)(xa + (t0 + 5) * xs) : x0;
   const fp16_t* w1 = w + (size_t)cols * kPackRows;
-  float* o = y + t0 * rows + r0;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00;  // group 0
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00;                 // group 1
-  if (k0 > 0) {
-    a00 = _mm256_loadu_ps(o), a10 = _mm256_loadu_ps(o + 8);
-    a01 = _mm256_loadu_ps(o + rows), a11 = _mm256_loadu_ps(o + rows + 8);
-    a02 = _mm256_loadu_ps(o + 2 * rows), a12 = _mm256_loadu_ps(o + 2 * rows + 8);
-    a03 = _mm256_loadu_ps(o + 3 * rows), a13 = _mm256_loadu_ps(o + 3 * rows + 8);
-    if constexpr (T > 4) {
-      a04 = _mm256_loadu_ps(o + 4 * rows), a14 = _mm256_loadu_ps(o + 4 * rows + 8);
-      a05 = _mm256_loadu_ps(o + 5 * rows), a15 = _mm256_loadu_ps(o + 5 * rows + 8);
-    }
-  }
-  for (int64_t k = k0; k < k1; ++k) {
+  for (int64_t k = 0; k < cols; ++k) {
     const __m256 w0v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + k * kPackRows)));
     const __m256 w1v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w1 + k * kPackRows)));
     __m256 xb = _mm256_broadcast_ss(x0 + k);
@@ -198,6 +185,7 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
       a15 = _mm256_fmadd_ps(w1v, xb, a15);
     }
   }
+  float* o = y + t0 * rows + r0;
   const __m256 g0[6] = {a00, a01, a02, a03, a04, a05}, g1[6] = {a10, a11, a12, a13, a14, a15};
   for (int t = 0; t < T; ++t) {
     _mm256_storeu_ps(o + t * rows, g0[t]);
@@ -215,37 +203,29 @@ void f16x8_tile1(int n_groups, const fp16_t* w, int64_t cols, const uint8_t* xa,
   }
 }
 
-// Prefill: the columns in slices of kKc, so that a pair of groups' weight
-// slice (2 x kKc x 8 fp16 = 8 KiB) stays in L1 while every token tile of the
-// block runs over it; a remainder of one group runs whole, alone.
-constexpr int64_t kKc = 256;
-
-void f16x8_prefill(const fp16_t* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1,
-                   int64_t t0, int64_t t1, float* y) {
-  const int64_t n_pairs = (r1 - r0) / (2 * kPackRows);
-  for (int64_t k0 = 0; k0 < W.cols; k0 += kKc) {
-    const int64_t k1 = std::min(W.cols, k0 + kKc);
-    for (int64_t p = 0; p < n_pairs; ++p) {
-      const int64_t r = r0 + p * 2 * kPackRows;
-      const fp16_t* w = base + r * W.cols;
-      int64_t t = t0;
-      for (; t + 6 <= t1; t += 6) tile_f16x8_2xT<6>(w, W.cols, xa, xs, t, W.rows, r, k0, k1, y);
-      for (; t + 4 <= t1; t += 4) tile_f16x8_2xT<4>(w, W.cols, xa, xs, t, W.rows, r, k0, k1, y);
-    }
+// Tiles of T tokens over the ng groups from row r: pairs, then a single group.
+template <int T>
+void f16x8_tiles(int ng, const fp16_t* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
+                 int64_t r, float* y) {
+  for (int g = 0; g < ng; g += 2) {
+    const int64_t rg = r + g * kPackRows;
+    if (ng - g >= 2) tile_f16x8_2xT<T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    else tile_f16x8<1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
   }
-  const int64_t tk = t0 + (t1 - t0) / 6 * 6 + (t1 - t0) % 6 / 4 * 4;  // first token left to single-token tiles
-  const int64_t rp = r0 + n_pairs * 2 * kPackRows;
-  if (rp < r1)  // one group left over
-    for (int64_t t = t0; t < tk; t += 1) tile_f16x8<1, 1>(base + rp * W.cols, W.cols, xa, xs, t, W.rows, rp, y);
-  for (int64_t r = r0; r < r1; r += 4 * kPackRows)
-    for (int64_t t = tk; t < t1; ++t)
-      f16x8_tile1((int)std::min<int64_t>(4, (r1 - r) / kPackRows), base + r * W.cols, W.cols, xa, xs, t, W.rows,
-                  r, y);
 }
 
 void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                 float* y) {
-  f16x8_prefill((const fp16_t*)W.data, W, xa, xs, r0, r1, t0, t1, y);
+  const fp16_t* base = (const fp16_t*)W.data;
+  for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
+    const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
+    int64_t t = t0;
+    // Token tiles of 6, then one of 4, then single tokens; pairs of groups,
+    // then a single group. Every output is the same fma chain in all of them.
+    for (; t + 6 <= t1; t += 6) f16x8_tiles<6>(ng, base, W, xa, xs, t, r, y);
+    for (; t + 4 <= t1; t += 4) f16x8_tiles<4>(ng, base, W, xa, xs, t, r, y);
+    for (; t < t1; ++t) f16x8_tile1(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
+  }
 }
 
 }  // namespace
