@@ -41,6 +41,10 @@
 #include <cstdint>
 
 namespace kvforge::KVFORGE_AVX512_NS {
+// Internal linkage: TUs built with different flags (-mavx512bf16, or SIMDe
+// without -mavx512*) each keep their own copies, so the linker can never
+// hand one TU's instructions to another.
+namespace {
 
 #if defined(KVFORGE_AVX512_EMULATED)
 // SIMDe 0.7.4 lacks these; two 256-bit halves give the same bits (the
@@ -100,4 +104,5 @@ inline float hsum256_ps(__m256 v) {
 }
 inline float hsum512_ps(__m512 v) { return hsum256_ps(_mm256_add_ps(lo256_ps(v), hi256_ps(v))); }
 
+}  // namespace
 }  // namespace kvforge::KVFORGE_AVX512_NS
