@@ -30,6 +30,7 @@ APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git ca-certificates ccache
   libgtest-dev libgmock-dev libbenchmark-dev  # unit tests, micro-benchmarks
   libsimde-dev                                # emulated AVX-512 kernels in the unit tests
+  clang-14 libclang-rt-14-dev                 # libFuzzer (scripts/fuzz.sh)
   libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libeigen3-dev
   libcpp-httplib-dev                          # HTTP server
   libzip-dev libssl-dev                       # kvforge pull (wheel, sha256)

@@ -6,6 +6,8 @@
 #   3. build-asan/ + ctest    the same unit tests under ASan + UBSan
 #   4. pytest tests/python    end-to-end tests of build/kvforge against the
 #                             references (HF transformers, llama.cpp)
+#   5. scripts/fuzz.sh        the parsers' libFuzzer targets, 200000 runs
+#                             each from a fixed seed (repeatable)
 #
 # Every stage after setup runs even if an earlier one failed; the exit status
 # is non-zero if any stage failed. Extra arguments go to pytest
@@ -66,6 +68,7 @@ if [[ ${#failed[@]} -eq $n_failed ]]; then
   stage "Unit tests (ASan + UBSan)" ctest_asan
 fi
 stage "Python tests (pytest tests/python)" run_pytest "$@"
+stage "Fuzzing (scripts/fuzz.sh)" scripts/fuzz.sh
 
 section "Summary ($((SECONDS - t_start)) s)"
 if [[ ${#failed[@]} -gt 0 ]]; then

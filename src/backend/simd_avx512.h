@@ -32,7 +32,9 @@
 // -Wuninitialized flags wherever they are inlined (fixed in GCC 12.3).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #define KVFORGE_AVX512_NS avx512

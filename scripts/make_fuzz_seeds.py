@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the GGUF fuzz target (tests/fuzz/fuzz_gguf.cpp).
+
+Small valid GGUF files made with the pinned `gguf` package: every metadata
+value type (strings, arrays of numbers and of strings, floats, bools) and
+tensors of the types the reader decodes (F32, F16, Q8_0, Q4_1, Q4_K), so the
+fuzzer starts from inputs that reach deep into the reader.
+
+    scripts/make_fuzz_seeds.py DIR        (run with the test venv's Python)
+"""
+import pathlib
+import sys
+
+import gguf
+import numpy as np
+
+
+def write(path, tensors, raw=()):
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("general.name", "fuzz seed")
+    w.add_uint32("seed.u32", 7)
+    w.add_int64("seed.i64", -3)
+    w.add_float32("seed.f32", 1.5)
+    w.add_bool("seed.bool", True)
+    w.add_array("seed.ints", [1, 2, 3])
+    w.add_array("seed.strs", ["a", "bc"])
+    for name, a in tensors:
+        w.add_tensor(name, a)
+    for name, a, qtype in raw:
+        w.add_tensor(name, a, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_fuzz_seeds.py DIR")
+    out = pathlib.Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Q = gguf.GGMLQuantizationType
+    write(out / "f32.gguf", [("t0", np.ones((4, 32), np.float32))])
+    write(out / "f16.gguf", [("t0", np.arange(64, dtype=np.float16).reshape(2, 32)), ("t1", np.zeros(8, np.float32))])
+    # Quantized tensors as raw blocks: bytes per row = blocks x block size.
+    write(out / "quant.gguf", [], raw=[
+        ("q8_0", rng.integers(0, 255, size=(2, 34), dtype=np.uint8), Q.Q8_0),
+        ("q4_1", rng.integers(0, 255, size=(1, 20), dtype=np.uint8), Q.Q4_1),
+        ("q4_k", rng.integers(0, 255, size=(1, 144), dtype=np.uint8), Q.Q4_K),
+    ])
+    print(f"fuzz seeds written to {out}")
+
+
+if __name__ == "__main__":
+    main()
