@@ -5,7 +5,7 @@
 # build-fuzz/corpus-NAME/). Exits non-zero when a target crashes; the
 # crashing input is left in build-fuzz/ as crash-*.
 #
-#   scripts/fuzz.sh                 200000 runs per target, seed 1 (repeatable)
+#   scripts/fuzz.sh                 50000 runs per target, seed 1 (repeatable)
 #   scripts/fuzz.sh --runs N        N runs per target
 #   scripts/fuzz.sh --seconds S     S seconds per target (random seed)
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${KVFORGE_VENV:-$HOME/.cache/kvforge/venv}
-limit=(-runs=200000 -seed=1)
+limit=(-runs=50000 -seed=1)
 case "${1:-}" in
   --runs) limit=(-runs="${2:?--runs N}" -seed=1) ;;
   --seconds) limit=(-max_total_time="${2:?--seconds S}") ;;
@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
   echo "fuzzing $t (${limit[*]})"
   # -timeout: an input taking 10 s is a hang; -rss_limit_mb: one that needs
   # 2 GiB is a blow-up. Both count as failures.
-  (cd build-fuzz && "./$t" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${limit[@]}" \
+  (cd build-fuzz && "./$t" -max_len=8192 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${limit[@]}" \
      "corpus-$t" seeds 2>&1 | grep -v -E '^#[0-9]+\s+(NEW|REDUCE|pulse)')
 done
 echo "fuzz.sh: no crash, hang or leak found"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the GGUF fuzz target (tests/fuzz/fuzz_gguf.cpp).
+"""Writes the seed corpus of the fuzz targets (tests/fuzz/*.cpp).
 
 Small valid GGUF files made with the pinned `gguf` package: every metadata
 value type (strings, arrays of numbers and of strings, floats, bools) and
 tensors of the types the reader decodes (F32, F16, Q8_0, Q4_1, Q4_K), so the
-fuzzer starts from inputs that reach deep into the reader.
+fuzzer starts from inputs that reach deep into the reader; and a few texts
+and KV-policy specs for the tokenizer and --kv parser targets.
 
     scripts/make_fuzz_seeds.py DIR        (run with the test venv's Python)
 """
@@ -49,6 +50,18 @@ def main():
         ("q4_1", rng.integers(0, 255, size=(1, 20), dtype=np.uint8), Q.Q4_1),
         ("q4_k", rng.integers(0, 255, size=(1, 144), dtype=np.uint8), Q.Q4_K),
     ])
+    # Text for the tokenizer and policy specs for the --kv parser (every
+    # target starts from the whole directory).
+    texts = {
+        "text_en.txt": "Hello, world! It's 2026 -- don't panic.\n\tIndented   spaces",
+        "text_code.txt": "def f(x):\n    return x ** 2  # square\n",
+        "text_unicode.txt": "naïve café 日本語 한국어 🦙🚀 \u200b zero-width",
+        "text_special.txt": "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
+        "kv_window.txt": "window:1024,sinks:4+q8,hadamard",
+        "kv_full.txt": "full+f32",
+    }
+    for name, t in texts.items():
+        (out / name).write_text(t, encoding="utf-8")
     print(f"fuzz seeds written to {out}")
 
 

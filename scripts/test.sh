@@ -6,7 +6,7 @@
 #   3. build-asan/ + ctest    the same unit tests under ASan + UBSan
 #   4. pytest tests/python    end-to-end tests of build/kvforge against the
 #                             references (HF transformers, llama.cpp)
-#   5. scripts/fuzz.sh        the parsers' libFuzzer targets, 200000 runs
+#   5. scripts/fuzz.sh        the parsers' libFuzzer targets, 50000 runs
 #                             each from a fixed seed (repeatable)
 #
 # Every stage after setup runs even if an earlier one failed; the exit status

@@ -108,9 +108,10 @@ class BpeTokenizer final : public TokenizerBase {
       consider(c.left, l.next);
     }
     for (int i = 0; i >= 0 && i < n; i = sym[i].next) {
-      TokenId id = sym[i].id;
-      if (id < 0) id = data_.unk;  // a byte missing from the vocabulary
-      if (id >= 0) out.push_back(id);
+      // A byte missing from the vocabulary (SmolLM2 has no token for 0x06)
+      // is dropped, as llama.cpp and HF tokenizers do, not turned into the
+      // unknown token (which can be <|endoftext|>).
+      if (sym[i].id >= 0) out.push_back(sym[i].id);
     }
   }
 

@@ -64,7 +64,9 @@ class Tokenizer {
   // Concatenated pieces; Control tokens (BOS/EOS...) decode to "" unless
   // keep_special. `ids` are taken as a whole text: for SentencePiece with
   // add_space_prefix the first piece's leading space is dropped, so that
-  // decode(encode(s)) == s for any valid UTF-8 s without special tokens.
+  // decode(encode(s)) == s for any valid UTF-8 s without special tokens
+  // (and, for byte-level BPE, without bytes the vocabulary has no token for:
+  // encode drops those, as llama.cpp and HF tokenizers do).
   virtual std::string decode(const std::vector<TokenId>& ids, bool keep_special = false) const = 0;
 
   virtual int32_t n_vocab() const = 0;

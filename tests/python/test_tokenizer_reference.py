@@ -73,6 +73,7 @@ CORPUS = [
     "\u00e9\u0301 combining e\u0301",
     "....!!!???,,,;;;:::",
     "$100 + 50% = ~^|<=>",
+    "control\x06bytes\x00\x01\x7f\x1b[0m",  # 0x06 has no token in SmolLM2: dropped, not <|endoftext|>
     "a" * 300,
     " ".join(["word"] * 50),
     LONG_PARAGRAPH,
