@@ -121,18 +121,14 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
                  ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
   if (n_tok <= 0 || n_mats <= 0) return;
   constexpr int kMaxMats = 4;
-  if (n_mats > kMaxMats) {
-    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch, eps ? eps[i] : Epilogue{});
-    return;
-  }
   Kernel k[kMaxMats];
-  bool shared = true;  // one activation buffer serves all matrices
-  for (int i = 0; i < n_mats; ++i) {
+  bool shared = n_mats <= kMaxMats;  // one activation buffer serves all matrices
+  for (int i = 0; i < n_mats && shared; ++i) {
     k[i] = pick_kernel(*Ws[i]);
-    shared = shared && k[i].act == k[0].act && Ws[i]->cols == Ws[0]->cols;
+    shared = k[i].act == k[0].act && Ws[i]->cols == Ws[0]->cols;
   }
-  if (!shared) {
-    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch);
+  if (!shared) {  // one call per matrix, each with its own epilogue
+    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch, eps ? eps[i] : Epilogue{});
     return;
   }
   Split sp[kMaxMats];

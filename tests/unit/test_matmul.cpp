@@ -295,6 +295,15 @@ TEST(Matmul, EpilogueEqualsSeparateSteps) {
   auto fused = run(M.W, x.data(), 7, 2, simd_level(), {bias.data(), Activation::GELU});
   EXPECT_EQ(0, std::memcmp(y0.data(), plain.data(), y0.size() * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(y1.data(), fused.data(), y1.size() * sizeof(float)));
+  // Matrices whose activations differ (f32 for F16, 8-bit blocks for Q8_0)
+  // run one by one: each still gets its own epilogue.
+  auto Q = make_matrix(GgmlType::Q8_0, rows, cols, 15);
+  const WeightMatrix* mixed[2] = {&Q.W, &M.W};
+  const Epilogue mixed_eps[2] = {{bias.data()}, {bias.data(), Activation::GELU}};
+  matmul_many(mixed, ys, 2, x.data(), 7, pool, scratch, mixed_eps);
+  auto q_biased = run(Q.W, x.data(), 7, 2, simd_level(), {bias.data()});
+  EXPECT_EQ(0, std::memcmp(y0.data(), q_biased.data(), y0.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(y1.data(), fused.data(), y1.size() * sizeof(float)));
 }
 
 TEST(Matmul, LargeBatchManyRowsInvariant) {
