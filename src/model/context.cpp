@@ -222,8 +222,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   first.assign(n_pairs + 1, 0);
   for (int64_t p = 0; p < n_pairs; ++p) {
     const KvView v = view_of(p);
-    chunks.resize(attn_chunks(v, nullptr));
-    attn_chunks(v, chunks.data());
+    attn_chunks(v, chunks);
     for (const AttnChunk& ch : chunks) items.push_back({p, ch});
     first[p + 1] = (int64_t)items.size();
   }

@@ -40,11 +40,10 @@ void chunk_best(const float* q, int n_group, const KvView& view, const AttnChunk
 }
 
 void attend_with(ChunkFn fn, const float* q, int n_group, const KvView& view, float scale, float* out) {
-  const int n = attn_chunks(view, nullptr);
   thread_local std::vector<AttnChunk> chunks;
   thread_local std::vector<float> parts;
-  chunks.resize(n);
-  attn_chunks(view, chunks.data());
+  attn_chunks(view, chunks);
+  const int n = (int)chunks.size();
   const size_t pf = attn_partial_floats(n_group, view.head_dim_v);
   parts.resize(pf * n);  // [n][n_group][2 + dv]
   for (int i = 0; i < n; ++i) fn(q, n_group, view, chunks[i], scale, &parts[pf * i]);
@@ -53,12 +52,11 @@ void attend_with(ChunkFn fn, const float* q, int n_group, const KvView& view, fl
 
 }  // namespace
 
-int attn_chunks(const KvView& view, AttnChunk* out) {
-  int n = 0;
+void attn_chunks(const KvView& view, std::vector<AttnChunk>& out) {
+  out.clear();
   for (int s = 0; s < view.n_segments; ++s)
-    for (int32_t r0 = 0; r0 < view.segments[s].n_rows; r0 += kAttnChunk, ++n)
-      if (out) out[n] = {s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)};
-  return n;
+    for (int32_t r0 = 0; r0 < view.segments[s].n_rows; r0 += kAttnChunk)
+      out.push_back({s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)});
 }
 
 void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
@@ -181,11 +179,10 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
     if (views[i].n_rows() > views[longest].n_rows()) longest = i;
   const KvView& view = views[longest];
   const int n_heads = n_tok * n_group, dk = view.head_dim_k, dv = view.head_dim_v;
-  const int n = attn_chunks(view, nullptr);
   thread_local std::vector<AttnChunk> chunks;
   thread_local std::vector<float> parts;
-  chunks.resize(n);
-  attn_chunks(view, chunks.data());
+  attn_chunks(view, chunks);
+  const int n = (int)chunks.size();
   const size_t pf = attn_partial_floats(n_heads, dv);
   parts.resize(pf * n);  // [n][n_tok][n_group][2 + dv]
   const float* qh[kMaxHeads];  // [n_tok * n_group] token-major

@@ -13,6 +13,7 @@
 // (where chunks may run on different threads), or in a cache-off
 // recomputation.
 #include <cstddef>
+#include <vector>
 
 #include "kv/kv_cache.h"
 
@@ -27,8 +28,8 @@ struct AttnChunk {
   int32_t r0 = 0, r1 = 0;
 };
 
-// Number of chunks of the view; fills out[0..n) when out is not null.
-int attn_chunks(const KvView& view, AttnChunk* out);
+// The chunks of the view, in order (out is resized to their number).
+void attn_chunks(const KvView& view, std::vector<AttnChunk>& out);
 
 // Floats of one chunk's partial result: [n_group][2 + head_dim_v] =
 // (running max m, denominator l, acc[head_dim_v]) per query head.

@@ -260,8 +260,8 @@ TEST(QuantizedAttention, SplitChunksEqualWholeView) {
           for (auto& x : q) x = nd(rng);
           const KvView view = rows.view(had, n, 0);
           attend(q.data(), group, view, 0.125f, a.data());
-          std::vector<AttnChunk> ch(attn_chunks(view, nullptr));
-          attn_chunks(view, ch.data());
+          std::vector<AttnChunk> ch;
+          attn_chunks(view, ch);
           const size_t pf = attn_partial_floats(group, dim);
           std::vector<float> parts(pf * ch.size());
           for (int i = (int)ch.size() - 1; i >= 0; --i)
