@@ -163,8 +163,7 @@ void attend_merge(const float* parts, int n_chunks, int n_group, const KvView& v
 
 void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n_group, float scale,
                    float* const* outs) {
-  constexpr int kMaxHeads = 64;
-  const bool joint = n_tok > 1 && n_tok <= kAttnMaxTokens && n_tok * n_group <= kMaxHeads &&
+  const bool joint = n_tok > 1 && n_tok <= kAttnMaxTokens && n_tok * n_group <= kAttnMaxHeads &&
                      simd_level() >= SimdLevel::AVX2 && !kv_storage_quantized(views[0].storage) &&
                      views[0].head_dim_k % 8 == 0 && views[0].head_dim_v % 8 == 0 &&
                      share_all_but_last_tile(views, n_tok);
@@ -185,8 +184,8 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
   const int n = (int)chunks.size();
   const size_t pf = attn_partial_floats(n_heads, dv);
   parts.resize(pf * n);  // [n][n_tok][n_group][2 + dv]
-  const float* qh[kMaxHeads];  // [n_tok * n_group] token-major
-  int32_t r1[kMaxHeads];       // [n_tok * n_group] the rows each head sees in a chunk
+  const float* qh[kAttnMaxHeads];  // [n_tok * n_group] token-major
+  int32_t r1[kAttnMaxHeads];       // [n_tok * n_group] the rows each head sees in a chunk
   for (int i = 0; i < n_tok; ++i)
     for (int g = 0; g < n_group; ++g) qh[i * n_group + g] = qs[i] + (size_t)g * dk;
   const int last_seg = view.n_segments - 1;

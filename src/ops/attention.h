@@ -76,6 +76,9 @@ void attend_chunk_ref(const float* q, int n_group, const KvView& view, const Att
                       float* part);
 bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                        float* part);
+// Most query heads one call of the per-head AVX2 kernel takes (its callers
+// keep per-head pointers on the stack); larger groups use the scalar path.
+constexpr int kAttnMaxHeads = 64;
 // The AVX2 chunk kernel for n_heads independent query heads q[h]
 // ([head_dim_k] each), head h seeing rows [c.r0, r1[h]) of the chunk; every
 // r1[h] <= c.r1 lies in the chunk's last tile. part: [n_heads][2 + dv].

@@ -148,10 +148,9 @@ bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_hea
 
 bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                        float* part) {
-  constexpr int kMaxGroup = 64;
-  if (n_group > kMaxGroup) return false;
-  const float* qh[kMaxGroup];  // [n_group] the group's query heads
-  int32_t r1[kMaxGroup];       // [n_group] all heads see the whole chunk
+  if (n_group > kAttnMaxHeads) return false;
+  const float* qh[kAttnMaxHeads];  // [n_group] the group's query heads
+  int32_t r1[kAttnMaxHeads];       // [n_group] all heads see the whole chunk
   for (int g = 0; g < n_group; ++g) {
     qh[g] = q + (size_t)g * view.head_dim_k;
     r1[g] = c.r1;
