@@ -59,15 +59,15 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
+  cache_ = make_kv_cache(params_.kv, c.kv_shape(), params_.n_ctx);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
+  k_.resize(B * c.k_dim());
+  v_.resize(B * c.v_dim());
+  attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
@@ -96,7 +96,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
@@ -126,12 +126,12 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     }
     if (c.position == PositionKind::Rope) {
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
       }
     }
     write_and_attend(l, plan);
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
@@ -175,7 +175,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 // on its view, so the split changes no bit.
 void Context::write_and_attend(int layer, const KvPlan& plan) {
   const ModelConfig& c = model_.config();
-  const int nh = c.n_kv_head, kvd = c.kv_dim();
+  const int nh = c.n_kv_head, kd = c.k_dim(), vd = c.v_dim();
   whole_heads_.resize(nh);
   seq_heads_.clear();
   for (int h = 0; h < nh; ++h) {
@@ -191,14 +191,15 @@ void Context::write_and_attend(int layer, const KvPlan& plan) {
       if (whole_heads_[h]) cache_->write_head(layer, h, plan, k_.data(), v_.data());
     attention(layer, plan, whole_heads_.data());
   }
-  const int qd = c.q_dim(), group = c.n_head / c.n_kv_head;
+  const int qd = c.q_dim(), od = c.attn_dim(), group = c.n_head / c.n_kv_head;
   pool_.parallel_for((int64_t)seq_heads_.size(), [&](int64_t i, int) {
     const int h = seq_heads_[i];
     for (int32_t i0 = 0, nw = 0; i0 < plan.n_tokens; i0 += nw) {
       nw = std::min(plan.n_tokens - i0, cache_->max_wave(layer, h, plan.pos0 + i0));
-      cache_->write_head(layer, h, {plan.pos0 + i0, nw}, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
+      cache_->write_head(layer, h, {plan.pos0 + i0, nw}, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
       for (int32_t t = i0; t < i0 + nw; ++t)
-        attend_head(layer, h, plan.pos0 + t, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim]);
+        attend_head(layer, h, plan.pos0 + t, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
+                    &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
     }
   });
 }
@@ -213,20 +214,18 @@ void blend_gate(float alpha, float* full, const float* stream, size_t n) {
 
 }  // namespace
 
-void Context::attend_head(int layer, int kv_head, int32_t pos, float* q) {
+void Context::attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
   const float alpha = cache_->gate(layer, kv_head);
-  if (alpha == 1.0f) return attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, q);
-  thread_local std::vector<float> stream;  // [group][head_dim]
-  stream.resize((size_t)group * c.head_dim);
+  if (alpha == 1.0f) return attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
+  const size_t n = (size_t)group * c.head_dim_v;
+  if (alpha == 0.0f) return attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, out);
+  thread_local std::vector<float> stream;  // [group][head_dim_v]
+  stream.resize(n);
   attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, stream.data());
-  if (alpha == 0.0f) {
-    std::copy(stream.begin(), stream.end(), q);
-    return;
-  }
-  attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, q);
-  blend_gate(alpha, q, stream.data(), stream.size());
+  attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
+  blend_gate(alpha, out, stream.data(), n);
 }
 
 // Every (token, KV head) pair is independent: the query heads of the group
@@ -238,13 +237,15 @@ void Context::attend_head(int layer, int kv_head, int32_t pos, float* q) {
 void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), dv = c.head_dim;
+  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
+  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
   auto q_off = [&](int64_t pair) {
-    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
   };
-  // Each query's output overwrites it in q_: attend() and attend_merge()
-  // allow out == q, and a query is read by no other (token, head) pair.
+  auto o_off = [&](int64_t pair) {
+    return (size_t)(pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
@@ -260,7 +261,10 @@ void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
       const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
       const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
       if (cache_->gate(layer, h) != 1.0f) {  // soft gate: full and streaming views, blended
-        for (int32_t t = t0; t < t1; ++t) attend_head(layer, h, plan.pos0 + t, &q_[q_off((int64_t)t * c.n_kv_head + h)]);
+        for (int32_t t = t0; t < t1; ++t) {
+          const int64_t pair = (int64_t)t * c.n_kv_head + h;
+          attend_head(layer, h, plan.pos0 + t, &q_[q_off(pair)], &attn_[o_off(pair)]);
+        }
         return;
       }
       const float* qs[kAttnMaxTokens];
@@ -269,7 +273,7 @@ void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
       for (int32_t t = t0; t < t1; ++t) {
         const int64_t pair = (int64_t)t * c.n_kv_head + h;
         qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &q_[q_off(pair)];  // over the query (see ops/attention.h)
+        outs[t - t0] = &attn_[o_off(pair)];
         views[t - t0] = view_of(pair);
       }
       attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
@@ -298,23 +302,21 @@ void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
   });
   for (int64_t p = 0; p < n_pairs; ++p) {
     if (heads && !heads[p % c.n_kv_head]) continue;
-    float* out = &q_[q_off(p)];
+    float* out = &attn_[o_off(p)];
     const float alpha = gate_of(p);
-    if (alpha == 1.0f) {
+    if (alpha != 0.0f)
       attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), out);
-      continue;
-    }
-    // Soft gate: the streaming view (a few rows) here, before the merge
-    // overwrites the query; then the same blend as attend_head.
+    if (alpha == 1.0f) continue;
+    // Soft gate: the streaming view (a few rows) here, then the same blend
+    // as attend_head.
     const int h = (int)(p % c.n_kv_head);
     const int32_t pos = plan.pos0 + (int32_t)(p / c.n_kv_head);
-    attn_stream_.resize((size_t)group * dv);
-    attend(out, group, cache_->stream_view(layer, h, pos), c.attn_scale, attn_stream_.data());
     if (alpha == 0.0f) {
-      std::copy(attn_stream_.begin(), attn_stream_.end(), out);
+      attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, out);
       continue;
     }
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), out);
+    attn_stream_.resize((size_t)group * dv);
+    attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, attn_stream_.data());
     blend_gate(alpha, out, attn_stream_.data(), attn_stream_.size());
   }
 }

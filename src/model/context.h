@@ -50,12 +50,12 @@ class Context {
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
   // One layer's K/V writes and attention, in waves per head (see the .cpp).
   void write_and_attend(int layer, const KvPlan& plan);
-  // Attention of the plan's tokens (rows 0.. of q_, output over the input),
-  // for the KV heads h with heads[h] != 0 (nullptr: all).
+  // Attention of the plan's tokens: rows 0.. of q_ into the same rows of
+  // attn_, for the KV heads h with heads[h] != 0 (nullptr: all).
   void attention(int layer, const KvPlan& plan, const uint8_t* heads);
-  // One query token's heads of one KV head, q: [group][head_dim], output over q
-  // (with the head's soft gate).
-  void attend_head(int layer, int kv_head, int32_t pos, float* q);
+  // One query token's heads of one KV head (q: [group][head_dim_k], out:
+  // [group][head_dim_v]), with the head's soft gate.
+  void attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out);
 
   const Model& model_;
   ContextParams params_;
@@ -66,9 +66,10 @@ class Context {
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
   std::vector<float> xn_;    // [n_batch][d_model]  normalised input of a block
-  std::vector<float> q_;     // [n_batch][q_dim]    queries, then the attention output over them
-  std::vector<float> k_;     // [n_batch][kv_dim]
-  std::vector<float> v_;     // [n_batch][kv_dim]
+  std::vector<float> q_;     // [n_batch][n_head * head_dim_k]     queries
+  std::vector<float> k_;     // [n_batch][n_kv_head * head_dim_k]  keys
+  std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
+  std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
@@ -82,7 +83,7 @@ class Context {
   std::vector<AttnChunk> attn_chunks_;
   std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair
   std::vector<float> attn_parts_;    // [items][attn_partial_floats]
-  std::vector<float> attn_stream_;   // [group][head_dim]  a gated head's streaming attention (decode)
+  std::vector<float> attn_stream_;   // [group][head_dim_v]  a gated head's streaming attention (decode)
   std::vector<uint8_t> whole_heads_; // [n_kv_head]  heads that take the batch in one wave
   std::vector<int> seq_heads_;       // the others, written and attended token by token
 };
