@@ -96,7 +96,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
