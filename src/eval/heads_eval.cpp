@@ -42,7 +42,7 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
   e.params = params;
   e.length = *std::max_element(params.tasks.lengths.begin(), params.tasks.lengths.end());
   const ModelConfig& c = model.config();
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
+  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim_k, c.head_dim_v};
   const size_t n_tasks = params.tasks.tasks.size();
   const int32_t total = 1 + (int32_t)params.sparsities.size() *
                                 ((int32_t)params.gate_files.size() + params.random_seeds + (params.window ? 1 : 0));

@@ -61,8 +61,8 @@ TEST(EvalTasks, CasesStateTheirAnswers) {
   EXPECT_GE(std::stoi(a.expected), 4);
   EXPECT_LE(std::stoi(a.expected), 18);
   const TaskCase c = make_task_case("copy", 3, 512, 0, {}, words);
-  std::string list = c.expected;
-  for (size_t i; (i = list.find(' ')) != std::string::npos;) list.replace(i, 1, ", ");
+  std::string list;
+  for (char ch : c.expected) list += ch == ' ' ? std::string(", ") : std::string(1, ch);
   EXPECT_NE(c.user.find("The list of five words is: " + list + "."), std::string::npos);
   const TaskCase v = make_task_case("variable-tracking", 3, 512, 0, {}, words);
   EXPECT_NE(v.user.find(" = " + v.expected + "."), std::string::npos);
