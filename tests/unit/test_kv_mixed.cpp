@@ -8,7 +8,6 @@
 
 #include "kv/kv_policy.h"
 #include "model/context.h"
-#include "model/generate.h"
 #include "naive_llama.h"
 #include "tiny_llama.h"
 #include "util/error.h"
@@ -78,29 +77,6 @@ TEST(MixedCache, FullHeadsTakeTheWholeBatchInOneWave) {
   EXPECT_EQ(c.max_wave(0, 0, 40), 1);    // its streaming neighbour, ring full
   EXPECT_EQ(c.max_wave(40), 1);          // the minimum, which no longer limits the full heads
   EXPECT_EQ(c.bytes(), 2 * (256 + 7) * 2 * (32 * 2));
-}
-
-TEST(MixedCache, CacheOnOffGenerationIsIdentical) {
-  TinyLlama m(4);
-  const auto prompt = test::random_tokens(20, m.n_vocab, 5);
-  for (const char* kv : {kMixed, "heads:random:2,sparsity:0.5,sinks:1,recent:6+q8"}) {
-    std::vector<TokenId> out[2];
-    for (int use_cache = 0; use_cache < 2; ++use_cache) {
-      ContextParams p;
-      p.n_ctx = 128;
-      p.n_threads = 2;
-      p.kv = parse_kv_policy(kv);
-      Context ctx(*m.model, p);
-      GenerateParams gp;
-      gp.n_predict = 60;
-      gp.ignore_eos = true;
-      gp.use_cache = use_cache;
-      gp.sampling.temperature = 0;
-      out[use_cache] = generate(ctx, prompt, gp, [](const std::string&) {}).tokens;
-    }
-    EXPECT_EQ(out[0].size(), 60u) << kv;
-    EXPECT_EQ(out[0], out[1]) << kv;
-  }
 }
 
 // All logits with soft gates alpha (set at run time), in batches of n_batch.

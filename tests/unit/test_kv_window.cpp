@@ -188,7 +188,8 @@ TEST(FullCache, ContextShiftKeepsGoingAndMatchesTheShiftedTextRecomputed) {
 TEST(KvPolicies, CacheOnOffGenerationIsIdentical) {
   TinyLlama m(4);
   const auto prompt = test::random_tokens(20, m.n_vocab, 5);
-  for (const char* kv : {"window:12,sinks:4", "window:30,sinks:2+q8", "q8", "q4,hadamard", "full"}) {
+  for (const char* kv : {"window:12,sinks:4", "window:30,sinks:2+q8", "q8", "q4,hadamard", "full",
+                         "heads:full:0-1/1-0,sinks:2,recent:5", "heads:random:2,sparsity:0.5,sinks:1,recent:6+q8"}) {
     std::vector<TokenId> out[2];
     for (int use_cache = 0; use_cache < 2; ++use_cache) {
       ContextParams p;
