@@ -14,15 +14,12 @@ def _heads_train(args: argparse.Namespace) -> None:
         raise ValueError(f"model file {args.model} not found")
     if args.steps <= 0 or args.batch <= 0:
         raise ValueError("--steps and --batch must be positive")
-    if args.method == "duo":
-        from .train_duo import DuoOptions, train_duo
-        train_duo(DuoOptions(model=args.model, out=args.out, steps=args.steps, batch=args.batch,
-                             lr=args.lr if args.lr is not None else 0.02, lam=args.lam, length=args.length,
-                             sinks=args.sinks, recent=args.recent, seed=args.seed,
-                             checkpoint_every=args.checkpoint_every, progress=not args.quiet))
-    else:
-        raise ValueError(f"--method {args.method} is not implemented yet")
-    print(os.path.join(args.out, "full_attention_heads.tsv" if args.method == "duo" else "adapter_weights.tsv"))
+    from .train_duo import DuoOptions, train_duo
+    train_duo(DuoOptions(model=args.model, out=args.out, steps=args.steps, batch=args.batch,
+                         lr=args.lr if args.lr is not None else 0.02, lam=args.lam, length=args.length,
+                         sinks=args.sinks, recent=args.recent, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, progress=not args.quiet))
+    print(os.path.join(args.out, "full_attention_heads.tsv"))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,9 +30,8 @@ def parser() -> argparse.ArgumentParser:
                          description="Learns which KV heads need the full cache; writes the gates as tab-separated "
                                      "values (one row per layer, one column per KV head) into --out. Resumes from "
                                      "--out/checkpoint.pt when present.")
-    t.add_argument("--method", choices=["duo", "rlkv"], required=True,
-                   help="duo: DuoAttention distillation (full_attention_heads.tsv); "
-                        "rlkv: GRPO on verifiable rewards (adapter_weights.tsv)")
+    t.add_argument("--method", choices=["duo"], required=True,
+                   help="duo: DuoAttention distillation (full_attention_heads.tsv)")
     t.add_argument("-m", "--model", required=True, help="GGUF model file")
     t.add_argument("-o", "--out", required=True, help="output directory (gates, alpha_history.npy, train_log.jsonl)")
     t.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
