@@ -38,7 +38,12 @@ class ModelConfig:
     def n_kv_head(self) -> int: ...
 
     @property
-    def head_dim(self) -> int: ...
+    def head_dim_k(self) -> int:
+        """per head: queries and keys"""
+
+    @property
+    def head_dim_v(self) -> int:
+        """per head: values and the attention output"""
 
     @property
     def d_ff(self) -> int: ...

@@ -23,7 +23,8 @@ void bind_model(nb::module_& m) {
       .def_ro("n_layer", &ModelConfig::n_layer)
       .def_ro("n_head", &ModelConfig::n_head)
       .def_ro("n_kv_head", &ModelConfig::n_kv_head)
-      .def_ro("head_dim", &ModelConfig::head_dim)
+      .def_ro("head_dim_k", &ModelConfig::head_dim_k, "per head: queries and keys")
+      .def_ro("head_dim_v", &ModelConfig::head_dim_v, "per head: values and the attention output")
       .def_ro("d_ff", &ModelConfig::d_ff)
       .def_ro("norm_eps", &ModelConfig::norm_eps);
 

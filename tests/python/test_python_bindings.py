@@ -45,7 +45,7 @@ def test_model_config_and_tokens(tiny):
     c = tiny.config
     assert (c.arch, c.n_layer, c.n_head, c.n_kv_head, c.d_model, c.d_ff, c.n_vocab) == \
         ("llama", TINY["n_layer"], TINY["n_head"], TINY["n_kv_head"], TINY["d_model"], TINY["d_ff"], 257)
-    assert c.head_dim == 16 and c.n_ctx_train == 256 and c.norm_eps == pytest.approx(1e-5)
+    assert c.head_dim_k == c.head_dim_v == 16 and c.n_ctx_train == 256 and c.norm_eps == pytest.approx(1e-5)
     assert tiny.eos == 256 and tiny.is_end_of_generation(256) and not tiny.is_end_of_generation(65)
     assert tiny.weight_bytes > 4 * 257 * 64
     ids = tiny.tokenize("hé!", add_bos=False)
