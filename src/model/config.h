@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/kv_cache.h"
 #include "ops/rope.h"
 
 namespace kvforge {
@@ -39,7 +40,8 @@ struct ModelConfig {
   int n_layer = 0;
   int n_head = 0;      // query heads
   int n_kv_head = 0;   // key/value heads (GQA when < n_head)
-  int head_dim = 0;
+  int head_dim_k = 0;  // per head: queries and keys (the q.k dot)
+  int head_dim_v = 0;  // per head: values and the attention output
   int d_ff = 0;        // feed-forward hidden width
 
   NormKind norm = NormKind::RMSNorm;
@@ -47,7 +49,7 @@ struct ModelConfig {
   PositionKind position = PositionKind::Rope;
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
-  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim)
+  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
 
   std::vector<LayerConfig> layers;  // [n_layer]; Model::load fills defaults when a loader sets none
   RopeParams rope_local;            // only for LayerRope::Local layers
@@ -55,8 +57,11 @@ struct ModelConfig {
   float attn_softcap = 0;   // attention scores s -> cap * tanh(s / cap) before the softmax (Gemma 2); 0 = off
   float logit_softcap = 0;  // the same on the output logits (Gemma 2); 0 = off
 
-  int q_dim() const { return n_head * head_dim; }
-  int kv_dim() const { return n_kv_head * head_dim; }
+  int q_dim() const { return n_head * head_dim_k; }       // queries of one token
+  int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token
+  int v_dim() const { return n_kv_head * head_dim_v; }    // values of one token
+  int attn_dim() const { return n_head * head_dim_v; }    // attention output of one token (W_o's input)
+  KvShape kv_shape() const { return {n_layer, n_kv_head, head_dim_k, head_dim_v}; }
 };
 
 }  // namespace kvforge

@@ -45,12 +45,12 @@ void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) 
   });
 }
 
-// Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim], in place.
+// Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim_k] (queries or keys), in place.
 void norm_heads(ThreadPool& pool, const ModelConfig& c, const Vec& w, float* x, int32_t n, int n_heads) {
   if (w.empty()) return;
-  const size_t row = (size_t)n_heads * c.head_dim;
+  const size_t row = (size_t)n_heads * c.head_dim_k;
   over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
-    rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim, c.norm_eps);
+    rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim_k, c.norm_eps);
   });
 }
 
@@ -76,8 +76,7 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  KvLayout layout = resolve_kv_layout(params_.kv, shape, params_.n_ctx);
+  KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
   for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
   if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
     fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
@@ -87,8 +86,9 @@ Context::Context(const Model& model, const ContextParams& params)
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
+  k_.resize(B * c.k_dim());
+  v_.resize(B * c.v_dim());
+  attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
@@ -119,7 +119,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
@@ -159,18 +159,18 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
       const int nr = local ? n_rot_local : n_rot;
       for (int32_t t = 0; t < n; ++t) {
-        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, cs + (size_t)t * nr);
-        r.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, cs + (size_t)t * nr);
+        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+        r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
       }
     }
     // K/V writes and attention in waves (one wave unless a window's ring is full).
     for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
       nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
       const KvPlan wave{plan.pos0 + i0, nw};
-      cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
+      cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
       attention(l, wave, i0);
     }
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
@@ -219,13 +219,15 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), dv = c.head_dim;
+  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
+  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
   auto q_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
   };
-  // Each query's output overwrites it in q_: attend() and attend_merge()
-  // allow out == q, and a query is read by no other (token, head) pair.
+  auto o_off = [&](int64_t pair) {
+    return (size_t)(row0 + pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
@@ -247,7 +249,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
       for (int32_t t = t0; t < t1; ++t) {
         const int64_t pair = (int64_t)t * c.n_kv_head + h;
         qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &q_[q_off(pair)];  // over the query (see ops/attention.h)
+        outs[t - t0] = &attn_[o_off(pair)];
         views[t - t0] = view_of(pair);
       }
       attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
@@ -277,7 +279,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
       attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &q_[q_off(p)]);
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &attn_[o_off(p)]);
 }
 
 }  // namespace kvforge
