@@ -26,7 +26,7 @@ import pytest
 
 from arch_fixtures import random_arch_model, write_arch_gguf
 from conftest import run_kvforge
-from reference_models import kvforge_logits
+from reference_models import assert_logits_close, kvforge_logits
 
 IDS = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 256, 3, 200, 255, 0, 17] * 2
 ARCHS = ["llama3", "qwen3", "smollm3", "phi3", "gemma2", "gemma3"]
@@ -65,11 +65,7 @@ def test_logits_match_transformers(kvforge_bin, tmp_path, tmp_dir, arch):
     model, path = _model(arch, _window(arch), tmp_dir)
     ref = _hf_logits(model, IDS)
     ours = kvforge_logits(kvforge_bin, path, IDS, tmp_path, "--kv-type", "f32")
-    diff = np.abs(ref - ours)
-    print(f"\n[{arch} vs transformers] max|diff|={diff.max():.2e} logit range={np.abs(ref).max():.2f}")
-    assert np.abs(ref).max() > 1.0
-    assert diff.max() <= 1e-4
-    assert np.array_equal(ref.argmax(-1), ours.argmax(-1))
+    assert_logits_close(f"{arch} vs transformers", ref, ours, 1e-4)
 
 
 def _kvforge_greedy(kvforge_bin, path, tmp_path, prompt, *extra):
@@ -124,3 +120,14 @@ def test_window_layers_exact(kvforge_bin, tmp_path, tmp_dir, arch):
     n_sliding = {"phi3": n_layer, "gemma2": (n_layer + 1) // 2, "gemma3": n_layer - n_layer // 6}[arch]
     cells = n_sliding * WINDOW + (n_layer - n_sliding) * 256
     assert cached["kv_bytes"] * (n_layer * 256) == wide["kv_bytes"] * cells
+
+
+def test_soft_capped_attention_refuses_quantized_kv(kvforge_bin, tmp_dir):
+    """Gemma 2's capped scores have an f16/f32 kernel only: a quantized KV
+    cache is one clear error, not a silently uncapped model."""
+    _, path = _model("gemma2", WINDOW, tmp_dir)
+    r = run_kvforge(kvforge_bin, "logits", "-m", path, "--tokens", json.dumps(IDS[:4]), "-o", "/dev/null",
+                    "--kv-type", "q8", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error:")
+    assert "soft-caps attention" in r.stderr
