@@ -2,7 +2,7 @@
 (no torch): the model the Python package's tests load, fast to write and run."""
 import numpy as np
 
-from gguf_fixtures import byte_level_vocab
+from gguf_fixtures import add_byte_level_tokenizer
 
 TINY = dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, d_ff=128, n_ctx=256)
 
@@ -23,11 +23,7 @@ def write_tiny_llama(path, seed=0, n_layer=2, d_model=64, n_head=4, n_kv_head=2,
     w.add_head_count_kv(n_kv_head)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
-    w.add_token_list(byte_level_vocab())
-    w.add_token_types([1] * 256 + [3])
-    w.add_eos_token_id(256)
+    add_byte_level_tokenizer(w)
 
     def mat(name, rows, cols):  # GGUF shapes are [rows][cols] in numpy order
         w.add_tensor(name, (scale * rng.standard_normal((rows, cols))).astype(np.float32))
