@@ -154,8 +154,10 @@ std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout) {
     fail("KV layout has {} head specs for {} layers x {} KV heads", layout.heads.size(), layout.shape.n_layer,
          layout.shape.n_kv_head);
   for (const KvHeadSpec& h : layout.heads)
-    if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0)
-      fail("invalid KV head spec: window {}, sinks {}, {} cells", h.window, h.sinks, h.n_cells);
+    if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0 ||
+        (h.window > 0 && h.gate != 1.0f))
+      fail("invalid KV head spec: window {}, sinks {}, {} cells, gate {} (soft gates need the full history)", h.window,
+           h.sinks, h.n_cells, h.gate);
   return std::make_unique<LayoutCache>(layout);
 }
 
