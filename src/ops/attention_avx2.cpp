@@ -138,7 +138,7 @@ bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_hea
                              const AttnChunk& c, float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   if (dk % 8 != 0 || dv % 8 != 0) return false;
-  const KvSegment& seg = view.segments[c.seg];
+  const KvSegment& seg = view.segment(c.seg);
   switch (view.storage) {
     case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
     case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
