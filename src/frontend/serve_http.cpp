@@ -96,7 +96,7 @@ class Api {
       return send_error(res, 400, e.what());
     }
     auto state = std::make_shared<std::vector<Choice>>();
-    for (auto& j : jobs) state->push_back({j});
+    for (auto& j : jobs) state->emplace_back().job = j;
     const std::string id = random_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-");
     const int64_t created = unix_time();
     auto cancel_all = [state](bool ok) {

@@ -62,15 +62,15 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  if (!cache_) cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
+  if (!cache_) cache_ = make_kv_cache(params_.kv, c.kv_shape(), params_.n_ctx);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
+  k_.resize(B * c.k_dim());
+  v_.resize(B * c.v_dim());
+  attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
@@ -100,7 +100,7 @@ void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
 void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
 
   // Checks before anything is touched, then the cells of every run.
   int32_t n = 0;
@@ -147,8 +147,8 @@ void Context::forward(const std::vector<BatchRun>& runs) {
     }
     if (c.position == PositionKind::Rope) {
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
       }
     }
     // K/V writes and attention in waves, the next wave of every run at once
@@ -163,13 +163,13 @@ void Context::forward(const std::vector<BatchRun>& runs) {
         if (done == p.n_tokens) continue;
         const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
         waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
-        cache_->write(l, waves_.back().plan, &k_[(size_t)(row0 + done) * kvd], &v_[(size_t)(row0 + done) * kvd]);
+        cache_->write(l, waves_.back().plan, &k_[(size_t)(row0 + done) * kd], &v_[(size_t)(row0 + done) * vd]);
         done += nw;
         more |= done < p.n_tokens;
       }
       attention(l, waves_);
     }
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
@@ -243,11 +243,15 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
 void Context::attention(int layer, const std::vector<Wave>& waves) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), dv = c.head_dim;
-  auto q_of = [&](const AttnPair& p, int32_t t = 0) { return &q_[(size_t)(p.row + t) * qd + (size_t)p.head * group * dv]; };
+  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
+  // Where a task's query heads start in q_, and their outputs in attn_.
+  auto q_of = [&](const AttnPair& p, int32_t t = 0) {
+    return &q_[(size_t)(p.row + t) * qd + (size_t)p.head * group * c.head_dim_k];
+  };
+  auto out_of = [&](const AttnPair& p, int32_t t = 0) {
+    return &attn_[(size_t)(p.row + t) * od + (size_t)p.head * group * dv];
+  };
   auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
-  // Each query's output overwrites it in q_: attend() and attend_merge()
-  // allow out == q, and a query is read by no other (token, head) pair.
   std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
   tasks.clear();
   const int32_t kb = kAttnMaxTokens;
@@ -275,7 +279,8 @@ void Context::attention(int layer, const std::vector<Wave>& waves) {
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
       for (int32_t t = 0; t < p.n_tok; ++t) {
-        qs[t] = outs[t] = q_of(p, t);  // over the query (see ops/attention.h)
+        qs[t] = q_of(p, t);
+        outs[t] = out_of(p, t);
         views[t] = view_of(p, t);
       }
       attend_tokens(qs, views, p.n_tok, group, c.attn_scale, outs);
@@ -301,7 +306,7 @@ void Context::attention(int layer, const std::vector<Wave>& waves) {
   });
   for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
     const AttnPair& p = tasks[n_prefill + j];
-    attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), q_of(p));
+    attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), out_of(p));
   }
 }
 

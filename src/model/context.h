@@ -65,7 +65,7 @@ class Context {
   void forward(const std::vector<BatchRun>& runs);
   // The output head for the runs that want logits.
   void output_logits(const std::vector<BatchRun>& runs);
-  // Attention of the waves' tokens, their rows of q_ (output over the input).
+  // Attention of the waves' tokens: their rows of q_ into the same rows of attn_.
   void attention(int layer, const std::vector<Wave>& waves);
 
   const Model& model_;
@@ -77,9 +77,10 @@ class Context {
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
   std::vector<float> xn_;    // [n_batch][d_model]  normalised input of a block
-  std::vector<float> q_;     // [n_batch][q_dim]    queries, then the attention output over them
-  std::vector<float> k_;     // [n_batch][kv_dim]
-  std::vector<float> v_;     // [n_batch][kv_dim]
+  std::vector<float> q_;     // [n_batch][n_head * head_dim_k]     queries
+  std::vector<float> k_;     // [n_batch][n_kv_head * head_dim_k]  keys
+  std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
+  std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]

@@ -62,7 +62,7 @@ Engine::Engine(const Model& model, const EngineParams& params) : model_(model), 
   // Every sequence can grow to a full context, plus one block each for a
   // copy-on-write: admission never overcommits the pool.
   const int32_t n_blocks = params_.n_parallel * PagedKvCache::blocks_for(params_.n_ctx);
-  auto cache = std::make_unique<PagedKvCache>(params_.kv, KvShape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim},
+  auto cache = std::make_unique<PagedKvCache>(params_.kv, c.kv_shape(),
                                               params_.n_ctx, n_blocks, params_.n_parallel);
   cache_ = cache.get();
   cache_->remove_sequence(0);
@@ -81,7 +81,7 @@ Engine::~Engine() {
   stop();
   for (int32_t s = 0; s < (int32_t)slots_.size(); ++s)
     if (slots_[s].job) finish(s, "error", "server shutting down");
-  for (auto& job : queue_) job->push({"server shutting down", true, {}, {}, "error"});
+  for (auto& job : queue_) job->push(JobEvent::end("error", "server shutting down"));
 }
 
 void Engine::stop() {
@@ -253,11 +253,8 @@ void Engine::finish(int32_t seq, const std::string& reason, const std::string& m
   Slot& s = slots_[seq];
   if (reason != "cancelled") {
     const std::string rest = s.stream->flush();
-    if (!rest.empty()) s.job->push({rest, false});
-    JobEvent e;
-    e.final = true;
-    e.text = message;
-    e.finish_reason = reason;
+    if (!rest.empty()) s.job->push(JobEvent::text_only(rest));
+    JobEvent e = JobEvent::end(reason, message);
     e.prompt_tokens = (int32_t)s.job->params_.prompt.size();
     e.completion_tokens = s.n_generated;
     e.cached_tokens = s.n_cached;

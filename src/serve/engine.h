@@ -63,6 +63,19 @@ struct JobEvent {
   // The final event:
   std::string finish_reason;  // "stop", "length", "error" (then text is the message)
   int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+
+  static JobEvent text_only(std::string text) {
+    JobEvent e;
+    e.text = std::move(text);
+    return e;
+  }
+  static JobEvent end(std::string reason, std::string message = "") {
+    JobEvent e;
+    e.final = true;
+    e.finish_reason = std::move(reason);
+    e.text = std::move(message);
+    return e;
+  }
 };
 
 // One request's mailbox, shared by the engine and the consumer.

@@ -45,7 +45,7 @@ struct Fixture {
   Fixture(const TinyModelSpec& spec, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2) {
     model = Model::load(write_tiny_model(temp_path("paged.gguf"), spec));
     const ModelConfig& c = model->config();
-    auto pc = std::make_unique<PagedKvCache>(kv, KvShape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim}, 1024,
+    auto pc = std::make_unique<PagedKvCache>(kv, c.kv_shape(), 1024,
                                              n_blocks, n_seqs);
     cache = pc.get();
     ContextParams p;
@@ -168,15 +168,17 @@ TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
   EXPECT_EQ(f.cache->stats().blocks_used, 0);
 }
 
-const Case kCases[] = {
+std::vector<Case> cases() {
+  return {
     {{.n_ctx_train = 1024}, {}, "llama_q41_f16"},
     // Quantized rows need head dims that are multiples of 32.
     {{.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024, .weight_type = GgmlType::Q8_0}, parse_kv_policy("q8"),
      "llama_q80_q8"},
     {{.arch = "gpt2", .d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024, .weight_type = GgmlType::F16},
      parse_kv_policy("q4,hadamard"), "gpt2_f16_q4h"},
-};
-INSTANTIATE_TEST_SUITE_P(Models, PagedBatch, ::testing::ValuesIn(kCases),
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Models, PagedBatch, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(PagedKv, EvictsLeastRecentlyUsedPrefixAndReportsExhaustion) {
