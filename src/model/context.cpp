@@ -3,7 +3,9 @@
 #include "model/context.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "kv/kv_layout.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
@@ -43,6 +45,21 @@ void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) 
   });
 }
 
+// Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim_k] (queries or keys), in place.
+void norm_heads(ThreadPool& pool, const ModelConfig& c, const Vec& w, float* x, int32_t n, int n_heads) {
+  if (w.empty()) return;
+  const size_t row = (size_t)n_heads * c.head_dim_k;
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
+    rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim_k, c.norm_eps);
+  });
+}
+
+// s -> cap * tanh(s / cap) over n values (soft-capping; cap 0 = off).
+void softcap_inplace(float* s, size_t n, float cap) {
+  if (cap <= 0) return;
+  for (size_t i = 0; i < n; ++i) s[i] = cap * std::tanh(s[i] / cap);
+}
+
 // An optional bias (empty: none) and activation, applied inside the matmul.
 Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
   return {bias.empty() ? nullptr : bias.data(), act};
@@ -62,7 +79,16 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  if (!cache_) cache_ = make_kv_cache(params_.kv, c.kv_shape(), params_.n_ctx);
+  if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
+    fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
+  if (cache_) {  // built by the caller with params_.kv: it cannot know the model's per-layer windows
+    for (const LayerConfig& lc : c.layers)
+      if (lc.window > 0) fail("this model has sliding-window layers, which the multi-sequence cache does not keep");
+  } else {
+    KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
+    for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+    cache_ = make_kv_cache(layout);
+  }
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
@@ -73,11 +99,13 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
-  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
+  if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
   up_.resize(F * c.d_ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   pos_.resize(B);
   tok_.resize(B);
+  for (const LayerConfig& lc : c.layers)
+    if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
@@ -123,16 +151,20 @@ void Context::forward(const std::vector<BatchRun>& runs) {
   // Token (and learned position) embeddings.
   for (int32_t t = 0; t < n; ++t) {
     get_row(w.tok_embd, tok_[t], &x_[(size_t)t * d]);
+    if (c.embd_scale != 0)
+      for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
     if (c.position == PositionKind::Learned) {
       get_row(w.pos_embd, pos_[t], tmp_.data());
       add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope);
-  const int n_rot = c.rope.n_rot;
+  const Rope rope(c.rope), rope_local(c.rope_local);
+  const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
     for (int32_t t = 0; t < n; ++t) rope.angles(pos_[t], &rope_cs_[(size_t)t * n_rot]);
+  if (!rope_local_cs_.empty())
+    for (int32_t t = 0; t < n; ++t) rope_local.angles(pos_[t], &rope_local_cs_[(size_t)t * n_rot_local]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
@@ -145,10 +177,16 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
       matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
     }
-    if (c.position == PositionKind::Rope) {
+    norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
+    norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
+    if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+      const bool local = c.layers[l].rope == LayerRope::Local;
+      const Rope& r = local ? rope_local : rope;
+      const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
+      const int nr = local ? n_rot_local : n_rot;
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+        r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
       }
     }
     // K/V writes and attention in waves, the next wave of every run at once
@@ -170,6 +208,7 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       attention(l, waves_);
     }
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
+    if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
@@ -180,18 +219,21 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
+      if (c.ffn != FfnKind::GELU) {  // gate and up in one pool hand-off
+        const bool geglu = c.ffn == FfnKind::GeGLU;
         const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
         float* ys[2] = {gate_.data(), up_.data()};
-        const Epilogue eps[2] = {{}, epilogue(L.b_up)};
+        const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(L.b_up)};
         matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-        swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
+        if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
+        else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
         matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       } else {
         matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
         matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       }
     }
+    if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
   for (const BatchRun& r : runs) cache_->commit(r.plan, r.tokens);
@@ -220,9 +262,14 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
   for (int32_t i = 0; i < rows; ++i)  // gathered to the front of tmp_ ([rows][d_model])
     std::copy_n(&x_[(size_t)logit_rows_[i] * d], d, &tmp_[(size_t)i * d]);
   normalize(pool_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
-  if (n_wanting == 1) return matmul(w.output, xn_.data(), rows, only->logits, pool_, scratch_);
-  logits_.resize((size_t)rows * c.n_vocab);
-  matmul(w.output, xn_.data(), rows, logits_.data(), pool_, scratch_);
+  float* out = only->logits;  // straight into the caller's buffer when one run wants logits
+  if (n_wanting > 1) {
+    logits_.resize((size_t)rows * c.n_vocab);
+    out = logits_.data();
+  }
+  matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
+  softcap_inplace(out, (size_t)rows * c.n_vocab, c.logit_softcap);
+  if (n_wanting == 1) return;
   const float* src = logits_.data();
   for (const BatchRun& r : runs) {
     if (!r.logits) continue;
@@ -252,12 +299,17 @@ void Context::attention(int layer, const std::vector<Wave>& waves) {
     return &attn_[(size_t)(p.row + t) * od + (size_t)p.head * group * dv];
   };
   auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
+  // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
+  const float cap = c.attn_softcap;
+  auto prefill_wave = [&](const KvPlan& p) {
+    return cap == 0 && (int64_t)p.n_tokens * c.n_kv_head >= 4 * (int64_t)pool_.size();
+  };
   std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
   tasks.clear();
   const int32_t kb = kAttnMaxTokens;
   for (const Wave& w : waves) {
     const KvPlan& p = w.plan;
-    if ((int64_t)p.n_tokens * c.n_kv_head < 4 * (int64_t)pool_.size()) continue;
+    if (!prefill_wave(p)) continue;
     // Runs cut at positions that are multiples of kb, so that their views
     // share all rows but the last tile's.
     for (int32_t t0 = 0, t1 = 0; t0 < p.n_tokens; t0 = t1) {
@@ -268,7 +320,7 @@ void Context::attention(int layer, const std::vector<Wave>& waves) {
   const int64_t n_prefill = (int64_t)tasks.size();
   for (const Wave& w : waves) {
     const KvPlan& p = w.plan;
-    if ((int64_t)p.n_tokens * c.n_kv_head >= 4 * (int64_t)pool_.size()) continue;
+    if (prefill_wave(p)) continue;
     for (int32_t t = 0; t < p.n_tokens; ++t)
       for (int h = 0; h < c.n_kv_head; ++h) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
   }
@@ -302,7 +354,8 @@ void Context::attention(int layer, const std::vector<Wave>& waves) {
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
     const AttnPair& p = tasks[it.pair];
-    attend_chunk(q_of(p), group, view_of(p), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
+    if (cap > 0) attend_chunk_softcap(q_of(p), group, view_of(p), it.chunk, c.attn_scale, cap, &attn_parts_[pf * i]);
+    else attend_chunk(q_of(p), group, view_of(p), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
   for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
     const AttnPair& p = tasks[n_prefill + j];

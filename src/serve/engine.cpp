@@ -70,6 +70,7 @@ Engine::Engine(const Model& model, const EngineParams& params) : model_(model), 
   cp.n_ctx = params_.n_ctx;
   cp.n_batch = params_.n_batch;
   cp.n_threads = params_.n_threads;
+  cp.kv = params_.kv;  // the context checks it against the model
   ctx_ = std::make_unique<Context>(model, cp, std::move(cache));
   slots_.resize(params_.n_parallel);
   stats_.kv = cache_->stats();
