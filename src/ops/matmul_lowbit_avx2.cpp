@@ -4,10 +4,10 @@
 // that dot_q2_k / dot_q3_k / dot_iq4_xs (matmul_ref.cpp) compute, A (and B,
 // Q2_K's min term), in any lane order (integer sums are exact), then takes
 // the reference's float steps on them: blk = d_a * (d * A - dmin * B),
-// s += blk, one rounding each. So these kernels, their AVX-512 twins
-// (matmul_lowbit_avx512.cpp) and the scalar reference give the same bits,
-// and every (r, t) runs the same steps whatever tile or split it sits in
-// (batch invariance).
+// s += blk, one rounding each (never fused, see rounded()). So these
+// kernels, their AVX-512 twins (matmul_lowbit_avx512.cpp) and the scalar
+// reference give the same bits, and every (r, t) runs the same steps
+// whatever tile or split it sits in (batch invariance).
 //
 // Tiles of 4 rows x 1 token, like the Q4_K kernels of matmul_avx2.cpp: the
 // rows' blocks stay in L1 across the tokens of a tile column.
@@ -36,6 +36,15 @@ inline int hsum_epi32(__m256i v) {
 }
 
 inline float h2f(fp16_t h) { return _cvtsh_ss(h); }
+
+// v, rounded to f32 where it stands: GCC contracts a * b + c into an fma
+// even across statements in C++ (-ffp-contract=fast), which would give other
+// bits than the scalar reference (built without FMA). The empty asm makes
+// the product a value the compiler cannot look through.
+inline float rounded(float v) {
+  asm("" : "+x"(v));
+  return v;
+}
 
 // The two 16-element scales of a 32-element group: int16 lanes 0..7 take
 // s0 (elements 0..15), lanes 8..15 s1.
@@ -77,10 +86,9 @@ void tile_q2k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, i
       const __m128i sc = _mm_loadu_si128((const __m128i*)w[r][b].scales);
       const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
       const int A = hsum_epi32(isum[r]), B = bsum_dot(a[b], mins);
-      const float dA = h2f(w[r][b].d) * (float)A;
-      const float mB = h2f(w[r][b].dmin) * (float)B;
-      const float blk = a[b].d * (dA - mB);
-      acc[r] += blk;
+      const float dA = rounded(h2f(w[r][b].d) * (float)A);
+      const float mB = rounded(h2f(w[r][b].dmin) * (float)B);
+      acc[r] += rounded(a[b].d * (dA - mB));
     }
   }
   for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = acc[r];
@@ -130,8 +138,7 @@ void tile_q3k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, i
     for (int r = 0; r < R; ++r) {
       const int corr = bsum_dot(a[b], _mm256_load_si256((const __m256i*)sc[r]));
       const int A = hsum_epi32(isum[r]) - 4 * corr;
-      const float blk = a[b].d * (h2f(w[r][b].d) * (float)A);
-      acc[r] += blk;
+      acc[r] += rounded(a[b].d * (h2f(w[r][b].d) * (float)A));
     }
   }
   for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = acc[r];
@@ -167,8 +174,7 @@ void tile_iq4xs(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs,
       }
     }
     for (int r = 0; r < R; ++r) {
-      const float blk = a[b].d * (h2f(w[r][b].d) * (float)hsum_epi32(isum[r]));
-      acc[r] += blk;
+      acc[r] += rounded(a[b].d * (h2f(w[r][b].d) * (float)hsum_epi32(isum[r])));
     }
   }
   for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = acc[r];

@@ -50,6 +50,12 @@ inline int bsum_dot(const BlockQ8K& a, __m256i v) {
 
 inline float h2f(fp16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
 
+// v, rounded to f32 where it stands (no fma across it; see matmul_lowbit_avx2.cpp).
+inline float rounded(float v) {
+  asm("" : "+x"(v));
+  return v;
+}
+
 // 64 activations of the group pair (g, g + 4): elements 32g.. and 128 + 32g..
 inline __m512i act_pair(const BlockQ8K& a, int g) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(a.qs + 32 * g))),
@@ -95,7 +101,7 @@ void tile_k23(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, i
         const BlockQ2_K& B = *(const BlockQ2_K*)blk;
         raw[r] = _mm512_loadu_si512((const void*)B.qs);
         const __m128i sc = _mm_loadu_si128((const __m128i*)B.scales);
-        scl[r] = _mm512_cvtepu8_epi32(_mm_and_si128(sc, _mm_set1_epi8(15)));
+        scl[r] = cvtepu16_epi32_512(_mm256_cvtepu8_epi16(_mm_and_si128(sc, _mm_set1_epi8(15))));
         sc16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
       }
     }
@@ -121,11 +127,11 @@ void tile_k23(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, i
         const int A = hsum512_epi32(isum[r][t]), B = bsum_dot(a[t][b], sc16[r]);
         float part;
         if constexpr (kQ3) {
-          part = a[t][b].d * (h2f(((const BlockQ3_K*)blk)->d) * (float)(A - 4 * B));
+          part = rounded(a[t][b].d * (h2f(((const BlockQ3_K*)blk)->d) * (float)(A - 4 * B)));
         } else {
-          const float dA = h2f(((const BlockQ2_K*)blk)->d) * (float)A;
-          const float mB = h2f(((const BlockQ2_K*)blk)->dmin) * (float)B;
-          part = a[t][b].d * (dA - mB);
+          const float dA = rounded(h2f(((const BlockQ2_K*)blk)->d) * (float)A);
+          const float mB = rounded(h2f(((const BlockQ2_K*)blk)->dmin) * (float)B);
+          part = rounded(a[t][b].d * (dA - mB));
         }
         acc[r][t] += part;
       }
@@ -180,8 +186,7 @@ void tile_iq4xs(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs,
     }
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) {
-        const float part = a[t][b].d * (h2f(w[r][b].d) * (float)hsum512_epi32(isum[r][t]));
-        acc[r][t] += part;
+        acc[r][t] += rounded(a[t][b].d * (h2f(w[r][b].d) * (float)hsum512_epi32(isum[r][t])));
       }
   }
   for (int t = 0; t < T; ++t)

@@ -209,8 +209,8 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8K* a, int64_t nb) {
 // Q2_K, Q3_K, IQ4_XS: the integer sums A (and B, Q2_K's mins) of a whole
 // super-block are exact in int32 and each super-block adds
 // d_a * (d * A - dmin * B) (Q3_K, IQ4_XS: d_a * (d * A)) in this order,
-// one rounding per operation (separate statements, so no compiler fuses
-// them): the SIMD kernels (matmul_lowbit_*.cpp) take the same steps on the
+// one rounding per operation (this file is built without FMA; the SIMD
+// kernels keep the compiler from fusing them): the SIMD kernels (matmul_lowbit_*.cpp) take the same steps on the
 // same integers, so they give these bits exactly.
 float dot_q2_k(const BlockQ2_K* w, const BlockQ8K* a, int64_t nb) {
   float s = 0;
