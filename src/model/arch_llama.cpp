@@ -20,20 +20,21 @@ void load_llama_family(const TensorLoader& t, ModelConfig& c, ModelWeights& w, c
   c.n_ctx_train = (int)t.int_or(a + ".context_length", 2048);
   if (c.n_head <= 0 || c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
     fail("invalid head counts: {} query heads, {} KV heads", c.n_head, c.n_kv_head);
-  c.head_dim = (int)t.int_or(a + ".attention.key_length", c.d_model / c.n_head);
+  c.head_dim_k = (int)t.int_or(a + ".attention.key_length", c.d_model / c.n_head);
+  c.head_dim_v = (int)t.int_or(a + ".attention.value_length", c.head_dim_k);
   c.norm = NormKind::RMSNorm;
   c.norm_eps = (float)t.float_or(a + ".attention.layer_norm_rms_epsilon", 1e-5);
   c.position = PositionKind::Rope;
   c.rope.pairing = pairing;
-  c.rope.n_rot = (int)t.int_or(a + ".rope.dimension_count", c.head_dim);
+  c.rope.n_rot = (int)t.int_or(a + ".rope.dimension_count", c.head_dim_k);
   c.rope.freq_base = (float)t.float_or(a + ".rope.freq_base", 10000.0);
   c.ffn = FfnKind::SwiGLU;
-  c.attn_scale = 1.0f / std::sqrt((float)c.head_dim);
+  c.attn_scale = 1.0f / std::sqrt((float)c.head_dim_k);
 
   const gguf::TensorInfo* emb = t.file().find_tensor("token_embd.weight");
   if (!emb) fail("model file lacks tensor 'token_embd.weight'");
   c.n_vocab = (int)emb->ne[1];
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
 
   w.tok_embd = t.matrix("token_embd.weight", c.n_vocab, d);
   w.out_norm = t.vec("output_norm.weight", d);
@@ -47,12 +48,12 @@ void load_llama_family(const TensorLoader& t, ModelConfig& c, ModelWeights& w, c
     LayerWeights& L = w.layers[i];
     L.attn_norm = t.vec(p + "attn_norm.weight", d);
     L.wq = t.matrix(p + "attn_q.weight", qd, d);
-    L.wk = t.matrix(p + "attn_k.weight", kvd, d);
-    L.wv = t.matrix(p + "attn_v.weight", kvd, d);
+    L.wk = t.matrix(p + "attn_k.weight", kd, d);
+    L.wv = t.matrix(p + "attn_v.weight", vd, d);
     L.bq = t.optional_vec(p + "attn_q.bias", qd);
-    L.bk = t.optional_vec(p + "attn_k.bias", kvd);
-    L.bv = t.optional_vec(p + "attn_v.bias", kvd);
-    L.wo = t.matrix(p + "attn_output.weight", d, qd);
+    L.bk = t.optional_vec(p + "attn_k.bias", kd);
+    L.bv = t.optional_vec(p + "attn_v.bias", vd);
+    L.wo = t.matrix(p + "attn_output.weight", d, c.attn_dim());
     L.ffn_norm = t.vec(p + "ffn_norm.weight", d);
     L.w_gate = t.matrix(p + "ffn_gate.weight", c.d_ff, d);
     L.w_up = t.matrix(p + "ffn_up.weight", c.d_ff, d);

@@ -4,6 +4,7 @@
 // pass reads only this, never the architecture name.
 #include <string>
 
+#include "kv/kv_cache.h"
 #include "ops/rope.h"
 
 namespace kvforge {
@@ -21,7 +22,8 @@ struct ModelConfig {
   int n_layer = 0;
   int n_head = 0;      // query heads
   int n_kv_head = 0;   // key/value heads (GQA when < n_head)
-  int head_dim = 0;
+  int head_dim_k = 0;  // per head: queries and keys (the q.k dot)
+  int head_dim_v = 0;  // per head: values and the attention output
   int d_ff = 0;        // feed-forward hidden width
 
   NormKind norm = NormKind::RMSNorm;
@@ -29,10 +31,13 @@ struct ModelConfig {
   PositionKind position = PositionKind::Rope;
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
-  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim)
+  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
 
-  int q_dim() const { return n_head * head_dim; }
-  int kv_dim() const { return n_kv_head * head_dim; }
+  int q_dim() const { return n_head * head_dim_k; }       // queries of one token
+  int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token
+  int v_dim() const { return n_kv_head * head_dim_v; }    // values of one token
+  int attn_dim() const { return n_head * head_dim_v; }    // attention output of one token (W_o's input)
+  KvShape kv_shape() const { return {n_layer, n_kv_head, head_dim_k, head_dim_v}; }
 };
 
 }  // namespace kvforge

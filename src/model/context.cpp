@@ -59,15 +59,15 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
+  cache_ = make_kv_cache(params_.kv, c.kv_shape(), params_.n_ctx);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
+  k_.resize(B * c.k_dim());
+  v_.resize(B * c.v_dim());
+  attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
@@ -96,7 +96,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
@@ -126,18 +126,18 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     }
     if (c.position == PositionKind::Rope) {
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+        rope.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
       }
     }
     // K/V writes and attention in waves (one wave unless a window's ring is full).
     for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
       nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
       const KvPlan wave{plan.pos0 + i0, nw};
-      cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
+      cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
       attention(l, wave, i0);
     }
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
@@ -181,13 +181,15 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), dv = c.head_dim;
+  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
+  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
   auto q_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
   };
-  // Each query's output overwrites it in q_: attend() and attend_merge()
-  // allow out == q, and a query is read by no other (token, head) pair.
+  auto o_off = [&](int64_t pair) {
+    return (size_t)(row0 + pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
@@ -207,7 +209,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
       for (int32_t t = t0; t < t1; ++t) {
         const int64_t pair = (int64_t)t * c.n_kv_head + h;
         qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &q_[q_off(pair)];  // over the query (see ops/attention.h)
+        outs[t - t0] = &attn_[o_off(pair)];
         views[t - t0] = view_of(pair);
       }
       attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
@@ -233,7 +235,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &q_[q_off(p)]);
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &attn_[o_off(p)]);
 }
 
 }  // namespace kvforge

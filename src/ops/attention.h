@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "kv/kv_cache.h"
+#include "ops/kv_view.h"
 
 namespace kvforge {
 
@@ -52,8 +52,6 @@ void attn_tile_update(float* pg, const float* scores, int n, const float* vt, in
 
 // softmax(scale * q.k) V over all rows of the view: every chunk, then the
 // merge. q: [n_group][view.head_dim_k], out: [n_group][view.head_dim_v].
-// q is read in full before out is written, so out may be q itself (with
-// head_dim_k == head_dim_v); so too in attend_tokens, token by token.
 void attend(const float* q, int n_group, const KvView& view, float scale, float* out);
 
 // Several query tokens of one KV head at once (prefill): token i has the
