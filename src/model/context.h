@@ -59,9 +59,10 @@ class Context {
   std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
   std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
+  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
+  std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   // Split attention (decode): one item per (token x KV head pair, chunk).
   struct AttnItem {
     int64_t pair;
