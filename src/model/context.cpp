@@ -93,6 +93,8 @@ Context::Context(const Model& model, const ContextParams& params)
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
   up_.resize(F * c.d_ff);
+  rope_ = c.rope;
+  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope_.freq_factors = c.rope_factors_long;
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   for (const LayerConfig& lc : c.layers)
     if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
@@ -133,7 +135,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope), rope_local(c.rope_local);
+  const Rope rope(rope_), rope_local(c.rope_local);
   const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
     for (int32_t t = 0; t < n; ++t) rope.angles(plan.pos0 + t, &rope_cs_[(size_t)t * n_rot]);

@@ -61,6 +61,7 @@ class Context {
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
+  RopeParams rope_;             // the model's RoPE for this context size (LongRoPE picks its factors by it)
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   // Split attention (decode): one item per (token x KV head pair, chunk).
