@@ -75,7 +75,7 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
 }
 
-void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
   if (n > cache_->room())
@@ -85,11 +85,13 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
     fail("positions beyond the {} learned positions of this model", model_.config().n_ctx_train);
   for (int32_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
+  if (progress) progress(0, n);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
     float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
     forward(tokens + i0, nb, out, all_logits);
+    if (progress) progress(i0 + nb, n);
   }
 }
 

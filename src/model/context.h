@@ -1,6 +1,7 @@
 #pragma once
 // A running text: the KV cache, the thread pool and the activation buffers
 // of one sequence, plus the forward pass that fills them.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,10 @@ struct ContextParams {
   KvPolicy kv;          // cache policy (--kv)
 };
 
+// Progress of one eval() call: (tokens done, tokens in the call), reported
+// before the first forward batch and after each one (long prefills).
+using ProgressFn = std::function<void(int32_t done, int32_t total)>;
+
 // Tokens per slice of the feed-forward block (bounds its [tokens][d_ff]
 // buffers, the largest activations).
 constexpr int32_t kFfnSlice = 64;
@@ -30,8 +35,10 @@ class Context {
   // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
   // and appends them to the cache. logits: [n_vocab] for the last token, or
   // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
-  // touching the cache if the tokens do not fit.
-  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+  // touching the cache if the tokens do not fit. progress (optional) sees
+  // every batch.
+  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false,
+            const ProgressFn& progress = {});
 
   void reset() { cache_->reset(); }
   int32_t n_past() const { return cache_->n_past(); }
