@@ -203,6 +203,17 @@ def test_bad_sampling_parameter(kvforge_bin, smollm2_gguf):
     _assert_clean_error(r)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["run", "-p", "hi", "-t", "-1"], "--threads"),
+    (["bench", "-t", "1,x"], "--threads"),
+    (["run", "-p", "hi", "--no-such-flag"], "--no-such-flag"),
+    (["run", "-p", "hi", "-n"], "-n"),
+    (["frobnicate"], "subcommand"),
+])
+def test_bad_flags(kvforge_bin, args, needle):
+    _assert_clean_error(run_kvforge(kvforge_bin, *args, check=False), needle)
+
+
 def test_bad_token_ids_for_logits(kvforge_bin, smollm2_gguf, tmp_path):
     r = run_kvforge(kvforge_bin, "logits", "-m", smollm2_gguf, "--tokens", "[1, 99999999]", "-o",
                     tmp_path / "x.npy", check=False)
