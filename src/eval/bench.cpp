@@ -101,8 +101,7 @@ BenchModelInfo describe_for_bench(const Model& model, const std::string& filenam
   if (w.pos_embd.data) b += w.pos_embd.row_stride;
   info.bytes_per_token_weights = b;
 
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  info.kv_bytes_per_token = make_kv_cache(kv, shape, 1)->bytes_per_token();
+  info.kv_bytes_per_token = make_kv_cache(kv, c.kv_shape(), 1)->bytes_per_token();
   return info;
 }
 

@@ -43,15 +43,6 @@ std::vector<std::string> split_policies(const std::string& list) {
   return out;
 }
 
-namespace {
-
-KvShape shape_of(const Model& model) {
-  const ModelConfig& c = model.config();
-  return KvShape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-}
-
-}  // namespace
-
 Report run_report(const Model& model, const ContextParams& base, const ReportParams& params, const ReportLog& log) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
@@ -65,7 +56,7 @@ Report run_report(const Model& model, const ContextParams& base, const ReportPar
   rep.curve_lengths.push_back(max_len);
 
   const std::vector<TokenId> text = model.tokenizer().encode(read_text_file(params.text_path), true, false);
-  const KvShape shape = shape_of(model);
+  const KvShape shape = model.config().kv_shape();
   const int32_t n_ctx_train = model.config().n_ctx_train;
 
   for (const std::string& spec : params.policies) {

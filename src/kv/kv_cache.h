@@ -18,19 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "ops/ggml_types.h"
+#include "ops/kv_view.h"  // KvStorage, KvView: what the attention kernels read
 
 namespace kvforge {
-
-// How cached K/V rows are stored. Every path (prefill, decode, cache off)
-// stores through the same precision, so it is part of exactness.
-// Q8_0 / Q4_0 rows are 32-element blocks with an fp16 scale (ops/ggml_types.h).
-enum class KvStorage { F32, F16, Q8_0, Q4_0 };
-const char* kv_storage_name(KvStorage s);             // "f32" | "f16" | "q8" | "q4"
-KvStorage parse_kv_storage(const std::string& name);  // inverse of kv_storage_name, throws kvforge::Error
-bool kv_storage_quantized(KvStorage s);               // stored in 32-element blocks
-size_t kv_row_bytes(KvStorage s, int dim);            // bytes of one row of dim elements
-GgmlType kv_storage_type(KvStorage s);                // the block format the ops see
 
 // What one token contributes per layer.
 struct KvShape {
@@ -45,30 +35,6 @@ struct KvShape {
 struct KvPlan {
   int32_t pos0 = 0;
   int32_t n_tokens = 0;
-};
-
-// Rows of one (layer, KV head) visible to a query, as up to three contiguous
-// runs of cells in position order (window caches: sinks, then the ring from
-// its oldest row to the end of storage, then its wrapped start). Row r of a
-// run starts at k + r * kv_row_bytes(storage, head_dim_k) bytes.
-struct KvSegment {
-  const void* k = nullptr;
-  const void* v = nullptr;
-  int32_t n_rows = 0;
-};
-struct KvView {
-  static constexpr int kMaxSegments = 3;
-  KvStorage storage = KvStorage::F16;
-  bool hadamard = false;  // rows are stored rotated by H (ops/hadamard.h); q and the output need it too
-  int head_dim_k = 0;
-  int head_dim_v = 0;
-  int n_segments = 0;
-  KvSegment segments[kMaxSegments];
-  int32_t n_rows() const {
-    int32_t n = 0;
-    for (int i = 0; i < n_segments; ++i) n += segments[i].n_rows;
-    return n;
-  }
 };
 
 class KvCache {

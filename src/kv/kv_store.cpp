@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "ops/hadamard.h"
 #include "ops/quantize.h"
@@ -10,36 +11,6 @@
 #include "util/fp16.h"
 
 namespace kvforge {
-
-const char* kv_storage_name(KvStorage s) {
-  switch (s) {
-    case KvStorage::F32: return "f32";
-    case KvStorage::F16: return "f16";
-    case KvStorage::Q8_0: return "q8";
-    case KvStorage::Q4_0: return "q4";
-  }
-  return "?";
-}
-
-KvStorage parse_kv_storage(const std::string& name) {
-  for (KvStorage s : {KvStorage::F16, KvStorage::F32, KvStorage::Q8_0, KvStorage::Q4_0})
-    if (name == kv_storage_name(s)) return s;
-  fail("unknown KV storage type '{}' (expected f16, f32, q8 or q4)", name);
-}
-
-bool kv_storage_quantized(KvStorage s) { return s == KvStorage::Q8_0 || s == KvStorage::Q4_0; }
-
-GgmlType kv_storage_type(KvStorage s) {
-  switch (s) {
-    case KvStorage::F32: return GgmlType::F32;
-    case KvStorage::F16: return GgmlType::F16;
-    case KvStorage::Q8_0: return GgmlType::Q8_0;
-    case KvStorage::Q4_0: return GgmlType::Q4_0;
-  }
-  return GgmlType::F16;
-}
-
-size_t kv_row_bytes(KvStorage s, int dim) { return row_bytes(kv_storage_type(s), dim); }
 
 KvStore::KvStore(const KvLayout& layout) : layout_(layout) {
   const KvShape& sh = layout.shape;
@@ -79,7 +50,13 @@ size_t KvStore::head_row_bytes(int layer, int kv_head) const {
 
 namespace {
 
-void store_row(const KvHeadSpec& spec, const float* src, int dim, uint8_t* dst) {
+// One Hadamard block size for K and V rows alike (the view carries one):
+// the largest power of two dividing both dims.
+int hadamard_block_of(const KvHeadSpec& spec, const KvShape& sh) {
+  return spec.hadamard ? hadamard_block(std::gcd(sh.head_dim_k, sh.head_dim_v)) : 0;
+}
+
+void store_row(const KvHeadSpec& spec, int block, const float* src, int dim, uint8_t* dst) {
   switch (spec.storage) {
     case KvStorage::F32: std::copy(src, src + dim, (float*)dst); return;
     case KvStorage::F16: return quantize_row(GgmlType::F16, src, dst, dim);  // F16C when available
@@ -88,7 +65,7 @@ void store_row(const KvHeadSpec& spec, const float* src, int dim, uint8_t* dst) 
   if (!spec.hadamard) return quantize_row(kv_storage_type(spec.storage), src, dst, dim);
   thread_local std::vector<float> rot;  // [dim]
   rot.assign(src, src + dim);
-  hadamard_rotate(rot.data(), dim);
+  hadamard_rotate(rot.data(), dim, block);
   quantize_row(kv_storage_type(spec.storage), rot.data(), dst, dim);
 }
 
@@ -97,8 +74,9 @@ void store_row(const KvHeadSpec& spec, const float* src, int dim, uint8_t* dst) 
 void KvStore::write_row(int layer, int kv_head, int32_t cell, const float* k_row, const float* v_row) {
   const KvHeadSpec& spec = layout_.head(layer, kv_head);
   const Head& h = head(layer, kv_head);
-  store_row(spec, k_row, layout_.shape.head_dim_k, data_ + h.k_off + (size_t)cell * h.k_row);
-  store_row(spec, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
+  const int block = hadamard_block_of(spec, layout_.shape);
+  store_row(spec, block, k_row, layout_.shape.head_dim_k, data_ + h.k_off + (size_t)cell * h.k_row);
+  store_row(spec, block, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
 }
 
 KvSegment KvStore::segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const {
@@ -110,9 +88,12 @@ KvView KvStore::base_view(int layer, int kv_head) const {
   const KvHeadSpec& spec = layout_.head(layer, kv_head);
   KvView v;
   v.storage = spec.storage;
-  v.hadamard = spec.hadamard;
+  v.hadamard_block = hadamard_block_of(spec, layout_.shape);
   v.head_dim_k = layout_.shape.head_dim_k;
   v.head_dim_v = layout_.shape.head_dim_v;
+  const Head& h = head(layer, kv_head);
+  v.k_stride = h.k_row;
+  v.v_stride = h.v_row;
   return v;
 }
 

@@ -17,12 +17,12 @@ void load_gpt2(const TensorLoader& t, ModelConfig& c, ModelWeights& w) {
   c.n_kv_head = c.n_head;
   c.n_ctx_train = (int)t.require_int("gpt2.context_length");
   if (c.n_head <= 0 || c.d_model % c.n_head != 0) fail("invalid head count {} for width {}", c.n_head, c.d_model);
-  c.head_dim = c.d_model / c.n_head;
+  c.head_dim_k = c.head_dim_v = c.d_model / c.n_head;
   c.norm = NormKind::LayerNorm;
   c.norm_eps = (float)t.float_or("gpt2.attention.layer_norm_epsilon", 1e-5);
   c.position = PositionKind::Learned;
   c.ffn = FfnKind::GELU;
-  c.attn_scale = 1.0f / std::sqrt((float)c.head_dim);
+  c.attn_scale = 1.0f / std::sqrt((float)c.head_dim_k);
 
   const gguf::TensorInfo* emb = t.file().find_tensor("token_embd.weight");
   if (!emb) fail("model file lacks tensor 'token_embd.weight'");

@@ -2,15 +2,34 @@
 // Architecture-independent description of a decoder-only transformer. Each
 // architecture loader (arch_*.cpp) fills it from GGUF metadata; the forward
 // pass reads only this, never the architecture name.
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "kv/kv_cache.h"
 #include "ops/rope.h"
 
 namespace kvforge {
 
 enum class NormKind { RMSNorm, LayerNorm };
 enum class PositionKind { Rope, Learned };
-enum class FfnKind { SwiGLU, GELU };
+enum class FfnKind { SwiGLU, GELU, GeGLU };  // GeGLU: gelu_tanh(gate) * up (Gemma)
+
+// Which RoPE a layer applies (PositionKind::Rope models).
+enum class LayerRope : uint8_t {
+  Main,   // ModelConfig::rope
+  Local,  // ModelConfig::rope_local (Gemma 3's sliding-window layers)
+  None,   // no position information in this layer (SmolLM3's every 4th layer)
+};
+
+// What may differ between the layers of one model, chosen at load.
+struct LayerConfig {
+  LayerRope rope = LayerRope::Main;
+  // Sliding-window attention: a query sees only the last `window` positions
+  // (itself included); 0 = the whole history. The cache keeps only that
+  // many cells for the layer (kv_layout.h, limit_layer_window).
+  int32_t window = 0;
+};
 
 struct ModelConfig {
   std::string arch;   // general.architecture (for display only)
@@ -21,7 +40,8 @@ struct ModelConfig {
   int n_layer = 0;
   int n_head = 0;      // query heads
   int n_kv_head = 0;   // key/value heads (GQA when < n_head)
-  int head_dim = 0;
+  int head_dim_k = 0;  // per head: queries and keys (the q.k dot)
+  int head_dim_v = 0;  // per head: values and the attention output
   int d_ff = 0;        // feed-forward hidden width
 
   NormKind norm = NormKind::RMSNorm;
@@ -29,10 +49,19 @@ struct ModelConfig {
   PositionKind position = PositionKind::Rope;
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
-  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim)
+  float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
 
-  int q_dim() const { return n_head * head_dim; }
-  int kv_dim() const { return n_kv_head * head_dim; }
+  std::vector<LayerConfig> layers;  // [n_layer]; Model::load fills defaults when a loader sets none
+  RopeParams rope_local;            // only for LayerRope::Local layers
+  float embd_scale = 0;     // token embeddings are multiplied by it (Gemma: sqrt(d_model)); 0 = not scaled
+  float attn_softcap = 0;   // attention scores s -> cap * tanh(s / cap) before the softmax (Gemma 2); 0 = off
+  float logit_softcap = 0;  // the same on the output logits (Gemma 2); 0 = off
+
+  int q_dim() const { return n_head * head_dim_k; }       // queries of one token
+  int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token
+  int v_dim() const { return n_kv_head * head_dim_v; }    // values of one token
+  int attn_dim() const { return n_head * head_dim_v; }    // attention output of one token (W_o's input)
+  KvShape kv_shape() const { return {n_layer, n_kv_head, head_dim_k, head_dim_v}; }
 };
 
 }  // namespace kvforge

@@ -3,7 +3,9 @@
 #include "model/context.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "kv/kv_layout.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
@@ -43,6 +45,21 @@ void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) 
   });
 }
 
+// Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim_k] (queries or keys), in place.
+void norm_heads(ThreadPool& pool, const ModelConfig& c, const Vec& w, float* x, int32_t n, int n_heads) {
+  if (w.empty()) return;
+  const size_t row = (size_t)n_heads * c.head_dim_k;
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
+    rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim_k, c.norm_eps);
+  });
+}
+
+// s -> cap * tanh(s / cap) over n values (soft-capping; cap 0 = off).
+void softcap_inplace(float* s, size_t n, float cap) {
+  if (cap <= 0) return;
+  for (size_t i = 0; i < n; ++i) s[i] = cap * std::tanh(s[i] / cap);
+}
+
 // An optional bias (empty: none) and activation, applied inside the matmul.
 Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
   return {bias.empty() ? nullptr : bias.data(), act};
@@ -59,20 +76,26 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim, c.head_dim};
-  cache_ = make_kv_cache(params_.kv, shape, params_.n_ctx);
+  KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
+  for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+  if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
+    fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
+  cache_ = make_kv_cache(layout);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
+  k_.resize(B * c.k_dim());
+  v_.resize(B * c.v_dim());
+  attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
-  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
+  if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
   up_.resize(F * c.d_ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
+  for (const LayerConfig& lc : c.layers)
+    if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
@@ -98,22 +121,26 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
   for (int32_t t = 0; t < n; ++t) {
     get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
+    if (c.embd_scale != 0)
+      for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
     if (c.position == PositionKind::Learned) {
       get_row(w.pos_embd, plan.pos0 + t, tmp_.data());
       add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope);
-  const int n_rot = c.rope.n_rot;
+  const Rope rope(c.rope), rope_local(c.rope_local);
+  const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
     for (int32_t t = 0; t < n; ++t) rope.angles(plan.pos0 + t, &rope_cs_[(size_t)t * n_rot]);
+  if (!rope_local_cs_.empty())
+    for (int32_t t = 0; t < n; ++t) rope_local.angles(plan.pos0 + t, &rope_local_cs_[(size_t)t * n_rot_local]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
@@ -126,20 +153,27 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
       matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
     }
-    if (c.position == PositionKind::Rope) {
+    norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
+    norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
+    if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+      const bool local = c.layers[l].rope == LayerRope::Local;
+      const Rope& r = local ? rope_local : rope;
+      const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
+      const int nr = local ? n_rot_local : n_rot;
       for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kvd], c.n_kv_head, c.head_dim, &rope_cs_[(size_t)t * n_rot]);
+        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+        r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
       }
     }
     // K/V writes and attention in waves (one wave unless a window's ring is full).
     for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
       nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
       const KvPlan wave{plan.pos0 + i0, nw};
-      cache_->write(l, wave, &k_[(size_t)i0 * kvd], &v_[(size_t)i0 * kvd]);
+      cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
       attention(l, wave, i0);
     }
-    matmul(L.wo, q_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));  // q_ holds the attention output
+    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
+    if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
@@ -150,18 +184,21 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
+      if (c.ffn != FfnKind::GELU) {  // gate and up in one pool hand-off
+        const bool geglu = c.ffn == FfnKind::GeGLU;
         const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
         float* ys[2] = {gate_.data(), up_.data()};
-        const Epilogue eps[2] = {{}, epilogue(L.b_up)};
+        const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(L.b_up)};
         matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-        swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
+        if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
+        else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
         matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       } else {
         matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
         matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
       }
     }
+    if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
   cache_->commit(plan);
@@ -172,6 +209,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   const int32_t rows = n - first;
   normalize(pool_, c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
   matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
+  softcap_inplace(logits, (size_t)rows * c.n_vocab, c.logit_softcap);
 }
 
 // Every (token, KV head) pair is independent: the query heads of the group
@@ -183,17 +221,21 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
 void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), dv = c.head_dim;
+  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
+  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
   auto q_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim;
+    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
   };
-  // Each query's output overwrites it in q_: attend() and attend_merge()
-  // allow out == q, and a query is read by no other (token, head) pair.
+  auto o_off = [&](int64_t pair) {
+    return (size_t)(row0 + pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
   };
-  if (n_pairs >= 4 * (int64_t)pool_.size()) {
+  // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
+  const float cap = c.attn_softcap;
+  if (cap == 0 && n_pairs >= 4 * (int64_t)pool_.size()) {
     // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
     // (cut at positions that are multiples of it, so that their views share
     // all rows but the last tile's) for one KV head.
@@ -209,7 +251,7 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
       for (int32_t t = t0; t < t1; ++t) {
         const int64_t pair = (int64_t)t * c.n_kv_head + h;
         qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &q_[q_off(pair)];  // over the query (see ops/attention.h)
+        outs[t - t0] = &attn_[o_off(pair)];
         views[t - t0] = view_of(pair);
       }
       attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
@@ -232,10 +274,14 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
-    attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
+    if (cap > 0)
+      attend_chunk_softcap(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, cap,
+                           &attn_parts_[pf * i]);
+    else
+      attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &q_[q_off(p)]);
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &attn_[o_off(p)]);
 }
 
 }  // namespace kvforge

@@ -49,7 +49,7 @@ class Context {
 
  private:
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
-  // Attention of the plan's tokens, rows row0.. of q_ (output over the input).
+  // Attention of the plan's tokens: rows row0.. of q_ into the same rows of attn_.
   void attention(int layer, const KvPlan& plan, int32_t row0);
 
   const Model& model_;
@@ -61,13 +61,15 @@ class Context {
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
   std::vector<float> xn_;    // [n_batch][d_model]  normalised input of a block
-  std::vector<float> q_;     // [n_batch][q_dim]    queries, then the attention output over them
-  std::vector<float> k_;     // [n_batch][kv_dim]
-  std::vector<float> v_;     // [n_batch][kv_dim]
+  std::vector<float> q_;     // [n_batch][n_head * head_dim_k]     queries
+  std::vector<float> k_;     // [n_batch][n_kv_head * head_dim_k]  keys
+  std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
+  std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
+  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
+  std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   // Split attention (decode): one item per (token x KV head pair, chunk).
   struct AttnItem {
     int64_t pair;

@@ -6,19 +6,23 @@
 
 #include "backend/cpu_features.h"
 #include "ops/hadamard.h"
+#include "util/error.h"
 #include "util/fp16.h"
 
 namespace kvforge {
 
 namespace {
 
-void load_rows(KvStorage st, const void* base, int32_t first, int32_t n, int dim, float* dst) {
-  if (st == KvStorage::F32) {
-    const float* s = (const float*)base + (size_t)first * dim;
-    std::copy(s, s + (size_t)n * dim, dst);
-  } else {
-    const fp16_t* s = (const fp16_t*)base + (size_t)first * dim;
-    for (size_t i = 0; i < (size_t)n * dim; ++i) dst[i] = fp16_to_fp32(s[i]);
+// Rows [first, first + n) of dim elements, stride bytes apart, as f32 dst: [n][dim].
+void load_rows(KvStorage st, const void* base, size_t stride, int32_t first, int32_t n, int dim, float* dst) {
+  for (int32_t r = 0; r < n; ++r, dst += dim) {
+    const uint8_t* row = (const uint8_t*)base + (size_t)(first + r) * stride;
+    if (st == KvStorage::F32) {
+      std::copy((const float*)row, (const float*)row + dim, dst);
+    } else {
+      const fp16_t* s = (const fp16_t*)row;
+      for (int i = 0; i < dim; ++i) dst[i] = fp16_to_fp32(s[i]);
+    }
   }
 }
 
@@ -59,9 +63,12 @@ void attn_chunks(const KvView& view, std::vector<AttnChunk>& out) {
       out.push_back({s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)});
 }
 
-void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
-                      float* part) {
-  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+namespace {
+
+// The scalar chunk kernel over f16/f32 rows; cap > 0 soft-caps the scaled
+// scores (cap * tanh(s / cap)).
+void chunk_scalar(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float cap,
+                  float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const KvSegment& seg = view.segments[c.seg];
   thread_local std::vector<float> kt, vt, sc;
@@ -71,14 +78,30 @@ void attend_chunk_ref(const float* q, int n_group, const KvView& view, const Att
   attn_partial_init(part, n_group, dv);
   for (int32_t r0 = c.r0; r0 < c.r1; r0 += kAttnTile) {
     const int32_t n = std::min<int32_t>(kAttnTile, c.r1 - r0);
-    load_rows(view.storage, seg.k, r0, n, dk, kt.data());
-    load_rows(view.storage, seg.v, r0, n, dv, vt.data());
+    load_rows(view.storage, seg.k, view.k_stride, r0, n, dk, kt.data());
+    load_rows(view.storage, seg.v, view.v_stride, r0, n, dv, vt.data());
     for (int g = 0; g < n_group; ++g) {
       const float* qg = q + (size_t)g * dk;
       for (int j = 0; j < n; ++j) sc[j] = dot(qg, &kt[(size_t)j * dk], dk) * scale;
+      if (cap > 0)
+        for (int j = 0; j < n; ++j) sc[j] = cap * std::tanh(sc[j] / cap);
       attn_tile_update(part + (size_t)g * (2 + dv), sc.data(), n, vt.data(), dv);
     }
   }
+}
+
+}  // namespace
+
+void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                      float* part) {
+  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+  chunk_scalar(q, n_group, view, c, scale, 0, part);
+}
+
+void attend_chunk_softcap(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                          float cap, float* part) {
+  if (kv_storage_quantized(view.storage)) fail("attention soft-capping needs f16 or f32 KV rows");
+  chunk_scalar(q, n_group, view, c, scale, cap, part);
 }
 
 void attn_partial_init(float* part, int n_group, int dv) {
@@ -127,7 +150,7 @@ void merge_strided(const float* parts, size_t pf, int n_chunks, int n_group, con
     }
     const float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int d = 0; d < dv; ++d) o[d] *= inv;
-    if (view.hadamard) hadamard_rotate(o, dv);  // back from the rotated basis (H is its own inverse)
+    if (view.hadamard_block) hadamard_rotate(o, dv, view.hadamard_block);  // back from the rotated basis (H = H^-1)
   }
 }
 
@@ -141,8 +164,9 @@ bool share_all_but_last_tile(const KvView* views, int n) {
   auto last_tile = [&](int32_t rows) { return rows <= 0 ? -1 : (rows - 1) / kAttnTile; };
   for (int i = 1; i < n; ++i) {
     const KvView& b = views[i];
-    if (b.storage != a.storage || b.hadamard != a.hadamard || b.head_dim_k != a.head_dim_k ||
-        b.head_dim_v != a.head_dim_v || b.n_segments != a.n_segments)
+    if (b.storage != a.storage || b.hadamard_block != a.hadamard_block || b.head_dim_k != a.head_dim_k ||
+        b.head_dim_v != a.head_dim_v || b.k_stride != a.k_stride || b.v_stride != a.v_stride ||
+        b.n_segments != a.n_segments)
       return false;
     for (int s = 0; s <= last; ++s)
       if (b.segments[s].k != a.segments[s].k || b.segments[s].v != a.segments[s].v ||

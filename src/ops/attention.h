@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "kv/kv_cache.h"
+#include "ops/kv_view.h"
 
 namespace kvforge {
 
@@ -52,8 +52,6 @@ void attn_tile_update(float* pg, const float* scores, int n, const float* vt, in
 
 // softmax(scale * q.k) V over all rows of the view: every chunk, then the
 // merge. q: [n_group][view.head_dim_k], out: [n_group][view.head_dim_v].
-// q is read in full before out is written, so out may be q itself (with
-// head_dim_k == head_dim_v); so too in attend_tokens, token by token.
 void attend(const float* q, int n_group, const KvView& view, float scale, float* out);
 
 // Several query tokens of one KV head at once (prefill): token i has the
@@ -69,6 +67,13 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
 // The same with the scalar chunk kernel (the reference the SIMD one is
 // tested against; it is also what attend() runs without AVX2).
 void attend_ref(const float* q, int n_group, const KvView& view, float scale, float* out);
+
+// attend_chunk with Gemma 2's attention-logit soft-capping: the scaled
+// scores s become cap * tanh(s / cap) before the softmax. One scalar kernel
+// for every path (f16/f32 rows only; throws kvforge::Error for quantized
+// ones), so capped attention keeps the batch-invariance contract.
+void attend_chunk_softcap(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                          float cap, float* part);
 
 // Chunk kernels. attend_chunk_avx2 returns false (doing nothing) for shapes
 // it does not handle (head dims not multiples of 8).

@@ -18,20 +18,22 @@ namespace kvforge {
 namespace {
 
 struct RowF32 {
+  using Elem = float;
   static __m256 load(const void* base, size_t i) { return _mm256_loadu_ps((const float*)base + i); }
 };
 struct RowF16 {
+  using Elem = fp16_t;
   static __m256 load(const void* base, size_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const fp16_t*)base + i)));
   }
 };
 
 // acc[g][u] (U vectors of 8 columns starting at col) += p[g][j] * v_j for the
-// tile's rows j < n[g]; acc lives in part between column blocks. Rows below
+// tile's rows j < n[g] (vs elements apart); acc lives in part between column blocks. Rows below
 // n_all are shared by all heads; the few after it (multi-token prefill, see
 // attend_tokens) only by the heads that see them.
 template <class KV, int G, int U>
-inline void accumulate_v(const void* vbase, int32_t r0, int n_all, const int* n, int dv, int col,
+inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
                          const float (*p)[kAttnTile], const float* corr, float* part) {
   __m256 acc[G][U];
   for (int g = 0; g < G; ++g)
@@ -41,7 +43,7 @@ inline void accumulate_v(const void* vbase, int32_t r0, int n_all, const int* n,
   for (int j = 0; j < n_all; ++j) {
     __m256 pj[G];
     for (int g = 0; g < G; ++g) pj[g] = _mm256_set1_ps(p[g][j]);
-    const size_t row = (size_t)(r0 + j) * dv + col;
+    const size_t row = (size_t)(r0 + j) * vs + col;
     for (int u = 0; u < U; ++u) {
       const __m256 v = KV::load(vbase, row + 8 * u);
       for (int g = 0; g < G; ++g) acc[g][u] = _mm256_fmadd_ps(pj[g], v, acc[g][u]);
@@ -50,7 +52,7 @@ inline void accumulate_v(const void* vbase, int32_t r0, int n_all, const int* n,
   for (int g = 0; g < G; ++g)
     for (int j = n_all; j < n[g]; ++j) {
       const __m256 pj = _mm256_set1_ps(p[g][j]);
-      const size_t row = (size_t)(r0 + j) * dv + col;
+      const size_t row = (size_t)(r0 + j) * vs + col;
       for (int u = 0; u < U; ++u) acc[g][u] = _mm256_fmadd_ps(pj, KV::load(vbase, row + 8 * u), acc[g][u]);
     }
   for (int g = 0; g < G; ++g)
@@ -59,10 +61,11 @@ inline void accumulate_v(const void* vbase, int32_t r0, int n_all, const int* n,
 
 // G heads over rows [c0, r1[g]) of one segment; every r1[g] lies in the last
 // tile of [c0, max r1), so the heads share all tiles but that one's tail.
-// Head g's arithmetic is the same whatever the other heads are.
+// Head g's arithmetic is the same whatever the other heads are. ks, vs: row
+// strides in elements.
 template <class KV, int G>
-void chunk(const float* const* q, int dk, int dv, const KvSegment& seg, int32_t c0, const int32_t* r1, float scale,
-           float* part) {
+void chunk(const float* const* q, int dk, int dv, size_t ks, size_t vs, const KvSegment& seg, int32_t c0,
+           const int32_t* r1, float scale, float* part) {
   alignas(32) float s[G][kAttnTile];  // scores, then probabilities
   float m[G], l[G], corr[G];
   int32_t c1 = c0;
@@ -81,7 +84,7 @@ void chunk(const float* const* q, int dk, int dv, const KvSegment& seg, int32_t 
     }
     // Scores: two accumulators per head (even/odd 8-column blocks), fixed sum.
     for (int j = 0; j < n; ++j) {
-      const size_t row = (size_t)(r0 + j) * dk;
+      const size_t row = (size_t)(r0 + j) * ks;
       __m256 a0[G], a1[G];
       for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
       int c = 0;
@@ -107,8 +110,8 @@ void chunk(const float* const* q, int dk, int dv, const KvSegment& seg, int32_t 
     // any column's chain.
     constexpr int U = G <= 2 ? 4 : 2;
     int col = 0;
-    for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(seg.v, r0, n_all, ng, dv, col, s, corr, part);
-    for (; col < dv; col += 8) accumulate_v<KV, G, 1>(seg.v, r0, n_all, ng, dv, col, s, corr, part);
+    for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(seg.v, vs, r0, n_all, ng, dv, col, s, corr, part);
+    for (; col < dv; col += 8) accumulate_v<KV, G, 1>(seg.v, vs, r0, n_all, ng, dv, col, s, corr, part);
   }
   for (int g = 0; g < G; ++g) {
     part[(size_t)g * (2 + dv)] = m[g];
@@ -117,17 +120,21 @@ void chunk(const float* const* q, int dk, int dv, const KvSegment& seg, int32_t 
 }
 
 template <class KV>
-void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, int dk, int dv, const KvSegment& seg,
-                 int32_t c0, float scale, float* part) {
+void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const KvView& view, const AttnChunk& c,
+                 float scale, float* part) {
+  const int dk = view.head_dim_k, dv = view.head_dim_v;
+  const size_t ks = view.k_stride / sizeof(typename KV::Elem), vs = view.v_stride / sizeof(typename KV::Elem);
+  const KvSegment& seg = view.segments[c.seg];
+  const int32_t c0 = c.r0;
   // Up to 4 heads per pass keep the accumulators in registers; more heads
   // take several passes over the rows (each head's arithmetic is the same).
   for (int h0 = 0; h0 < n_heads; h0 += 4) {
     float* ph = part + (size_t)h0 * (2 + dv);
     switch (std::min(4, n_heads - h0)) {
-      case 1: chunk<KV, 1>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
-      case 2: chunk<KV, 2>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
-      case 3: chunk<KV, 3>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
-      default: chunk<KV, 4>(q + h0, dk, dv, seg, c0, r1 + h0, scale, ph); break;
+      case 1: chunk<KV, 1>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
+      case 2: chunk<KV, 2>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
+      case 3: chunk<KV, 3>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
+      default: chunk<KV, 4>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
     }
   }
 }
@@ -136,12 +143,10 @@ void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, int dk, 
 
 bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
                              const AttnChunk& c, float scale, float* part) {
-  const int dk = view.head_dim_k, dv = view.head_dim_v;
-  if (dk % 8 != 0 || dv % 8 != 0) return false;
-  const KvSegment& seg = view.segments[c.seg];
+  if (view.head_dim_k % 8 != 0 || view.head_dim_v % 8 != 0) return false;
   switch (view.storage) {
-    case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
-    case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, dk, dv, seg, c.r0, scale, part); return true;
+    case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, view, c, scale, part); return true;
+    case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, view, c, scale, part); return true;
     default: return false;
   }
 }

@@ -28,7 +28,7 @@ void attend_chunk_quant(const float* q, int n_group, const KvView& view, const A
                         float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const GgmlType type = kv_storage_type(view.storage);
-  const size_t k_row = kv_row_bytes(view.storage, dk), v_row = kv_row_bytes(view.storage, dv);
+  const size_t k_row = view.k_stride, v_row = view.v_stride;
   const size_t qa_row = (size_t)(dk / QK) * sizeof(BlockQ8A);
   const KvSegment& seg = view.segments[c.seg];
   thread_local std::vector<float> qr, vt, sc;
@@ -39,7 +39,7 @@ void attend_chunk_quant(const float* q, int n_group, const KvView& view, const A
   sc.resize((size_t)n_group * kAttnTile);   // [n_group][tile] scores
   for (int g = 0; g < n_group; ++g) {
     float* qg = &qr[(size_t)g * dk];
-    if (view.hadamard) hadamard_rotate(qg, dk);
+    if (view.hadamard_block) hadamard_rotate(qg, dk, view.hadamard_block);
     quantize_act_q8a(qg, (BlockQ8A*)&qa[(size_t)g * qa_row], dk);
   }
   const GemmFn dot_tile = score_kernel(type);
@@ -50,8 +50,8 @@ void attend_chunk_quant(const float* q, int n_group, const KvView& view, const A
     // The tile's K rows as an [n][dk] weight matrix; query heads are its tokens.
     const WeightMatrix K{type, n, dk, (const uint8_t*)seg.k + (size_t)r0 * k_row, k_row};
     dot_tile(K, qa.data(), qa_row, 0, n, 0, n_group, sc.data());  // sc[g * n + j]
-    // Rows of a segment are contiguous, so the tile's V is one run of blocks.
-    dequantize_row(type, (const uint8_t*)seg.v + (size_t)r0 * v_row, vt.data(), (int64_t)n * dv);
+    for (int32_t j = 0; j < n; ++j)
+      dequantize_row(type, (const uint8_t*)seg.v + (size_t)(r0 + j) * v_row, &vt[(size_t)j * dv], dv);
     for (int g = 0; g < n_group; ++g) {
       float* sg = &sc[(size_t)g * n];
       for (int j = 0; j < n; ++j) sg[j] *= scale;

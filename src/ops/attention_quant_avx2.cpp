@@ -201,7 +201,7 @@ void tile_heads(float (*s)[kAttnTile], float* m, float* l, const uint8_t* const*
 template <class K, class V>
 void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v, nb = dk / QK;
-  const size_t k_row = kv_row_bytes(view.storage, dk), v_row = kv_row_bytes(view.storage, dv);
+  const size_t k_row = view.k_stride, v_row = view.v_stride;
   const KvSegment& seg = view.segments[c.seg];
   thread_local std::vector<float> qr, dqs, ml;
   thread_local std::vector<int32_t> qoff;
@@ -222,7 +222,7 @@ void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, 
   if (zero_row.size() < std::max(k_row, v_row)) zero_row.assign(std::max(k_row, v_row), 0);
   for (int g = 0; g < n_group; ++g) {
     float* qg = &qr[(size_t)g * dk];
-    if (view.hadamard) hadamard_rotate(qg, dk);
+    if (view.hadamard_block) hadamard_rotate(qg, dk, view.hadamard_block);
     quantize_act_q8a(qg, &qa[(size_t)g * nb], dk);
     for (int b = 0; b < nb; ++b) {
       const BlockQ8A& a = qa[(size_t)g * nb + b];

@@ -6,8 +6,7 @@ namespace kvforge {
 
 int hadamard_block(int n) { return n & -n; }
 
-void hadamard_rotate(float* x, int n) {
-  const int b = hadamard_block(n);
+void hadamard_rotate(float* x, int n, int b) {
   const float norm = 1.0f / std::sqrt((float)b);
   for (float* blk = x; blk < x + n; blk += b) {
     // In-place butterflies, O(b log b); fixed order, so the result depends

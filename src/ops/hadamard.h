@@ -14,7 +14,10 @@ namespace kvforge {
 // Largest power of two dividing n (n > 0).
 int hadamard_block(int n);
 
-// x <- H x in place, x: [n] f32. H is its own inverse.
-void hadamard_rotate(float* x, int n);
+// x <- H x in place, x: [n] f32, with blocks of `block` (a power of two
+// dividing n). H is its own inverse.
+void hadamard_rotate(float* x, int n, int block);
+// The same with block = hadamard_block(n).
+inline void hadamard_rotate(float* x, int n) { hadamard_rotate(x, n, hadamard_block(n)); }
 
 }  // namespace kvforge
