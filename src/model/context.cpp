@@ -110,18 +110,20 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
-void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
   if (n > cache_->room())
     fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
          cache_->n_past(), n, cache_->n_past() + cache_->room());
+  if (progress) progress(0, n);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
     BatchRun run{cache_->plan(nb), tokens + i0, all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr),
                  all_logits};
     forward({run});
+    if (progress) progress(i0 + nb, n);
   }
 }
 
