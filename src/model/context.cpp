@@ -101,6 +101,8 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
   up_.resize(F * c.d_ff);
+  rope_ = c.rope;
+  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope_.freq_factors = c.rope_factors_long;
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   pos_.resize(B);
   tok_.resize(B);
@@ -108,18 +110,20 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
-void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
   if (n > cache_->room())
     fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
          cache_->n_past(), n, cache_->n_past() + cache_->room());
+  if (progress) progress(0, n);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
     BatchRun run{cache_->plan(nb), tokens + i0, all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr),
                  all_logits};
     forward({run});
+    if (progress) progress(i0 + nb, n);
   }
 }
 
@@ -159,7 +163,7 @@ void Context::forward(const std::vector<BatchRun>& runs) {
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope), rope_local(c.rope_local);
+  const Rope rope(rope_), rope_local(c.rope_local);
   const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
     for (int32_t t = 0; t < n; ++t) rope.angles(pos_[t], &rope_cs_[(size_t)t * n_rot]);

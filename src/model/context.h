@@ -1,6 +1,7 @@
 #pragma once
 // A running text: the KV cache, the thread pool and the activation buffers
 // of one sequence, plus the forward pass that fills them.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,10 @@ struct ContextParams {
   int n_threads = 0;     // 0 = physical cores
   KvPolicy kv;          // cache policy (--kv)
 };
+
+// Progress of one eval() call: (tokens done, tokens in the call), reported
+// before the first forward batch and after each one (long prefills).
+using ProgressFn = std::function<void(int32_t done, int32_t total)>;
 
 // One sequence's part of a batch (Context::decode).
 struct BatchRun {
@@ -41,8 +46,10 @@ class Context {
   // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
   // and appends them to the cache. logits: [n_vocab] for the last token, or
   // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
-  // touching the cache if the tokens do not fit.
-  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+  // touching the cache if the tokens do not fit. progress (optional) sees
+  // every batch.
+  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false,
+            const ProgressFn& progress = {});
 
   // Several sequences' tokens in one forward pass (weights read once for
   // all): at most n_batch tokens in all, one run per sequence. Each run's
@@ -98,6 +105,7 @@ class Context {
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
+  RopeParams rope_;             // the model's RoPE for this context size (LongRoPE picks its factors by it)
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   std::vector<int32_t> pos_;    // [n_batch]  each token's position
