@@ -1,10 +1,10 @@
-#include "model/logprob.h"
 #include "serve/engine.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "model/logprob.h"
 #include "model/text_stream.h"
 #include "util/error.h"
 
