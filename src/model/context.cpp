@@ -125,6 +125,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
     forward({run});
     if (progress) progress(i0 + nb, n);
   }
+  cache_->end_input();
 }
 
 void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
@@ -311,6 +312,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
           more |= done < p.n_tokens;
         }
         attention(layer, waves_, nullptr);
+        observe(layer, waves_, nullptr);
       }
       return;
     }
@@ -326,6 +328,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
         if (whole_heads_[h])
           cache_->write_head(layer, h, w.plan, &k_[(size_t)w.row0 * kd], &v_[(size_t)w.row0 * vd]);
     attention(layer, waves_, whole_heads_.data());
+    observe(layer, waves_, whole_heads_.data());
   }
   const int qd = c.q_dim(), od = c.attn_dim(), group = c.n_head / c.n_kv_head;
   const int64_t n_seq = (int64_t)seq_heads_.size();
@@ -337,10 +340,29 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
       nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
       const int32_t r0 = w.row0 + i0;
       cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, &k_[(size_t)r0 * kd], &v_[(size_t)r0 * vd]);
-      for (int32_t t = r0; t < r0 + nw; ++t)
-        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
-                    &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
+      for (int32_t t = r0; t < r0 + nw; ++t) {
+        const float* q = &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k];
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, q, &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
+        if (cache_->observes())
+          cache_->observe(layer, h, p.pos0 + (t - w.row0), q, group, c.attn_scale, c.attn_softcap);
+      }
     }
+  });
+}
+
+// Token eviction learns from attention (KvCache::observes): every query of
+// the waves, per head in position order (one task per head, so a head's
+// scores add up in the same order whatever the batch).
+void Context::observe(int layer, const std::vector<Wave>& waves, const uint8_t* heads) {
+  if (!cache_->observes()) return;
+  const ModelConfig& c = model_.config();
+  const int group = c.n_head / c.n_kv_head, qd = c.q_dim();
+  pool_.parallel_for(c.n_kv_head, [&](int64_t h, int) {
+    if (heads && !heads[h]) return;
+    for (const Wave& w : waves)
+      for (int32_t t = 0; t < w.plan.n_tokens; ++t)
+        cache_->observe(layer, (int)h, w.plan.pos0 + t, &q_[(size_t)(w.row0 + t) * qd + (size_t)h * group * c.head_dim_k],
+                        group, c.attn_scale, c.attn_softcap);
   });
 }
 

@@ -83,6 +83,9 @@ class Context {
   // Attention of the waves' tokens: their rows of q_ into the same rows of
   // attn_, for the KV heads h with heads[h] != 0 (nullptr: all).
   void attention(int layer, const std::vector<Wave>& waves, const uint8_t* heads);
+  // Hands the waves' queries to a cache that learns from attention (token
+  // eviction), for the KV heads h with heads[h] != 0 (nullptr: all).
+  void observe(int layer, const std::vector<Wave>& waves, const uint8_t* heads);
   // One query token's heads of one KV head (q: [group][head_dim_k], out:
   // [group][head_dim_v]), with the head's soft gate; attend_view: one view,
   // with the model's score soft-cap.
