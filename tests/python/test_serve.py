@@ -143,6 +143,31 @@ def test_logprobs(server):
     assert 1 <= len(content) <= 4 and all(len(t.top_logprobs) == 2 for t in content)
 
 
+def test_logprobs_follow_temperature(server):
+    """Log-probs are those of the distribution sampled from: log-softmax of
+    logits / T (greedy reports T = 1). The first token's logits do not depend
+    on sampling, so its alternatives at T = 0.5 are those at T = 1, with log-prob
+    gaps twice as wide (float32 logits: 1e-4 absolute)."""
+    c = server.client()
+
+    def first(temperature):
+        r = c.completions.create(model="m", prompt=PROMPTS[1], max_tokens=1, temperature=temperature, seed=3,
+                                 logprobs=5, extra_body={"ignore_eos": True})
+        lp = r.choices[0].logprobs
+        return lp.tokens[0], lp.token_logprobs[0], lp.top_logprobs[0]
+
+    _, _, raw = first(0)
+    assert first(1.0)[2] == pytest.approx(raw, abs=1e-6)
+    tok, tok_lp, hot = first(0.5)
+    assert hot.keys() == raw.keys()  # dividing by T keeps the ranking
+    best = max(raw, key=raw.get)
+    for t in raw:
+        assert hot[t] - hot[best] == pytest.approx(2 * (raw[t] - raw[best]), abs=1e-4)
+    assert hot[best] > raw[best]  # sharper: the favourite gains
+    if tok in hot:
+        assert tok_lp == pytest.approx(hot[tok], abs=1e-6)
+
+
 def test_stop_strings(server):
     c = server.client()
     full = greedy(c, PROMPTS[2], 32, ignore_eos=True)
@@ -208,6 +233,12 @@ def test_disconnect_frees_blocks(server):
             lines.close()  # the client goes away mid-stream
             m = server.wait_idle()
     assert m["completion_tokens_total"] > 0
+    # A non-streamed request writes nothing until it is done; its client
+    # timing out and closing the connection cancels it all the same.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", timeout=httpx.Timeout(30, read=1.0),
+                   json={"prompt": PROMPTS[3], "max_tokens": 900, "ignore_eos": True})
+    server.wait_idle()
 
 
 def _post(url, body, **kw):
@@ -272,5 +303,18 @@ def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
             time.sleep(0.05)
         assert s.metrics("s3cret")["requests_rejected_total"] == 1
         assert c.completions.create(model="m", prompt="x", max_tokens=2).choices[0].text is not None
+        # A non-streamed request answers only when generation ends, so the
+        # status tells how it ended: here SIGTERM cut it short (503).
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            pending = ex.submit(httpx.post, s.url + "/v1/completions", headers=hdr, timeout=30,
+                                json={"prompt": PROMPTS[6], "max_tokens": 400, "ignore_eos": True})
+            deadline = time.monotonic() + 10
+            while s.metrics("s3cret")["running_sequences"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert s.stop() == 0
+            r = pending.result(timeout=30)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+        assert r.json()["error"]["message"] == "the server is shutting down"
     finally:
-        assert s.stop() == 0
+        if s.proc.poll() is None:
+            assert s.stop() == 0
