@@ -318,3 +318,66 @@ def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
     finally:
         if s.proc.poll() is None:
             assert s.stop() == 0
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def test_chat_page_streams_in_chromium(kvforge_bin, smollm2_gguf):
+    """The chat page in headless Chromium (Debian's chromium + chromium-driver,
+    driven by Selenium): a message gets a reply that arrives in several
+    pieces while it streams, and the cache's fill shown on the page follows
+    the server's /metrics (a finished chat leaves its prefix cached)."""
+    import os
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert os.access(path, os.X_OK), f"{path} is missing: scripts/setup_test.sh installs chromium and chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"):
+        opts.add_argument(a)
+    s = Server(kvforge_bin, smollm2_gguf, "--parallel", 1)
+    driver = None
+    try:
+        driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+        driver.set_script_timeout(10)
+        driver.get(s.url + "/")
+        wait = WebDriverWait(driver, 30, poll_frequency=0.05)
+        total = int(s.metrics()["kv_blocks_total"])
+        kv = driver.find_element(By.ID, "kv")
+        wait.until(lambda d: f"0 of {total} blocks in use, 0 cached prefixes" in kv.text)
+        # Every change of the reply's text, with its time, recorded by the page itself.
+        driver.execute_script("""
+            window.seen = [];
+            new MutationObserver(() => {
+              const r = document.querySelectorAll('.assistant');
+              if (r.length) window.seen.push([performance.now(), r[r.length - 1].textContent.length]);
+            }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});""")
+        n = driver.find_element(By.ID, "max-tokens")
+        n.clear()
+        n.send_keys("12")
+        driver.find_element(By.ID, "input").send_keys("Name three fruits.")
+        driver.find_element(By.ID, "send").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant"))
+        send = driver.find_element(By.ID, "send")
+        wait.until(lambda d: send.is_enabled() and d.find_element(By.CSS_SELECTOR, ".msg.assistant").text)
+        assert not driver.find_elements(By.CSS_SELECTOR, ".msg.error")
+        reply = driver.find_element(By.CSS_SELECTOR, ".msg.assistant").text
+        seen = driver.execute_script("return window.seen")
+        lengths = [l for _, l in seen if l > 0]
+        assert len(set(lengths)) >= 2 and lengths == sorted(lengths), seen  # grew piece by piece
+        assert seen[-1][0] > min(t for t, l in seen if l > 0), seen
+        assert reply.strip()
+        # The page polls /metrics every second: the chat's blocks are now a cached prefix.
+        cached = int(s.metrics()["kv_blocks_cached"])
+        assert cached >= 1
+        wait.until(lambda d: f"0 of {total} blocks in use, {cached} cached prefixes" in kv.text)
+        assert "MiB" in kv.text and "tok/s" in kv.text
+    finally:
+        if driver:
+            driver.quit()
+        assert s.stop() == 0
