@@ -32,7 +32,6 @@ class EvictCache final : public KvCache {
   int32_t n_past() const override { return n_past_; }
   // H2O makes room for every token; SnapKV only after an input.
   int64_t room() const override { return h2o() ? (int64_t)INT32_MAX - n_past_ : cells_.free(0); }
-  int32_t max_wave(int32_t) const override { return wave(0); }
   int32_t max_wave(int layer, int kv_head, int32_t) const override { return wave(lane(layer, kv_head)); }
 
   size_t bytes() const override { return store_.bytes(); }
