@@ -28,6 +28,9 @@ struct KvShape {
   int n_kv_head = 0;
   int head_dim_k = 0;
   int head_dim_v = 0;
+  // Latent rows (MLA): V is the first head_dim_v values of the K row, which
+  // is stored once ([c_KV | k_pe]); write() then ignores its v argument.
+  bool v_in_k = false;
 };
 
 // A batch of new tokens: token i gets position pos0 + i. Which cell each
@@ -65,7 +68,8 @@ class KvCache {
   virtual KvPlan plan(int32_t n_tokens) const = 0;
   // Stores one layer's K/V of the planned tokens, or of a wave of them:
   // any {pos0 + i, n} inside the plan with n <= max_wave(pos0 + i).
-  // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
+  // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32
+  // (v unused, may be null, for latent rows: KvShape::v_in_k).
   virtual void write(int layer, const KvPlan& plan, const float* k, const float* v) = 0;
   // The planned tokens are now part of the cache.
   virtual void commit(const KvPlan& plan) = 0;

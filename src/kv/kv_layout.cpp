@@ -13,7 +13,8 @@ bool KvLayout::uniform() const {
 }
 
 KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx) {
-  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0)
+  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0 ||
+      (shape.v_in_k && shape.head_dim_v > shape.head_dim_k))
     fail("invalid KV shape: {} layers, {} KV heads, head dims {}/{}", shape.n_layer, shape.n_kv_head,
          shape.head_dim_k, shape.head_dim_v);
   KvHeadSpec h;

@@ -74,7 +74,7 @@ class LayoutCache final : public KvCache {
       const CellMap& m = map(layer, h);
       for (int32_t i = 0; i < plan.n_tokens; ++i)
         store_.write_row(layer, h, m.cell(plan.pos0 + i), k + ((size_t)i * nh + h) * sh.head_dim_k,
-                         v + ((size_t)i * nh + h) * sh.head_dim_v);
+                         sh.v_in_k ? nullptr : v + ((size_t)i * nh + h) * sh.head_dim_v);
     }
   }
 

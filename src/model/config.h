@@ -13,6 +13,27 @@ enum class NormKind { RMSNorm, LayerNorm };
 enum class PositionKind { Rope, Learned };
 enum class FfnKind { SwiGLU, GELU };
 
+// Multi-head Latent Attention (DeepSeek-V2/V3, SPEC.md §3); kv_lora_rank == 0: none.
+struct MlaConfig {
+  int q_lora_rank = 0;   // 0: queries straight from W_q
+  int kv_lora_rank = 0;  // d_c, the cached latent
+  int qk_nope = 0;       // P: per-head query/key dims without RoPE
+  int qk_rope = 0;       // R: RoPE dims, one k_pe shared by all heads
+  int v_head_dim = 0;    // V
+};
+
+// Mixture of experts in the layers whose FfnBlock is MoE.
+enum class MoeGating { Softmax, Sigmoid };
+struct MoeConfig {
+  int n_expert = 0;
+  int n_expert_used = 0;    // top-k
+  int n_expert_shared = 0;  // always-on experts, one SwiGLU of n_expert_shared * d_ff_exp
+  int d_ff_exp = 0;         // hidden width of one expert
+  MoeGating gating = MoeGating::Softmax;
+  bool weights_norm = false;   // selected weights renormalised to sum 1
+  float weights_scale = 1.0f;  // then multiplied by this
+};
+
 struct ModelConfig {
   std::string arch;   // general.architecture (for display only)
   std::string name;   // general.name
@@ -32,12 +53,19 @@ struct ModelConfig {
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
   float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
+  MlaConfig mla;         // layers with AttnBlock::MLA (model/weights.h)
+  MoeConfig moe;         // layers with FfnBlock::MoE
 
   int q_dim() const { return n_head * head_dim_k; }       // queries of one token
   int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token
   int v_dim() const { return n_kv_head * head_dim_v; }    // values of one token
   int attn_dim() const { return n_head * head_dim_v; }    // attention output of one token (W_o's input)
-  KvShape kv_shape() const { return {n_layer, n_kv_head, head_dim_k, head_dim_v}; }
+  // What one token caches per layer: per KV head K and V rows, or for MLA
+  // one latent row [c_KV | k_pe] whose first kv_lora_rank values are V.
+  KvShape kv_shape() const {
+    if (mla.kv_lora_rank > 0) return {n_layer, 1, mla.kv_lora_rank + mla.qk_rope, mla.kv_lora_rank, true};
+    return {n_layer, n_kv_head, head_dim_k, head_dim_v};
+  }
 };
 
 }  // namespace kvforge

@@ -53,7 +53,8 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(params),
-      pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()) {
+      pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
+      rope_(model.config().rope) {
   const ModelConfig& c = model.config();
   if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
@@ -65,14 +66,44 @@ Context::Context(const Model& model, const ContextParams& params)
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.k_dim());
-  v_.resize(B * c.v_dim());
   attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
-  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * c.d_ff);
-  up_.resize(F * c.d_ff);
+  bool any_mla = false, any_moe = false, any_gqa = false;
+  for (const LayerWeights& L : model.weights().layers) {
+    any_mla |= L.attn == AttnBlock::MLA;
+    any_gqa |= L.attn == AttnBlock::GQA;
+    any_moe |= L.ffn == FfnBlock::MoE;
+  }
+  if (any_gqa) {
+    k_.resize(B * c.k_dim());
+    v_.resize(B * c.v_dim());
+  }
+  size_t ff = c.d_ff;
+  if (any_moe) ff = std::max<size_t>({ff, (size_t)c.moe.d_ff_exp, (size_t)c.moe.n_expert_shared * c.moe.d_ff_exp});
+  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * ff);
+  up_.resize(F * ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
+  if (any_mla) {
+    const MlaConfig& m = c.mla;
+    const size_t lat = m.kv_lora_rank + m.qk_rope;
+    qa_.resize(B * m.q_lora_rank);
+    kv_.resize(B * lat);
+    qlat_.resize(B * c.n_head * lat);
+    olat_.resize(B * c.n_head * m.kv_lora_rank);
+    const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
+    head_x_.resize(B * widest);
+    head_y_.resize(B * widest);
+  }
+  if (any_moe) {
+    const MoeConfig& e = c.moe;
+    router_.resize(F * e.n_expert);
+    sel_.resize(F * e.n_expert_used);
+    sel_w_.resize(F * e.n_expert_used);
+    xe_.resize(F * c.d_model);
+    ye_.resize(F * c.d_model);
+    slot_out_.resize(F * e.n_expert_used * c.d_model);
+  }
 }
 
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
@@ -96,7 +127,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
+  const int d = c.d_model;
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
@@ -108,57 +139,29 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope);
-  const int n_rot = c.rope.n_rot;
   if (c.position == PositionKind::Rope)
-    for (int32_t t = 0; t < n; ++t) rope.angles(plan.pos0 + t, &rope_cs_[(size_t)t * n_rot]);
+    for (int32_t t = 0; t < n; ++t) rope_.angles(plan.pos0 + t, &rope_cs_[(size_t)t * c.rope.n_rot]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
     normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    {  // Q, K and V in one pool hand-off
-      const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
-      float* ys[3] = {q_.data(), k_.data(), v_.data()};
-      const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
-      matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
-    }
-    if (c.position == PositionKind::Rope) {
-      for (int32_t t = 0; t < n; ++t) {
-        rope.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
-        rope.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
-      }
-    }
-    // K/V writes and attention in waves (one wave unless a window's ring is full).
-    for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
-      nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
-      const KvPlan wave{plan.pos0 + i0, nw};
-      cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
-      attention(l, wave, i0);
-    }
+    if (L.attn == AttnBlock::MLA) attention_mla(l, plan);
+    else attention_gqa(l, plan);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
-    // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
-    // time: the [tokens][d_ff] buffers are the largest activations, and the
+    // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a time: the
+    // [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
     normalize(pool_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
     for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (c.ffn == FfnKind::SwiGLU) {  // gate and up in one pool hand-off
-        const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
-        float* ys[2] = {gate_.data(), up_.data()};
-        const Epilogue eps[2] = {{}, epilogue(L.b_up)};
-        matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-        swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
-        matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
-      } else {
-        matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
-        matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
-      }
+      if (L.ffn == FfnBlock::MoE) ffn_moe(L, xs, ns, out);
+      else ffn_dense(L, xs, ns, out);
     }
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
@@ -172,26 +175,69 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
 }
 
+void Context::attention_gqa(int l, const KvPlan& plan) {
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[l];
+  const int32_t n = plan.n_tokens;
+  const int qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim(), n_rot = c.rope.n_rot;
+  {  // Q, K and V in one pool hand-off
+    const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
+    float* ys[3] = {q_.data(), k_.data(), v_.data()};
+    const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
+    matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
+  }
+  if (c.position == PositionKind::Rope) {
+    for (int32_t t = 0; t < n; ++t) {
+      rope_.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+      rope_.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+    }
+  }
+  const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
+                      c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
+  // K/V writes and attention in waves (one wave unless a window's ring is full).
+  for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
+    nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
+    const KvPlan wave{plan.pos0 + i0, nw};
+    cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
+    attention(l, wave, i0, args);
+  }
+}
+
+void Context::ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out) {
+  const ModelConfig& c = model_.config();
+  if (c.ffn == FfnKind::SwiGLU) return swiglu_ffn(L.w_gate, L.w_up, L.w_down, L.b_up, L.b_down, xs, ns, out);
+  matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
+  matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
+}
+
+void Context::swiglu_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                         const Vec& b_down, const float* xs, int32_t ns, float* out) {
+  const WeightMatrix* Ws[2] = {&gate, &up};  // gate and up in one pool hand-off
+  float* ys[2] = {gate_.data(), up_.data()};
+  const Epilogue eps[2] = {{}, epilogue(b_up)};
+  matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
+  swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
+}
+
 // Every (token, KV head) pair is independent: the query heads of the group
 // read the head's cached rows once (see ops/attention.h). With many tokens
 // (prefill) a task is one pair; with few (decode) a task is one chunk of a
 // pair's rows, so that a long cache keeps every thread busy, and the
 // partial results are merged afterwards. Both run the same chunk kernel and
 // the same merge, so a query's result does not depend on the batch.
-void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
-  const ModelConfig& c = model_.config();
-  const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
-  const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
-  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
-  auto q_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
+void Context::attention(int layer, const KvPlan& plan, int32_t row0, const AttnArgs& a) {
+  const int nkv = a.n_kv_head, group = a.group, dv = a.dv;
+  const int64_t n_pairs = (int64_t)plan.n_tokens * nkv;
+  // Where a (token, KV head) pair's query heads start, and their outputs.
+  auto q_of = [&](int64_t pair) {
+    return a.q + (size_t)(row0 + pair / nkv) * a.q_row + (size_t)(pair % nkv) * group * a.dk;
   };
-  auto o_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  auto o_of = [&](int64_t pair) {
+    return a.out + (size_t)(row0 + pair / nkv) * a.out_row + (size_t)(pair % nkv) * group * dv;
   };
   auto view_of = [&](int64_t pair) {
-    return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
+    return cache_->view(layer, (int)(pair % nkv), plan.pos0 + (int32_t)(pair / nkv));
   };
   if (n_pairs >= 4 * (int64_t)pool_.size()) {
     // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
@@ -199,20 +245,20 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     // all rows but the last tile's) for one KV head.
     const int32_t n_tok = plan.n_tokens, kb = kAttnMaxTokens;
     const int32_t n_blocks = (plan.pos0 + n_tok + kb - 1) / kb - plan.pos0 / kb;
-    pool_.parallel_for((int64_t)n_blocks * c.n_kv_head, [&](int64_t item, int) {
-      const int32_t b = (int32_t)(item / c.n_kv_head), h = (int32_t)(item % c.n_kv_head);
+    pool_.parallel_for((int64_t)n_blocks * nkv, [&](int64_t item, int) {
+      const int32_t b = (int32_t)(item / nkv), h = (int32_t)(item % nkv);
       const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
       const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
       const float* qs[kAttnMaxTokens];
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
       for (int32_t t = t0; t < t1; ++t) {
-        const int64_t pair = (int64_t)t * c.n_kv_head + h;
-        qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &attn_[o_off(pair)];
+        const int64_t pair = (int64_t)t * nkv + h;
+        qs[t - t0] = q_of(pair);
+        outs[t - t0] = o_of(pair);
         views[t - t0] = view_of(pair);
       }
-      attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
+      attend_tokens(qs, views, t1 - t0, group, a.scale, outs);
     });
     return;
   }
@@ -232,10 +278,10 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
-    attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
+    attend_chunk(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &attn_[o_off(p)]);
+    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), o_of(p));
 }
 
 }  // namespace kvforge

@@ -42,14 +42,38 @@ class Context {
 
  private:
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
-  // Attention of the plan's tokens: rows row0.. of q_ into the same rows of attn_.
-  void attention(int layer, const KvPlan& plan, int32_t row0);
+
+  // One function per block kind (model/weights.h). The attention blocks read
+  // xn_ (the normalised input of n tokens of the plan) and write attn_; the
+  // feed-forward blocks map ns rows xs: [ns][d_model] to out: [ns][d_model].
+  void attention_gqa(int layer, const KvPlan& plan);
+  void attention_mla(int layer, const KvPlan& plan);  // model/attention_mla.cpp
+  void ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out);
+  void ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float* out);  // model/ffn_moe.cpp
+  // gate/up/down SwiGLU: out = down(silu(gate xs) * up xs); b_up, b_down may be empty.
+  void swiglu_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                  const Vec& b_down, const float* xs, int32_t ns, float* out);
+
+  // Softmax attention of one wave of the plan's tokens (rows row0.. of the
+  // batch) over the cache: token t's query heads of KV head h start at
+  // q + (row0 + t) * q_row + h * group * dk, their outputs at
+  // out + (row0 + t) * out_row + h * group * dv.
+  struct AttnArgs {
+    const float* q;
+    size_t q_row;
+    float* out;
+    size_t out_row;
+    int n_kv_head, group, dk, dv;
+    float scale;
+  };
+  void attention(int layer, const KvPlan& plan, int32_t row0, const AttnArgs& a);
 
   const Model& model_;
   ContextParams params_;
   ThreadPool pool_;
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
+  Rope rope_;  // the model's RoPE (inverse frequencies computed once)
 
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
@@ -59,8 +83,21 @@ class Context {
   std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
   std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU only
-  std::vector<float> up_;    // [kFfnSlice][d_ff]
+  std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU only; ff: the widest FFN (dense, shared or one expert)
+  std::vector<float> up_;    // [kFfnSlice][ff]
+  // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims):
+  std::vector<float> qa_;     // [n_batch][q_lora_rank]  compressed queries
+  std::vector<float> kv_;     // [n_batch][d_c + R]      latent rows [c_KV | k_pe], as cached
+  std::vector<float> qlat_;   // [n_batch][H][d_c + R]   queries absorbed into the latent space
+  std::vector<float> olat_;   // [n_batch][H][d_c]       attention output in the latent space
+  std::vector<float> head_x_, head_y_;  // [n_batch][max(P, d_c, V)]  one head's rows, gathered
+  // MoE layers:
+  std::vector<float> router_;    // [kFfnSlice][n_expert]        router scores
+  std::vector<int32_t> sel_;     // [kFfnSlice][n_expert_used]   chosen experts, best first
+  std::vector<float> sel_w_;     // [kFfnSlice][n_expert_used]   their weights
+  std::vector<float> xe_;        // [kFfnSlice][d_model]         one expert's tokens, gathered
+  std::vector<float> ye_;        // [kFfnSlice][d_model]         their outputs
+  std::vector<float> slot_out_;  // [kFfnSlice][n_expert_used][d_model]  each chosen expert's output
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   // Split attention (decode): one item per (token x KV head pair, chunk).
   struct AttnItem {
