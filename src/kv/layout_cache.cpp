@@ -31,7 +31,8 @@ class LayoutCache final : public KvCache {
     if (L.uniform()) {
       const KvHeadSpec& h = L.heads[0];
       KvPolicy p{h.window, h.sinks, h.storage, h.hadamard};
-      return fmt::format("{}, {} cells", p.describe(), h.n_cells);
+      // "latent": one [c_KV | k_pe] row per token and layer (MLA), V inside it.
+      return fmt::format("{}{}, {} cells", p.describe(), L.shape.v_in_k ? " latent" : "", h.n_cells);
     }
     size_t windowed = 0;
     for (const KvHeadSpec& h : L.heads) windowed += h.window > 0;

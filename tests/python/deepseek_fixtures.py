@@ -4,7 +4,8 @@ converter writes them: attn_kv_b split into attn_k_b (per head W_UK^T,
 [H][d_c][P]) and attn_v_b (per head W_UV, [H][V][d_c]), or kept fused
 (legacy=True); experts stacked into 3-D tensors; key_length = d_c + R and
 value_length = d_c with the per-head widths under key_length_mla /
-value_length_mla; q_lora_rank always written (0 for a direct attn_q)."""
+value_length_mla and head_count_kv = 1 (MQA over the latent row); q_lora_rank
+always written (0 for a direct attn_q)."""
 import numpy as np
 
 from gguf_fixtures import padded_vocab
@@ -26,7 +27,8 @@ def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense
                   q_lora_rank=48 if q_lora else None, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=32,
                   v_head_dim=32, max_position_embeddings=4096, rms_norm_eps=1e-6, routed_scaling_factor=1.5,
                   tie_word_embeddings=False)
-    if yarn:
+    if yarn:  # a 4x extension of a 64-token training context
+        common["max_position_embeddings"] = 256
         common["rope_parameters"] = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
                                          original_max_position_embeddings=64, beta_fast=32, beta_slow=1,
                                          mscale=1.0, mscale_all_dim=1.0)
@@ -50,20 +52,32 @@ def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense
     return model
 
 
-def write_deepseek2_gguf(path, hf_model, legacy=False, dtype=np.float32):
+def write_deepseek2_gguf(path, hf_model, legacy=False, dtype=np.float32, drop=(), override=None):
+    """drop: metadata keys and tensor names left out; override: {key: value}
+    (bad-input tests)."""
     import gguf
+
+    class Writer(gguf.GGUFWriter):
+        def add_key_value(self, key, val, vtype, *args, **kwargs):
+            if key not in drop:
+                super().add_key_value(key, (override or {}).get(key, val), vtype, *args, **kwargs)
+
+        def add_tensor(self, name, *args, **kwargs):
+            if name not in drop:
+                super().add_tensor(name, *args, **kwargs)
+
     cfg = hf_model.config
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
     H, P, R, V = cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
     dc = cfg.kv_lora_rank
     version = 3 if "V3" in type(hf_model).__name__ else 2
-    w = gguf.GGUFWriter(str(path), "deepseek2")
+    w = Writer(str(path), "deepseek2")
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_block_count(cfg.num_hidden_layers)
     w.add_head_count(H)
-    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_head_count_kv(H if legacy else 1)  # MLA runs as MQA over the one latent row
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
     w.add_rope_dimension_count(R)
