@@ -80,7 +80,7 @@ CommandRegistrar reg(20, [](CLI::App& root) {
   o->model.add_to(*c);
   o->sampling.add_to(*c);
   c->add_option("--system", o->system, "System message");
-  c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, llama3 or raw (default: from the model)");
+  c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, smollm3, llama3, gemma, phi3, phi3-compact or raw (default: from the model)");
   c->add_option("-n,--n-predict", o->n_predict, "Maximum new tokens per reply")->capture_default_str();
   c->callback([o] { run(*o); });
 });

@@ -46,7 +46,7 @@ CommandRegistrar reg(31, [](CLI::App& root) {
   auto* c = root.add_subcommand("chat-template", "Print the prompt text that a list of chat messages renders to");
   c->add_option("-m,--model", o->model, "GGUF model whose template is used (default: the default model)");
   c->add_option("--messages", o->messages, "JSON list of {\"role\", \"content\"} objects")->required();
-  c->add_option("--format", o->format, "Force a format: raw, chatml, llama3");
+  c->add_option("--format", o->format, "Force a format: raw, chatml, smollm3, llama3, gemma, phi3, phi3-compact");
   c->add_flag("--no-generation-prompt", o->no_generation_prompt, "Do not end with the assistant header");
   c->add_flag("--continuation", o->continuation, "Render a later chunk of the conversation (no start-of-chat text)");
   c->callback([o] { run_chat_template(*o); });

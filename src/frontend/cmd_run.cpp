@@ -120,7 +120,7 @@ CommandRegistrar reg(10, [](CLI::App& root) {
       ->capture_default_str();
   c->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template as a user message");
   c->add_option("--system", o->system, "System message for --chat");
-  c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, llama3 or raw (default: from the model)");
+  c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, smollm3, llama3, gemma, phi3, phi3-compact or raw (default: from the model)");
   c->add_option("--stop", o->stop, "Stop when this text is generated (repeatable)");
   c->add_option("--json-out", o->json_out, "Also write prompt/generated token ids and timings to this JSON file");
   c->callback([o] {

@@ -44,4 +44,16 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
   return L;
 }
 
+void limit_layer_window(KvLayout& layout, int layer, int32_t window) {
+  if (window <= 0) return;
+  for (int h = 0; h < layout.shape.n_kv_head; ++h) {
+    KvHeadSpec& s = layout.heads[(size_t)layer * layout.shape.n_kv_head + h];
+    const bool smaller = s.window > 0 ? window < s.window : window < s.n_cells;
+    if (!smaller) continue;
+    s.window = window;
+    s.sinks = 0;
+    s.n_cells = window;
+  }
+}
+
 }  // namespace kvforge

@@ -45,6 +45,14 @@ struct KvLayout {
 // ...) and spells it out per head. Throws kvforge::Error naming the problem.
 KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx);
 
+// A layer whose model attends only to the last `window` positions
+// (sliding-window attention, e.g. Gemma 2/3's local layers): its heads keep
+// at most that window, without sinks, so the layer really stores only
+// `window` cells. Heads that keep less already (a smaller --kv window) stay
+// as they are; so does a full head whose context fits in the window (same
+// rows, nothing to save).
+void limit_layer_window(KvLayout& layout, int layer, int32_t window);
+
 // The single place where a layout becomes a cache.
 std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout);
 

@@ -165,21 +165,22 @@ void load_deepseek2(const TensorLoader& t, ModelConfig& c, ModelWeights& w) {
 
   const int n_dense = (int)t.int_or(A + ".leading_dense_block_count", 0);
   w.layers.resize(c.n_layer);
+  c.layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& L = w.layers[i];
-    L.attn = AttnBlock::MLA;
+    c.layers[i].attn = AttnBlock::MLA;
     L.attn_norm = t.vec(p + "attn_norm.weight", d);
     load_mla(t, c, p, L.mla, w.derived);
     L.wo = t.matrix(p + "attn_output.weight", d, c.attn_dim());
     L.ffn_norm = t.vec(p + "ffn_norm.weight", d);
     if (i < n_dense) {
-      L.ffn = FfnBlock::Dense;
+      c.layers[i].ffn = FfnBlock::Dense;
       L.w_gate = t.matrix(p + "ffn_gate.weight", c.d_ff, d);
       L.w_up = t.matrix(p + "ffn_up.weight", c.d_ff, d);
       L.w_down = t.matrix(p + "ffn_down.weight", d, c.d_ff);
     } else {
-      L.ffn = FfnBlock::MoE;
+      c.layers[i].ffn = FfnBlock::MoE;
       load_moe(t, c, p, L.moe);
     }
   }

@@ -21,6 +21,8 @@ using ArchTable = std::vector<std::pair<std::string, ArchLoader>>;
 void register_llama_family(ArchTable& table);
 void register_gpt2(ArchTable& table);
 void register_deepseek2(ArchTable& table);
+void register_gemma(ArchTable& table);
+void register_phi3(ArchTable& table);
 
 // Throws kvforge::Error naming the supported architectures when `arch` is unknown.
 const ArchLoader& find_arch_loader(const std::string& arch);

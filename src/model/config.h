@@ -2,7 +2,9 @@
 // Architecture-independent description of a decoder-only transformer. Each
 // architecture loader (arch_*.cpp) fills it from GGUF metadata; the forward
 // pass reads only this, never the architecture name.
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kv/kv_cache.h"
 #include "ops/rope.h"
@@ -11,7 +13,30 @@ namespace kvforge {
 
 enum class NormKind { RMSNorm, LayerNorm };
 enum class PositionKind { Rope, Learned };
-enum class FfnKind { SwiGLU, GELU };
+enum class FfnKind { SwiGLU, GELU, GeGLU };  // GeGLU: gelu_tanh(gate) * up (Gemma)
+
+// Which RoPE a layer applies (PositionKind::Rope models).
+enum class LayerRope : uint8_t {
+  Main,   // ModelConfig::rope
+  Local,  // ModelConfig::rope_local (Gemma 3's sliding-window layers)
+  None,   // no position information in this layer (SmolLM3's every 4th layer)
+};
+
+// The kind of each block, chosen per layer at load; Context::forward runs
+// one function per kind.
+enum class AttnBlock : uint8_t { GQA, MLA };
+enum class FfnBlock : uint8_t { Dense, MoE };
+
+// What may differ between the layers of one model, chosen at load.
+struct LayerConfig {
+  AttnBlock attn = AttnBlock::GQA;
+  FfnBlock ffn = FfnBlock::Dense;
+  LayerRope rope = LayerRope::Main;
+  // Sliding-window attention: a query sees only the last `window` positions
+  // (itself included); 0 = the whole history. The cache keeps only that
+  // many cells for the layer (kv_layout.h, limit_layer_window).
+  int32_t window = 0;
+};
 
 // Multi-head Latent Attention (DeepSeek-V2/V3, SPEC.md §3); kv_lora_rank == 0: none.
 struct MlaConfig {
@@ -53,8 +78,14 @@ struct ModelConfig {
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
   float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
-  MlaConfig mla;         // layers with AttnBlock::MLA (model/weights.h)
+  MlaConfig mla;         // layers with AttnBlock::MLA (LayerConfig)
   MoeConfig moe;         // layers with FfnBlock::MoE
+
+  std::vector<LayerConfig> layers;  // [n_layer]; Model::load fills defaults when a loader sets none
+  RopeParams rope_local;            // only for LayerRope::Local layers
+  float embd_scale = 0;     // token embeddings are multiplied by it (Gemma: sqrt(d_model)); 0 = not scaled
+  float attn_softcap = 0;   // attention scores s -> cap * tanh(s / cap) before the softmax (Gemma 2); 0 = off
+  float logit_softcap = 0;  // the same on the output logits (Gemma 2); 0 = off
 
   int q_dim() const { return n_head * head_dim_k; }       // queries of one token
   int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token

@@ -3,7 +3,9 @@
 #include "model/context.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "kv/kv_layout.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
@@ -43,6 +45,21 @@ void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) 
   });
 }
 
+// Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim_k] (queries or keys), in place.
+void norm_heads(ThreadPool& pool, const ModelConfig& c, const Vec& w, float* x, int32_t n, int n_heads) {
+  if (w.empty()) return;
+  const size_t row = (size_t)n_heads * c.head_dim_k;
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
+    rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim_k, c.norm_eps);
+  });
+}
+
+// s -> cap * tanh(s / cap) over n values (soft-capping; cap 0 = off).
+void softcap_inplace(float* s, size_t n, float cap) {
+  if (cap <= 0) return;
+  for (size_t i = 0; i < n; ++i) s[i] = cap * std::tanh(s[i] / cap);
+}
+
 // An optional bias (empty: none) and activation, applied inside the matmul.
 Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
   return {bias.empty() ? nullptr : bias.data(), act};
@@ -54,13 +71,18 @@ Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(params),
       pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
-      rope_(model.config().rope) {
+      rope_(model.config().rope),
+      rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
   if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  cache_ = make_kv_cache(params_.kv, c.kv_shape(), params_.n_ctx);
+  KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
+  for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+  if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
+    fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
+  cache_ = make_kv_cache(layout);
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
@@ -70,10 +92,10 @@ Context::Context(const Model& model, const ContextParams& params)
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
   bool any_mla = false, any_moe = false, any_gqa = false;
-  for (const LayerWeights& L : model.weights().layers) {
-    any_mla |= L.attn == AttnBlock::MLA;
-    any_gqa |= L.attn == AttnBlock::GQA;
-    any_moe |= L.ffn == FfnBlock::MoE;
+  for (const LayerConfig& lc : c.layers) {
+    any_mla |= lc.attn == AttnBlock::MLA;
+    any_gqa |= lc.attn == AttnBlock::GQA;
+    any_moe |= lc.ffn == FfnBlock::MoE;
   }
   if (any_gqa) {
     k_.resize(B * c.k_dim());
@@ -81,9 +103,11 @@ Context::Context(const Model& model, const ContextParams& params)
   }
   size_t ff = c.d_ff;
   if (any_moe) ff = std::max<size_t>({ff, (size_t)c.moe.d_ff_exp, (size_t)c.moe.n_expert_shared * c.moe.d_ff_exp});
-  if (c.ffn == FfnKind::SwiGLU) gate_.resize(F * ff);
+  if (c.ffn != FfnKind::GELU) gate_.resize(F * ff);
   up_.resize(F * ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
+  for (const LayerConfig& lc : c.layers)
+    if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
     const size_t lat = m.kv_lora_rank + m.qk_rope;
@@ -133,6 +157,8 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   // Token (and learned position) embeddings.
   for (int32_t t = 0; t < n; ++t) {
     get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
+    if (c.embd_scale != 0)
+      for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
     if (c.position == PositionKind::Learned) {
       get_row(w.pos_embd, plan.pos0 + t, tmp_.data());
       add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
@@ -141,15 +167,19 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   // RoPE angles of each token, computed once for all layers.
   if (c.position == PositionKind::Rope)
     for (int32_t t = 0; t < n; ++t) rope_.angles(plan.pos0 + t, &rope_cs_[(size_t)t * c.rope.n_rot]);
+  if (!rope_local_cs_.empty())
+    for (int32_t t = 0; t < n; ++t)
+      rope_local_.angles(plan.pos0 + t, &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
     normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    if (L.attn == AttnBlock::MLA) attention_mla(l, plan);
+    if (c.layers[l].attn == AttnBlock::MLA) attention_mla(l, plan);
     else attention_gqa(l, plan);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
+    if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a time: the
@@ -160,9 +190,10 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (L.ffn == FfnBlock::MoE) ffn_moe(L, xs, ns, out);
+      if (c.layers[l].ffn == FfnBlock::MoE) ffn_moe(L, xs, ns, out);
       else ffn_dense(L, xs, ns, out);
     }
+    if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
   cache_->commit(plan);
@@ -173,6 +204,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   const int32_t rows = n - first;
   normalize(pool_, c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
   matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
+  softcap_inplace(logits, (size_t)rows * c.n_vocab, c.logit_softcap);
 }
 
 void Context::attention_gqa(int l, const KvPlan& plan) {
@@ -186,10 +218,16 @@ void Context::attention_gqa(int l, const KvPlan& plan) {
     const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
     matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
   }
-  if (c.position == PositionKind::Rope) {
+  norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
+  norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
+  if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+    const bool local = c.layers[l].rope == LayerRope::Local;
+    const Rope& r = local ? rope_local_ : rope_;
+    const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
+    const int nr = local ? c.rope_local.n_rot : n_rot;
     for (int32_t t = 0; t < n; ++t) {
-      rope_.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
-      rope_.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, &rope_cs_[(size_t)t * n_rot]);
+      r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+      r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
     }
   }
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
@@ -205,18 +243,20 @@ void Context::attention_gqa(int l, const KvPlan& plan) {
 
 void Context::ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out) {
   const ModelConfig& c = model_.config();
-  if (c.ffn == FfnKind::SwiGLU) return swiglu_ffn(L.w_gate, L.w_up, L.w_down, L.b_up, L.b_down, xs, ns, out);
+  if (c.ffn != FfnKind::GELU)
+    return gated_ffn(L.w_gate, L.w_up, L.w_down, L.b_up, L.b_down, c.ffn == FfnKind::GeGLU, xs, ns, out);
   matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
   matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
 }
 
-void Context::swiglu_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
-                         const Vec& b_down, const float* xs, int32_t ns, float* out) {
+void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                        const Vec& b_down, bool geglu, const float* xs, int32_t ns, float* out) {
   const WeightMatrix* Ws[2] = {&gate, &up};  // gate and up in one pool hand-off
   float* ys[2] = {gate_.data(), up_.data()};
-  const Epilogue eps[2] = {{}, epilogue(b_up)};
+  const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(b_up)};
   matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-  swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
   matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
 }
 
@@ -239,7 +279,9 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0, const AttnA
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % nkv), plan.pos0 + (int32_t)(pair / nkv));
   };
-  if (n_pairs >= 4 * (int64_t)pool_.size()) {
+  // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
+  const float cap = model_.config().attn_softcap;
+  if (cap == 0 && n_pairs >= 4 * (int64_t)pool_.size()) {
     // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
     // (cut at positions that are multiples of it, so that their views share
     // all rows but the last tile's) for one KV head.
@@ -278,7 +320,10 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0, const AttnA
   if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
-    attend_chunk(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, &attn_parts_[pf * i]);
+    if (cap > 0)
+      attend_chunk_softcap(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, cap, &attn_parts_[pf * i]);
+    else
+      attend_chunk(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, &attn_parts_[pf * i]);
   });
   for (int64_t p = 0; p < n_pairs; ++p)
     attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), o_of(p));

@@ -50,9 +50,10 @@ class Context {
   void attention_mla(int layer, const KvPlan& plan);  // model/attention_mla.cpp
   void ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out);
   void ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float* out);  // model/ffn_moe.cpp
-  // gate/up/down SwiGLU: out = down(silu(gate xs) * up xs); b_up, b_down may be empty.
-  void swiglu_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
-                  const Vec& b_down, const float* xs, int32_t ns, float* out);
+  // Gated feed-forward: out = down(act(gate xs) * up xs), act = silu (SwiGLU)
+  // or gelu_tanh (GeGLU); b_up, b_down may be empty.
+  void gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                 const Vec& b_down, bool geglu, const float* xs, int32_t ns, float* out);
 
   // Softmax attention of one wave of the plan's tokens (rows row0.. of the
   // batch) over the cache: token t's query heads of KV head h start at
@@ -73,7 +74,7 @@ class Context {
   ThreadPool pool_;
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
-  Rope rope_;  // the model's RoPE (inverse frequencies computed once)
+  Rope rope_, rope_local_;  // the model's RoPEs (inverse frequencies computed once)
 
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
@@ -83,7 +84,7 @@ class Context {
   std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
   std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU only; ff: the widest FFN (dense, shared or one expert)
+  std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU/GeGLU only; ff: the widest FFN (dense, shared or one expert)
   std::vector<float> up_;    // [kFfnSlice][ff]
   // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims):
   std::vector<float> qa_;     // [n_batch][q_lora_rank]  compressed queries
@@ -99,6 +100,7 @@ class Context {
   std::vector<float> ye_;        // [kFfnSlice][d_model]         their outputs
   std::vector<float> slot_out_;  // [kFfnSlice][n_expert_used][d_model]  each chosen expert's output
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
+  std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   // Split attention (decode): one item per (token x KV head pair, chunk).
   struct AttnItem {
     int64_t pair;

@@ -69,7 +69,7 @@ void Context::ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float*
     if (rows.empty()) continue;
     const int32_t m = (int32_t)rows.size();
     for (int32_t r = 0; r < m; ++r) std::copy_n(xs + (size_t)(rows[r] / k) * d, d, &xe_[(size_t)r * d]);
-    swiglu_ffn(W.gate[x], W.up[x], W.down[x], {}, {}, xe_.data(), m, ye_.data());
+    gated_ffn(W.gate[x], W.up[x], W.down[x], {}, {}, false, xe_.data(), m, ye_.data());
     for (int32_t r = 0; r < m; ++r) std::copy_n(&ye_[(size_t)r * d], d, &slot_out_[(size_t)rows[r] * d]);
   }
   for (int32_t t = 0; t < ns; ++t) {
@@ -82,7 +82,7 @@ void Context::ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float*
     }
   }
   if (W.gate_shexp.rows == 0) return;
-  swiglu_ffn(W.gate_shexp, W.up_shexp, W.down_shexp, {}, {}, xs, ns, ye_.data());
+  gated_ffn(W.gate_shexp, W.up_shexp, W.down_shexp, {}, {}, false, xs, ns, ye_.data());
   add_inplace(out, ye_.data(), (int64_t)ns * d);
 }
 

@@ -14,6 +14,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->config_.arch = *arch;
   m->config_.name = f.get_string("general.name").value_or(*arch);
   find_arch_loader(*arch)(TensorLoader(f), m->config_, m->weights_);
+  if (m->config_.layers.empty()) m->config_.layers.resize(m->config_.n_layer);
   if (options.repack) m->packed_.pack(m->weights_);
   m->tokenizer_ = Tokenizer::from_gguf(f);
   if (m->tokenizer_->n_vocab() > m->config_.n_vocab)

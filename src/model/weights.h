@@ -10,11 +10,6 @@ namespace kvforge {
 // Optional f32 vector: empty means absent.
 using Vec = std::vector<float>;
 
-// The kind of each block, chosen per layer at load; Context::forward runs
-// one function per kind.
-enum class AttnBlock { GQA, MLA };
-enum class FfnBlock { Dense, MoE };
-
 // MLA (ModelConfig::mla: H heads, P nope + R rope dims, latent d_c, V).
 struct MlaWeights {
   WeightMatrix wq;        // [H*(P+R)][d_model], when q_lora_rank == 0
@@ -38,22 +33,23 @@ struct MoeWeights {
 };
 
 struct LayerWeights {
-  AttnBlock attn = AttnBlock::GQA;
-  FfnBlock ffn = FfnBlock::Dense;
   Vec attn_norm, attn_norm_b;  // [d_model]
   // A fused QKV tensor (GPT-2) is loaded as three views of its row blocks.
   WeightMatrix wq, wk, wv;     // [q_dim][d_model], [kv_dim][d_model] x2
   Vec bq, bk, bv;              // optional biases (Qwen2; GPT-2 after splitting)
+  Vec q_norm, k_norm;          // [head_dim_k] optional RMSNorm of every Q/K head before RoPE (Qwen3, Gemma 3)
   WeightMatrix wo;             // [d_model][q_dim]
   Vec bo;
+  Vec attn_post_norm;          // [d_model] optional RMSNorm of the attention output before the residual add (Gemma 2/3)
   Vec ffn_norm, ffn_norm_b;    // [d_model]
-  WeightMatrix w_gate;         // [d_ff][d_model], SwiGLU only
+  WeightMatrix w_gate;         // [d_ff][d_model], SwiGLU/GeGLU only
   WeightMatrix w_up;           // [d_ff][d_model]
   Vec b_up;
   WeightMatrix w_down;         // [d_model][d_ff]
   Vec b_down;
-  MlaWeights mla;              // AttnBlock::MLA only
-  MoeWeights moe;              // FfnBlock::MoE only
+  Vec ffn_post_norm;           // [d_model] optional, likewise for the feed-forward output
+  MlaWeights mla;              // AttnBlock::MLA layers only (LayerConfig::attn)
+  MoeWeights moe;              // FfnBlock::MoE layers only (LayerConfig::ffn)
 
   // Every weight matrix of the layer that is present (for repacking and byte counts).
   std::vector<WeightMatrix*> matrices();

@@ -15,5 +15,7 @@ void gelu_inplace(float* x, int64_t n);
 void gelu_inplace_ref(float* x, int64_t n);  // scalar reference (libm tanh)
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
+// y[i] *= x[i]   (the gated product of GeGLU)
+void mul_inplace(float* y, const float* x, int64_t n);
 
 }  // namespace kvforge

@@ -6,6 +6,7 @@
 
 #include "backend/cpu_features.h"
 #include "ops/hadamard.h"
+#include "util/error.h"
 #include "util/fp16.h"
 
 namespace kvforge {
@@ -62,9 +63,12 @@ void attn_chunks(const KvView& view, std::vector<AttnChunk>& out) {
       out.push_back({s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)});
 }
 
-void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
-                      float* part) {
-  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+namespace {
+
+// The scalar chunk kernel over f16/f32 rows; cap > 0 soft-caps the scaled
+// scores (cap * tanh(s / cap)).
+void chunk_scalar(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float cap,
+                  float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const KvSegment& seg = view.segments[c.seg];
   thread_local std::vector<float> kt, vt, sc;
@@ -79,9 +83,25 @@ void attend_chunk_ref(const float* q, int n_group, const KvView& view, const Att
     for (int g = 0; g < n_group; ++g) {
       const float* qg = q + (size_t)g * dk;
       for (int j = 0; j < n; ++j) sc[j] = dot(qg, &kt[(size_t)j * dk], dk) * scale;
+      if (cap > 0)
+        for (int j = 0; j < n; ++j) sc[j] = cap * std::tanh(sc[j] / cap);
       attn_tile_update(part + (size_t)g * (2 + dv), sc.data(), n, vt.data(), dv);
     }
   }
+}
+
+}  // namespace
+
+void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                      float* part) {
+  if (kv_storage_quantized(view.storage)) return attend_chunk_quant(q, n_group, view, c, scale, part);
+  chunk_scalar(q, n_group, view, c, scale, 0, part);
+}
+
+void attend_chunk_softcap(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                          float cap, float* part) {
+  if (kv_storage_quantized(view.storage)) fail("attention soft-capping needs f16 or f32 KV rows");
+  chunk_scalar(q, n_group, view, c, scale, cap, part);
 }
 
 void attn_partial_init(float* part, int n_group, int dv) {

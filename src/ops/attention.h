@@ -68,6 +68,13 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
 // tested against; it is also what attend() runs without AVX2).
 void attend_ref(const float* q, int n_group, const KvView& view, float scale, float* out);
 
+// attend_chunk with Gemma 2's attention-logit soft-capping: the scaled
+// scores s become cap * tanh(s / cap) before the softmax. One scalar kernel
+// for every path (f16/f32 rows only; throws kvforge::Error for quantized
+// ones), so capped attention keeps the batch-invariance contract.
+void attend_chunk_softcap(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                          float cap, float* part);
+
 // Chunk kernels. attend_chunk_avx2 returns false (doing nothing) for shapes
 // it does not handle (head dims not multiples of 8).
 void attend_chunk_ref(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,

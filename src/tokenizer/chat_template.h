@@ -13,7 +13,12 @@ namespace kvforge {
 
 namespace gguf { class File; }
 
-enum class ChatFormat { Raw, ChatML, Llama3 };
+// ChatML: SmolLM2, Qwen2/2.5/3. SmolLM3: ChatML with its metadata system
+// header (no <|im_end|> after it, as its template writes it). Gemma: Gemma 2
+// and 3 (<start_of_turn>; the system message opens the first user turn).
+// Phi3: <|user|>\n...<|end|>\n (Phi-3); Phi3Compact: the same without the
+// newlines (Phi-4-mini).
+enum class ChatFormat { Raw, ChatML, Llama3, SmolLM3, Gemma, Phi3, Phi3Compact };
 
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
@@ -32,10 +37,12 @@ struct ChatTemplate {
   ChatTemplate(ChatFormat f, std::string sys = {}) : format(f), default_system(std::move(sys)) {}  // NOLINT: implicit on purpose
 };
 
-ChatFormat detect_chat_format(const gguf::File& file);        // Raw if unknown
+// Raw when the model has no template; throws kvforge::Error naming the
+// template when it is one we do not recognise (use --chat-format then).
+ChatFormat detect_chat_format(const gguf::File& file);
 ChatTemplate detect_chat_template(const gguf::File& file);    // format + default system message
 ChatTemplate detect_chat_template(const std::string& jinja);  // from the template source text
-ChatFormat parse_chat_format(const std::string& name);        // "raw", "chatml", "llama3"; throws
+ChatFormat parse_chat_format(const std::string& name);        // a chat_format_name(); throws
 const char* chat_format_name(ChatFormat f);
 
 // The prompt text for `messages`, ending with the assistant header when
@@ -46,7 +53,10 @@ const char* chat_format_name(ChatFormat f);
 // render(m[k,n), g, false) for every 0 < k <= n; things that belong to the start of
 // the conversation (BOS, the default system message) are written only by the
 // first chunk, and a chunk never writes anything that depends on later
-// messages. After generating a reply R to render(m[0,k), true, ...), the
+// messages. (Gemma: a system message and the user message after it must be
+// in the same chunk, since they make one turn. SmolLM3: the reasoning mode a
+// first chunk's system message picks with "/no_think" applies to that chunk;
+// later ones use the template's default, /think.) After generating a reply R to render(m[0,k), true, ...), the
 // cache holds exactly render(m[0,k) + {assistant, R}, false, ...) once
 // chat_turn_end(f) + chat_turn_separator(f) follow R (for Llama 3, R as the
 // template trims it), so the next turn only needs render(m[k+1,n), g, false).

@@ -55,3 +55,14 @@ def kvforge_logits(kvforge_bin, gguf_path, ids, tmp_path, *extra):
 def kvforge_tokenize(kvforge_bin, gguf_path, text):
     r = run_kvforge(kvforge_bin, "tokenize", "-m", gguf_path, "-p", text)
     return json.loads(r.stdout)
+
+
+def assert_logits_close(label, ref, ours, tol):
+    """ours matches the reference logits within tol (max |diff|) with the same
+    argmax everywhere; the reference must span more than +-1, else a test on
+    near-zero logits would prove little. Prints the measured values."""
+    diff = np.abs(ref - ours)
+    print(f"\n[{label}] max|diff|={diff.max():.2e} logit range={np.abs(ref).max():.2f}")
+    assert np.abs(ref).max() > 1.0
+    assert diff.max() <= tol
+    assert np.array_equal(ref.argmax(-1), ours.argmax(-1))

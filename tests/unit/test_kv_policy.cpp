@@ -89,6 +89,27 @@ TEST(KvLayout, ResolvesPerHeadAndChecksTheModel) {
   EXPECT_NO_THROW(resolve_kv_layout(parse_kv_policy("f16"), KvShape{2, 2, 48, 48}, 64));
 }
 
+// A model's sliding-window layer (Gemma, Phi-3) keeps only its window: it
+// replaces a longer full history or a wider --kv window (sinks dropped, as
+// the model sees none), never a narrower --kv window, and a full history
+// that fits in the window stays as it is.
+TEST(KvLayout, ModelWindowLimitsItsLayer) {
+  KvLayout L = resolve_kv_layout(KvPolicy{}, KvShape{3, 2, 32, 32}, 1000);
+  limit_layer_window(L, 0, 64);
+  limit_layer_window(L, 1, 0);
+  limit_layer_window(L, 2, 4096);
+  EXPECT_EQ(L.head(0, 1), (KvHeadSpec{64, 0, KvStorage::F16, false, 64}));
+  EXPECT_EQ(L.head(1, 0).n_cells, 1000);
+  EXPECT_EQ(L.head(2, 0), (KvHeadSpec{0, 0, KvStorage::F16, false, 1000}));
+  EXPECT_EQ(make_kv_cache(L)->bytes(), (size_t)(64 + 1000 + 1000) * 2 * 2 * 32 * 2);
+
+  KvLayout W = resolve_kv_layout(parse_kv_policy("window:100,sinks:4+q8"), KvShape{2, 2, 32, 32}, 1000);
+  limit_layer_window(W, 0, 16);
+  limit_layer_window(W, 1, 500);
+  EXPECT_EQ(W.head(0, 0), (KvHeadSpec{16, 0, KvStorage::Q8_0, false, 16}));
+  EXPECT_EQ(W.head(1, 1), (KvHeadSpec{100, 4, KvStorage::Q8_0, false, 104}));
+}
+
 TEST(KvLayout, MixedLayoutsGetSeparateStorage) {
   // The shape of an RLKV/DuoAttention cache: some heads full, others streaming.
   KvLayout L = resolve_kv_layout(KvPolicy{}, KvShape{2, 2, 32, 32}, 1000);

@@ -261,11 +261,14 @@ TEST(ChatTemplate, ChunksConcatenateToTheWhole) {
   std::vector<ChatMessage> m = {{"system", " sys "}, {"user", "Hi "}, {"assistant", "Hello!"}, {"user", "Bye"}};
   std::vector<ChatMessage> no_sys(m.begin() + 1, m.end());
   for (ChatTemplate t : {ChatTemplate(ChatFormat::ChatML, "Default"), ChatTemplate(ChatFormat::Llama3),
-                         ChatTemplate(ChatFormat::Raw)}) {
+                         ChatTemplate(ChatFormat::Raw), ChatTemplate(ChatFormat::SmolLM3),
+                         ChatTemplate(ChatFormat::Gemma), ChatTemplate(ChatFormat::Phi3),
+                         ChatTemplate(ChatFormat::Phi3Compact)}) {
     for (const auto* msgs : {&m, &no_sys}) {
       for (bool gen : {false, true}) {
         std::string whole = render_chat(t, *msgs, gen, true);
-        for (size_t k = 1; k <= msgs->size(); ++k) {
+        // Gemma's system message and the user message after it are one turn.
+        for (size_t k = t.format == ChatFormat::Gemma && msgs == &m ? 2 : 1; k <= msgs->size(); ++k) {
           std::vector<ChatMessage> a(msgs->begin(), msgs->begin() + k), b(msgs->begin() + k, msgs->end());
           EXPECT_EQ(render_chat(t, a, false, true) + render_chat(t, b, gen, false), whole)
               << chat_format_name(t.format) << " k=" << k;
@@ -277,7 +280,8 @@ TEST(ChatTemplate, ChunksConcatenateToTheWhole) {
 
 TEST(ChatTemplate, GeneratedReplyLinesUpWithNextChunk) {
   std::vector<ChatMessage> m = {{"user", "Hi"}};
-  for (ChatFormat f : {ChatFormat::ChatML, ChatFormat::Llama3}) {
+  for (ChatFormat f : {ChatFormat::ChatML, ChatFormat::Llama3, ChatFormat::SmolLM3, ChatFormat::Gemma, ChatFormat::Phi3,
+                       ChatFormat::Phi3Compact}) {
     std::string cached = render_chat(f, m, true) + "Hello!" + chat_turn_end(f) + chat_turn_separator(f);
     auto m2 = m;
     m2.push_back({"assistant", "Hello!"});
@@ -293,6 +297,47 @@ TEST(ChatTemplate, Llama3Format) {
   EXPECT_THROW(parse_chat_format("vicuna"), Error);
   EXPECT_EQ(detect_chat_template("{{ '<|start_header_id|>' }}").format, ChatFormat::Llama3);
   EXPECT_EQ(detect_chat_template("").format, ChatFormat::Raw);
+}
+
+// The templates of Qwen3, SmolLM3, Gemma 2/3, Phi-3 and Phi-4-mini, reduced
+// to the markers detection looks at, and what each renders.
+TEST(ChatTemplate, NewFamilies) {
+  EXPECT_EQ(detect_chat_template("{%- if enable_thinking %}{{- '<|im_start|>assistant\\n<think>' }}").format,
+            ChatFormat::ChatML);  // Qwen3
+  EXPECT_EQ(detect_chat_template("{{- \"<|im_start|>system\\n\" -}}{{- \"Reasoning Mode: \" }}").format,
+            ChatFormat::SmolLM3);
+  EXPECT_EQ(detect_chat_template("{{ bos_token }}{{ '<start_of_turn>' + role + '\\n' }}").format, ChatFormat::Gemma);
+  EXPECT_EQ(detect_chat_template("{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{{ '<|assistant|>\\n' }}").format,
+            ChatFormat::Phi3);
+  EXPECT_EQ(detect_chat_template("{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+                                 "{{ '<|assistant|>' }}").format,
+            ChatFormat::Phi3Compact);
+  try {
+    detect_chat_template("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
+    ADD_FAILURE() << "an unknown template was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported chat template"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("[INST]"), std::string::npos);
+  }
+
+  EXPECT_EQ(render_chat(ChatFormat::Gemma, {{"system", "Be brief."}, {"user", " Hi "}}, true),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(render_chat(ChatFormat::Gemma, {{"assistant", "Yo"}}, false, false), "<start_of_turn>model\nYo<end_of_turn>\n");
+  EXPECT_EQ(render_chat(ChatFormat::Phi3, {{"system", "S"}, {"user", "Hi"}}, true),
+            "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n");
+  EXPECT_EQ(render_chat(ChatFormat::Phi3Compact, {{"user", "Hi"}}, true), "<|user|>Hi<|end|><|assistant|>");
+  // SmolLM3: the system header (no <|im_end|>), flags stripped, /no_think's empty think block.
+  const std::string s = render_chat(ChatFormat::SmolLM3, {{"system", "Be brief. /no_think"}, {"user", "Hi"}}, true);
+  EXPECT_EQ(s.rfind("<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: ", 0), 0u);
+  EXPECT_NE(s.find("\nReasoning Mode: /no_think\n\n## Custom Instructions\n\nBe brief.\n\n<|im_start|>user\nHi<|im_end|>\n"
+                   "<|im_start|>assistant\n<think>\n\n</think>\n"),
+            std::string::npos);
+  const std::string d = render_chat(ChatFormat::SmolLM3, {{"user", "Hi"}}, true);
+  EXPECT_NE(d.find("Reasoning Mode: /think\n"), std::string::npos);
+  const std::string tail = "conclusion.\n\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(d.substr(d.size() - tail.size()), tail);
+  for (ChatFormat f : {ChatFormat::SmolLM3, ChatFormat::Gemma, ChatFormat::Phi3, ChatFormat::Phi3Compact})
+    EXPECT_EQ(parse_chat_format(chat_format_name(f)), f);
 }
 
 // The real default model, when it is in the cache (the Python tests compare
