@@ -4,9 +4,11 @@
 #   1. scripts/setup.sh       packages, venv, Release build, default model
 #   2. ctest on build/        unit tests, Release
 #   3. build-asan/ + ctest    the same unit tests under ASan + UBSan
-#   4. pytest tests/python    end-to-end tests of build/kvforge against the
-#                             references (HF transformers, llama.cpp)
-#   5. scripts/fuzz.sh        the parsers' libFuzzer targets, 50000 runs
+#   4. pip install ./         the kvforge Python package into the venv
+#   5. pytest tests/python    end-to-end tests of build/kvforge and the
+#                             package against the references (HF
+#                             transformers, llama.cpp)
+#   6. scripts/fuzz.sh        the parsers' libFuzzer targets, 50000 runs
 #                             each from a fixed seed (repeatable)
 #
 # Every stage after setup runs even if an earlier one failed; the exit status
@@ -53,6 +55,14 @@ run_pytest() {
   return $rc
 }
 
+# The Python package (bindings over this checkout's engine), built with the
+# venv's pinned nanobind and scikit-build-core; build/python-*/ is kept, so
+# a re-install recompiles only what changed.
+install_python_package() {
+  CMAKE_BUILD_PARALLEL_LEVEL=$JOBS "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
+    --no-build-isolation --no-deps ./
+}
+
 build_asan() { scripts/build.sh --asan; }
 ctest_asan() {
   # detect_leaks needs ptrace-free LSan; it is on by default where it works.
@@ -67,6 +77,7 @@ stage "Build with ASan + UBSan (build-asan)" build_asan
 if [[ ${#failed[@]} -eq $n_failed ]]; then
   stage "Unit tests (ASan + UBSan)" ctest_asan
 fi
+stage "Python package (pip install ./)" install_python_package
 stage "Python tests (pytest tests/python)" run_pytest "$@"
 stage "Fuzzing (scripts/fuzz.sh)" scripts/fuzz.sh
 

@@ -138,12 +138,7 @@ double NeedleResult::accuracy_at(int32_t length) const {
   return n ? (double)ok / n : 0.0;
 }
 
-NeedleResult run_needle(const Model& model, const ContextParams& base, const NeedleParams& params, bool chat,
-                        const NeedleProgress& on_trial) {
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  if (params.trials <= 0) fail("--trials must be positive");
-  if (params.lengths.empty() || params.depths.empty()) fail("needle: no lengths or no depths");
+NeedlePrompt needle_prompt(const Model& model, const NeedleCaseSpec& spec, bool chat) {
   const Tokenizer& tok = model.tokenizer();
   NeedleFormat format;
   bool add_bos = true;
@@ -153,7 +148,20 @@ NeedleResult run_needle(const Model& model, const ContextParams& base, const Nee
   }
   const TokenCounter count = [&](const std::string& s) { return (int32_t)tok.encode(s, false, true).size(); };
   const int32_t bos_extra = add_bos && tok.vocab().add_bos && tok.vocab().bos >= 0 ? 1 : 0;
+  NeedleCaseSpec inner = spec;
+  inner.length -= bos_extra;
+  NeedlePrompt p;
+  p.c = make_needle_case(inner, format, count);
+  p.tokens = tok.encode(p.c.prompt, add_bos, true);
+  return p;
+}
 
+NeedleResult run_needle(const Model& model, const ContextParams& base, const NeedleParams& params, bool chat,
+                        const NeedleProgress& on_trial) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  if (params.trials <= 0) fail("--trials must be positive");
+  if (params.lengths.empty() || params.depths.empty()) fail("needle: no lengths or no depths");
   NeedleResult r;
   const int32_t total = (int32_t)(params.lengths.size() * params.depths.size()) * params.trials;
   for (int32_t length : params.lengths) {
@@ -163,8 +171,9 @@ NeedleResult run_needle(const Model& model, const ContextParams& base, const Nee
     for (double depth : params.depths) {
       NeedleCell cell{length, depth, 0, 0};
       for (int32_t t = 0; t < params.trials; ++t) {
-        const NeedleCase c = make_needle_case({params.seed, length - bos_extra, depth, t}, format, count);
-        const std::vector<TokenId> prompt = tok.encode(c.prompt, add_bos, true);
+        const NeedlePrompt np = needle_prompt(model, {params.seed, length, depth, t}, chat);
+        const NeedleCase& c = np.c;
+        const std::vector<TokenId>& prompt = np.tokens;
         ctx.reset();
         GenerateParams gp;
         gp.n_predict = params.n_predict;

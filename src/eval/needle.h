@@ -48,6 +48,15 @@ struct NeedleFormat {
 // empty haystack does not fit.
 NeedleCase make_needle_case(const NeedleCaseSpec& spec, const NeedleFormat& format, const TokenCounter& count);
 
+// A case as `model` sees it: the case built with the model's chat template
+// (chat) or as raw text, and its prompt tokens (BOS as the format wants;
+// spec.length counts it).
+struct NeedlePrompt {
+  NeedleCase c;
+  std::vector<TokenId> tokens;
+};
+NeedlePrompt needle_prompt(const Model& model, const NeedleCaseSpec& spec, bool chat);
+
 // Whether the model's answer contains the key.
 bool needle_answer_correct(const std::string& answer, const std::string& key);
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "frontend/command.h"
+#include "frontend/command_group.h"
 #include "util/error.h"
 
 namespace kvforge::cli {
@@ -24,6 +25,14 @@ void setup_all_commands(CLI::App& root) {
   auto& r = registry();
   std::stable_sort(r.begin(), r.end(), [](auto& a, auto& b) { return a.first < b.first; });
   for (auto& [order, setup] : r) setup(root);
+}
+
+CLI::App& command_group(CLI::App& root, const std::string& name, const std::string& description) {
+  for (CLI::App* sub : root.get_subcommands({}))
+    if (sub->get_name() == name) return *sub;
+  CLI::App* group = root.add_subcommand(name, description);
+  group->require_subcommand(1);
+  return *group;
 }
 
 }  // namespace kvforge::cli

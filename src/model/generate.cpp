@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "model/logprob.h"
 #include "model/text_stream.h"
 #include "util/error.h"
 
@@ -62,6 +63,7 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
       break;
     }
     res.tokens.push_back(next);
+    res.logprobs.push_back(token_logprob(logits.data(), n_vocab, next));
     const std::string text = stream.push(tok.token_to_piece(next));
     if (!text.empty()) on_text(text);
     if (stream.stopped()) {

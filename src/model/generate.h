@@ -25,6 +25,7 @@ struct GenerateParams {
 
 struct GenerateResult {
   std::vector<TokenId> tokens;  // generated ids (the end-of-generation token excluded)
+  std::vector<float> logprobs;  // [tokens] log p(token) under the model's raw distribution (model/logprob.h)
   std::string stop_reason;      // "eos", "stop string", "length", "context full"
   int32_t n_prompt = 0;
   double prefill_seconds = 0;   // evaluating the prompt (first step without cache)

@@ -19,6 +19,15 @@ def byte_level_vocab():
     return [chr(table[b]) for b in range(256)] + ["<|endoftext|>"]
 
 
+def add_byte_level_tokenizer(w):
+    """GGUF tokenizer metadata of byte_level_vocab() (no merges, EOS 256)."""
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(byte_level_vocab())
+    w.add_token_types([1] * 256 + [3])
+    w.add_eos_token_id(256)
+
+
 def padded_vocab(n_vocab):
     """byte_level_vocab() padded with placeholder tokens to n_vocab entries,
     and their GGUF token types (1 normal, 3 control, 5 unused). The first
@@ -160,11 +169,7 @@ def write_llama_like_gguf(path, hf_model, kind):
     w.add_head_count_kv(cfg.num_key_value_heads)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_rope_freq_base(10000.0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
-    w.add_token_list(byte_level_vocab())
-    w.add_token_types([1] * 256 + [3])
-    w.add_eos_token_id(256)
+    add_byte_level_tokenizer(w)
     f32 = lambda name, a: w.add_tensor(name, np.ascontiguousarray(a).astype(np.float32))
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
     f32("token_embd.weight", sd["model.embed_tokens.weight"])

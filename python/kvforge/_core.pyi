@@ -1,0 +1,304 @@
+"""kvforge engine bindings (use the kvforge package, not this module)"""
+
+from collections.abc import Callable, Sequence
+from typing import Annotated
+
+import numpy
+from numpy.typing import NDArray
+
+
+class Error(RuntimeError):
+    pass
+
+class ModelConfig:
+    """Architecture-independent shape of a loaded model (read-only)"""
+
+    @property
+    def arch(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    @property
+    def n_ctx_train(self) -> int: ...
+
+    @property
+    def d_model(self) -> int: ...
+
+    @property
+    def n_layer(self) -> int: ...
+
+    @property
+    def n_head(self) -> int: ...
+
+    @property
+    def n_kv_head(self) -> int: ...
+
+    @property
+    def head_dim_k(self) -> int:
+        """per head: queries and keys"""
+
+    @property
+    def head_dim_v(self) -> int:
+        """per head: values and the attention output"""
+
+    @property
+    def d_ff(self) -> int: ...
+
+    @property
+    def norm_eps(self) -> float: ...
+
+class Model:
+    """A loaded GGUF model; immutable, shared by any number of Contexts"""
+
+    @staticmethod
+    def load(path: str, repack: bool = True) -> Model:
+        """
+        Loads a GGUF file. repack=False keeps the file's weight layout (A/B measurements).
+        """
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    @property
+    def weight_bytes(self) -> int: ...
+
+    @property
+    def bos(self) -> int: ...
+
+    @property
+    def eos(self) -> int: ...
+
+    def tokenize(self, text: str, add_bos: bool = True, parse_special: bool = True) -> list[int]:
+        """
+        Token ids of text (BOS prepended when add_bos and the vocabulary asks for it).
+        """
+
+    def detokenize(self, tokens: Sequence[int], keep_special: bool = False) -> str:
+        """Text of token ids (ill-formed UTF-8 replaced by U+FFFD)."""
+
+    def token_to_piece(self, token: int) -> bytes:
+        """Raw bytes of one token (may be part of a UTF-8 character)."""
+
+    def is_end_of_generation(self, token: int) -> bool: ...
+
+    def chat_prompt(self, messages: Sequence[tuple[str, str]], add_generation_prompt: bool = True) -> str:
+        """
+        The prompt text of [(role, content), ...] in the model's chat template (as `kvforge chat` renders it); tokenize it with add_bos as the template wants (Llama 3 writes its own BOS).
+        """
+
+    @property
+    def chat_turn_end(self) -> str:
+        """
+        Text that ends an assistant turn in the model's chat format ('' for raw models): a stop string.
+        """
+
+class Context:
+    """
+    One running sequence over a Model: its KV cache, threads and buffers. Not shared between threads (one Context per thread).
+    """
+
+    def __init__(self, model: Model, n_ctx: int = 0, n_batch: int = 256, n_threads: int = 0, kv: str = 'full') -> None:
+        """
+        n_ctx: cache capacity in tokens (0 = min(training context, 4096)); n_threads: 0 = physical cores; kv: a cache policy as spelled by the CLI's --kv (e.g. 'window:256,sinks:4+q8').
+        """
+
+    @property
+    def n_past(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_threads(self) -> int: ...
+
+    @property
+    def model(self) -> Model: ...
+
+    def reset(self) -> None:
+        """Empties the cache (n_past = 0)."""
+
+    def eval(self, tokens: Sequence[int], all_logits: bool = False) -> object:
+        """
+        Appends tokens to the sequence; returns the logits float32 [n_vocab] of the last token, or [len(tokens), n_vocab] when all_logits.
+        """
+
+    def logprobs(self, tokens: Sequence[int]) -> Annotated[NDArray[numpy.float32], dict(shape=(None,))]:
+        """
+        Appends tokens to the sequence; returns float32 [len(tokens) - 1]: log p(tokens[i + 1] | everything before) under the model's raw distribution.
+        """
+
+class SamplingParams:
+    """Sampler settings (see src/model/sampler.h for the order of steps)"""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def temperature(self) -> float:
+        """0 = greedy"""
+
+    @temperature.setter
+    def temperature(self, arg: float, /) -> None: ...
+
+    @property
+    def top_k(self) -> int:
+        """0 = off"""
+
+    @top_k.setter
+    def top_k(self, arg: int, /) -> None: ...
+
+    @property
+    def top_p(self) -> float:
+        """1 = off; in (0, 1]"""
+
+    @top_p.setter
+    def top_p(self, arg: float, /) -> None: ...
+
+    @property
+    def min_p(self) -> float:
+        """0 = off; in [0, 1]"""
+
+    @min_p.setter
+    def min_p(self, arg: float, /) -> None: ...
+
+    @property
+    def repeat_penalty(self) -> float:
+        """1 = off; > 0"""
+
+    @repeat_penalty.setter
+    def repeat_penalty(self, arg: float, /) -> None: ...
+
+    @property
+    def repeat_last_n(self) -> int:
+        """accepted tokens the penalty looks at"""
+
+    @repeat_last_n.setter
+    def repeat_last_n(self, arg: int, /) -> None: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @seed.setter
+    def seed(self, arg: int, /) -> None: ...
+
+    def validate(self) -> None:
+        """Raises kvforge.Error naming a bad field."""
+
+class GenerateParams:
+    """Generation settings"""
+
+    def __init__(self) -> None: ...
+
+    @property
+    def n_predict(self) -> int:
+        """max new tokens (-1 = until EOS or context full)"""
+
+    @n_predict.setter
+    def n_predict(self, arg: int, /) -> None: ...
+
+    @property
+    def sampling(self) -> SamplingParams: ...
+
+    @sampling.setter
+    def sampling(self, arg: SamplingParams, /) -> None: ...
+
+    @property
+    def stop(self) -> list[str]:
+        """stop strings (not emitted)"""
+
+    @stop.setter
+    def stop(self, arg: Sequence[str], /) -> None: ...
+
+    @property
+    def ignore_eos(self) -> bool: ...
+
+    @ignore_eos.setter
+    def ignore_eos(self, arg: bool, /) -> None: ...
+
+    @property
+    def use_cache(self) -> bool:
+        """False: recompute the whole text every step"""
+
+    @use_cache.setter
+    def use_cache(self, arg: bool, /) -> None: ...
+
+    @property
+    def context_shift(self) -> bool:
+        """shift a full context instead of stopping"""
+
+    @context_shift.setter
+    def context_shift(self, arg: bool, /) -> None: ...
+
+    @property
+    def n_keep(self) -> int:
+        """tokens a context shift keeps at the start"""
+
+    @n_keep.setter
+    def n_keep(self, arg: int, /) -> None: ...
+
+class GenerateResult:
+    @property
+    def tokens(self) -> list[int]:
+        """generated ids (end-of-generation token excluded)"""
+
+    @property
+    def logprobs(self) -> Annotated[NDArray[numpy.float32], dict(shape=(None,), writable=False)]:
+        """
+        float32 [len(tokens)]: log p(token) under the model's raw distribution (a view)
+        """
+
+    @property
+    def stop_reason(self) -> str:
+        """'eos', 'stop string', 'length' or 'context full'"""
+
+    @property
+    def n_prompt(self) -> int: ...
+
+    @property
+    def prefill_seconds(self) -> float: ...
+
+    @property
+    def decode_seconds(self) -> float: ...
+
+    @property
+    def n_decoded(self) -> int: ...
+
+    @property
+    def n_shifts(self) -> int: ...
+
+def generate(context: Context, prompt: Sequence[int], params: GenerateParams, on_text: Callable[[str], None] | None = None) -> GenerateResult:
+    """
+    Evaluates prompt, then samples up to params.n_predict tokens, appending all of them to the context. on_text(str) receives complete UTF-8 text as it is produced.
+    """
+
+class NeedleCase:
+    """A passkey-retrieval case (src/eval/needle.h)"""
+
+    @property
+    def key(self) -> str:
+        """the five-digit pass key"""
+
+    @property
+    def prompt(self) -> str:
+        """the text given to the model"""
+
+    @property
+    def tokens(self) -> list[int]:
+        """its token ids"""
+
+    @property
+    def needle_index(self) -> int: ...
+
+    @property
+    def n_sentences(self) -> int: ...
+
+def needle_case(model: Model, seed: int, length: int, depth: float = 0.5, trial: int = 0, chat: bool = True) -> NeedleCase:
+    """
+    The passkey case of `kvforge eval needle` for (seed, length in tokens, depth in [0, 1], trial), in the model's chat template (chat) with the answer started as 'The pass key is'.
+    """
+
+def needle_answer_correct(answer: str, key: str) -> bool:
+    """Whether an answer contains the key (the needle task's verifier)."""
