@@ -65,7 +65,7 @@ class LayoutCache final : public KvCache {
       fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c, use a window "
            "policy --kv window:W, or start a new text)",
            n_past_, n_tokens, n_past_ + room());
-    return {n_past_, n_tokens};
+    return {0, n_past_, n_tokens};
   }
 
   void write(int layer, const KvPlan& plan, const float* k, const float* v) override {
@@ -79,9 +79,9 @@ class LayoutCache final : public KvCache {
     }
   }
 
-  void commit(const KvPlan& plan) override { n_past_ = plan.pos0 + plan.n_tokens; }
+  void commit(const KvPlan& plan, const int32_t*) override { n_past_ = plan.pos0 + plan.n_tokens; }
 
-  KvView view(int layer, int kv_head, int32_t q_pos) const override {
+  KvView view(int layer, int kv_head, int32_t q_pos, int32_t /*seq: always 0*/) const override {
     KvView v = store_.base_view(layer, kv_head);
     CellRun runs[KvView::kMaxSegments];
     v.n_segments = map(layer, kv_head).runs(q_pos, runs);

@@ -18,11 +18,10 @@
 
 namespace kvforge {
 
-void Context::attention_mla(int l, const KvPlan& plan) {
+void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n) {
   const ModelConfig& c = model_.config();
   const MlaConfig& m = c.mla;
   const MlaWeights& W = model_.weights().layers[l].mla;
-  const int32_t n = plan.n_tokens;
   const int H = c.n_head, dc = m.kv_lora_rank, R = m.qk_rope, P = m.qk_nope, V = m.v_head_dim;
   const int lat = dc + R, qd = c.q_dim(), n_rot = c.rope.n_rot;
 
@@ -57,14 +56,9 @@ void Context::attention_mla(int l, const KvPlan& plan) {
     }
   }
 
-  // Latent rows into the cache and attention, in waves (see attention_gqa).
+  // Latent rows into the cache (V is inside them) and attention.
   const AttnArgs args{qlat_.data(), (size_t)H * lat, olat_.data(), (size_t)H * dc, 1, H, lat, dc, c.attn_scale};
-  for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
-    nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
-    const KvPlan wave{plan.pos0 + i0, nw};
-    cache_->write(l, wave, &kv_[(size_t)i0 * lat], nullptr);
-    attention(l, wave, i0, args);
-  }
+  write_and_attend(l, runs, kv_.data(), lat, nullptr, 0, args);
 
   // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input).
   for (int h = 0; h < H; ++h) {

@@ -67,10 +67,13 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 
 }  // namespace
 
-Context::Context(const Model& model, const ContextParams& params)
+Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
+
+Context::Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache)
     : model_(model),
       params_(params),
       pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
+      cache_(std::move(cache)),
       rope_(model.config().rope),
       rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
@@ -78,11 +81,18 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
-  for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
   if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
     fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
-  cache_ = make_kv_cache(layout);
+  if (cache_) {  // built by the caller with params_.kv: it cannot know the model's per-layer windows
+    for (const LayerConfig& lc : c.layers) {
+      if (lc.window > 0) fail("this model has sliding-window layers, which the multi-sequence cache does not keep");
+      if (lc.attn == AttnBlock::MLA) fail("the multi-sequence cache does not keep latent (MLA) rows yet");
+    }
+  } else {
+    KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
+    for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+    cache_ = make_kv_cache(layout);
+  }
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
@@ -106,8 +116,6 @@ Context::Context(const Model& model, const ContextParams& params)
   if (c.ffn != FfnKind::GELU) gate_.resize(F * ff);
   up_.resize(F * ff);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
-  for (const LayerConfig& lc : c.layers)
-    if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
     const size_t lat = m.kv_lora_rank + m.qk_rope;
@@ -128,6 +136,10 @@ Context::Context(const Model& model, const ContextParams& params)
     ye_.resize(F * c.d_model);
     slot_out_.resize(F * e.n_expert_used * c.d_model);
   }
+  pos_.resize(B);
+  tok_.resize(B);
+  for (const LayerConfig& lc : c.layers)
+    if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
 void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
@@ -136,54 +148,69 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
   if (n > cache_->room())
     fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
          cache_->n_past(), n, cache_->n_past() + cache_->room());
-  if (model_.config().position == PositionKind::Learned && (int64_t)cache_->n_past() + n > model_.config().n_ctx_train)
-    fail("positions beyond the {} learned positions of this model", model_.config().n_ctx_train);
-  for (int32_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
-    float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
-    forward(tokens + i0, nb, out, all_logits);
+    BatchRun run{cache_->plan(nb), tokens + i0, all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr),
+                 all_logits};
+    forward({run});
   }
 }
 
-void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
+
+void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
   const int d = c.d_model;
-  const KvPlan plan = cache_->plan(n);
+
+  // Checks before anything is touched, then the cells of every run.
+  int32_t n = 0;
+  for (const BatchRun& r : runs) {
+    if (r.plan.n_tokens <= 0) fail("nothing to evaluate");
+    if (c.position == PositionKind::Learned && (int64_t)r.plan.pos0 + r.plan.n_tokens > c.n_ctx_train)
+      fail("positions beyond the {} learned positions of this model", c.n_ctx_train);
+    for (int32_t i = 0; i < r.plan.n_tokens; ++i)
+      if (r.tokens[i] < 0 || r.tokens[i] >= c.n_vocab) fail("token id {} out of range [0, {})", r.tokens[i], c.n_vocab);
+    n += r.plan.n_tokens;
+  }
+  if (n > params_.n_batch) fail("a batch of {} tokens exceeds the batch size {}", n, params_.n_batch);
+  for (const BatchRun& r : runs) cache_->prepare(r.plan);
+  for (int32_t t = 0; const BatchRun& r : runs)
+    for (int32_t i = 0; i < r.plan.n_tokens; ++i, ++t) {
+      tok_[t] = r.tokens[i];
+      pos_[t] = r.plan.pos0 + i;
+    }
 
   // Token (and learned position) embeddings.
   for (int32_t t = 0; t < n; ++t) {
-    get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
+    get_row(w.tok_embd, tok_[t], &x_[(size_t)t * d]);
     if (c.embd_scale != 0)
       for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
     if (c.position == PositionKind::Learned) {
-      get_row(w.pos_embd, plan.pos0 + t, tmp_.data());
+      get_row(w.pos_embd, pos_[t], tmp_.data());
       add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
     }
   }
   // RoPE angles of each token, computed once for all layers.
   if (c.position == PositionKind::Rope)
-    for (int32_t t = 0; t < n; ++t) rope_.angles(plan.pos0 + t, &rope_cs_[(size_t)t * c.rope.n_rot]);
+    for (int32_t t = 0; t < n; ++t) rope_.angles(pos_[t], &rope_cs_[(size_t)t * c.rope.n_rot]);
   if (!rope_local_cs_.empty())
-    for (int32_t t = 0; t < n; ++t)
-      rope_local_.angles(plan.pos0 + t, &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
+    for (int32_t t = 0; t < n; ++t) rope_local_.angles(pos_[t], &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
     normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    if (c.layers[l].attn == AttnBlock::MLA) attention_mla(l, plan);
-    else attention_gqa(l, plan);
+    if (c.layers[l].attn == AttnBlock::MLA) attention_mla(l, runs, n);
+    else attention_gqa(l, runs, n);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
-    // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a time: the
-    // [tokens][d_ff] buffers are the largest activations, and the
+    // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a
+    // time: the [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
     normalize(pool_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
     for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
@@ -196,22 +223,53 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
-  cache_->commit(plan);
-
-  // Output head, only for the rows whose logits are wanted.
-  if (!logits) return;
-  const int32_t first = all_logits ? 0 : n - 1;
-  const int32_t rows = n - first;
-  normalize(pool_, c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
-  matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
-  softcap_inplace(logits, (size_t)rows * c.n_vocab, c.logit_softcap);
+  for (const BatchRun& r : runs) cache_->commit(r.plan, r.tokens);
+  output_logits(runs);
 }
 
-void Context::attention_gqa(int l, const KvPlan& plan) {
+// Only the rows whose logits are wanted go through the output head, in one
+// matmul for all runs.
+void Context::output_logits(const std::vector<BatchRun>& runs) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const int d = c.d_model;
+  logit_rows_.clear();
+  const BatchRun* only = nullptr;  // the run that wants logits, if there is one only
+  int n_wanting = 0;
+  for (int32_t row0 = 0; const BatchRun& r : runs) {
+    if (r.logits) {
+      for (int32_t i = r.all_logits ? 0 : r.plan.n_tokens - 1; i < r.plan.n_tokens; ++i) logit_rows_.push_back(row0 + i);
+      only = &r;
+      ++n_wanting;
+    }
+    row0 += r.plan.n_tokens;
+  }
+  const int32_t rows = (int32_t)logit_rows_.size();
+  if (rows == 0) return;
+  for (int32_t i = 0; i < rows; ++i)  // gathered to the front of tmp_ ([rows][d_model])
+    std::copy_n(&x_[(size_t)logit_rows_[i] * d], d, &tmp_[(size_t)i * d]);
+  normalize(pool_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
+  float* out = only->logits;  // straight into the caller's buffer when one run wants logits
+  if (n_wanting > 1) {
+    logits_.resize((size_t)rows * c.n_vocab);
+    out = logits_.data();
+  }
+  matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
+  softcap_inplace(out, (size_t)rows * c.n_vocab, c.logit_softcap);
+  if (n_wanting == 1) return;
+  const float* src = logits_.data();
+  for (const BatchRun& r : runs) {
+    if (!r.logits) continue;
+    const size_t count = (size_t)(r.all_logits ? r.plan.n_tokens : 1) * c.n_vocab;
+    std::copy_n(src, count, r.logits);
+    src += count;
+  }
+}
+
+void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n) {
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[l];
-  const int32_t n = plan.n_tokens;
-  const int qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim(), n_rot = c.rope.n_rot;
+  const int qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
   {  // Q, K and V in one pool hand-off
     const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
     float* ys[3] = {q_.data(), k_.data(), v_.data()};
@@ -224,7 +282,7 @@ void Context::attention_gqa(int l, const KvPlan& plan) {
     const bool local = c.layers[l].rope == LayerRope::Local;
     const Rope& r = local ? rope_local_ : rope_;
     const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
-    const int nr = local ? c.rope_local.n_rot : n_rot;
+    const int nr = local ? c.rope_local.n_rot : c.rope.n_rot;
     for (int32_t t = 0; t < n; ++t) {
       r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
       r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
@@ -232,12 +290,27 @@ void Context::attention_gqa(int l, const KvPlan& plan) {
   }
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
                       c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
-  // K/V writes and attention in waves (one wave unless a window's ring is full).
-  for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
-    nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
-    const KvPlan wave{plan.pos0 + i0, nw};
-    cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
-    attention(l, wave, i0, args);
+  write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
+}
+
+void Context::write_and_attend(int l, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
+                               size_t v_row, const AttnArgs& a) {
+  wave_done_.assign(runs.size(), 0);
+  for (bool more = true; more;) {
+    more = false;
+    waves_.clear();
+    for (int32_t row0 = 0, r = 0; r < (int32_t)runs.size(); row0 += runs[r++].plan.n_tokens) {
+      const KvPlan& p = runs[r].plan;
+      int32_t& done = wave_done_[r];
+      if (done == p.n_tokens) continue;
+      const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
+      waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
+      const size_t row = (size_t)(row0 + done);
+      cache_->write(l, waves_.back().plan, k + row * k_row, v ? v + row * v_row : nullptr);
+      done += nw;
+      more |= done < p.n_tokens;
+    }
+    attention(l, waves_, a);
   }
 }
 
@@ -261,72 +334,86 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
 }
 
 // Every (token, KV head) pair is independent: the query heads of the group
-// read the head's cached rows once (see ops/attention.h). With many tokens
-// (prefill) a task is one pair; with few (decode) a task is one chunk of a
+// read the head's cached rows once (see ops/attention.h). For a wave with
+// many tokens (prefill) a task is a run of up to kAttnMaxTokens of its
+// tokens for one head; for waves with few (decode) a task is one chunk of a
 // pair's rows, so that a long cache keeps every thread busy, and the
 // partial results are merged afterwards. Both run the same chunk kernel and
-// the same merge, so a query's result does not depend on the batch.
-void Context::attention(int layer, const KvPlan& plan, int32_t row0, const AttnArgs& a) {
-  const int nkv = a.n_kv_head, group = a.group, dv = a.dv;
-  const int64_t n_pairs = (int64_t)plan.n_tokens * nkv;
-  // Where a (token, KV head) pair's query heads start, and their outputs.
-  auto q_of = [&](int64_t pair) {
-    return a.q + (size_t)(row0 + pair / nkv) * a.q_row + (size_t)(pair % nkv) * group * a.dk;
+// the same merge, so a query's result depends neither on the batch nor on
+// the other sequences in it.
+void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a) {
+  const ModelConfig& c = model_.config();
+  const int group = a.group, dv = a.dv, n_kv_head = a.n_kv_head;
+  // Where a task's query heads start, and their outputs.
+  auto q_of = [&](const AttnPair& p, int32_t t = 0) {
+    return a.q + (size_t)(p.row + t) * a.q_row + (size_t)p.head * group * a.dk;
   };
-  auto o_of = [&](int64_t pair) {
-    return a.out + (size_t)(row0 + pair / nkv) * a.out_row + (size_t)(pair % nkv) * group * dv;
+  auto out_of = [&](const AttnPair& p, int32_t t = 0) {
+    return a.out + (size_t)(p.row + t) * a.out_row + (size_t)p.head * group * dv;
   };
-  auto view_of = [&](int64_t pair) {
-    return cache_->view(layer, (int)(pair % nkv), plan.pos0 + (int32_t)(pair / nkv));
-  };
+  auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
   // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
-  const float cap = model_.config().attn_softcap;
-  if (cap == 0 && n_pairs >= 4 * (int64_t)pool_.size()) {
-    // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
-    // (cut at positions that are multiples of it, so that their views share
-    // all rows but the last tile's) for one KV head.
-    const int32_t n_tok = plan.n_tokens, kb = kAttnMaxTokens;
-    const int32_t n_blocks = (plan.pos0 + n_tok + kb - 1) / kb - plan.pos0 / kb;
-    pool_.parallel_for((int64_t)n_blocks * nkv, [&](int64_t item, int) {
-      const int32_t b = (int32_t)(item / nkv), h = (int32_t)(item % nkv);
-      const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
-      const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
+  const float cap = c.attn_softcap;
+  auto prefill_wave = [&](const KvPlan& p) {
+    return cap == 0 && (int64_t)p.n_tokens * n_kv_head >= 4 * (int64_t)pool_.size();
+  };
+  std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
+  tasks.clear();
+  const int32_t kb = kAttnMaxTokens;
+  for (const Wave& w : waves) {
+    const KvPlan& p = w.plan;
+    if (!prefill_wave(p)) continue;
+    // Runs cut at positions that are multiples of kb, so that their views
+    // share all rows but the last tile's.
+    for (int32_t t0 = 0, t1 = 0; t0 < p.n_tokens; t0 = t1) {
+      t1 = std::min(p.n_tokens, (p.pos0 + t0) / kb * kb + kb - p.pos0);
+      for (int h = 0; h < n_kv_head; ++h) tasks.push_back({w.row0 + t0, p.pos0 + t0, p.seq, h, t1 - t0});
+    }
+  }
+  const int64_t n_prefill = (int64_t)tasks.size();
+  for (const Wave& w : waves) {
+    const KvPlan& p = w.plan;
+    if (prefill_wave(p)) continue;
+    for (int32_t t = 0; t < p.n_tokens; ++t)
+      for (int h = 0; h < n_kv_head; ++h) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
+  }
+  if (n_prefill > 0)
+    pool_.parallel_for(n_prefill, [&](int64_t i, int) {
+      const AttnPair& p = tasks[i];
       const float* qs[kAttnMaxTokens];
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
-      for (int32_t t = t0; t < t1; ++t) {
-        const int64_t pair = (int64_t)t * nkv + h;
-        qs[t - t0] = q_of(pair);
-        outs[t - t0] = o_of(pair);
-        views[t - t0] = view_of(pair);
+      for (int32_t t = 0; t < p.n_tok; ++t) {
+        qs[t] = q_of(p, t);
+        outs[t] = out_of(p, t);
+        views[t] = view_of(p, t);
       }
-      attend_tokens(qs, views, t1 - t0, group, a.scale, outs);
+      attend_tokens(qs, views, p.n_tok, group, a.scale, outs);
     });
-    return;
-  }
+  if (n_prefill == (int64_t)tasks.size()) return;
   // Split path: list every (pair, chunk), compute the partials, merge per pair.
   std::vector<AttnItem>& items = attn_items_;
   std::vector<AttnChunk>& chunks = attn_chunks_;
+  std::vector<int64_t>& first = attn_first_;  // [pairs + 1] item ranges
   items.clear();
-  std::vector<int64_t>& first = attn_first_;  // [n_pairs + 1] item ranges
-  first.assign(n_pairs + 1, 0);
-  for (int64_t p = 0; p < n_pairs; ++p) {
-    const KvView v = view_of(p);
-    attn_chunks(v, chunks);
+  first.assign(1, 0);
+  for (int64_t p = n_prefill; p < (int64_t)tasks.size(); ++p) {
+    attn_chunks(view_of(tasks[p]), chunks);
     for (const AttnChunk& ch : chunks) items.push_back({p, ch});
-    first[p + 1] = (int64_t)items.size();
+    first.push_back((int64_t)items.size());
   }
   const size_t pf = attn_partial_floats(group, dv);
   if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
-    if (cap > 0)
-      attend_chunk_softcap(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, cap, &attn_parts_[pf * i]);
-    else
-      attend_chunk(q_of(it.pair), group, view_of(it.pair), it.chunk, a.scale, &attn_parts_[pf * i]);
+    const AttnPair& p = tasks[it.pair];
+    if (cap > 0) attend_chunk_softcap(q_of(p), group, view_of(p), it.chunk, a.scale, cap, &attn_parts_[pf * i]);
+    else attend_chunk(q_of(p), group, view_of(p), it.chunk, a.scale, &attn_parts_[pf * i]);
   });
-  for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), o_of(p));
+  for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
+    const AttnPair& p = tasks[n_prefill + j];
+    attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), out_of(p));
+  }
 }
 
 }  // namespace kvforge

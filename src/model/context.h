@@ -19,6 +19,14 @@ struct ContextParams {
   KvPolicy kv;          // cache policy (--kv)
 };
 
+// One sequence's part of a batch (Context::decode).
+struct BatchRun {
+  KvPlan plan;                     // from the cache: sequence, first position, number of tokens
+  const TokenId* tokens = nullptr; // [plan.n_tokens]
+  float* logits = nullptr;         // none, or [n_vocab] for the last token ([n_tokens][n_vocab] with all_logits)
+  bool all_logits = false;
+};
+
 // Tokens per slice of the feed-forward block (bounds its [tokens][d_ff]
 // buffers, the largest activations).
 constexpr int32_t kFfnSlice = 64;
@@ -26,12 +34,20 @@ constexpr int32_t kFfnSlice = 64;
 class Context {
  public:
   Context(const Model& model, const ContextParams& params);
+  // With a cache built by the caller (params.kv is then unused), e.g. a
+  // multi-sequence PagedKvCache whose sequences the caller manages.
+  Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache);
 
   // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
   // and appends them to the cache. logits: [n_vocab] for the last token, or
   // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
   // touching the cache if the tokens do not fit.
   void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+
+  // Several sequences' tokens in one forward pass (weights read once for
+  // all): at most n_batch tokens in all, one run per sequence. Each run's
+  // logits are bit-identical to evaluating it alone (batch-invariant kernels).
+  void decode(const std::vector<BatchRun>& runs);
 
   void reset() { cache_->reset(); }
   int32_t n_past() const { return cache_->n_past(); }
@@ -41,13 +57,20 @@ class Context {
   int n_threads() const { return pool_.size(); }
 
  private:
-  void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
+  // A run's tokens, or a wave of them, whose rows start at row0 of the batch.
+  struct Wave {
+    KvPlan plan;
+    int32_t row0 = 0;
+  };
+  void forward(const std::vector<BatchRun>& runs);
+  // The output head for the runs that want logits.
+  void output_logits(const std::vector<BatchRun>& runs);
 
-  // One function per block kind (model/weights.h). The attention blocks read
-  // xn_ (the normalised input of n tokens of the plan) and write attn_; the
+  // One function per block kind (LayerConfig). The attention blocks read xn_
+  // (the normalised input of the batch's n tokens) and write attn_; the
   // feed-forward blocks map ns rows xs: [ns][d_model] to out: [ns][d_model].
-  void attention_gqa(int layer, const KvPlan& plan);
-  void attention_mla(int layer, const KvPlan& plan);  // model/attention_mla.cpp
+  void attention_gqa(int layer, const std::vector<BatchRun>& runs, int32_t n);
+  void attention_mla(int layer, const std::vector<BatchRun>& runs, int32_t n);  // model/attention_mla.cpp
   void ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out);
   void ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float* out);  // model/ffn_moe.cpp
   // Gated feed-forward: out = down(act(gate xs) * up xs), act = silu (SwiGLU)
@@ -55,10 +78,9 @@ class Context {
   void gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
                  const Vec& b_down, bool geglu, const float* xs, int32_t ns, float* out);
 
-  // Softmax attention of one wave of the plan's tokens (rows row0.. of the
-  // batch) over the cache: token t's query heads of KV head h start at
-  // q + (row0 + t) * q_row + h * group * dk, their outputs at
-  // out + (row0 + t) * out_row + h * group * dv.
+  // Softmax attention over the cache: the query heads of KV head h of batch
+  // row t start at q + t * q_row + h * group * dk, their outputs at
+  // out + t * out_row + h * group * dv.
   struct AttnArgs {
     const float* q;
     size_t q_row;
@@ -67,7 +89,13 @@ class Context {
     int n_kv_head, group, dk, dv;
     float scale;
   };
-  void attention(int layer, const KvPlan& plan, int32_t row0, const AttnArgs& a);
+  // Writes the runs' K/V rows (k: row t at k + t * k_row, v likewise; v null
+  // for latent rows) and attends, in waves, the next wave of every run at
+  // once (a run has several waves only when a window's ring is full).
+  void write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
+                        size_t v_row, const AttnArgs& a);
+  // Attention of the waves' tokens.
+  void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a);
 
   const Model& model_;
   ContextParams params_;
@@ -101,11 +129,23 @@ class Context {
   std::vector<float> slot_out_;  // [kFfnSlice][n_expert_used][d_model]  each chosen expert's output
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
-  // Split attention (decode): one item per (token x KV head pair, chunk).
+  std::vector<int32_t> pos_;    // [n_batch]  each token's position
+  std::vector<TokenId> tok_;    // [n_batch]  each token's id
+  std::vector<Wave> waves_;     // waves of one layer
+  std::vector<int32_t> wave_done_;  // [runs]  tokens of each run written so far in this layer
+  std::vector<float> logits_;   // [rows][n_vocab]  when several runs want logits
+  std::vector<int32_t> logit_rows_;  // batch rows whose logits are wanted
+  // Attention of one (token, KV head) pair; a prefill item is a run of up to
+  // kAttnMaxTokens tokens of one wave (pair: its first token).
+  struct AttnPair {
+    int32_t row, pos, seq, head, n_tok;
+  };
+  // Split attention (decode): one item per (pair, chunk).
   struct AttnItem {
     int64_t pair;
     AttnChunk chunk;
   };
+  std::vector<AttnPair> attn_pairs_;
   std::vector<AttnItem> attn_items_;
   std::vector<AttnChunk> attn_chunks_;
   std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair

@@ -79,6 +79,15 @@ def test_unknown_tensor_type(kvforge_bin, tmp_path):
     _assert_clean_error(r, "99")
 
 
+@pytest.mark.parametrize("type_id,name", [(9, "Q8_1"), (16, "IQ2_XXS"), (19, "IQ1_S")])
+def test_known_but_unsupported_tensor_type_is_named(kvforge_bin, tmp_path, type_id, name):
+    # Types GGUF defines but kvforge cannot compute with: refused by name as
+    # soon as the tensor table is read (before the shape is looked at).
+    r = run_kvforge(kvforge_bin, "run", "-m", _raw_gguf(tmp_path / "t.gguf", tensor_type=type_id), "-p", "hi",
+                    check=False)
+    _assert_clean_error(r, name)
+
+
 def test_prompt_longer_than_context(kvforge_bin, smollm2_gguf):
     r = run_kvforge(kvforge_bin, "run", "-m", smollm2_gguf, "-c", "32", "-p", "word " * 100, check=False)
     _assert_clean_error(r, "context")

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu_features.h"
@@ -15,18 +16,19 @@
 #include "ops/matmul.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
+#include "util/error.h"
+#include "test_matrix.h"
 
 using namespace kvforge;
 
 namespace {
 
-const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                           GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,   GgmlType::Q4_0,
+                           GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K,
+                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,   GgmlType::IQ4_XS};
 
 bool is_quant(GgmlType t) { return act_format(t) != ActFormat::F32; }
 int block_of(GgmlType t) { return act_format(t) == ActFormat::Q8K ? QK_K : is_quant(t) ? QK : 1; }
-
-size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
 
 std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -38,42 +40,7 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-struct TestMatrix {
-  std::vector<uint8_t> data;
-  std::vector<float> deq;  // dequantized, [rows][cols]
-  WeightMatrix W;
-};
-
-TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
-  TestMatrix m;
-  const size_t rb = stored_row_bytes(t, cols);
-  m.data.resize(rb * rows + 64);
-  if (quantize_row_supported(t)) {
-    const auto f = randn(rows * cols, seed, 0.05f);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(t, f.data() + r * cols, m.data.data() + r * rb, cols);
-  } else {
-    // K-quants: random bytes are valid blocks; only the fp16 super-block
-    // factors need sane magnitudes.
-    std::mt19937 rng(seed);
-    for (auto& b : m.data) b = (uint8_t)rng();
-    std::uniform_real_distribution<float> u(1e-4f, 2e-3f);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t b = 0; b < cols / QK_K; ++b) {
-        uint8_t* blk = m.data.data() + r * rb + b * (rb / (cols / QK_K));
-        fp16_t d = fp32_to_fp16(u(rng)), dmin = fp32_to_fp16(u(rng));
-        if (t == GgmlType::Q6_K) {
-          std::memcpy(blk + offsetof(BlockQ6_K, d), &d, 2);
-        } else {
-          std::memcpy(blk, &d, 2);
-          std::memcpy(blk + 2, &dmin, 2);
-        }
-      }
-  }
-  m.W = WeightMatrix{t, rows, cols, m.data.data(), rb};
-  m.deq.resize(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
-  return m;
-}
+using test::make_matrix;
 
 // The activations the kernels actually see, dequantized back to f32.
 std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int64_t n_tok, int64_t cols) {
@@ -193,6 +160,38 @@ TEST(Matmul, SimdMatchesScalarReference) {
           }
       }
     }
+  }
+}
+
+// Q2_K, Q3_K and IQ4_XS kernels take the reference's own float steps on the
+// same exact integer sums (matmul_lowbit_avx2.cpp), so they give its bits.
+TEST(Matmul, LowBitKernelsBitIdenticalToReference) {
+  if (!simd_available()) GTEST_SKIP() << "no AVX2";
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_XS})
+    for (int64_t cols : {256, 1536})
+      for (int64_t rows : {1, 6, 13}) {
+        const int64_t n_tok = 5;
+        auto M = make_matrix(t, rows, cols, (uint32_t)(cols + rows));
+        auto x = randn(n_tok * cols, (uint32_t)rows);
+        auto ys = run(M.W, x.data(), n_tok, 2, SimdLevel::AVX2);
+        auto yr = run(M.W, x.data(), n_tok, 1, SimdLevel::Scalar);
+        ASSERT_EQ(0, std::memcmp(ys.data(), yr.data(), ys.size() * sizeof(float)))
+            << type_name((uint32_t)t) << " cols " << cols << " rows " << rows;
+      }
+}
+
+// A type the engine cannot multiply fails with its name, not a number.
+TEST(Matmul, UnsupportedTypeNamedInError) {
+  std::vector<uint8_t> w(64);
+  std::vector<float> x(32), y(1);
+  WeightMatrix W{GgmlType::Q8_1, 1, 32, w.data(), 36};
+  ThreadPool pool(1);
+  MatmulScratch scratch;
+  try {
+    matmul(W, x.data(), 1, y.data(), pool, scratch);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported weight type Q8_1"), std::string::npos) << e.what();
   }
 }
 
