@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "eval/progress_bar.h"
 #include "model/context.h"
 #include "util/error.h"
 
@@ -151,6 +152,7 @@ void run_bench(const Model& model, const BenchParams& params,
   std::vector<float> logits(n_vocab);
   std::mt19937_64 rng(params.seed);
   const uint64_t kv_bpt = ctx.cache().bytes_per_token();
+  const auto progress = prefill_progress("prefill");  // long pp tests and depths
 
   // Warm-up, once: pages the mapped weights in, grows the scratch buffers
   // and wakes the thread pool.
@@ -176,20 +178,24 @@ void run_bench(const Model& model, const BenchParams& params,
       r.name = fmt::format("pp{}", t.n_prompt);
     } else {
       r.name = fmt::format("tg{} @ d{}{}", t.n_gen, t.n_depth, r.use_cache ? "" : " (no cache)");
-      r.bytes_per_token_cache = kv_bpt * (uint64_t)t.n_depth;
+      r.bytes_per_token_cache = kv_bpt * (uint64_t)t.n_depth;  // measured below once the depth is cached
     }
+    r.kv_bytes = ctx.cache().bytes();
     for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
       ctx.reset();
       if (t.n_gen == 0) {
         const auto toks = random_tokens(rng, t.n_prompt, n_vocab);
         const auto t0 = clock_type::now();
-        ctx.eval(toks.data(), t.n_prompt, logits.data());
+        ctx.eval(toks.data(), t.n_prompt, logits.data(), false, progress);
         r.samples_ns.push_back(elapsed_ns(t0));
       } else if (r.use_cache) {
         if (t.n_depth > 0) {
           const auto depth = random_tokens(rng, t.n_depth, n_vocab);
-          ctx.eval(depth.data(), t.n_depth, logits.data());
+          ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
         }
+        // What a decode step reads: bytes/token x depth, less for heads
+        // whose window is shorter than the depth.
+        r.bytes_per_token_cache = ctx.cache().bytes_used();
         const auto toks = random_tokens(rng, t.n_gen, n_vocab);
         const auto t0 = clock_type::now();
         for (int32_t i = 0; i < t.n_gen; ++i) ctx.eval(&toks[i], 1, logits.data());

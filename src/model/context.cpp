@@ -74,7 +74,6 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
       params_(params),
       pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
       cache_(std::move(cache)),
-      rope_(model.config().rope),
       rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
   if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
@@ -115,6 +114,9 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (any_moe) ff = std::max<size_t>({ff, (size_t)c.moe.d_ff_exp, (size_t)c.moe.n_expert_shared * c.moe.d_ff_exp});
   if (c.ffn != FfnKind::GELU) gate_.resize(F * ff);
   up_.resize(F * ff);
+  RopeParams rope = c.rope;
+  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope.freq_factors = c.rope_factors_long;
+  rope_ = Rope(rope);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
@@ -142,18 +144,20 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
-void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
   if (n > cache_->room())
     fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
          cache_->n_past(), n, cache_->n_past() + cache_->room());
+  if (progress) progress(0, n);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
     BatchRun run{cache_->plan(nb), tokens + i0, all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr),
                  all_logits};
     forward({run});
+    if (progress) progress(i0 + nb, n);
   }
 }
 
@@ -293,27 +297,6 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
   write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
 }
 
-void Context::write_and_attend(int l, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
-                               size_t v_row, const AttnArgs& a) {
-  wave_done_.assign(runs.size(), 0);
-  for (bool more = true; more;) {
-    more = false;
-    waves_.clear();
-    for (int32_t row0 = 0, r = 0; r < (int32_t)runs.size(); row0 += runs[r++].plan.n_tokens) {
-      const KvPlan& p = runs[r].plan;
-      int32_t& done = wave_done_[r];
-      if (done == p.n_tokens) continue;
-      const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
-      waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
-      const size_t row = (size_t)(row0 + done);
-      cache_->write(l, waves_.back().plan, k + row * k_row, v ? v + row * v_row : nullptr);
-      done += nw;
-      more |= done < p.n_tokens;
-    }
-    attention(l, waves_, a);
-  }
-}
-
 void Context::ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out) {
   const ModelConfig& c = model_.config();
   if (c.ffn != FfnKind::GELU)
@@ -333,6 +316,115 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
   matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
 }
 
+// K/V writes and attention of one layer. Heads that take every run's tokens
+// in one wave (full history, or a ring with room for them) are written at
+// once and attended together; waves run the next wave of every run at once.
+// A streaming head whose ring fills up takes one token per wave (a later
+// token would evict a row an earlier query still sees), so in a per-head
+// mixed cache each such (run, head) runs its tokens in order, wave by wave,
+// as one task of its own: a small ring never forces the full-history heads
+// into one-token waves. Every query's result depends only on its view, so
+// the split changes no bit.
+void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row,
+                               const float* v, size_t v_row, const AttnArgs& a) {
+  const int nh = a.n_kv_head;
+  auto k_at = [&](int32_t row) { return k + (size_t)row * k_row; };
+  auto v_at = [&](int32_t row) { return v ? v + (size_t)row * v_row : nullptr; };  // null: latent rows
+  whole_heads_.assign(nh, 1);
+  seq_heads_.clear();
+  for (int h = 0; h < nh; ++h) {
+    for (const BatchRun& r : runs)
+      if (cache_->max_wave(layer, h, r.plan.pos0) < r.plan.n_tokens) whole_heads_[h] = 0;
+    if (!whole_heads_[h]) seq_heads_.push_back(h);
+  }
+  // Uniform caches (or every head with room): waves of all heads together.
+  if (seq_heads_.empty() || (int)seq_heads_.size() == nh) {
+    if (seq_heads_.empty() || runs.size() > 1) {
+      wave_done_.assign(runs.size(), 0);
+      for (bool more = true; more;) {
+        more = false;
+        waves_.clear();
+        for (int32_t row0 = 0, r = 0; r < (int32_t)runs.size(); row0 += runs[r++].plan.n_tokens) {
+          const KvPlan& p = runs[r].plan;
+          int32_t& done = wave_done_[r];
+          if (done == p.n_tokens) continue;
+          const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
+          waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
+          cache_->write(layer, waves_.back().plan, k_at(row0 + done), v_at(row0 + done));
+          done += nw;
+          more |= done < p.n_tokens;
+        }
+        attention(layer, waves_, a, nullptr);
+      }
+      return;
+    }
+  }
+  waves_.clear();
+  for (int32_t row0 = 0; const BatchRun& r : runs) {
+    waves_.push_back({r.plan, row0});
+    row0 += r.plan.n_tokens;
+  }
+  if ((int)seq_heads_.size() < nh) {
+    for (const Wave& w : waves_)
+      for (int h = 0; h < nh; ++h)
+        if (whole_heads_[h])
+          cache_->write_head(layer, h, w.plan, k_at(w.row0), v_at(w.row0));
+    attention(layer, waves_, a, whole_heads_.data());
+  }
+  const int64_t n_seq = (int64_t)seq_heads_.size();
+  pool_.parallel_for((int64_t)waves_.size() * n_seq, [&](int64_t i, int) {
+    const Wave& w = waves_[i / n_seq];
+    const int h = seq_heads_[i % n_seq];
+    const KvPlan& p = w.plan;
+    for (int32_t i0 = 0, nw = 0; i0 < p.n_tokens; i0 += nw) {
+      nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
+      const int32_t r0 = w.row0 + i0;
+      cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, k_at(r0), v_at(r0));
+      for (int32_t t = r0; t < r0 + nw; ++t)
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk,
+                    a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
+    }
+  });
+}
+
+namespace {
+
+// out = alpha * full + (1 - alpha) * stream, element-wise (one formula for
+// every path, so a gated head's bits do not depend on the batch).
+void blend_gate(float alpha, float* full, const float* stream, size_t n) {
+  for (size_t i = 0; i < n; ++i) full[i] = alpha * full[i] + (1.0f - alpha) * stream[i];
+}
+
+}  // namespace
+
+// attend() over one view, with the model's score soft-cap if it has one
+// (the chunks and merge of the split path, so the same bits).
+void Context::attend_view(const AttnArgs& a, const float* q, const KvView& view, float* out) {
+  const float cap = model_.config().attn_softcap;
+  if (cap == 0) return attend(q, a.group, view, a.scale, out);
+  thread_local std::vector<AttnChunk> chunks;
+  thread_local std::vector<float> parts;  // [chunks][attn_partial_floats]
+  attn_chunks(view, chunks);
+  const size_t pf = attn_partial_floats(a.group, a.dv);
+  parts.resize(pf * chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i)
+    attend_chunk_softcap(q, a.group, view, chunks[i], a.scale, cap, &parts[pf * i]);
+  attend_merge(parts.data(), (int)chunks.size(), a.group, view, out);
+}
+
+void Context::attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const AttnArgs& a, const float* q,
+                          float* out) {
+  const float alpha = cache_->gate(layer, kv_head);
+  if (alpha == 1.0f) return attend_view(a, q, cache_->view(layer, kv_head, pos, seq), out);
+  if (alpha == 0.0f) return attend_view(a, q, cache_->stream_view(layer, kv_head, pos), out);
+  const size_t n = (size_t)a.group * a.dv;
+  thread_local std::vector<float> stream;  // [group][dv]
+  stream.resize(n);
+  attend_view(a, q, cache_->stream_view(layer, kv_head, pos), stream.data());
+  attend_view(a, q, cache_->view(layer, kv_head, pos, seq), out);
+  blend_gate(alpha, out, stream.data(), n);
+}
+
 // Every (token, KV head) pair is independent: the query heads of the group
 // read the head's cached rows once (see ops/attention.h). For a wave with
 // many tokens (prefill) a task is a run of up to kAttnMaxTokens of its
@@ -341,7 +433,7 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
 // partial results are merged afterwards. Both run the same chunk kernel and
 // the same merge, so a query's result depends neither on the batch nor on
 // the other sequences in it.
-void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a) {
+void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads) {
   const ModelConfig& c = model_.config();
   const int group = a.group, dv = a.dv, n_kv_head = a.n_kv_head;
   // Where a task's query heads start, and their outputs.
@@ -367,7 +459,8 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
     // share all rows but the last tile's.
     for (int32_t t0 = 0, t1 = 0; t0 < p.n_tokens; t0 = t1) {
       t1 = std::min(p.n_tokens, (p.pos0 + t0) / kb * kb + kb - p.pos0);
-      for (int h = 0; h < n_kv_head; ++h) tasks.push_back({w.row0 + t0, p.pos0 + t0, p.seq, h, t1 - t0});
+      for (int h = 0; h < n_kv_head; ++h)
+        if (!heads || heads[h]) tasks.push_back({w.row0 + t0, p.pos0 + t0, p.seq, h, t1 - t0});
     }
   }
   const int64_t n_prefill = (int64_t)tasks.size();
@@ -375,11 +468,16 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
     const KvPlan& p = w.plan;
     if (prefill_wave(p)) continue;
     for (int32_t t = 0; t < p.n_tokens; ++t)
-      for (int h = 0; h < n_kv_head; ++h) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
+      for (int h = 0; h < n_kv_head; ++h)
+        if (!heads || heads[h]) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
   }
   if (n_prefill > 0)
     pool_.parallel_for(n_prefill, [&](int64_t i, int) {
       const AttnPair& p = tasks[i];
+      if (cache_->gate(layer, p.head) != 1.0f) {  // soft gate: full and streaming views, blended
+        for (int32_t t = 0; t < p.n_tok; ++t) attend_head(layer, p.head, p.pos + t, p.seq, a, q_of(p, t), out_of(p, t));
+        return;
+      }
       const float* qs[kAttnMaxTokens];
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
@@ -397,9 +495,12 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   std::vector<int64_t>& first = attn_first_;  // [pairs + 1] item ranges
   items.clear();
   first.assign(1, 0);
+  auto gate_of = [&](const AttnPair& p) { return cache_->gate(layer, p.head); };
   for (int64_t p = n_prefill; p < (int64_t)tasks.size(); ++p) {
-    attn_chunks(view_of(tasks[p]), chunks);
-    for (const AttnChunk& ch : chunks) items.push_back({p, ch});
+    if (gate_of(tasks[p]) != 0.0f) {  // gate 0: the streaming view only
+      attn_chunks(view_of(tasks[p]), chunks);
+      for (const AttnChunk& ch : chunks) items.push_back({p, ch});
+    }
     first.push_back((int64_t)items.size());
   }
   const size_t pf = attn_partial_floats(group, dv);
@@ -412,7 +513,19 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   });
   for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
     const AttnPair& p = tasks[n_prefill + j];
-    attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), out_of(p));
+    const float alpha = gate_of(p);
+    if (alpha != 0.0f)
+      attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), out_of(p));
+    if (alpha == 1.0f) continue;
+    // Soft gate: the streaming view (a few rows) here, then the same blend
+    // as attend_head.
+    if (alpha == 0.0f) {
+      attend_view(a, q_of(p), cache_->stream_view(layer, p.head, p.pos), out_of(p));
+      continue;
+    }
+    attn_stream_.resize((size_t)group * dv);
+    attend_view(a, q_of(p), cache_->stream_view(layer, p.head, p.pos), attn_stream_.data());
+    blend_gate(alpha, out_of(p), attn_stream_.data(), attn_stream_.size());
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // A running text: the KV cache, the thread pool and the activation buffers
 // of one sequence, plus the forward pass that fills them.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,10 @@ struct ContextParams {
   int n_threads = 0;     // 0 = physical cores
   KvPolicy kv;          // cache policy (--kv)
 };
+
+// Progress of one eval() call: (tokens done, tokens in the call), reported
+// before the first forward batch and after each one (long prefills).
+using ProgressFn = std::function<void(int32_t done, int32_t total)>;
 
 // One sequence's part of a batch (Context::decode).
 struct BatchRun {
@@ -41,8 +46,10 @@ class Context {
   // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
   // and appends them to the cache. logits: [n_vocab] for the last token, or
   // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
-  // touching the cache if the tokens do not fit.
-  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+  // touching the cache if the tokens do not fit. progress (optional) sees
+  // every batch.
+  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false,
+            const ProgressFn& progress = {});
 
   // Several sequences' tokens in one forward pass (weights read once for
   // all): at most n_batch tokens in all, one run per sequence. Each run's
@@ -50,6 +57,12 @@ class Context {
   void decode(const std::vector<BatchRun>& runs);
 
   void reset() { cache_->reset(); }
+  // Soft gates per (layer, KV head) (see KvCache::set_gates): alpha
+  // [n_layer][n_kv_head] blends full attention with attention to the first
+  // `sinks` and last `recent` tokens. Takes effect from the next eval().
+  void set_gates(const std::vector<float>& alpha, int32_t sinks, int32_t recent) {
+    cache_->set_gates(alpha, sinks, recent);
+  }
   int32_t n_past() const { return cache_->n_past(); }
   int32_t n_ctx() const { return cache_->capacity(); }
   const KvCache& cache() const { return *cache_; }
@@ -90,19 +103,24 @@ class Context {
     float scale;
   };
   // Writes the runs' K/V rows (k: row t at k + t * k_row, v likewise; v null
-  // for latent rows) and attends, in waves, the next wave of every run at
-  // once (a run has several waves only when a window's ring is full).
+  // for latent rows) and attends, in waves per head (see the .cpp).
   void write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
                         size_t v_row, const AttnArgs& a);
-  // Attention of the waves' tokens.
-  void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a);
+  // Attention of the waves' tokens, for the KV heads h with heads[h] != 0
+  // (nullptr: all).
+  void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads);
+  // One query token's heads of one KV head (q: [group][dk], out: [group][dv]),
+  // with the head's soft gate; attend_view: one view, with the model's score
+  // soft-cap.
+  void attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const AttnArgs& a, const float* q, float* out);
+  void attend_view(const AttnArgs& a, const float* q, const KvView& view, float* out);
 
   const Model& model_;
   ContextParams params_;
   ThreadPool pool_;
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
-  Rope rope_, rope_local_;  // the model's RoPEs (inverse frequencies computed once)
+  Rope rope_, rope_local_;  // the model's RoPEs for this context size (LongRoPE picks its factors by it)
 
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
@@ -150,6 +168,9 @@ class Context {
   std::vector<AttnChunk> attn_chunks_;
   std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair
   std::vector<float> attn_parts_;    // [items][attn_partial_floats]
+  std::vector<float> attn_stream_;   // [group][head_dim_v]  a gated head's streaming attention (decode)
+  std::vector<uint8_t> whole_heads_; // [n_kv_head]  heads that take every run in one wave
+  std::vector<int> seq_heads_;       // the others, written and attended token by token
 };
 
 }  // namespace kvforge

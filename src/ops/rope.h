@@ -25,6 +25,7 @@ struct RopeParams {
   int yarn_orig_ctx = 0;
   float yarn_beta_fast = 32.0f;
   float yarn_beta_slow = 1.0f;
+  float attn_factor = 1.0f;         // cos and sin scaled by it (LongRoPE's attention factor)
 };
 
 // Precomputed inverse frequencies so every call for a position gives the

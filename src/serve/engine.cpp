@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "model/logprob.h"
 #include "model/text_stream.h"
 #include "util/error.h"
 
@@ -18,11 +19,7 @@ double now_seconds() {
 // log-softmax of the sampled token and of the k most likely ones.
 void logprobs(const float* logits, int n_vocab, TokenId sampled, int k, TokenLogprob& tok,
               std::vector<TokenLogprob>& top) {
-  float mx = logits[0];
-  for (int i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
-  double z = 0;
-  for (int i = 0; i < n_vocab; ++i) z += std::exp((double)logits[i] - mx);
-  const double lz = mx + std::log(z);
+  const double lz = log_sum_exp(logits, n_vocab);
   tok = {sampled, (float)(logits[sampled] - lz)};
   std::vector<TokenId> ids(n_vocab);
   for (int i = 0; i < n_vocab; ++i) ids[i] = i;

@@ -124,3 +124,18 @@ def test_bad_files_give_one_clear_error(kvforge_bin, models, tmp_path, drop, ove
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["run", "-p", "Hi", "-n", 1, "--kv", "heads:random:1,sparsity:0.5"], "per-head mixed caches"),
+    (["run", "-p", "Hi", "-n", 1, "--kv", "heads:full:0-0"], "per-head mixed caches"),
+    (["serve", "--port", 0], "multi-sequence cache does not keep latent (MLA) rows"),
+])
+def test_unsupported_policies_refuse_mla(kvforge_bin, models, tmp_path, args, expect):
+    """What cannot run a latent cache yet (per-head policies, the paged
+    multi-sequence cache of `serve`) says so in one line, before any work."""
+    path = _write(models, "v2-direct-q", tmp_path)
+    r = run_kvforge(kvforge_bin, args[0], "-m", path, *args[1:], check=False, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr

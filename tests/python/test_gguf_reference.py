@@ -15,7 +15,7 @@ import pathlib
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+import gguf
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 
 from conftest import run_kvforge  # noqa: E402
@@ -175,7 +175,7 @@ def test_every_value_type_from_gguf_py(kvforge_bin, tmp_path):
 
 
 def assert_clean_error(proc):
-    assert proc.returncode != 0
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
 

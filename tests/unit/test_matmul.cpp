@@ -18,6 +18,7 @@
 #include "ops/quantize.h"
 #include "util/error.h"
 #include "test_matrix.h"
+#include "simd_levels.h"
 
 using namespace kvforge;
 
@@ -64,12 +65,11 @@ std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int
 
 std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads, SimdLevel lvl,
                        Epilogue ep = {}) {
-  set_simd_level(lvl);
+  ScopedSimdLevel at(lvl);
   ThreadPool pool(threads);
   MatmulScratch scratch;
   std::vector<float> y(n_tok * W.rows, std::numeric_limits<float>::quiet_NaN());
   matmul(W, x, n_tok, y.data(), pool, scratch, ep);
-  set_simd_level(SimdLevel::AVX512);  // back to the best the CPU has
   return y;
 }
 
@@ -101,16 +101,24 @@ TEST(ActQuant, SimdMatchesReferenceBitForBit) {
     for (int i = 32; i < 64; ++i) x[i] = 0.25f;
     x[32] = 127.0f, x[33] = 0.5f, x[34] = 1.5f, x[35] = -2.5f;
     std::vector<BlockQ8A> a(n / QK), b(n / QK);
-    set_simd_level(SimdLevel::Scalar);
-    quantize_act_q8a(x.data(), a.data(), n);
-    set_simd_level(SimdLevel::AVX2);
-    quantize_act_q8a(x.data(), b.data(), n);
+    {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      quantize_act_q8a(x.data(), a.data(), n);
+    }
+    {
+      ScopedSimdLevel at(SimdLevel::AVX2);
+      quantize_act_q8a(x.data(), b.data(), n);
+    }
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(BlockQ8A))) << n;
     std::vector<BlockQ8K> c(n / QK_K), e(n / QK_K);
-    set_simd_level(SimdLevel::Scalar);
-    quantize_act_q8k(x.data(), c.data(), n);
-    set_simd_level(SimdLevel::AVX2);
-    quantize_act_q8k(x.data(), e.data(), n);
+    {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      quantize_act_q8k(x.data(), c.data(), n);
+    }
+    {
+      ScopedSimdLevel at(SimdLevel::AVX2);
+      quantize_act_q8k(x.data(), e.data(), n);
+    }
     EXPECT_EQ(0, std::memcmp(c.data(), e.data(), c.size() * sizeof(BlockQ8K))) << n;
   }
 }
@@ -201,7 +209,7 @@ TEST(Matmul, UnsupportedTypeNamedInError) {
 // the f32 accumulation term from above. Runs at the scalar and SIMD levels.
 TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
   const float eps = std::numeric_limits<float>::epsilon();
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2})
+  for (SimdLevel lvl : simd_levels())
   for (GgmlType t : kTypes) {
     for (int64_t cols : {256, 512, 1536}) {
       const int64_t rows = 7, n_tok = 2;
@@ -242,9 +250,7 @@ TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
 // The central contract: row t of a batched product is bit-identical to the
 // same row computed alone, for any thread count.
 TEST(Matmul, BatchInvariantBitForBit) {
-  std::vector<SimdLevel> levels = {SimdLevel::Scalar};
-  if (simd_available()) levels.push_back(SimdLevel::AVX2);
-  for (SimdLevel lvl : levels)
+  for (SimdLevel lvl : simd_levels())
     for (GgmlType t : kTypes)
       for (int64_t cols : {256, 768}) {
         const int64_t rows = 37;  // not a multiple of the tile height
