@@ -172,8 +172,9 @@ void run_bench(const Model& model, const BenchParams& params,
       r.name = fmt::format("pp{}", t.n_prompt);
     } else {
       r.name = fmt::format("tg{} @ d{}{}", t.n_gen, t.n_depth, r.use_cache ? "" : " (no cache)");
-      r.bytes_per_token_cache = kv_bpt * (uint64_t)t.n_depth;
+      r.bytes_per_token_cache = kv_bpt * (uint64_t)t.n_depth;  // measured below once the depth is cached
     }
+    r.kv_bytes = ctx.cache().bytes();
     for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
       ctx.reset();
       if (t.n_gen == 0) {
@@ -186,6 +187,9 @@ void run_bench(const Model& model, const BenchParams& params,
           const auto depth = random_tokens(rng, t.n_depth, n_vocab);
           ctx.eval(depth.data(), t.n_depth, logits.data());
         }
+        // What a decode step reads: bytes/token x depth, less for heads
+        // whose window is shorter than the depth.
+        r.bytes_per_token_cache = ctx.cache().bytes_used();
         const auto toks = random_tokens(rng, t.n_gen, n_vocab);
         const auto t0 = clock_type::now();
         for (int32_t i = 0; i < t.n_gen; ++i) ctx.eval(&toks[i], 1, logits.data());

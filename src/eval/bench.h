@@ -53,7 +53,8 @@ struct BenchResult {
   std::vector<double> samples_ns;  // one per repetition
   std::vector<double> samples_ts;  // tokens/s per repetition
   double avg_ns = 0, stddev_ns = 0, avg_ts = 0, stddev_ts = 0;
-  uint64_t bytes_per_token_cache = 0;  // kv bytes/token x depth (tg tests)
+  uint64_t bytes_per_token_cache = 0;  // KV bytes a decode step reads at the depth (tg tests)
+  uint64_t kv_bytes = 0;               // KV cache allocated (the context serves every test)
   bool is_tg() const { return n_gen > 0; }
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "eval/haystack.h"
 #include "eval/table.h"
 #include "model/generate.h"
 #include "util/error.h"
@@ -12,42 +13,6 @@
 namespace kvforge {
 
 namespace {
-
-// Plain, unremarkable sentences: enough variety that the haystack is not a
-// loop, nothing that looks like a number to remember.
-const char* const kFiller[] = {
-    "The grass is green and the sky is blue.",
-    "The river runs slowly past the old mill.",
-    "A cat sleeps in the warm afternoon sun.",
-    "The baker opens his shop early every morning.",
-    "Leaves fall from the trees when autumn comes.",
-    "The children walk to school along the quiet road.",
-    "Clouds drift over the hills toward the sea.",
-    "The library is calm and smells of old paper.",
-    "A small boat rocks gently in the harbour.",
-    "The farmer checks his fields before the rain.",
-    "Birds sing in the garden at the break of day.",
-    "The train arrives at the station on time.",
-    "A cup of tea cools on the kitchen table.",
-    "The wind moves the tall grass back and forth.",
-    "Snow covers the mountains during the winter.",
-    "The market is busy on a bright Saturday.",
-    "An old clock ticks in the hallway of the house.",
-    "The lake is still and reflects the trees.",
-    "A dog waits patiently by the front door.",
-    "The painter mixes colours for a new picture.",
-    "Fresh bread is cooling by the open window.",
-    "The road winds through the forest to the village.",
-    "Rain taps softly against the glass.",
-    "The gardener plants flowers along the path.",
-    "Stars appear one by one in the evening sky.",
-    "The teacher writes a long sentence on the board.",
-    "A gentle breeze carries the smell of the sea.",
-    "The shop on the corner sells fruit and vegetables.",
-    "The bridge crosses the river near the church.",
-    "Smoke rises slowly from the chimney.",
-};
-constexpr int kNFiller = sizeof(kFiller) / sizeof(kFiller[0]);
 
 const char* const kIntro =
     "There is an important pass key hidden inside a lot of irrelevant text. Find it and memorize it. "
@@ -58,34 +23,7 @@ std::string needle_sentence(const std::string& key) {
   return fmt::format("The pass key is {0}. Remember it. {0} is the pass key.", key);
 }
 
-std::string render_prompt(const NeedleFormat& f, const std::string& user) {
-  if (f.chat.format == ChatFormat::Raw) return user + "\n" + f.answer_prefix;
-  return render_chat(f.chat, {{"user", user}}, true) + f.answer_prefix;
-}
-
-std::string join_haystack(const std::vector<int>& filler, int32_t needle_index, const std::string& needle) {
-  std::string s;
-  const int32_t n = (int32_t)filler.size();
-  for (int32_t i = 0; i <= n; ++i) {
-    if (i == needle_index) {
-      if (!s.empty()) s += ' ';
-      s += needle;
-    }
-    if (i == n) break;
-    if (!s.empty()) s += ' ';
-    s += kFiller[filler[i]];
-  }
-  return s;
-}
-
 }  // namespace
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 NeedleCase make_needle_case(const NeedleCaseSpec& spec, const NeedleFormat& format, const TokenCounter& count) {
   if (!(spec.depth >= 0 && spec.depth <= 1)) fail("needle depth {} is not in [0, 1]", spec.depth);
@@ -98,32 +36,16 @@ NeedleCase make_needle_case(const NeedleCaseSpec& spec, const NeedleFormat& form
   c.key = std::to_string(10000 + splitmix64(st) % 90000);
   const std::string needle = needle_sentence(c.key);
 
-  // A long enough random sentence sequence (no sentence twice in a row).
-  const int32_t fixed = count(render_prompt(format, std::string(kIntro) + needle + kQuestion));
-  if (fixed > spec.length)
-    fail("needle length {} is too short: the question and the needle alone take {} tokens", spec.length, fixed);
-  std::vector<int> filler;
-  int32_t est = fixed;
-  int prev = -1;
-  while (true) {
-    int s = (int)(splitmix64(st) % kNFiller);
-    if (s == prev) s = (s + 1) % kNFiller;
-    const int32_t n = count(std::string(" ") + kFiller[s]);
-    if (est + n > spec.length) break;
-    est += n;
-    filler.push_back(s);
-    prev = s;
-  }
-  // The estimate sums sentences tokenized alone; drop sentences until the
-  // real prompt fits.
-  for (;;) {
-    c.n_sentences = (int32_t)filler.size();
-    c.needle_index = (int32_t)std::llround(spec.depth * c.n_sentences);
-    c.user = std::string(kIntro) + join_haystack(filler, c.needle_index, needle) + kQuestion;
-    c.prompt = render_prompt(format, c.user);
-    if (filler.empty() || count(c.prompt) <= spec.length) break;
-    filler.pop_back();
-  }
+  HaystackSpec hs;
+  hs.intro = kIntro;
+  hs.question = kQuestion;
+  hs.inserts = {{spec.depth, needle}};
+  hs.length = spec.length;
+  const Haystack h = build_haystack(hs, st, format, count);
+  c.user = h.user;
+  c.prompt = h.prompt;
+  c.n_sentences = h.n_sentences;
+  c.needle_index = h.insert_index[0];
   return c;
 }
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "eval/haystack.h"
 #include "model/context.h"
-#include "tokenizer/chat_template.h"
 
 namespace kvforge {
 
@@ -34,15 +34,6 @@ struct NeedleCase {
   int32_t needle_index = 0;  // sentence index of the needle
 };
 
-// Counts the tokens of a text (the model's tokenizer; tests use a stand-in).
-using TokenCounter = std::function<int32_t(const std::string&)>;
-
-// How a user message becomes the model's prompt; Raw = no template.
-struct NeedleFormat {
-  ChatTemplate chat;       // format Raw: plain text
-  std::string answer_prefix = "The pass key is";
-};
-
 // Builds the case: adds filler sentences while the whole prompt stays within
 // spec.length tokens as counted by `count`. Throws kvforge::Error if even an
 // empty haystack does not fit.
@@ -59,9 +50,6 @@ NeedlePrompt needle_prompt(const Model& model, const NeedleCaseSpec& spec, bool 
 
 // Whether the model's answer contains the key.
 bool needle_answer_correct(const std::string& answer, const std::string& key);
-
-// 64-bit mixing (splitmix64), exposed for tests.
-uint64_t splitmix64(uint64_t& state);
 
 struct NeedleParams {
   std::vector<int32_t> lengths{512};

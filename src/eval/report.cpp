@@ -1,7 +1,6 @@
 // See report.h.
 #include "eval/report.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,12 +10,12 @@
 
 #include "eval/decode_speed.h"
 #include "eval/eval_text.h"
+#include "eval/gnuplot.h"
 #include "eval/needle.h"
 #include "eval/perplexity.h"
 #include "eval/table.h"
 #include "kv/kv_policy.h"
 #include "util/error.h"
-#include "util/pip_fetch.h"
 
 namespace kvforge {
 
@@ -273,36 +272,9 @@ std::string report_plot_script(const Report& r, const std::string& data_file, co
 }
 
 void plot_report(const Report& r, const std::string& dir) {
-  std::string gnuplot;
-  const char* path_env = std::getenv("PATH");
-  const std::string path = path_env ? path_env : "";
-  for (size_t start = 0; start <= path.size();) {
-    size_t end = path.find(':', start);
-    if (end == std::string::npos) end = path.size();
-    const fs::path cand = fs::path(end > start ? path.substr(start, end - start) : ".") / "gnuplot";
-    std::error_code ec;
-    if (fs::is_regular_file(cand, ec) && ::access(cand.c_str(), X_OK) == 0) {
-      gnuplot = cand.string();
-      break;
-    }
-    start = end + 1;
-  }
-  if (gnuplot.empty())
-    fail("gnuplot not found on PATH: it draws report.png (install the Debian package gnuplot-nox; "
-         "scripts/setup.sh does); report.md is written");
-  const fs::path data = fs::path(dir) / "report.dat", script = fs::path(dir) / "report.gp",
-                 png = fs::path(dir) / "report.png";
-  {
-    std::ofstream d(data), g(script);
-    if (!d || !g) fail("cannot write into {}", dir);
-    d << report_plot_data(r);
-    g << report_plot_script(r, data.string(), png.string());
-  }
-  std::error_code ec;
-  fs::remove(png, ec);
-  const int rc = run_process({gnuplot, script.string()});
-  if (rc != 0 || file_size_or_zero(png) == 0)
-    fail("gnuplot failed on {} (exit status {}); its messages are above", script.string(), rc);
+  draw_with_gnuplot(dir, "report", report_plot_data(r), [&](const std::string& data, const std::string& png) {
+    return report_plot_script(r, data, png);
+  });
 }
 
 }  // namespace kvforge

@@ -12,6 +12,7 @@
 
 #include "backend/bandwidth.h"
 #include "eval/bench.h"
+#include "eval/list_options.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
 #include "util/error.h"
@@ -135,18 +136,29 @@ void run_bench_command(const BenchOptions& o) {
   p.n_reps = o.reps;
   p.n_batch = o.n_batch;
   p.n_ctx = o.n_ctx;
-  p.kv = parse_kv_policy(o.kv);
-  if (!o.kv_type.empty()) p.kv.storage = parse_kv_storage(o.kv_type);
+  // --kv "P1;P2;...": every test per policy, each with its own peak RSS.
+  std::vector<KvPolicy> policies;
+  for (const std::string& spec : split_list(o.kv, ';')) {
+    policies.push_back(parse_kv_policy(spec));
+    if (!o.kv_type.empty()) policies.back().storage = parse_kv_storage(o.kv_type);
+  }
+  if (policies.size() > 1 && o.cache_speedup > 0) fail("--cache-speedup takes one --kv policy");
+  p.kv = policies[0];
   p.use_cache = !o.no_cache;
   p.seed = o.seed;
-  const BenchModelInfo info = describe_for_bench(*model, path, p.kv);
-  const bool kv_column = !(p.kv == KvPolicy{});
-  nlohmann::json model_fields = {
-      {"model_filename", info.filename}, {"model_type", info.type},  {"model_size", info.size},
-      {"model_n_params", info.n_params}, {"backends", "CPU"},        {"kv_policy", p.kv.describe()},
-      {"type_k", kv_storage_name(p.kv.storage)}, {"type_v", kv_storage_name(p.kv.storage)},
-      {"n_batch", p.n_batch},            {"n_ubatch", p.n_batch},    {"bytes_per_token_weights", info.bytes_per_token_weights},
-      {"kv_bytes_per_token", info.kv_bytes_per_token}};
+  BenchModelInfo info;
+  nlohmann::json model_fields;
+  auto describe_policy = [&](const KvPolicy& kv) {
+    info = describe_for_bench(*model, path, kv);
+    model_fields = {
+        {"model_filename", info.filename}, {"model_type", info.type},  {"model_size", info.size},
+        {"model_n_params", info.n_params}, {"backends", "CPU"},        {"kv_policy", kv.describe()},
+        {"type_k", kv_storage_name(kv.storage)}, {"type_v", kv_storage_name(kv.storage)},
+        {"n_batch", p.n_batch},            {"n_ubatch", p.n_batch},    {"bytes_per_token_weights", info.bytes_per_token_weights},
+        {"kv_bytes_per_token", info.kv_bytes_per_token}};
+  };
+  describe_policy(p.kv);
+  const bool kv_column = policies.size() > 1 || !(p.kv == KvPolicy{});
 
   if (o.cache_speedup > 0) {
     if (md) {
@@ -173,36 +185,51 @@ void run_bench_command(const BenchOptions& o) {
   MarkdownTable table(kv_column);
   if (md) table.header();
   int32_t last_ctx = 0;
-  for (int t : threads) {
-    p.n_threads = t;
-    const double gbs = bw[t].gbs;
-    run_bench(
-        *model, p,
-        [&](const BenchResult& r) {
-          last_ctx = r.n_ctx;
-          const uint64_t bytes = info.bytes_per_token_weights + r.bytes_per_token_cache;
-          std::optional<double> share;
-          if (r.is_tg() && r.use_cache && gbs > 0) share = r.avg_ts * (double)bytes / (gbs * 1e9);
-          if (md) {
-            table.row({info.type, human_bytes((double)info.size), fmt_params((double)info.n_params), "CPU",
-                       std::to_string(r.n_threads), p.kv.describe(), r.name,
-                       fmt::format("{:.2f} ± {:.2f}", r.avg_ts, r.stddev_ts),
-                       r.is_tg() ? fmt::format("{:.1f} MB", bytes / 1e6) : "",
-                       share ? fmt::format("{:.1f}%", *share * 100) : ""});
-          }
-          nlohmann::json j = model_fields;
-          j.update({{"test", r.name}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
-                    {"n_threads", r.n_threads}, {"n_ctx", r.n_ctx}, {"use_cache", r.use_cache},
-                    {"avg_ns", (uint64_t)r.avg_ns}, {"stddev_ns", (uint64_t)r.stddev_ns}, {"avg_ts", r.avg_ts},
-                    {"stddev_ts", r.stddev_ts}, {"samples_ns", r.samples_ns}, {"samples_ts", r.samples_ts},
-                    {"bytes_per_token_cache", r.bytes_per_token_cache},
-                    {"bytes_per_token", r.is_tg() ? nlohmann::json(bytes) : nlohmann::json(nullptr)},
-                    {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)},
-                    {"bandwidth_share", share ? nlohmann::json(*share) : nlohmann::json(nullptr)},
-                    {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
-          emit_json(j);
-        },
-        [](const std::string& note) { fmt::print(stderr, "[bench] {}\n", note); });
+  struct PolicyMemory {
+    std::string kv;
+    uint64_t peak_rss = 0, kv_bytes = 0, kv_used = 0;  // kv_used: at the deepest tg test
+  };
+  std::vector<PolicyMemory> memory;
+  for (const KvPolicy& kv : policies) {
+    p.kv = kv;
+    describe_policy(kv);
+    reset_peak_rss();  // the previous policy's cache is unmapped: count this one's alone
+    PolicyMemory mem{kv.describe()};
+    for (int t : threads) {
+      p.n_threads = t;
+      const double gbs = bw[t].gbs;
+      run_bench(
+          *model, p,
+          [&](const BenchResult& r) {
+            last_ctx = r.n_ctx;
+            mem.kv_bytes = r.kv_bytes;
+            if (r.is_tg() && r.use_cache) mem.kv_used = std::max(mem.kv_used, r.bytes_per_token_cache);
+            const uint64_t bytes = info.bytes_per_token_weights + r.bytes_per_token_cache;
+            std::optional<double> share;
+            if (r.is_tg() && r.use_cache && gbs > 0) share = r.avg_ts * (double)bytes / (gbs * 1e9);
+            if (md) {
+              table.row({info.type, human_bytes((double)info.size), fmt_params((double)info.n_params), "CPU",
+                         std::to_string(r.n_threads), kv.describe(), r.name,
+                         fmt::format("{:.2f} ± {:.2f}", r.avg_ts, r.stddev_ts),
+                         r.is_tg() ? fmt::format("{:.1f} MB", bytes / 1e6) : "",
+                         share ? fmt::format("{:.1f}%", *share * 100) : ""});
+            }
+            nlohmann::json j = model_fields;
+            j.update({{"test", r.name}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+                      {"n_threads", r.n_threads}, {"n_ctx", r.n_ctx}, {"use_cache", r.use_cache},
+                      {"avg_ns", (uint64_t)r.avg_ns}, {"stddev_ns", (uint64_t)r.stddev_ns}, {"avg_ts", r.avg_ts},
+                      {"stddev_ts", r.stddev_ts}, {"samples_ns", r.samples_ns}, {"samples_ts", r.samples_ts},
+                      {"bytes_per_token_cache", r.bytes_per_token_cache},
+                      {"bytes_per_token", r.is_tg() ? nlohmann::json(bytes) : nlohmann::json(nullptr)},
+                      {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)},
+                      {"bandwidth_share", share ? nlohmann::json(*share) : nlohmann::json(nullptr)},
+                      {"kv_bytes", r.kv_bytes}, {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
+            emit_json(j);
+          },
+          [](const std::string& note) { fmt::print(stderr, "[bench] {}\n", note); });
+    }
+    mem.peak_rss = peak_rss_bytes();
+    memory.push_back(mem);
   }
   if (md) {
     std::printf("\n");
@@ -211,7 +238,16 @@ void run_bench_command(const BenchOptions& o) {
                                      o.bw_gbs > 0 ? " (given)" : "");
     std::printf("B/token: weights %.1f MB + KV cache %llu bytes/token x depth; BW share = t/s x B/token / bandwidth\n",
                 info.bytes_per_token_weights / 1e6, (unsigned long long)info.kv_bytes_per_token);
-    std::printf("peak RSS: %s (context of %d tokens)\n", human_bytes((double)peak_rss_bytes()).c_str(), last_ctx);
+    if (memory.size() == 1) {
+      std::printf("peak RSS: %s (context of %d tokens)\n", human_bytes((double)memory[0].peak_rss).c_str(), last_ctx);
+    } else {
+      std::printf("peak RSS per policy (context of %d tokens; KV cache allocated, and held at the deepest tg test):\n",
+                  last_ctx);
+      for (const PolicyMemory& m : memory)
+        std::printf("  %-44s peak RSS %10s   KV %10s allocated, %10s held\n", m.kv.c_str(),
+                    human_bytes((double)m.peak_rss).c_str(), human_bytes((double)m.kv_bytes).c_str(),
+                    human_bytes((double)m.kv_used).c_str());
+    }
   }
 }
 
@@ -233,7 +269,8 @@ CommandRegistrar reg(60, [](CLI::App& root) {
       ->capture_default_str();
   c->add_option("-c,--ctx-size", o->n_ctx, "Context size (default: what the largest test needs)")
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies)")->capture_default_str();
+  c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies), or several separated by ';': "
+                               "every test runs per policy, and each gets its peak RSS")->capture_default_str();
   c->add_option("--kv-type", o->kv_type, "KV-cache storage precision (f16, f32); overrides the storage part of --kv");
   c->add_flag("--no-cache", o->no_cache, "Generation tests without the cache: each token recomputes the whole sequence");
   c->add_option("-o,--output", o->output, "Output format: md or jsonl")->capture_default_str();

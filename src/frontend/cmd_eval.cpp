@@ -71,7 +71,7 @@ void run(const NeedleOptions& o) {
 }
 
 CommandRegistrar reg(55, [](CLI::App& root) {
-  auto* ev = root.add_subcommand("eval", "Retrieval evaluations (needle / passkey)");
+  auto* ev = root.add_subcommand("eval", "Evaluations: needle retrieval, the verifiable task suite");
   ev->require_subcommand(1);
   auto o = std::make_shared<NeedleOptions>();
   auto* c = ev->add_subcommand("needle", "Passkey retrieval accuracy per context length and needle depth");

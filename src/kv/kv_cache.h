@@ -72,6 +72,26 @@ class KvCache {
   // Rows a query at position q_pos may attend to (causal), in position order.
   // Valid after write() of that layer, before or after commit().
   virtual KvView view(int layer, int kv_head, int32_t q_pos) const = 0;
+
+  // Waves per head (per-head mixed caches): a full-history head takes a whole
+  // batch in one wave while a streaming neighbour with a full ring takes one
+  // token, so the forward pass writes and attends each head in its own waves
+  // (write_head: one head's rows of {pos0 + i, n}, n <= max_wave(layer,
+  // kv_head, pos0 + i), laid out as in write()). Uniform caches need neither.
+  virtual int32_t max_wave(int layer, int kv_head, int32_t pos0) const { return max_wave(pos0); }
+  virtual void write_head(int layer, int kv_head, const KvPlan& plan, const float* k, const float* v);
+
+  // Soft gates (SPEC.md §4): head (layer, kv_head) outputs
+  //   gate * Attn(view) + (1 - gate) * Attn(stream_view),
+  // the streaming view being the first `sinks` and the last `recent` rows of
+  // the same full-history storage (no copy). gate 1 (the default) is the
+  // plain head, bit for bit; gate 0 attends only to the streaming view.
+  virtual float gate(int layer, int kv_head) const { return 1.0f; }
+  virtual KvView stream_view(int layer, int kv_head, int32_t q_pos) const;
+  // Sets every head's gate (alpha: [n_layer][n_kv_head], each in [0, 1]) and
+  // the streaming view; every head must keep the full history. Throws
+  // kvforge::Error otherwise.
+  virtual void set_gates(const std::vector<float>& alpha, int32_t sinks, int32_t recent);
 };
 
 }  // namespace kvforge

@@ -1,5 +1,6 @@
 #include "kv/kv_layout.h"
 
+#include "kv/head_pattern.h"
 #include "kv/kv_policy.h"
 #include "ops/hadamard.h"
 #include "util/error.h"
@@ -11,6 +12,60 @@ bool KvLayout::uniform() const {
     if (!(h == heads[0])) return false;
   return true;
 }
+
+namespace {
+
+// The gate table of a heads:/gates: policy, checked against the model.
+HeadGates policy_gates(const KvPolicy& policy, const KvShape& shape) {
+  using K = KvHeadChoice::Kind;
+  const KvHeadChoice& hc = policy.heads;
+  if (hc.kind == K::Random) return random_head_gates(shape.n_layer, shape.n_kv_head, hc.seed);
+  HeadGates g;
+  if (hc.kind == K::List) {
+    g.n_layer = shape.n_layer;
+    g.n_kv_head = shape.n_kv_head;
+    g.alpha.assign((size_t)shape.n_layer * shape.n_kv_head, 0.0);
+    for (const auto& [l, h] : hc.full) {
+      if (l >= shape.n_layer || h >= shape.n_kv_head)
+        fail("--kv {}: head {}-{} does not exist (this model has layers 0-{} and KV heads 0-{})", policy.describe(),
+             l, h, shape.n_layer - 1, shape.n_kv_head - 1);
+      g.alpha[(size_t)l * shape.n_kv_head + h] = 1.0;
+    }
+    return g;
+  }
+  g = read_head_gates(hc.file);
+  if (g.n_layer != shape.n_layer || g.n_kv_head != shape.n_kv_head)
+    fail("head-pattern file {} has {} rows x {} columns, but this model has {} layers x {} KV heads", hc.file,
+         g.n_layer, g.n_kv_head, shape.n_layer, shape.n_kv_head);
+  return g;
+}
+
+// Heads chosen to stream get sinks + recent cells of their own; with gates
+// every head keeps the full history and carries its alpha.
+void apply_head_choice(const KvPolicy& policy, int32_t n_ctx, KvLayout& L) {
+  using K = KvHeadChoice::Kind;
+  const KvHeadChoice& hc = policy.heads;
+  if (n_ctx <= 0) fail("context size must be positive, got {}", n_ctx);
+  const HeadGates g = policy_gates(policy, L.shape);
+  if (hc.kind == K::Gates) {
+    for (size_t i = 0; i < L.heads.size(); ++i) {
+      L.heads[i].gate = (float)g.alpha[i];
+      L.heads[i].stream_sinks = hc.sinks;
+      L.heads[i].stream_recent = hc.recent;
+    }
+    return;
+  }
+  const std::vector<uint8_t> full =
+      hc.kind == K::List ? std::vector<uint8_t>(g.alpha.begin(), g.alpha.end()) : select_full_heads(g, hc.sparsity);
+  for (size_t i = 0; i < L.heads.size(); ++i) {
+    if (full[i]) continue;
+    L.heads[i].window = hc.recent;
+    L.heads[i].sinks = hc.sinks;
+    L.heads[i].n_cells = hc.sinks + hc.recent;
+  }
+}
+
+}  // namespace
 
 KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0)
@@ -40,6 +95,7 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
   KvLayout L;
   L.shape = shape;
   L.heads.assign((size_t)shape.n_layer * shape.n_kv_head, h);
+  if (policy.heads.kind != KvHeadChoice::Kind::None) apply_head_choice(policy, n_ctx, L);
   return L;
 }
 

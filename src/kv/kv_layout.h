@@ -29,6 +29,11 @@ struct KvHeadSpec {
   KvStorage storage = KvStorage::F16;
   bool hadamard = false;  // rows rotated by the Walsh-Hadamard transform before storing
   int32_t n_cells = 0;    // full: n_ctx; window: sinks + window
+  // Soft gate (full history only; SPEC.md §4): the head's output is
+  // gate * Attn(all rows) + (1 - gate) * Attn(the first stream_sinks and the
+  // last stream_recent rows of the same storage). gate 1: plain full history.
+  float gate = 1.0f;
+  int32_t stream_sinks = 0, stream_recent = 0;
 
   bool operator==(const KvHeadSpec&) const = default;
 };
@@ -42,7 +47,9 @@ struct KvLayout {
 };
 
 // Checks that the policy fits the model (quantized rows need head_dim % 32 == 0,
-// ...) and spells it out per head. Throws kvforge::Error naming the problem.
+// a gate file needs one row per layer and one column per KV head, ...) and
+// spells it out per head; reads the gate file of a heads:/gates: policy.
+// Throws kvforge::Error naming the problem.
 KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx);
 
 // A layer whose model attends only to the last `window` positions

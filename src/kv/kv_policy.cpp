@@ -1,5 +1,6 @@
 #include "kv/kv_policy.h"
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
@@ -7,8 +8,30 @@
 
 namespace kvforge {
 
+namespace {
+
+std::string describe_heads(const KvHeadChoice& h) {
+  using K = KvHeadChoice::Kind;
+  std::string s;
+  switch (h.kind) {
+    case K::None: return "";
+    case K::File: s = fmt::format("heads:{},sparsity:{}", h.file, h.sparsity); break;
+    case K::Random: s = fmt::format("heads:random:{},sparsity:{}", h.seed, h.sparsity); break;
+    case K::List:
+      s = "heads:full:";
+      for (size_t i = 0; i < h.full.size(); ++i) s += fmt::format("{}{}-{}", i ? "/" : "", h.full[i].first, h.full[i].second);
+      break;
+    case K::Gates: s = "gates:" + h.file; break;
+  }
+  return s + fmt::format(",sinks:{},recent:{}", h.sinks, h.recent);
+}
+
+}  // namespace
+
 std::string KvPolicy::describe() const {
-  std::string s = window > 0 ? fmt::format("window:{},sinks:{}", window, sinks) : "full";
+  std::string s = heads.kind != KvHeadChoice::Kind::None ? describe_heads(heads)
+                  : window > 0                           ? fmt::format("window:{},sinks:{}", window, sinks)
+                                                         : "full";
   s += std::string("+") + kv_storage_name(storage);
   if (hadamard) s += ",hadamard";
   return s;
@@ -40,6 +63,87 @@ int32_t parse_count(const std::string& item, const std::string& key, int32_t lo,
 
 bool has_key(const std::string& item, const std::string& key) { return item.rfind(key + ":", 0) == 0; }
 
+// A strict decimal unsigned integer, or -1.
+int64_t parse_uint(const std::string& s, int64_t max) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0 || v > max) return -1;
+  return v;
+}
+
+// "L-H/L-H/...": the (layer, KV head) pairs kept full, sorted, no repeats.
+std::vector<std::pair<int32_t, int32_t>> parse_pairs(const std::string& list, const std::string& spec) {
+  std::vector<std::pair<int32_t, int32_t>> out;
+  for (const std::string& pair : split(list, '/')) {
+    const size_t dash = pair.find('-');
+    const int64_t l = dash == std::string::npos ? -1 : parse_uint(pair.substr(0, dash), 1 << 20);
+    const int64_t h = dash == std::string::npos ? -1 : parse_uint(pair.substr(dash + 1), 1 << 20);
+    if (l < 0 || h < 0)
+      fail("bad head '{}' in --kv '{}' (expected heads:full:LAYER-HEAD/LAYER-HEAD/..., e.g. heads:full:0-1/3-0)", pair,
+           spec);
+    out.emplace_back((int32_t)l, (int32_t)h);
+  }
+  std::sort(out.begin(), out.end());
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i] == out[i - 1]) fail("head {}-{} listed twice in --kv '{}'", out[i].first, out[i].second, spec);
+  return out;
+}
+
+// heads:... / gates:... and their options sparsity, sinks, recent.
+KvHeadChoice parse_heads(const std::vector<std::string>& items, const std::string& part, const std::string& spec) {
+  using K = KvHeadChoice::Kind;
+  KvHeadChoice h;
+  const std::string& head = items[0];
+  if (has_key(head, "gates")) {
+    h.kind = K::Gates;
+    h.file = head.substr(6);
+  } else {
+    const std::string what = head.substr(6);
+    if (has_key(what, "random")) {
+      h.kind = K::Random;
+      const std::string num = what.substr(7);
+      const auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), h.seed);
+      if (num.empty() || ec != std::errc() || end != num.data() + num.size())
+        fail("bad seed in '{}' of --kv '{}' (expected heads:random:SEED with SEED an integer)", head, spec);
+    } else if (has_key(what, "full")) {
+      h.kind = K::List;
+      h.full = parse_pairs(what.substr(5), spec);
+    } else {
+      h.kind = K::File;
+      h.file = what;
+    }
+  }
+  if ((h.kind == K::File || h.kind == K::Gates) && h.file.empty())
+    fail("missing file name in '{}' of --kv '{}'", head, spec);
+  bool seen_sparsity = false, seen_sinks = false, seen_recent = false;
+  for (size_t i = 1; i < items.size(); ++i) {
+    const std::string& it = items[i];
+    if (has_key(it, "sparsity") && !seen_sparsity && (h.kind == K::File || h.kind == K::Random)) {
+      seen_sparsity = true;
+      const std::string num = it.substr(9);
+      double v = -1;
+      const auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
+      if (num.empty() || ec != std::errc() || end != num.data() + num.size())
+        fail("bad number in '{}' of --kv '{}' (expected sparsity:S with S in [0, 1])", it, spec);
+      if (!(v >= 0 && v <= 1)) fail("'{}' in --kv '{}': sparsity must be in [0, 1]", it, spec);
+      h.sparsity = v;
+    } else if (has_key(it, "sinks") && !seen_sinks) {
+      seen_sinks = true;
+      h.sinks = parse_count(it, "sinks", 0, spec);
+    } else if (has_key(it, "recent") && !seen_recent) {
+      seen_recent = true;
+      h.recent = parse_count(it, "recent", 1, spec);
+    } else {
+      fail("unknown or repeated option '{}' in part '{}' of --kv '{}' ({} takes {}sinks:S and recent:R)", it, part,
+           spec, h.kind == K::Gates ? "gates" : "heads",
+           h.kind == K::File || h.kind == K::Random ? "sparsity:X, " : "");
+    }
+  }
+  if ((h.kind == K::File || h.kind == K::Random) && !seen_sparsity)
+    fail("part '{}' of --kv '{}' needs sparsity:S (the share of heads that stream, in [0, 1])", part, spec);
+  return h;
+}
+
 }  // namespace
 
 KvPolicy parse_kv_policy(const std::string& spec) {
@@ -58,8 +162,12 @@ KvPolicy parse_kv_policy(const std::string& spec) {
     for (const std::string& it : items)
       if (it.empty()) fail("empty option in part '{}' of --kv '{}' (stray ',')", part, spec);
     const std::string& head = items[0];
-    if (head == "full" || has_key(head, "window")) {
-      if (seen_history) fail("part '{}' of --kv '{}': the history (full or window) is already given", part, spec);
+    if (has_key(head, "heads") || has_key(head, "gates")) {
+      if (seen_history) fail("part '{}' of --kv '{}': the history (full, window, heads or gates) is already given", part, spec);
+      seen_history = true;
+      p.heads = parse_heads(items, part, spec);
+    } else if (head == "full" || has_key(head, "window")) {
+      if (seen_history) fail("part '{}' of --kv '{}': the history (full, window, heads or gates) is already given", part, spec);
       seen_history = true;
       if (head == "full") {
         if (items.size() > 1) fail("unknown option '{}' after 'full' in --kv '{}' (full takes no options)", items[1], spec);
@@ -89,8 +197,8 @@ KvPolicy parse_kv_policy(const std::string& spec) {
       if (items.size() > 1) fail("unknown option '{}' after 'hadamard' in --kv '{}'", items[1], spec);
       set_hadamard(part);
     } else {
-      fail("unknown part '{}' in --kv '{}' (expected full, window:W[,sinks:S], f16, f32, q8, q4 or hadamard)", part,
-           spec);
+      fail("unknown part '{}' in --kv '{}' (expected full, window:W[,sinks:S], heads:FILE,sparsity:S, "
+           "heads:random:SEED,sparsity:S, heads:full:L-H/..., gates:FILE, f16, f32, q8, q4 or hadamard)", part, spec);
     }
   }
   if (p.hadamard && !kv_storage_quantized(p.storage))

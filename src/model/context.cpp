@@ -119,7 +119,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
 void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
+  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim();
   const KvPlan plan = cache_->plan(n);
 
   // Token (and learned position) embeddings.
@@ -163,13 +163,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
         r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
       }
     }
-    // K/V writes and attention in waves (one wave unless a window's ring is full).
-    for (int32_t i0 = 0, nw = 0; i0 < n; i0 += nw) {
-      nw = std::min(n - i0, cache_->max_wave(plan.pos0 + i0));
-      const KvPlan wave{plan.pos0 + i0, nw};
-      cache_->write(l, wave, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
-      attention(l, wave, i0);
-    }
+    write_and_attend(l, plan);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
@@ -210,23 +204,85 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
   softcap_inplace(logits, (size_t)rows * c.n_vocab, c.logit_softcap);
 }
 
+// Heads that take the whole batch in one wave (full history, or a ring with
+// room for it) are written at once and attended together. A streaming head
+// whose ring fills up takes one token per wave (a later token would evict a
+// row an earlier query still sees), so each such head runs its tokens in
+// order, wave by wave, as one task of its own: a small ring never forces the
+// full-history heads into one-token waves. Every query's result depends only
+// on its view, so the split changes no bit.
+void Context::write_and_attend(int layer, const KvPlan& plan) {
+  const ModelConfig& c = model_.config();
+  const int nh = c.n_kv_head, kd = c.k_dim(), vd = c.v_dim();
+  whole_heads_.resize(nh);
+  seq_heads_.clear();
+  for (int h = 0; h < nh; ++h) {
+    whole_heads_[h] = cache_->max_wave(layer, h, plan.pos0) >= plan.n_tokens;
+    if (!whole_heads_[h]) seq_heads_.push_back(h);
+  }
+  if (seq_heads_.empty()) {
+    cache_->write(layer, plan, k_.data(), v_.data());
+    return attention(layer, plan, nullptr);
+  }
+  if ((int)seq_heads_.size() < nh) {
+    for (int h = 0; h < nh; ++h)
+      if (whole_heads_[h]) cache_->write_head(layer, h, plan, k_.data(), v_.data());
+    attention(layer, plan, whole_heads_.data());
+  }
+  const int qd = c.q_dim(), od = c.attn_dim(), group = c.n_head / c.n_kv_head;
+  pool_.parallel_for((int64_t)seq_heads_.size(), [&](int64_t i, int) {
+    const int h = seq_heads_[i];
+    for (int32_t i0 = 0, nw = 0; i0 < plan.n_tokens; i0 += nw) {
+      nw = std::min(plan.n_tokens - i0, cache_->max_wave(layer, h, plan.pos0 + i0));
+      cache_->write_head(layer, h, {plan.pos0 + i0, nw}, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
+      for (int32_t t = i0; t < i0 + nw; ++t)
+        attend_head(layer, h, plan.pos0 + t, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
+                    &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
+    }
+  });
+}
+
+namespace {
+
+// out = alpha * full + (1 - alpha) * stream, element-wise (one formula for
+// every path, so a gated head's bits do not depend on the batch).
+void blend_gate(float alpha, float* full, const float* stream, size_t n) {
+  for (size_t i = 0; i < n; ++i) full[i] = alpha * full[i] + (1.0f - alpha) * stream[i];
+}
+
+}  // namespace
+
+void Context::attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out) {
+  const ModelConfig& c = model_.config();
+  const int group = c.n_head / c.n_kv_head;
+  const float alpha = cache_->gate(layer, kv_head);
+  if (alpha == 1.0f) return attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
+  const size_t n = (size_t)group * c.head_dim_v;
+  if (alpha == 0.0f) return attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, out);
+  thread_local std::vector<float> stream;  // [group][head_dim_v]
+  stream.resize(n);
+  attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, stream.data());
+  attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
+  blend_gate(alpha, out, stream.data(), n);
+}
+
 // Every (token, KV head) pair is independent: the query heads of the group
 // read the head's cached rows once (see ops/attention.h). With many tokens
 // (prefill) a task is one pair; with few (decode) a task is one chunk of a
 // pair's rows, so that a long cache keeps every thread busy, and the
 // partial results are merged afterwards. Both run the same chunk kernel and
 // the same merge, so a query's result does not depend on the batch.
-void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
+void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
   const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
   const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
   // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
   auto q_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
+    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
   };
   auto o_off = [&](int64_t pair) {
-    return (size_t)(row0 + pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+    return (size_t)(pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
   };
   auto view_of = [&](int64_t pair) {
     return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
@@ -241,8 +297,16 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     const int32_t n_blocks = (plan.pos0 + n_tok + kb - 1) / kb - plan.pos0 / kb;
     pool_.parallel_for((int64_t)n_blocks * c.n_kv_head, [&](int64_t item, int) {
       const int32_t b = (int32_t)(item / c.n_kv_head), h = (int32_t)(item % c.n_kv_head);
+      if (heads && !heads[h]) return;
       const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
       const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
+      if (cache_->gate(layer, h) != 1.0f) {  // soft gate: full and streaming views, blended
+        for (int32_t t = t0; t < t1; ++t) {
+          const int64_t pair = (int64_t)t * c.n_kv_head + h;
+          attend_head(layer, h, plan.pos0 + t, &q_[q_off(pair)], &attn_[o_off(pair)]);
+        }
+        return;
+      }
       const float* qs[kAttnMaxTokens];
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
@@ -262,10 +326,12 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
   items.clear();
   std::vector<int64_t>& first = attn_first_;  // [n_pairs + 1] item ranges
   first.assign(n_pairs + 1, 0);
+  auto gate_of = [&](int64_t pair) { return cache_->gate(layer, (int)(pair % c.n_kv_head)); };
   for (int64_t p = 0; p < n_pairs; ++p) {
-    const KvView v = view_of(p);
-    attn_chunks(v, chunks);
-    for (const AttnChunk& ch : chunks) items.push_back({p, ch});
+    if ((!heads || heads[p % c.n_kv_head]) && gate_of(p) != 0.0f) {  // gate 0: the streaming view only
+      attn_chunks(view_of(p), chunks);
+      for (const AttnChunk& ch : chunks) items.push_back({p, ch});
+    }
     first[p + 1] = (int64_t)items.size();
   }
   const size_t pf = attn_partial_floats(group, dv);
@@ -278,8 +344,25 @@ void Context::attention(int layer, const KvPlan& plan, int32_t row0) {
     else
       attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
-  for (int64_t p = 0; p < n_pairs; ++p)
-    attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), &attn_[o_off(p)]);
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    if (heads && !heads[p % c.n_kv_head]) continue;
+    float* out = &attn_[o_off(p)];
+    const float alpha = gate_of(p);
+    if (alpha != 0.0f)
+      attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), out);
+    if (alpha == 1.0f) continue;
+    // Soft gate: the streaming view (a few rows) here, then the same blend
+    // as attend_head.
+    const int h = (int)(p % c.n_kv_head);
+    const int32_t pos = plan.pos0 + (int32_t)(p / c.n_kv_head);
+    if (alpha == 0.0f) {
+      attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, out);
+      continue;
+    }
+    attn_stream_.resize((size_t)group * dv);
+    attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, attn_stream_.data());
+    blend_gate(alpha, out, attn_stream_.data(), attn_stream_.size());
+  }
 }
 
 }  // namespace kvforge

@@ -34,6 +34,12 @@ class Context {
   void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
 
   void reset() { cache_->reset(); }
+  // Soft gates per (layer, KV head) (see KvCache::set_gates): alpha
+  // [n_layer][n_kv_head] blends full attention with attention to the first
+  // `sinks` and last `recent` tokens. Takes effect from the next eval().
+  void set_gates(const std::vector<float>& alpha, int32_t sinks, int32_t recent) {
+    cache_->set_gates(alpha, sinks, recent);
+  }
   int32_t n_past() const { return cache_->n_past(); }
   int32_t n_ctx() const { return cache_->capacity(); }
   const KvCache& cache() const { return *cache_; }
@@ -42,8 +48,14 @@ class Context {
 
  private:
   void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
-  // Attention of the plan's tokens: rows row0.. of q_ into the same rows of attn_.
-  void attention(int layer, const KvPlan& plan, int32_t row0);
+  // One layer's K/V writes and attention, in waves per head (see the .cpp).
+  void write_and_attend(int layer, const KvPlan& plan);
+  // Attention of the plan's tokens: rows 0.. of q_ into the same rows of
+  // attn_, for the KV heads h with heads[h] != 0 (nullptr: all).
+  void attention(int layer, const KvPlan& plan, const uint8_t* heads);
+  // One query token's heads of one KV head (q: [group][head_dim_k], out:
+  // [group][head_dim_v]), with the head's soft gate.
+  void attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out);
 
   const Model& model_;
   ContextParams params_;
@@ -72,6 +84,9 @@ class Context {
   std::vector<AttnChunk> attn_chunks_;
   std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair
   std::vector<float> attn_parts_;    // [items][attn_partial_floats]
+  std::vector<float> attn_stream_;   // [group][head_dim_v]  a gated head's streaming attention (decode)
+  std::vector<uint8_t> whole_heads_; // [n_kv_head]  heads that take the batch in one wave
+  std::vector<int> seq_heads_;       // the others, written and attended token by token
 };
 
 }  // namespace kvforge

@@ -10,12 +10,16 @@
 #include "model/context.h"
 #include "model/generate.h"
 #include "ops/rope.h"
+#include "naive_llama.h"
 #include "tiny_llama.h"
 #include "util/error.h"
 
 namespace kvforge {
 namespace {
 
+using test::eval_logits;
+using test::max_abs_diff;
+using test::naive_logits;
 using test::TinyLlama;
 
 TEST(CellMap, RingKeepsSinksAndTheLastWindow) {
@@ -52,106 +56,6 @@ TEST(CellMap, RingKeepsSinksAndTheLastWindow) {
   EXPECT_EQ(r[1].first, 0);
 }
 
-// All logits of `tokens` evaluated in batches of `n_batch`.
-std::vector<float> eval_logits(const Model& m, const std::string& kv, const std::vector<TokenId>& tokens,
-                               int32_t n_batch = 64, int32_t n_ctx = 512, int n_threads = 2) {
-  ContextParams p;
-  p.n_ctx = n_ctx;
-  p.n_batch = n_batch;
-  p.n_threads = n_threads;
-  p.kv = parse_kv_policy(kv);
-  Context ctx(m, p);
-  std::vector<float> logits(tokens.size() * m.config().n_vocab);
-  ctx.eval(tokens.data(), (int32_t)tokens.size(), logits.data(), true);
-  return logits;
-}
-
-// The forward pass recomputed from scratch in double, query t attending to the
-// positions j <= t with visible(t, j) — a masked-attention reference that knows
-// nothing about cells or rings.
-std::vector<float> naive_logits(const TinyLlama& m, const std::vector<TokenId>& tokens,
-                                const std::function<bool(int, int)>& visible) {
-  const int n = (int)tokens.size(), d = m.d, hd = m.head_dim, qd = m.n_head * hd, kvd = m.n_kv_head * hd;
-  const int group = m.n_head / m.n_kv_head;
-  RopeParams rp;
-  rp.n_rot = hd;
-  rp.freq_base = m.rope_base;
-  const Rope rope(rp);
-  auto matvec = [](const std::vector<float>& W, const float* x, int rows, int cols, float* y) {
-    for (int r = 0; r < rows; ++r) {
-      double s = 0;
-      for (int c = 0; c < cols; ++c) s += (double)W[(size_t)r * cols + c] * x[c];
-      y[r] = (float)s;
-    }
-  };
-  auto rms = [&](const float* x, const std::vector<float>& w, float* y) {
-    double ss = 0;
-    for (int i = 0; i < d; ++i) ss += (double)x[i] * x[i];
-    const double inv = 1.0 / std::sqrt(ss / d + m.eps);
-    for (int i = 0; i < d; ++i) y[i] = (float)(x[i] * inv * w[i]);
-  };
-  std::vector<float> x((size_t)n * d), xn(d), q((size_t)n * qd), k((size_t)n * kvd), v((size_t)n * kvd);
-  std::vector<float> att(qd), tmp(d), g(m.d_ff), u(m.d_ff);
-  for (int t = 0; t < n; ++t) std::copy_n(&m.tok_embd[(size_t)tokens[t] * d], d, &x[(size_t)t * d]);
-  for (const TinyLlama::Layer& L : m.layers) {
-    for (int t = 0; t < n; ++t) {
-      rms(&x[(size_t)t * d], L.attn_norm, xn.data());
-      matvec(L.wq, xn.data(), qd, d, &q[(size_t)t * qd]);
-      matvec(L.wk, xn.data(), kvd, d, &k[(size_t)t * kvd]);
-      matvec(L.wv, xn.data(), kvd, d, &v[(size_t)t * kvd]);
-      rope.apply(&q[(size_t)t * qd], m.n_head, hd, t);
-      rope.apply(&k[(size_t)t * kvd], m.n_kv_head, hd, t);
-    }
-    std::vector<float> xo = x;
-    for (int t = 0; t < n; ++t) {
-      for (int h = 0; h < m.n_head; ++h) {
-        const float* qh = &q[(size_t)t * qd + (size_t)h * hd];
-        const int kh = h / group;
-        std::vector<double> s;
-        std::vector<int> idx;
-        for (int j = 0; j <= t; ++j) {
-          if (!visible(t, j)) continue;
-          double dot = 0;
-          for (int i = 0; i < hd; ++i) dot += (double)qh[i] * k[(size_t)j * kvd + (size_t)kh * hd + i];
-          s.push_back(dot / std::sqrt((double)hd));
-          idx.push_back(j);
-        }
-        double mx = -1e300, sum = 0;
-        for (double e : s) mx = std::max(mx, e);
-        for (double& e : s) sum += (e = std::exp(e - mx));
-        for (int i = 0; i < hd; ++i) {
-          double o = 0;
-          for (size_t r = 0; r < idx.size(); ++r) o += s[r] * v[(size_t)idx[r] * kvd + (size_t)kh * hd + i];
-          att[(size_t)h * hd + i] = (float)(o / sum);
-        }
-      }
-      matvec(L.wo, att.data(), d, qd, tmp.data());
-      for (int i = 0; i < d; ++i) xo[(size_t)t * d + i] += tmp[i];
-    }
-    x = xo;
-    for (int t = 0; t < n; ++t) {
-      rms(&x[(size_t)t * d], L.ffn_norm, xn.data());
-      matvec(L.gate, xn.data(), m.d_ff, d, g.data());
-      matvec(L.up, xn.data(), m.d_ff, d, u.data());
-      for (int i = 0; i < m.d_ff; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-      matvec(L.down, g.data(), d, m.d_ff, tmp.data());
-      for (int i = 0; i < d; ++i) x[(size_t)t * d + i] += tmp[i];
-    }
-  }
-  std::vector<float> logits((size_t)n * m.n_vocab);
-  for (int t = 0; t < n; ++t) {
-    rms(&x[(size_t)t * d], m.out_norm, xn.data());
-    matvec(m.tok_embd, xn.data(), m.n_vocab, d, &logits[(size_t)t * m.n_vocab]);  // tied output
-  }
-  return logits;
-}
-
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  float m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
 TEST(WindowCache, WindowAtLeastTheTextEqualsFullBitForBit) {
   TinyLlama m(3);
   const auto toks = test::random_tokens(100, m.n_vocab, 7);
@@ -168,7 +72,7 @@ TEST(WindowCache, NaiveReferenceMatchesFullCache) {
   // The reference itself, with nothing masked, against the engine's f32 cache.
   TinyLlama m(5);
   const auto toks = test::random_tokens(50, m.n_vocab, 11);
-  const auto ref = naive_logits(m, toks, [](int, int) { return true; });
+  const auto ref = naive_logits(m, toks, test::all_visible);
   EXPECT_LT(max_abs_diff(ref, eval_logits(*m.model, "f32", toks)), 2e-3f);
 }
 
@@ -184,9 +88,9 @@ TEST(WindowCache, RingWrapAroundEqualsNaiveMaskedReference) {
   for (const Case c : {Case{16, 4}, Case{7, 0}, Case{10, 1}, Case{32, 3}}) {
     const std::string kv = fmt::format("window:{},sinks:{}+f32", c.W, c.S);
     const auto got = eval_logits(*m.model, kv, toks, 64);
-    const auto ref = naive_logits(m, toks, [&](int t, int j) { return j < c.S || j > t - c.W; });
+    const auto ref = naive_logits(m, toks, [&](int, int, int t, int j) { return j < c.S || j > t - c.W; });
     EXPECT_LT(max_abs_diff(got, ref), 2e-3f) << kv;
-    const auto full = naive_logits(m, toks, [](int, int) { return true; });
+    const auto full = naive_logits(m, toks, test::all_visible);
     EXPECT_GT(max_abs_diff(got, full), 0.05f) << kv << ": the window changed nothing, the test would be vacuous";
   }
 }
@@ -284,7 +188,8 @@ TEST(FullCache, ContextShiftKeepsGoingAndMatchesTheShiftedTextRecomputed) {
 TEST(KvPolicies, CacheOnOffGenerationIsIdentical) {
   TinyLlama m(4);
   const auto prompt = test::random_tokens(20, m.n_vocab, 5);
-  for (const char* kv : {"window:12,sinks:4", "window:30,sinks:2+q8", "q8", "q4,hadamard", "full"}) {
+  for (const char* kv : {"window:12,sinks:4", "window:30,sinks:2+q8", "q8", "q4,hadamard", "full",
+                         "heads:full:0-1/1-0,sinks:2,recent:5", "heads:random:2,sparsity:0.5,sinks:1,recent:6+q8"}) {
     std::vector<TokenId> out[2];
     for (int use_cache = 0; use_cache < 2; ++use_cache) {
       ContextParams p;
