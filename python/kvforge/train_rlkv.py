@@ -24,8 +24,7 @@ import torch
 from . import Context, _core
 from .grpo import adaptive_beta, advantages, clipped_objective
 from .tasks import Problem, make_problems
-from .trainer import DataParallel, Progress, RunDir
-from .twin import Twin
+from .trainer import GateTraining
 
 
 @dataclass
@@ -84,32 +83,20 @@ def rollouts(model, problems: List[tuple], alpha: np.ndarray, o: RlkvOptions, st
 
 
 def train_rlkv(o: RlkvOptions) -> np.ndarray:
-    dp = DataParallel()
-    torch.manual_seed(o.seed)
-    model = _core.Model.load(o.model)
-    twin = Twin.from_gguf(o.model, sinks=o.sinks, recent=o.recent)
-    opt = torch.optim.Adam([twin.alpha], lr=o.lr)
-    run = RunDir(o.out, "adapter_weights.tsv")
-    ck = run.load_checkpoint()
-    if ck is not None:
-        twin.set_gates(ck["alpha"])
-        opt.load_state_dict(ck["optimizer"])
-        step, history, log, order = ck["step"], ck["history"], ck["log"], ck["order"]
-    else:
-        step, history, log = 0, [twin.gates()], []
-        order = None
+    t = GateTraining(o, "adapter_weights.tsv", torch.optim.Adam)
+    twin, dp, model = t.twin, t.dp, t.model
     problems = make_problems(model, o.task, o.seed, o.pool, o.length)
-    if order is None:
-        order = curriculum(model, problems, o.max_new)  # the same on every rank
-        if not order:
-            raise ValueError("self-distillation kept no problem: the full-cache model solves none of the "
-                             f"{len(problems)} candidates (try a longer --max-new, a shorter --length or another task)")
-    bar = Progress(o.steps, o.progress and dp.main)
-    while step < o.steps:
+    if "order" not in t.extra:
+        t.extra["order"] = curriculum(model, problems, o.max_new)  # the same on every rank
+    order = t.extra["order"]
+    if not order:
+        raise ValueError("self-distillation kept no problem: the full-cache model solves none of the "
+                         f"{len(problems)} candidates (try a longer --max-new, a shorter --length or another task)")
+    while t.step < o.steps:
         t0 = time.monotonic()
-        idx = [order[(step * o.batch + i) % len(order)] for i in range(o.batch)]
+        idx = [order[(t.step * o.batch + i) % len(order)] for i in range(o.batch)]
         mine = [(k, problems[idx[k]]) for k in dp.share(list(range(o.batch)))]
-        batch = rollouts(model, mine, twin.gates(), o, step)
+        batch = rollouts(model, mine, twin.gates(), o, t.step)
         rewards = torch.tensor([r for _, _, r in batch], dtype=torch.float64)
         n_total = dp.sum_float(len(batch))
         r_sum, r_sq = dp.sum_float(float(rewards.sum())), dp.sum_float(float((rewards ** 2).sum()))
@@ -122,30 +109,16 @@ def train_rlkv(o: RlkvOptions) -> np.ndarray:
         with torch.no_grad():
             old = [twin.token_logprobs(s)[0, n - 1:] for s, n, _ in seqs]
         beta_eff = adaptive_beta(r_mean, o.beta, o.tau)
-        for u in range(o.updates):
+        for _ in range(o.updates):
             twin.alpha.grad = torch.zeros_like(twin.alpha)
             for (s, n, a), lp_old in zip(seqs, old):
                 lp = twin.token_logprobs(s)[0, n - 1:]
                 (-clipped_objective(lp, lp_old, a, o.clip).sum() / max(n_tokens, 1.0)).backward()
             dp.all_reduce_sum(twin.alpha.grad)
-            l1 = twin.alpha.abs().mean()
-            (beta_eff * l1).backward()
+            (beta_eff * twin.alpha.abs().mean()).backward()
             torch.nn.utils.clip_grad_norm_([twin.alpha], o.grad_clip)
-            opt.step()
-            with torch.no_grad():
-                twin.alpha.clamp_(0.0, 1.0)
-        step += 1
-        g = twin.gates()
-        row = dict(step=step, reward=r_mean, beta=beta_eff, l1=float(np.abs(g).mean()),
-                   sparsity=float(np.mean(g < 0.5)), seconds=time.monotonic() - t0)
-        history.append(g)
-        log.append(row)
-        bar.update(step, reward=row["reward"], l1=row["l1"], sparsity=row["sparsity"], s_per_step=row["seconds"])
-        if dp.main and (step % o.checkpoint_every == 0 or step == o.steps):
-            run.save_checkpoint(dict(alpha=g, optimizer=opt.state_dict(), step=step, history=history, log=log,
-                                     order=order))
-    bar.close()
-    if dp.main:
-        run.write_results(twin.gates(), history, log)
-    dp.close()
-    return twin.gates()
+            t.opt.step()
+            t.clamp()
+        t.record(dict(reward=r_mean, beta=beta_eff, l1=float(np.abs(twin.gates()).mean()),
+                      seconds=time.monotonic() - t0), ("reward", "l1"))
+    return t.finish()
