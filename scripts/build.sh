@@ -3,6 +3,7 @@
 #
 #   scripts/build.sh           Release build in build/        (build/kvforge)
 #   scripts/build.sh --asan    ASan + UBSan build in build-asan/ (asserts on)
+#   scripts/build.sh --cli-only   only build/kvforge (no unit tests; scripts/setup.sh)
 #
 # Environment: KVFORGE_JOBS (parallel jobs, default 2: the dev and CI
 # machines have 2 cores), KVFORGE_CCACHE=0 (no ccache). Extra arguments are
@@ -13,7 +14,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs=${KVFORGE_JOBS:-2}
 dir=build
 args=(-DCMAKE_BUILD_TYPE=Release)
-if [[ "${1:-}" == "--asan" ]]; then
+targets=()
+if [[ "${1:-}" == "--cli-only" ]]; then
+  shift
+  targets=(--target kvforge_cli)
+elif [[ "${1:-}" == "--asan" ]]; then
   shift
   dir=build-asan
   # -O1 -g without -DNDEBUG: assertions stay on, stack traces are readable,
@@ -36,4 +41,4 @@ if [[ ! -f "$dir/CMakeCache.txt" ]]; then
 elif [[ $# -gt 0 ]]; then
   cmake -S . -B "$dir" "$@"
 fi
-cmake --build "$dir" -j "$jobs"
+cmake --build "$dir" -j "$jobs" "${targets[@]}"

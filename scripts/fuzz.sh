@@ -9,7 +9,7 @@
 #   scripts/fuzz.sh --runs N        N runs per target
 #   scripts/fuzz.sh --seconds S     S seconds per target (random seed)
 #
-# Needs clang-14 and libclang-rt-14-dev (scripts/setup.sh installs them) and
+# Needs clang-14 and libclang-rt-14-dev (scripts/setup_test.sh installs them) and
 # the test venv (the seeds are written with its `gguf` package).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +23,7 @@ case "${1:-}" in
 esac
 CXX=$(command -v clang++-14 || command -v clang++ || true)
 CC=$(command -v clang-14 || command -v clang || true)
-[[ -n "$CXX" && -n "$CC" ]] || { echo "fuzz.sh: clang is not installed (scripts/setup.sh installs clang-14)" >&2; exit 1; }
+[[ -n "$CXX" && -n "$CC" ]] || { echo "fuzz.sh: clang is not installed (scripts/setup_test.sh installs clang-14)" >&2; exit 1; }
 
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)

@@ -59,6 +59,13 @@ def main():
         "text_special.txt": "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
         "kv_window.txt": "window:1024,sinks:4+q8,hadamard",
         "kv_full.txt": "full+f32",
+        "openai_chat.json": '{"model": "m", "messages": [{"role": "system", "content": "Be brief."}, '
+                            '{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 8, '
+                            '"temperature": 0.5, "top_p": 0.9, "stop": ["\\n", "END"], "logprobs": true, '
+                            '"top_logprobs": 2, "n": 2, "stream": true, "stream_options": {"include_usage": true}, '
+                            '"seed": 7}',
+        "openai_completion.json": '{"prompt": [1, 2, 3], "max_tokens": null, "logprobs": 3, "top_k": 40, '
+                                  '"min_p": 0.05, "ignore_eos": true, "echo": false}',
     }
     for name, t in texts.items():
         (out / name).write_text(t, encoding="utf-8")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole kvforge test suite (this is also what CI runs, via .ci/run):
 #
-#   1. scripts/setup.sh       packages, venv, Release build, default model
+#   1. scripts/setup_test.sh  scripts/setup.sh (packages, build, model) plus
+#                             the test packages, the reference venv, the
+#                             evaluation text and the unit-test build
 #   2. ctest on build/        unit tests, Release
 #   3. build-asan/ + ctest    the same unit tests under ASan + UBSan
 #   4. pip install ./         the kvforge Python package into the venv
@@ -23,7 +25,7 @@ JOBS=${KVFORGE_JOBS:-2}
 section() { printf '\n==== %s ====\n' "$*"; }
 t_start=$SECONDS
 
-scripts/setup.sh || { echo "test.sh: setup failed" >&2; exit 1; }
+scripts/setup_test.sh || { echo "test.sh: setup failed" >&2; exit 1; }
 
 # The references run offline: nothing is fetched from a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1

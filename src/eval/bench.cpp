@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "eval/progress_bar.h"
 #include "model/context.h"
 #include "util/error.h"
 
@@ -147,6 +148,7 @@ void run_bench(const Model& model, const BenchParams& params,
   std::vector<float> logits(n_vocab);
   std::mt19937_64 rng(params.seed);
   const uint64_t kv_bpt = ctx.cache().bytes_per_token();
+  const auto progress = prefill_progress("prefill");  // long pp tests and depths
 
   // Warm-up, once: pages the mapped weights in, grows the scratch buffers
   // and wakes the thread pool.
@@ -180,12 +182,12 @@ void run_bench(const Model& model, const BenchParams& params,
       if (t.n_gen == 0) {
         const auto toks = random_tokens(rng, t.n_prompt, n_vocab);
         const auto t0 = clock_type::now();
-        ctx.eval(toks.data(), t.n_prompt, logits.data());
+        ctx.eval(toks.data(), t.n_prompt, logits.data(), false, progress);
         r.samples_ns.push_back(elapsed_ns(t0));
       } else if (r.use_cache) {
         if (t.n_depth > 0) {
           const auto depth = random_tokens(rng, t.n_depth, n_vocab);
-          ctx.eval(depth.data(), t.n_depth, logits.data());
+          ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
         }
         // What a decode step reads: bytes/token x depth, less for heads
         // whose window is shorter than the depth.

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -45,6 +47,39 @@ void ProgressBar::finish() {
   if (tty_ && drawn_) std::fputc('\n', stderr);
   drawn_ = false;
   std::fflush(stderr);
+}
+
+std::function<void(int32_t, int32_t)> prefill_progress(std::string label) {
+  using clock = std::chrono::steady_clock;
+  struct State {
+    std::string label;
+    clock::time_point start, last_draw;
+    std::unique_ptr<ProgressBar> bar;  // created once the eval has run for a second
+  };
+  auto s = std::make_shared<State>();
+  s->label = std::move(label);
+  return [s](int32_t done, int32_t total) {
+    const auto now = clock::now();
+    if (done == 0) {  // a new eval() call
+      s->start = now;
+      s->bar.reset();
+      return;
+    }
+    const double elapsed = std::chrono::duration<double>(now - s->start).count();
+    if (!s->bar) {
+      if (elapsed < 1.0 || done >= total) return;
+      s->bar = std::make_unique<ProgressBar>(s->label, total);
+    } else if (done < total) {
+      const double since = std::chrono::duration<double>(now - s->last_draw).count();
+      if (since < (s->bar->tty() ? 0.25 : 10.0)) return;
+    }
+    s->bar->update(done, elapsed, fmt::format("{:.0f} tok/s", done / elapsed));
+    s->last_draw = now;
+    if (done >= total) {
+      s->bar->finish();
+      s->bar.reset();
+    }
+  };
 }
 
 }  // namespace kvforge

@@ -341,7 +341,9 @@ TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskPa
     r.cells.push_back(cell);
   } else {
     if (params.tasks.empty() || params.lengths.empty()) fail("tasks: no tasks or no lengths");
-    for (const std::string& t : params.tasks) make_task_case(t, 0, 1 << 20, 0, tmpl, [](const std::string&) { return 0; });
+    for (const std::string& t : params.tasks)
+      if (std::find(task_names().begin(), task_names().end(), t) == task_names().end())
+        fail("unknown task '{}' (expected one of {})", t, fmt::join(task_names(), ", "));
     const int32_t total = count_task_cases(params);
     for (int32_t length : params.lengths) {
       ContextParams cp = base;

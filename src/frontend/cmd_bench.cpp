@@ -1,6 +1,7 @@
 // `kvforge bench`: llama-bench-style speed tests (pp / tg at depth), the
 // memory-bandwidth probe, and the cache-on vs cache-off speed-up. The tests
 // themselves live in src/eval/bench.cpp; this file parses flags and prints.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "eval/list_options.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "util/error.h"
 #include "util/model_store.h"
 
@@ -129,6 +131,14 @@ void run_bench_command(const BenchOptions& o) {
 
   const std::string path = resolve_model_path(o.model);
   auto model = Model::load(path);
+  int64_t max_positions = o.cache_speedup > 0 ? (int64_t)o.speedup_prompt + o.cache_speedup : 0;
+  if (o.cache_speedup <= 0) {
+    for (int32_t n : o.n_prompt) max_positions = std::max<int64_t>(max_positions, n);
+    for (int32_t d : o.n_depth)
+      for (int32_t n : o.n_gen)
+        if (n > 0) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
+  }
+  warn_beyond_training(model->config(), max_positions, "the largest bench test");
   BenchParams p;
   p.n_prompt = o.n_prompt;
   p.n_gen = o.n_gen;
@@ -262,7 +272,8 @@ CommandRegistrar reg(60, [](CLI::App& root) {
       ->delimiter(',')->capture_default_str();
   c->add_option("-d,--n-depth", o->n_depth, "Depths of the generation tests: tokens prefilled (not timed) first")
       ->delimiter(',')->capture_default_str();
-  c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',');
+  c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
+      ->check(thread_count_check());
   c->add_option("-r,--repetitions", o->reps, "Repetitions of each test")->check(CLI::PositiveNumber)
       ->capture_default_str();
   c->add_option("-b,--batch-size", o->n_batch, "Tokens per forward pass in prefill")->check(CLI::PositiveNumber)

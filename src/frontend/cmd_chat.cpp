@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
 #include "model/generate.h"
@@ -34,6 +35,7 @@ void run(ChatOptions& o) {
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling = o.sampling.resolve();
+  gp.on_prefill = prefill_progress("prefill");  // a long pasted message
   const bool tty = isatty(fileno(stdin));
   std::fprintf(stderr, "[kvforge] chat with %s (%s format, context %d tokens). Empty line or Ctrl-D ends.\n",
                model->config().name.c_str(), chat_format_name(fmt), ctx.n_ctx());

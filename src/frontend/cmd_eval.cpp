@@ -1,5 +1,6 @@
 // `kvforge eval needle`: passkey retrieval accuracy per (length, depth) for
 // one KV policy (see eval/needle.h). stdout: the table; stderr: progress.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "util/error.h"
 
 namespace kvforge::cli {
@@ -48,6 +50,8 @@ void run(const NeedleOptions& o) {
   p.seed = o.seed;
   p.n_predict = o.n_predict;
   auto model = o.model.load_model();
+  warn_beyond_training(model->config(), *std::max_element(p.lengths.begin(), p.lengths.end()) + p.n_predict,
+                       "--lengths");
   const ContextParams cp = o.model.context_params();
   std::fprintf(stderr, "[kvforge] needle retrieval: lengths %s, depths %s, %d trials each, seed %llu, KV %s\n",
                o.lengths.c_str(), o.depths.c_str(), p.trials, (unsigned long long)p.seed, cp.kv.describe().c_str());

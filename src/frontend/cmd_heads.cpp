@@ -13,6 +13,7 @@
 #include "eval/list_options.h"
 #include "eval/progress_bar.h"
 #include "frontend/command.h"
+#include "frontend/command_group.h"
 #include "frontend/model_options.h"
 #include "kv/head_pattern.h"
 #include "util/error.h"
@@ -145,8 +146,7 @@ void eval(const EvalOptions& o) {
 }
 
 CommandRegistrar reg(58, [](CLI::App& root) {
-  auto* heads = root.add_subcommand("heads", "Head-pattern files (RLKV / DuoAttention gates): show, random, eval");
-  heads->require_subcommand(1);
+  CLI::App* heads = &command_group(root, "heads", "Per-head KV cache gates (RLKV / DuoAttention)");
 
   auto so = std::make_shared<ShowOptions>();
   auto* s = heads->add_subcommand("show", "Print a gate file, or the full/streaming selection at a sparsity; "

@@ -2,8 +2,10 @@
 // comparison with other engines (float32, shape [n_tokens, n_vocab]).
 #include <nlohmann/json.hpp>
 
+#include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "util/error.h"
 #include "util/npy.h"
 
@@ -40,7 +42,8 @@ void run(const LogitsOptions& o) {
     fail("{} tokens do not fit in the context of {} tokens; raise -c", ids.size(), ctx.n_ctx());
   const int32_t n_vocab = model->config().n_vocab;
   std::vector<float> logits((size_t)ids.size() * n_vocab);  // [n_tokens][n_vocab]
-  ctx.eval(ids.data(), (int32_t)ids.size(), logits.data(), true);
+  warn_beyond_training(model->config(), (int64_t)ids.size(), "the input");
+  ctx.eval(ids.data(), (int32_t)ids.size(), logits.data(), true, prefill_progress("logits"));
   write_npy_f32(o.out, logits.data(), {(int64_t)ids.size(), n_vocab});
   std::fprintf(stderr, "[kvforge] wrote logits [%zu, %d] to %s\n", ids.size(), n_vocab, o.out.c_str());
 }

@@ -11,6 +11,7 @@
 #include "eval/report.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "util/error.h"
 #include "util/model_store.h"
 
@@ -81,6 +82,7 @@ void run(ReportOptions& o) {
   if (ec) fail("cannot create output directory {}: {}", o.out_dir, ec.message());
 
   auto model = o.model.load_model();
+  warn_beyond_training(model->config(), p.decode_depth, "--decode-depth");
   ContextParams base = o.model.context_params();
   const Report r = run_report(*model, base, p, [](const std::string& line) {
     std::fprintf(stderr, "[kvforge report] %s\n", line.c_str());

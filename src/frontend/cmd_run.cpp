@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
 #include "model/generate.h"
@@ -90,6 +91,7 @@ void run(RunOptions& o) {
   gp.use_cache = !o.no_cache;
   gp.context_shift = o.context_shift;
   gp.n_keep = o.n_keep;
+  gp.on_prefill = prefill_progress("prefill");  // long prompts (-f FILE)
   const GenerateResult r = generate(ctx, prompt, gp, [](const std::string& s) {
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);

@@ -45,7 +45,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // A bad flag is bad input like any other: one "error:" line, status 1.
+    std::fprintf(stderr, "error: %s (see --help)\n", e.what());
+    return 1;
   } catch (const kvforge::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "frontend/run_checks.h"
 #include "util/model_store.h"
 
 namespace kvforge::cli {
@@ -12,7 +13,7 @@ void ModelOptions::add_to(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("-b,--batch-size", n_batch, "Tokens per forward pass while prefilling")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(thread_count_check());
   app.add_flag("--no-repack", no_repack, "Keep the file's weight layout instead of the interleaved one (A/B measurements)");
   app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")
       ->capture_default_str();
@@ -22,7 +23,9 @@ void ModelOptions::add_to(CLI::App& app) {
 std::unique_ptr<Model> ModelOptions::load_model() const {
   Model::LoadOptions lo;
   lo.repack = !no_repack;
-  return Model::load(resolve_model_path(model), lo);
+  auto m = Model::load(resolve_model_path(model), lo);
+  warn_beyond_training(m->config(), n_ctx, fmt::format("-c {}", n_ctx));
+  return m;
 }
 
 ContextParams ModelOptions::context_params() const {

@@ -30,9 +30,12 @@ struct KvShape {
   int head_dim_v = 0;
 };
 
-// A batch of new tokens: token i gets position pos0 + i. Which cell each
-// token lands in is the cache's business (it may differ per head).
+// New tokens of one sequence: token i gets position pos0 + i. Which cell
+// each token lands in is the cache's business (it may differ per head). A
+// batch of several sequences is one plan per sequence (a multi-sequence
+// cache: kv/paged_cache.h); single-sequence caches only know seq 0.
 struct KvPlan {
+  int32_t seq = 0;
   int32_t pos0 = 0;
   int32_t n_tokens = 0;
 };
@@ -64,14 +67,20 @@ class KvCache {
   // Where n new tokens go. Throws kvforge::Error if they do not fit.
   virtual KvPlan plan(int32_t n_tokens) const = 0;
   // Stores one layer's K/V of the planned tokens, or of a wave of them:
-  // any {pos0 + i, n} inside the plan with n <= max_wave(pos0 + i).
+  // any {seq, pos0 + i, n} inside the plan with n <= max_wave(pos0 + i).
   // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
   virtual void write(int layer, const KvPlan& plan, const float* k, const float* v) = 0;
-  // The planned tokens are now part of the cache.
-  virtual void commit(const KvPlan& plan) = 0;
-  // Rows a query at position q_pos may attend to (causal), in position order.
-  // Valid after write() of that layer, before or after commit().
-  virtual KvView view(int layer, int kv_head, int32_t q_pos) const = 0;
+  // Makes the cells of a plan writable: a paged cache allocates its blocks
+  // (copying a shared one first: copy-on-write). Throws kvforge::Error when
+  // its pool is exhausted. Nothing to do for caches that own their cells.
+  virtual void prepare(const KvPlan& plan) {}
+  // The planned tokens (ids [plan.n_tokens], which a prefix-sharing cache
+  // records; may be null for the others) are now part of the cache.
+  virtual void commit(const KvPlan& plan, const int32_t* tokens = nullptr) = 0;
+  // Rows a query of sequence seq at position q_pos may attend to (causal),
+  // in position order. Valid after write() of that layer, before or after
+  // commit(), until the sequence's cells change.
+  virtual KvView view(int layer, int kv_head, int32_t q_pos, int32_t seq = 0) const = 0;
 
   // Waves per head (per-head mixed caches): a full-history head takes a whole
   // batch in one wave while a streaming neighbour with a full ring takes one
@@ -87,7 +96,7 @@ class KvCache {
   // the same full-history storage (no copy). gate 1 (the default) is the
   // plain head, bit for bit; gate 0 attends only to the streaming view.
   virtual float gate(int layer, int kv_head) const { return 1.0f; }
-  virtual KvView stream_view(int layer, int kv_head, int32_t q_pos) const;
+  virtual KvView stream_view(int layer, int kv_head, int32_t q_pos) const;  // sequence 0
   // Sets every head's gate (alpha: [n_layer][n_kv_head], each in [0, 1]) and
   // the streaming view; every head must keep the full history. Throws
   // kvforge::Error otherwise.

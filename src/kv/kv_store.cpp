@@ -79,6 +79,13 @@ void KvStore::write_row(int layer, int kv_head, int32_t cell, const float* k_row
   store_row(spec, block, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
 }
 
+void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
+  for (const Head& h : heads_) {
+    std::copy_n(data_ + h.k_off + (size_t)src_cell * h.k_row, (size_t)n * h.k_row, data_ + h.k_off + (size_t)dst_cell * h.k_row);
+    std::copy_n(data_ + h.v_off + (size_t)src_cell * h.v_row, (size_t)n * h.v_row, data_ + h.v_off + (size_t)dst_cell * h.v_row);
+  }
+}
+
 KvSegment KvStore::segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const {
   const Head& h = head(layer, kv_head);
   return {data_ + h.k_off + (size_t)first_cell * h.k_row, data_ + h.v_off + (size_t)first_cell * h.v_row, n_rows};

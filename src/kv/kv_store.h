@@ -35,6 +35,9 @@ class KvStore {
   // the head's storage (Hadamard-rotated first if the head asks for it) and
   // stores it in `cell`.
   void write_row(int layer, int kv_head, int32_t cell, const float* k_row, const float* v_row);
+  // Copies n cells from src_cell.. to dst_cell.. in every (layer, head)
+  // (copy-on-write of a shared block; the runs must not overlap).
+  void copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n);
   // A run of n_rows cells starting at first_cell for (layer, head).
   KvSegment segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const;
   // A view of (layer, head) with the storage fields filled and no segments.

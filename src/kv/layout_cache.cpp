@@ -66,7 +66,7 @@ class LayoutCache final : public KvCache {
       fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c, use a window "
            "policy --kv window:W, or start a new text)",
            n_past_, n_tokens, n_past_ + room());
-    return {n_past_, n_tokens};
+    return {0, n_past_, n_tokens};
   }
 
   void write(int layer, const KvPlan& plan, const float* k, const float* v) override {
@@ -80,7 +80,7 @@ class LayoutCache final : public KvCache {
     }
   }
 
-  void commit(const KvPlan& plan) override { n_past_ = plan.pos0 + plan.n_tokens; }
+  void commit(const KvPlan& plan, const int32_t*) override { n_past_ = plan.pos0 + plan.n_tokens; }
 
   int32_t max_wave(int layer, int kv_head, int32_t pos0) const override { return map(layer, kv_head).max_wave(pos0); }
 
@@ -122,7 +122,7 @@ class LayoutCache final : public KvCache {
     for (size_t i = 0; i < alpha.size(); ++i) gates_[i] = {alpha[i], sinks, recent};
   }
 
-  KvView view(int layer, int kv_head, int32_t q_pos) const override {
+  KvView view(int layer, int kv_head, int32_t q_pos, int32_t /*seq: always 0*/) const override {
     KvView v = store_.base_view(layer, kv_head);
     CellRun runs[KvView::kMaxSegments];
     v.n_segments = map(layer, kv_head).runs(q_pos, runs);
@@ -154,8 +154,10 @@ std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout) {
     fail("KV layout has {} head specs for {} layers x {} KV heads", layout.heads.size(), layout.shape.n_layer,
          layout.shape.n_kv_head);
   for (const KvHeadSpec& h : layout.heads)
-    if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0)
-      fail("invalid KV head spec: window {}, sinks {}, {} cells", h.window, h.sinks, h.n_cells);
+    if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0 ||
+        (h.window > 0 && h.gate != 1.0f))
+      fail("invalid KV head spec: window {}, sinks {}, {} cells, gate {} (soft gates need the full history)", h.window,
+           h.sinks, h.n_cells, h.gate);
   return std::make_unique<LayoutCache>(layout);
 }
 

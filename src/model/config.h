@@ -53,6 +53,10 @@ struct ModelConfig {
 
   std::vector<LayerConfig> layers;  // [n_layer]; Model::load fills defaults when a loader sets none
   RopeParams rope_local;            // only for LayerRope::Local layers
+  // LongRoPE (Phi-3.5, Phi-4-mini): a context longer than rope_long_ctx
+  // rotates with these per-pair factors instead of rope.freq_factors.
+  std::vector<float> rope_factors_long;
+  int32_t rope_long_ctx = 0;
   float embd_scale = 0;     // token embeddings are multiplied by it (Gemma: sqrt(d_model)); 0 = not scaled
   float attn_softcap = 0;   // attention scores s -> cap * tanh(s / cap) before the softmax (Gemma 2); 0 = off
   float logit_softcap = 0;  // the same on the output logits (Gemma 2); 0 = off

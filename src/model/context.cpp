@@ -67,20 +67,28 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 
 }  // namespace
 
-Context::Context(const Model& model, const ContextParams& params)
+Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
+
+Context::Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache)
     : model_(model),
       params_(params),
-      pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()) {
+      pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
+      cache_(std::move(cache)) {
   const ModelConfig& c = model.config();
   if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
-  KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
-  for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
   if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
     fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
-  cache_ = make_kv_cache(layout);
+  if (cache_) {  // built by the caller with params_.kv: it cannot know the model's per-layer windows
+    for (const LayerConfig& lc : c.layers)
+      if (lc.window > 0) fail("this model has sliding-window layers, which the multi-sequence cache does not keep");
+  } else {
+    KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
+    for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+    cache_ = make_kv_cache(layout);
+  }
 
   const size_t B = params_.n_batch;
   x_.resize(B * c.d_model);
@@ -93,52 +101,74 @@ Context::Context(const Model& model, const ContextParams& params)
   const size_t F = std::min<size_t>(B, kFfnSlice);
   if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
   up_.resize(F * c.d_ff);
+  rope_ = c.rope;
+  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope_.freq_factors = c.rope_factors_long;
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
+  pos_.resize(B);
+  tok_.resize(B);
   for (const LayerConfig& lc : c.layers)
     if (lc.rope == LayerRope::Local) rope_local_cs_.resize(B * c.rope_local.n_rot);
 }
 
-void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits, const ProgressFn& progress) {
   const int32_t n_vocab = model_.config().n_vocab;
   if (n <= 0) fail("nothing to evaluate");
   if (n > cache_->room())
     fail("context full: {} cached + {} new tokens exceed the context size of {} (raise -c or use --kv window:W)",
          cache_->n_past(), n, cache_->n_past() + cache_->room());
-  if (model_.config().position == PositionKind::Learned && (int64_t)cache_->n_past() + n > model_.config().n_ctx_train)
-    fail("positions beyond the {} learned positions of this model", model_.config().n_ctx_train);
-  for (int32_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= n_vocab) fail("token id {} out of range [0, {})", tokens[i], n_vocab);
+  if (progress) progress(0, n);
   for (int32_t i0 = 0, nb = 0; i0 < n; i0 += nb) {
     nb = std::min(params_.n_batch, n - i0);
     const bool last = i0 + nb == n;
-    float* out = all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr);
-    forward(tokens + i0, nb, out, all_logits);
+    BatchRun run{cache_->plan(nb), tokens + i0, all_logits ? logits + (size_t)i0 * n_vocab : (last ? logits : nullptr),
+                 all_logits};
+    forward({run});
+    if (progress) progress(i0 + nb, n);
   }
 }
 
-void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits) {
+void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
+
+void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
   const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim();
-  const KvPlan plan = cache_->plan(n);
+
+  // Checks before anything is touched, then the cells of every run.
+  int32_t n = 0;
+  for (const BatchRun& r : runs) {
+    if (r.plan.n_tokens <= 0) fail("nothing to evaluate");
+    if (c.position == PositionKind::Learned && (int64_t)r.plan.pos0 + r.plan.n_tokens > c.n_ctx_train)
+      fail("positions beyond the {} learned positions of this model", c.n_ctx_train);
+    for (int32_t i = 0; i < r.plan.n_tokens; ++i)
+      if (r.tokens[i] < 0 || r.tokens[i] >= c.n_vocab) fail("token id {} out of range [0, {})", r.tokens[i], c.n_vocab);
+    n += r.plan.n_tokens;
+  }
+  if (n > params_.n_batch) fail("a batch of {} tokens exceeds the batch size {}", n, params_.n_batch);
+  for (const BatchRun& r : runs) cache_->prepare(r.plan);
+  for (int32_t t = 0; const BatchRun& r : runs)
+    for (int32_t i = 0; i < r.plan.n_tokens; ++i, ++t) {
+      tok_[t] = r.tokens[i];
+      pos_[t] = r.plan.pos0 + i;
+    }
 
   // Token (and learned position) embeddings.
   for (int32_t t = 0; t < n; ++t) {
-    get_row(w.tok_embd, tokens[t], &x_[(size_t)t * d]);
+    get_row(w.tok_embd, tok_[t], &x_[(size_t)t * d]);
     if (c.embd_scale != 0)
       for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
     if (c.position == PositionKind::Learned) {
-      get_row(w.pos_embd, plan.pos0 + t, tmp_.data());
+      get_row(w.pos_embd, pos_[t], tmp_.data());
       add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(c.rope), rope_local(c.rope_local);
+  const Rope rope(rope_), rope_local(c.rope_local);
   const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
-    for (int32_t t = 0; t < n; ++t) rope.angles(plan.pos0 + t, &rope_cs_[(size_t)t * n_rot]);
+    for (int32_t t = 0; t < n; ++t) rope.angles(pos_[t], &rope_cs_[(size_t)t * n_rot]);
   if (!rope_local_cs_.empty())
-    for (int32_t t = 0; t < n; ++t) rope_local.angles(plan.pos0 + t, &rope_local_cs_[(size_t)t * n_rot_local]);
+    for (int32_t t = 0; t < n; ++t) rope_local.angles(pos_[t], &rope_local_cs_[(size_t)t * n_rot_local]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
@@ -163,7 +193,7 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
         r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
       }
     }
-    write_and_attend(l, plan);
+    write_and_attend(l, runs);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
@@ -193,50 +223,122 @@ void Context::forward(const TokenId* tokens, int32_t n, float* logits, bool all_
     if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
   }
-  cache_->commit(plan);
-
-  // Output head, only for the rows whose logits are wanted.
-  if (!logits) return;
-  const int32_t first = all_logits ? 0 : n - 1;
-  const int32_t rows = n - first;
-  normalize(pool_, c, w.out_norm, w.out_norm_b, &x_[(size_t)first * d], xn_.data(), rows);
-  matmul(w.output, xn_.data(), rows, logits, pool_, scratch_);
-  softcap_inplace(logits, (size_t)rows * c.n_vocab, c.logit_softcap);
+  for (const BatchRun& r : runs) cache_->commit(r.plan, r.tokens);
+  output_logits(runs);
 }
 
-// Heads that take the whole batch in one wave (full history, or a ring with
-// room for it) are written at once and attended together. A streaming head
-// whose ring fills up takes one token per wave (a later token would evict a
-// row an earlier query still sees), so each such head runs its tokens in
-// order, wave by wave, as one task of its own: a small ring never forces the
-// full-history heads into one-token waves. Every query's result depends only
-// on its view, so the split changes no bit.
-void Context::write_and_attend(int layer, const KvPlan& plan) {
+// Only the rows whose logits are wanted go through the output head, in one
+// matmul for all runs.
+void Context::output_logits(const std::vector<BatchRun>& runs) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const int d = c.d_model;
+  logit_rows_.clear();
+  const BatchRun* only = nullptr;  // the run that wants logits, if there is one only
+  int n_wanting = 0;
+  for (int32_t row0 = 0; const BatchRun& r : runs) {
+    if (r.logits) {
+      for (int32_t i = r.all_logits ? 0 : r.plan.n_tokens - 1; i < r.plan.n_tokens; ++i) logit_rows_.push_back(row0 + i);
+      only = &r;
+      ++n_wanting;
+    }
+    row0 += r.plan.n_tokens;
+  }
+  const int32_t rows = (int32_t)logit_rows_.size();
+  if (rows == 0) return;
+  for (int32_t i = 0; i < rows; ++i)  // gathered to the front of tmp_ ([rows][d_model])
+    std::copy_n(&x_[(size_t)logit_rows_[i] * d], d, &tmp_[(size_t)i * d]);
+  normalize(pool_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
+  float* out = only->logits;  // straight into the caller's buffer when one run wants logits
+  if (n_wanting > 1) {
+    logits_.resize((size_t)rows * c.n_vocab);
+    out = logits_.data();
+  }
+  matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
+  softcap_inplace(out, (size_t)rows * c.n_vocab, c.logit_softcap);
+  if (n_wanting == 1) return;
+  const float* src = logits_.data();
+  for (const BatchRun& r : runs) {
+    if (!r.logits) continue;
+    const size_t count = (size_t)(r.all_logits ? r.plan.n_tokens : 1) * c.n_vocab;
+    std::copy_n(src, count, r.logits);
+    src += count;
+  }
+}
+
+// Every (token, KV head) pair is independent: the query heads of the group
+// read the head's cached rows once (see ops/attention.h). For a wave with
+// many tokens (prefill) a task is a run of up to kAttnMaxTokens of its
+// tokens for one head; for waves with few (decode) a task is one chunk of a
+// pair's rows, so that a long cache keeps every thread busy, and the
+// partial results are merged afterwards. Both run the same chunk kernel and
+// the same merge, so a query's result depends neither on the batch nor on
+// the other sequences in it.
+// K/V writes and attention of one layer. Heads that take every run's tokens
+// in one wave (full history, or a ring with room for them) are written at
+// once and attended together; waves run the next wave of every run at once.
+// A streaming head whose ring fills up takes one token per wave (a later
+// token would evict a row an earlier query still sees), so in a per-head
+// mixed cache each such (run, head) runs its tokens in order, wave by wave,
+// as one task of its own: a small ring never forces the full-history heads
+// into one-token waves. Every query's result depends only on its view, so
+// the split changes no bit.
+void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
   const int nh = c.n_kv_head, kd = c.k_dim(), vd = c.v_dim();
-  whole_heads_.resize(nh);
+  whole_heads_.assign(nh, 1);
   seq_heads_.clear();
   for (int h = 0; h < nh; ++h) {
-    whole_heads_[h] = cache_->max_wave(layer, h, plan.pos0) >= plan.n_tokens;
+    for (const BatchRun& r : runs)
+      if (cache_->max_wave(layer, h, r.plan.pos0) < r.plan.n_tokens) whole_heads_[h] = 0;
     if (!whole_heads_[h]) seq_heads_.push_back(h);
   }
-  if (seq_heads_.empty()) {
-    cache_->write(layer, plan, k_.data(), v_.data());
-    return attention(layer, plan, nullptr);
+  // Uniform caches (or every head with room): waves of all heads together.
+  if (seq_heads_.empty() || (int)seq_heads_.size() == nh) {
+    if (seq_heads_.empty() || runs.size() > 1) {
+      wave_done_.assign(runs.size(), 0);
+      for (bool more = true; more;) {
+        more = false;
+        waves_.clear();
+        for (int32_t row0 = 0, r = 0; r < (int32_t)runs.size(); row0 += runs[r++].plan.n_tokens) {
+          const KvPlan& p = runs[r].plan;
+          int32_t& done = wave_done_[r];
+          if (done == p.n_tokens) continue;
+          const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
+          waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
+          cache_->write(layer, waves_.back().plan, &k_[(size_t)(row0 + done) * kd], &v_[(size_t)(row0 + done) * vd]);
+          done += nw;
+          more |= done < p.n_tokens;
+        }
+        attention(layer, waves_, nullptr);
+      }
+      return;
+    }
+  }
+  waves_.clear();
+  for (int32_t row0 = 0; const BatchRun& r : runs) {
+    waves_.push_back({r.plan, row0});
+    row0 += r.plan.n_tokens;
   }
   if ((int)seq_heads_.size() < nh) {
-    for (int h = 0; h < nh; ++h)
-      if (whole_heads_[h]) cache_->write_head(layer, h, plan, k_.data(), v_.data());
-    attention(layer, plan, whole_heads_.data());
+    for (const Wave& w : waves_)
+      for (int h = 0; h < nh; ++h)
+        if (whole_heads_[h])
+          cache_->write_head(layer, h, w.plan, &k_[(size_t)w.row0 * kd], &v_[(size_t)w.row0 * vd]);
+    attention(layer, waves_, whole_heads_.data());
   }
   const int qd = c.q_dim(), od = c.attn_dim(), group = c.n_head / c.n_kv_head;
-  pool_.parallel_for((int64_t)seq_heads_.size(), [&](int64_t i, int) {
-    const int h = seq_heads_[i];
-    for (int32_t i0 = 0, nw = 0; i0 < plan.n_tokens; i0 += nw) {
-      nw = std::min(plan.n_tokens - i0, cache_->max_wave(layer, h, plan.pos0 + i0));
-      cache_->write_head(layer, h, {plan.pos0 + i0, nw}, &k_[(size_t)i0 * kd], &v_[(size_t)i0 * vd]);
-      for (int32_t t = i0; t < i0 + nw; ++t)
-        attend_head(layer, h, plan.pos0 + t, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
+  const int64_t n_seq = (int64_t)seq_heads_.size();
+  pool_.parallel_for((int64_t)waves_.size() * n_seq, [&](int64_t i, int) {
+    const Wave& w = waves_[i / n_seq];
+    const int h = seq_heads_[i % n_seq];
+    const KvPlan& p = w.plan;
+    for (int32_t i0 = 0, nw = 0; i0 < p.n_tokens; i0 += nw) {
+      nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
+      const int32_t r0 = w.row0 + i0;
+      cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, &k_[(size_t)r0 * kd], &v_[(size_t)r0 * vd]);
+      for (int32_t t = r0; t < r0 + nw; ++t)
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
                     &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
     }
   });
@@ -252,116 +354,129 @@ void blend_gate(float alpha, float* full, const float* stream, size_t n) {
 
 }  // namespace
 
-void Context::attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out) {
+// attend() over one view, with the model's score soft-cap if it has one
+// (the chunks and merge of the split path, so the same bits).
+void Context::attend_view(const float* q, const KvView& view, float* out) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
+  if (c.attn_softcap == 0) return attend(q, group, view, c.attn_scale, out);
+  thread_local std::vector<AttnChunk> chunks;
+  thread_local std::vector<float> parts;
+  attn_chunks(view, chunks);
+  const size_t pf = attn_partial_floats(group, c.head_dim_v);
+  parts.resize(pf * chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i)
+    attend_chunk_softcap(q, group, view, chunks[i], c.attn_scale, c.attn_softcap, &parts[pf * i]);
+  attend_merge(parts.data(), (int)chunks.size(), group, view, out);
+}
+
+void Context::attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const float* q, float* out) {
+  const ModelConfig& c = model_.config();
   const float alpha = cache_->gate(layer, kv_head);
-  if (alpha == 1.0f) return attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
-  const size_t n = (size_t)group * c.head_dim_v;
-  if (alpha == 0.0f) return attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, out);
+  if (alpha == 1.0f) return attend_view(q, cache_->view(layer, kv_head, pos, seq), out);
+  if (alpha == 0.0f) return attend_view(q, cache_->stream_view(layer, kv_head, pos), out);
+  const size_t n = (size_t)(c.n_head / c.n_kv_head) * c.head_dim_v;
   thread_local std::vector<float> stream;  // [group][head_dim_v]
   stream.resize(n);
-  attend(q, group, cache_->stream_view(layer, kv_head, pos), c.attn_scale, stream.data());
-  attend(q, group, cache_->view(layer, kv_head, pos), c.attn_scale, out);
+  attend_view(q, cache_->stream_view(layer, kv_head, pos), stream.data());
+  attend_view(q, cache_->view(layer, kv_head, pos, seq), out);
   blend_gate(alpha, out, stream.data(), n);
 }
 
-// Every (token, KV head) pair is independent: the query heads of the group
-// read the head's cached rows once (see ops/attention.h). With many tokens
-// (prefill) a task is one pair; with few (decode) a task is one chunk of a
-// pair's rows, so that a long cache keeps every thread busy, and the
-// partial results are merged afterwards. Both run the same chunk kernel and
-// the same merge, so a query's result does not depend on the batch.
-void Context::attention(int layer, const KvPlan& plan, const uint8_t* heads) {
+void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t* heads) {
   const ModelConfig& c = model_.config();
   const int group = c.n_head / c.n_kv_head;
   const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
-  const int64_t n_pairs = (int64_t)plan.n_tokens * c.n_kv_head;
-  // Where a (token, KV head) pair's query heads start in q_, and their outputs in attn_.
-  auto q_off = [&](int64_t pair) {
-    return (size_t)(pair / c.n_kv_head) * qd + (size_t)(pair % c.n_kv_head) * group * c.head_dim_k;
+  // Where a task's query heads start in q_, and their outputs in attn_.
+  auto q_of = [&](const AttnPair& p, int32_t t = 0) {
+    return &q_[(size_t)(p.row + t) * qd + (size_t)p.head * group * c.head_dim_k];
   };
-  auto o_off = [&](int64_t pair) {
-    return (size_t)(pair / c.n_kv_head) * od + (size_t)(pair % c.n_kv_head) * group * dv;
+  auto out_of = [&](const AttnPair& p, int32_t t = 0) {
+    return &attn_[(size_t)(p.row + t) * od + (size_t)p.head * group * dv];
   };
-  auto view_of = [&](int64_t pair) {
-    return cache_->view(layer, (int)(pair % c.n_kv_head), plan.pos0 + (int32_t)(pair / c.n_kv_head));
-  };
+  auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
   // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
   const float cap = c.attn_softcap;
-  if (cap == 0 && n_pairs >= 4 * (int64_t)pool_.size()) {
-    // Prefill: a task is a run of up to kAttnMaxTokens consecutive tokens
-    // (cut at positions that are multiples of it, so that their views share
-    // all rows but the last tile's) for one KV head.
-    const int32_t n_tok = plan.n_tokens, kb = kAttnMaxTokens;
-    const int32_t n_blocks = (plan.pos0 + n_tok + kb - 1) / kb - plan.pos0 / kb;
-    pool_.parallel_for((int64_t)n_blocks * c.n_kv_head, [&](int64_t item, int) {
-      const int32_t b = (int32_t)(item / c.n_kv_head), h = (int32_t)(item % c.n_kv_head);
-      if (heads && !heads[h]) return;
-      const int32_t t0 = std::max(0, (plan.pos0 / kb + b) * kb - plan.pos0);
-      const int32_t t1 = std::min(n_tok, (plan.pos0 / kb + b + 1) * kb - plan.pos0);
-      if (cache_->gate(layer, h) != 1.0f) {  // soft gate: full and streaming views, blended
-        for (int32_t t = t0; t < t1; ++t) {
-          const int64_t pair = (int64_t)t * c.n_kv_head + h;
-          attend_head(layer, h, plan.pos0 + t, &q_[q_off(pair)], &attn_[o_off(pair)]);
-        }
+  auto prefill_wave = [&](const KvPlan& p) {
+    return cap == 0 && (int64_t)p.n_tokens * c.n_kv_head >= 4 * (int64_t)pool_.size();
+  };
+  std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
+  tasks.clear();
+  const int32_t kb = kAttnMaxTokens;
+  for (const Wave& w : waves) {
+    const KvPlan& p = w.plan;
+    if (!prefill_wave(p)) continue;
+    // Runs cut at positions that are multiples of kb, so that their views
+    // share all rows but the last tile's.
+    for (int32_t t0 = 0, t1 = 0; t0 < p.n_tokens; t0 = t1) {
+      t1 = std::min(p.n_tokens, (p.pos0 + t0) / kb * kb + kb - p.pos0);
+      for (int h = 0; h < c.n_kv_head; ++h)
+        if (!heads || heads[h]) tasks.push_back({w.row0 + t0, p.pos0 + t0, p.seq, h, t1 - t0});
+    }
+  }
+  const int64_t n_prefill = (int64_t)tasks.size();
+  for (const Wave& w : waves) {
+    const KvPlan& p = w.plan;
+    if (prefill_wave(p)) continue;
+    for (int32_t t = 0; t < p.n_tokens; ++t)
+      for (int h = 0; h < c.n_kv_head; ++h)
+        if (!heads || heads[h]) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
+  }
+  if (n_prefill > 0)
+    pool_.parallel_for(n_prefill, [&](int64_t i, int) {
+      const AttnPair& p = tasks[i];
+      if (cache_->gate(layer, p.head) != 1.0f) {  // soft gate: full and streaming views, blended
+        for (int32_t t = 0; t < p.n_tok; ++t) attend_head(layer, p.head, p.pos + t, p.seq, q_of(p, t), out_of(p, t));
         return;
       }
       const float* qs[kAttnMaxTokens];
       float* outs[kAttnMaxTokens];
       KvView views[kAttnMaxTokens];
-      for (int32_t t = t0; t < t1; ++t) {
-        const int64_t pair = (int64_t)t * c.n_kv_head + h;
-        qs[t - t0] = &q_[q_off(pair)];
-        outs[t - t0] = &attn_[o_off(pair)];
-        views[t - t0] = view_of(pair);
+      for (int32_t t = 0; t < p.n_tok; ++t) {
+        qs[t] = q_of(p, t);
+        outs[t] = out_of(p, t);
+        views[t] = view_of(p, t);
       }
-      attend_tokens(qs, views, t1 - t0, group, c.attn_scale, outs);
+      attend_tokens(qs, views, p.n_tok, group, c.attn_scale, outs);
     });
-    return;
-  }
+  if (n_prefill == (int64_t)tasks.size()) return;
   // Split path: list every (pair, chunk), compute the partials, merge per pair.
   std::vector<AttnItem>& items = attn_items_;
   std::vector<AttnChunk>& chunks = attn_chunks_;
+  std::vector<int64_t>& first = attn_first_;  // [pairs + 1] item ranges
   items.clear();
-  std::vector<int64_t>& first = attn_first_;  // [n_pairs + 1] item ranges
-  first.assign(n_pairs + 1, 0);
-  auto gate_of = [&](int64_t pair) { return cache_->gate(layer, (int)(pair % c.n_kv_head)); };
-  for (int64_t p = 0; p < n_pairs; ++p) {
-    if ((!heads || heads[p % c.n_kv_head]) && gate_of(p) != 0.0f) {  // gate 0: the streaming view only
-      attn_chunks(view_of(p), chunks);
+  first.assign(1, 0);
+  auto gate_of = [&](const AttnPair& p) { return cache_->gate(layer, p.head); };
+  for (int64_t p = n_prefill; p < (int64_t)tasks.size(); ++p) {
+    if (gate_of(tasks[p]) != 0.0f) {  // gate 0: the streaming view only
+      attn_chunks(view_of(tasks[p]), chunks);
       for (const AttnChunk& ch : chunks) items.push_back({p, ch});
     }
-    first[p + 1] = (int64_t)items.size();
+    first.push_back((int64_t)items.size());
   }
   const size_t pf = attn_partial_floats(group, dv);
   if (attn_parts_.size() < pf * items.size()) attn_parts_.resize(pf * items.size());
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
-    if (cap > 0)
-      attend_chunk_softcap(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, cap,
-                           &attn_parts_[pf * i]);
-    else
-      attend_chunk(&q_[q_off(it.pair)], group, view_of(it.pair), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
+    const AttnPair& p = tasks[it.pair];
+    if (cap > 0) attend_chunk_softcap(q_of(p), group, view_of(p), it.chunk, c.attn_scale, cap, &attn_parts_[pf * i]);
+    else attend_chunk(q_of(p), group, view_of(p), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
   });
-  for (int64_t p = 0; p < n_pairs; ++p) {
-    if (heads && !heads[p % c.n_kv_head]) continue;
-    float* out = &attn_[o_off(p)];
+  for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
+    const AttnPair& p = tasks[n_prefill + j];
     const float alpha = gate_of(p);
     if (alpha != 0.0f)
-      attend_merge(&attn_parts_[pf * first[p]], (int)(first[p + 1] - first[p]), group, view_of(p), out);
+      attend_merge(&attn_parts_[pf * first[j]], (int)(first[j + 1] - first[j]), group, view_of(p), out_of(p));
     if (alpha == 1.0f) continue;
     // Soft gate: the streaming view (a few rows) here, then the same blend
     // as attend_head.
-    const int h = (int)(p % c.n_kv_head);
-    const int32_t pos = plan.pos0 + (int32_t)(p / c.n_kv_head);
     if (alpha == 0.0f) {
-      attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, out);
+      attend_view(q_of(p), cache_->stream_view(layer, p.head, p.pos), out_of(p));
       continue;
     }
     attn_stream_.resize((size_t)group * dv);
-    attend(&q_[q_off(p)], group, cache_->stream_view(layer, h, pos), c.attn_scale, attn_stream_.data());
-    blend_gate(alpha, out, attn_stream_.data(), attn_stream_.size());
+    attend_view(q_of(p), cache_->stream_view(layer, p.head, p.pos), attn_stream_.data());
+    blend_gate(alpha, out_of(p), attn_stream_.data(), attn_stream_.size());
   }
 }
 

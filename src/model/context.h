@@ -1,6 +1,7 @@
 #pragma once
 // A running text: the KV cache, the thread pool and the activation buffers
 // of one sequence, plus the forward pass that fills them.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,6 +20,18 @@ struct ContextParams {
   KvPolicy kv;          // cache policy (--kv)
 };
 
+// Progress of one eval() call: (tokens done, tokens in the call), reported
+// before the first forward batch and after each one (long prefills).
+using ProgressFn = std::function<void(int32_t done, int32_t total)>;
+
+// One sequence's part of a batch (Context::decode).
+struct BatchRun {
+  KvPlan plan;                     // from the cache: sequence, first position, number of tokens
+  const TokenId* tokens = nullptr; // [plan.n_tokens]
+  float* logits = nullptr;         // none, or [n_vocab] for the last token ([n_tokens][n_vocab] with all_logits)
+  bool all_logits = false;
+};
+
 // Tokens per slice of the feed-forward block (bounds its [tokens][d_ff]
 // buffers, the largest activations).
 constexpr int32_t kFfnSlice = 64;
@@ -26,12 +39,22 @@ constexpr int32_t kFfnSlice = 64;
 class Context {
  public:
   Context(const Model& model, const ContextParams& params);
+  // With a cache built by the caller (params.kv is then unused), e.g. a
+  // multi-sequence PagedKvCache whose sequences the caller manages.
+  Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache);
 
   // Runs `n` tokens through the model at positions n_past() .. n_past()+n-1
   // and appends them to the cache. logits: [n_vocab] for the last token, or
   // [n][n_vocab] when all_logits. Throws kvforge::Error (context full) before
-  // touching the cache if the tokens do not fit.
-  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false);
+  // touching the cache if the tokens do not fit. progress (optional) sees
+  // every batch.
+  void eval(const TokenId* tokens, int32_t n, float* logits, bool all_logits = false,
+            const ProgressFn& progress = {});
+
+  // Several sequences' tokens in one forward pass (weights read once for
+  // all): at most n_batch tokens in all, one run per sequence. Each run's
+  // logits are bit-identical to evaluating it alone (batch-invariant kernels).
+  void decode(const std::vector<BatchRun>& runs);
 
   void reset() { cache_->reset(); }
   // Soft gates per (layer, KV head) (see KvCache::set_gates): alpha
@@ -47,15 +70,24 @@ class Context {
   int n_threads() const { return pool_.size(); }
 
  private:
-  void forward(const TokenId* tokens, int32_t n, float* logits, bool all_logits);
+  // A run's tokens, or a wave of them, whose rows start at row0 of the batch.
+  struct Wave {
+    KvPlan plan;
+    int32_t row0 = 0;
+  };
+  void forward(const std::vector<BatchRun>& runs);
+  // The output head for the runs that want logits.
+  void output_logits(const std::vector<BatchRun>& runs);
   // One layer's K/V writes and attention, in waves per head (see the .cpp).
-  void write_and_attend(int layer, const KvPlan& plan);
-  // Attention of the plan's tokens: rows 0.. of q_ into the same rows of
+  void write_and_attend(int layer, const std::vector<BatchRun>& runs);
+  // Attention of the waves' tokens: their rows of q_ into the same rows of
   // attn_, for the KV heads h with heads[h] != 0 (nullptr: all).
-  void attention(int layer, const KvPlan& plan, const uint8_t* heads);
+  void attention(int layer, const std::vector<Wave>& waves, const uint8_t* heads);
   // One query token's heads of one KV head (q: [group][head_dim_k], out:
-  // [group][head_dim_v]), with the head's soft gate.
-  void attend_head(int layer, int kv_head, int32_t pos, const float* q, float* out);
+  // [group][head_dim_v]), with the head's soft gate; attend_view: one view,
+  // with the model's score soft-cap.
+  void attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const float* q, float* out);
+  void attend_view(const float* q, const KvView& view, float* out);
 
   const Model& model_;
   ContextParams params_;
@@ -73,19 +105,32 @@ class Context {
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
   std::vector<float> up_;    // [kFfnSlice][d_ff]
+  RopeParams rope_;             // the model's RoPE for this context size (LongRoPE picks its factors by it)
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
-  // Split attention (decode): one item per (token x KV head pair, chunk).
+  std::vector<int32_t> pos_;    // [n_batch]  each token's position
+  std::vector<TokenId> tok_;    // [n_batch]  each token's id
+  std::vector<Wave> waves_;     // waves of one layer
+  std::vector<int32_t> wave_done_;  // [runs]  tokens of each run written so far in this layer
+  std::vector<float> logits_;   // [rows][n_vocab]  when several runs want logits
+  std::vector<int32_t> logit_rows_;  // batch rows whose logits are wanted
+  // Attention of one (token, KV head) pair; a prefill item is a run of up to
+  // kAttnMaxTokens tokens of one wave (pair: its first token).
+  struct AttnPair {
+    int32_t row, pos, seq, head, n_tok;
+  };
+  // Split attention (decode): one item per (pair, chunk).
   struct AttnItem {
     int64_t pair;
     AttnChunk chunk;
   };
+  std::vector<AttnPair> attn_pairs_;
   std::vector<AttnItem> attn_items_;
   std::vector<AttnChunk> attn_chunks_;
   std::vector<int64_t> attn_first_;  // [pairs + 1]  first item of each pair
   std::vector<float> attn_parts_;    // [items][attn_partial_floats]
   std::vector<float> attn_stream_;   // [group][head_dim_v]  a gated head's streaming attention (decode)
-  std::vector<uint8_t> whole_heads_; // [n_kv_head]  heads that take the batch in one wave
+  std::vector<uint8_t> whole_heads_; // [n_kv_head]  heads that take every run in one wave
   std::vector<int> seq_heads_;       // the others, written and attended token by token
 };
 

@@ -50,7 +50,7 @@ GenerateResult generate(Context& ctx, const std::vector<TokenId>& prompt, const 
   }
 
   double t0 = now_seconds();
-  ctx.eval(prompt.data(), (int32_t)prompt.size(), logits.data());
+  ctx.eval(prompt.data(), (int32_t)prompt.size(), logits.data(), false, params.on_prefill);
   res.prefill_seconds = now_seconds() - t0;
 
   t0 = now_seconds();

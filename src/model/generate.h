@@ -21,6 +21,7 @@ struct GenerateParams {
   // half of the rest, re-evaluated at contiguous positions) and goes on.
   bool context_shift = false;
   int32_t n_keep = 4;
+  ProgressFn on_prefill;             // progress of the prompt's prefill (optional)
 };
 
 struct GenerateResult {

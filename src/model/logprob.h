@@ -8,7 +8,11 @@
 
 namespace kvforge {
 
-// log p(id) = logits[id] - logsumexp(logits), summed in double.
+// log(sum_i exp(logits[i])) over [n_vocab], summed in double after taking out
+// the maximum: the normaliser every log-probability below subtracts.
+double log_sum_exp(const float* logits, int32_t n_vocab);
+
+// log p(id) = logits[id] - log_sum_exp(logits).
 // Throws kvforge::Error for an id outside [0, n_vocab).
 float token_logprob(const float* logits, int32_t n_vocab, TokenId id);
 

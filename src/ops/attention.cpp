@@ -58,9 +58,9 @@ void attend_with(ChunkFn fn, const float* q, int n_group, const KvView& view, fl
 
 void attn_chunks(const KvView& view, std::vector<AttnChunk>& out) {
   out.clear();
-  for (int s = 0; s < view.n_segments; ++s)
-    for (int32_t r0 = 0; r0 < view.segments[s].n_rows; r0 += kAttnChunk)
-      out.push_back({s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segments[s].n_rows)});
+  for (int s = 0; s < view.count(); ++s)
+    for (int32_t r0 = 0; r0 < view.segment(s).n_rows; r0 += kAttnChunk)
+      out.push_back({s, r0, std::min<int32_t>(r0 + kAttnChunk, view.segment(s).n_rows)});
 }
 
 namespace {
@@ -70,7 +70,7 @@ namespace {
 void chunk_scalar(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float cap,
                   float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
-  const KvSegment& seg = view.segments[c.seg];
+  const KvSegment& seg = view.segment(c.seg);
   thread_local std::vector<float> kt, vt, sc;
   kt.resize((size_t)kAttnTile * dk);  // [tile][dk]
   vt.resize((size_t)kAttnTile * dv);  // [tile][dv]
@@ -159,21 +159,21 @@ void merge_strided(const float* parts, size_t pf, int n_chunks, int n_group, con
 // row falls in the same tile of the same chunk for every view.
 bool share_all_but_last_tile(const KvView* views, int n) {
   const KvView& a = views[0];
-  if (a.n_segments == 0) return false;
-  const int last = a.n_segments - 1;
+  if (a.count() == 0) return false;
+  const int last = a.count() - 1;
   auto last_tile = [&](int32_t rows) { return rows <= 0 ? -1 : (rows - 1) / kAttnTile; };
   for (int i = 1; i < n; ++i) {
     const KvView& b = views[i];
     if (b.storage != a.storage || b.hadamard_block != a.hadamard_block || b.head_dim_k != a.head_dim_k ||
         b.head_dim_v != a.head_dim_v || b.k_stride != a.k_stride || b.v_stride != a.v_stride ||
-        b.n_segments != a.n_segments)
+        b.count() != a.count())
       return false;
     for (int s = 0; s <= last; ++s)
-      if (b.segments[s].k != a.segments[s].k || b.segments[s].v != a.segments[s].v ||
-          (s < last && b.segments[s].n_rows != a.segments[s].n_rows))
+      if (b.segment(s).k != a.segment(s).k || b.segment(s).v != a.segment(s).v ||
+          (s < last && b.segment(s).n_rows != a.segment(s).n_rows))
         return false;
-    if (last_tile(b.segments[last].n_rows) != last_tile(a.segments[last].n_rows) ||
-        last_tile(a.segments[last].n_rows) < 0)
+    if (last_tile(b.segment(last).n_rows) != last_tile(a.segment(last).n_rows) ||
+        last_tile(a.segment(last).n_rows) < 0)
       return false;
   }
   return true;
@@ -212,12 +212,12 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
   int32_t r1[kAttnMaxHeads];       // [n_tok * n_group] the rows each head sees in a chunk
   for (int i = 0; i < n_tok; ++i)
     for (int g = 0; g < n_group; ++g) qh[i * n_group + g] = qs[i] + (size_t)g * dk;
-  const int last_seg = view.n_segments - 1;
+  const int last_seg = view.count() - 1;
   for (int c = 0; c < n; ++c) {
     const bool last = c == n - 1;
     for (int i = 0; i < n_tok; ++i)
       for (int g = 0; g < n_group; ++g)
-        r1[i * n_group + g] = last ? std::min(chunks[c].r1, views[i].segments[last_seg].n_rows) : chunks[c].r1;
+        r1[i * n_group + g] = last ? std::min(chunks[c].r1, views[i].segment(last_seg).n_rows) : chunks[c].r1;
     attend_chunk_heads_avx2(qh, r1, n_heads, view, chunks[c], scale, &parts[pf * c]);
   }
   const size_t token_floats = attn_partial_floats(n_group, dv);

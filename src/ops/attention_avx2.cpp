@@ -124,7 +124,7 @@ void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const Kv
                  float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const size_t ks = view.k_stride / sizeof(typename KV::Elem), vs = view.v_stride / sizeof(typename KV::Elem);
-  const KvSegment& seg = view.segments[c.seg];
+  const KvSegment& seg = view.segment(c.seg);
   const int32_t c0 = c.r0;
   // Up to 4 heads per pass keep the accumulators in registers; more heads
   // take several passes over the rows (each head's arithmetic is the same).

@@ -30,7 +30,7 @@ void attend_chunk_quant(const float* q, int n_group, const KvView& view, const A
   const GgmlType type = kv_storage_type(view.storage);
   const size_t k_row = view.k_stride, v_row = view.v_stride;
   const size_t qa_row = (size_t)(dk / QK) * sizeof(BlockQ8A);
-  const KvSegment& seg = view.segments[c.seg];
+  const KvSegment& seg = view.segment(c.seg);
   thread_local std::vector<float> qr, vt, sc;
   thread_local std::vector<uint8_t> qa;
   qr.assign(q, q + (size_t)n_group * dk);   // [n_group][dk]  q, rotated like the rows

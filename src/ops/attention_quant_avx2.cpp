@@ -202,7 +202,7 @@ template <class K, class V>
 void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v, nb = dk / QK;
   const size_t k_row = view.k_stride, v_row = view.v_stride;
-  const KvSegment& seg = view.segments[c.seg];
+  const KvSegment& seg = view.segment(c.seg);
   thread_local std::vector<float> qr, dqs, ml;
   thread_local std::vector<int32_t> qoff;
   thread_local std::vector<QBlock> qb;

@@ -26,12 +26,12 @@ constexpr std::array<TypeTraits, kMaxTypeId + 1> make_table() {
   t[2] = {"Q4_0", 32, 18, true};
   t[3] = {"Q4_1", 32, 20, true};
   // 4 and 5 were Q4_2 / Q4_3, removed from the format long ago.
-  t[6] = {"Q5_0", 32, 22, false};
-  t[7] = {"Q5_1", 32, 24, false};
+  t[6] = {"Q5_0", 32, 22, true};
+  t[7] = {"Q5_1", 32, 24, true};
   t[8] = {"Q8_0", 32, 34, true};
   t[9] = {"Q8_1", 32, 36, false};
-  t[10] = {"Q2_K", 256, 84, false};
-  t[11] = {"Q3_K", 256, 110, false};
+  t[10] = {"Q2_K", 256, 84, true};
+  t[11] = {"Q3_K", 256, 110, true};
   t[12] = {"Q4_K", 256, 144, true};
   t[13] = {"Q5_K", 256, 176, true};
   t[14] = {"Q6_K", 256, 210, true};
@@ -40,10 +40,10 @@ constexpr std::array<TypeTraits, kMaxTypeId + 1> make_table() {
   t[17] = {"IQ2_XS", 256, 74, false};
   t[18] = {"IQ3_XXS", 256, 98, false};
   t[19] = {"IQ1_S", 256, 50, false};
-  t[20] = {"IQ4_NL", 32, 18, false};
+  t[20] = {"IQ4_NL", 32, 18, true};
   t[21] = {"IQ3_S", 256, 110, false};
   t[22] = {"IQ2_S", 256, 82, false};
-  t[23] = {"IQ4_XS", 256, 136, false};
+  t[23] = {"IQ4_XS", 256, 136, true};
   t[24] = {"I8", 1, 1, false};
   t[25] = {"I16", 1, 2, false};
   t[26] = {"I32", 1, 4, false};
@@ -88,6 +88,86 @@ void deq_q4_1(const uint8_t* src, float* y, int64_t nb) {
     for (int l = 0; l < QK / 2; ++l) {
       y[l] = d * (float)(blk.qs[l] & 0xF) + m;
       y[l + QK / 2] = d * (float)(blk.qs[l] >> 4) + m;
+    }
+  }
+}
+
+// Q5_0 / Q5_1: the four low bits as in Q4_0, the fifth from qh.
+inline int q5_value(const uint8_t* qs, const uint8_t* qh, int i) {
+  const int lo = i < QK / 2 ? qs[i] & 0xF : qs[i - QK / 2] >> 4;
+  return lo | (((qh[i / 8] >> (i % 8)) & 1) << 4);
+}
+
+void deq_q5_0(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockQ5_0), y += QK) {
+    BlockQ5_0 blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d);
+    for (int i = 0; i < QK; ++i) y[i] = d * (float)(q5_value(blk.qs, blk.qh, i) - 16);
+  }
+}
+
+void deq_q5_1(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockQ5_1), y += QK) {
+    BlockQ5_1 blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d), m = fp16_to_fp32(blk.m);
+    for (int i = 0; i < QK; ++i) y[i] = d * (float)q5_value(blk.qs, blk.qh, i) + m;
+  }
+}
+
+void deq_iq4_nl(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockIQ4_NL), y += QK) {
+    BlockIQ4_NL blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d);
+    for (int l = 0; l < QK / 2; ++l) {
+      y[l] = d * (float)kIq4nlValues[blk.qs[l] & 0xF];
+      y[l + QK / 2] = d * (float)kIq4nlValues[blk.qs[l] >> 4];
+    }
+  }
+}
+
+void deq_q2_k(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockQ2_K), y += QK_K) {
+    BlockQ2_K blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d), dmin = fp16_to_fp32(blk.dmin);
+    for (int i = 0; i < QK_K; ++i) {
+      const int h = i / 128, g = (i / 32) % 4, l = i % 32;
+      const uint8_t sc = blk.scales[i / 16];
+      const int q = (blk.qs[32 * h + l] >> (2 * g)) & 3;
+      y[i] = (d * (float)(sc & 0xF)) * (float)q - dmin * (float)(sc >> 4);
+    }
+  }
+}
+
+void deq_q3_k(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockQ3_K), y += QK_K) {
+    BlockQ3_K blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d);
+    for (int i = 0; i < QK_K; ++i) {
+      const int h = i / 128, g = (i / 32) % 4, l = i % 32;
+      const int lo = (blk.qs[32 * h + l] >> (2 * g)) & 3;
+      const int q = lo - (((blk.hmask[l] >> (4 * h + g)) & 1) ? 0 : 4);
+      y[i] = (d * (float)(q3k_scale(blk.scales, i / 16) - 32)) * (float)q;
+    }
+  }
+}
+
+void deq_iq4_xs(const uint8_t* src, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(BlockIQ4_XS)) {
+    BlockIQ4_XS blk;
+    std::memcpy(&blk, src, sizeof blk);
+    const float d = fp16_to_fp32(blk.d);
+    for (int j = 0; j < QK_K / 32; ++j, y += 32) {
+      const float dl = d * (float)(iq4xs_scale(blk, j) - 32);
+      const uint8_t* q = blk.qs + 16 * j;
+      for (int l = 0; l < 16; ++l) {
+        y[l] = dl * (float)kIq4nlValues[q[l] & 0xF];
+        y[l + 16] = dl * (float)kIq4nlValues[q[l] >> 4];
+      }
     }
   }
 }
@@ -213,7 +293,13 @@ void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
       return;
     case GgmlType::Q4_0: return deq_q4_0(s, dst, nb);
     case GgmlType::Q4_1: return deq_q4_1(s, dst, nb);
+    case GgmlType::Q5_0: return deq_q5_0(s, dst, nb);
+    case GgmlType::Q5_1: return deq_q5_1(s, dst, nb);
+    case GgmlType::IQ4_NL: return deq_iq4_nl(s, dst, nb);
     case GgmlType::Q8_0: return deq_q8_0(s, dst, nb);
+    case GgmlType::Q2_K: return deq_q2_k(s, dst, nb);
+    case GgmlType::Q3_K: return deq_q3_k(s, dst, nb);
+    case GgmlType::IQ4_XS: return deq_iq4_xs(s, dst, nb);
     case GgmlType::Q4_K: return deq_q4_k(s, dst, nb);
     case GgmlType::Q5_K: return deq_q5_k(s, dst, nb);
     case GgmlType::Q6_K: return deq_q6_k(s, dst, nb);

@@ -25,10 +25,12 @@ enum class GgmlType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ4_NL = 20,
+  IQ4_XS = 23,
   BF16 = 30,
 };
 
-constexpr int QK = 32;     // block length of Q4_0, Q4_1, Q8_0, Q8_1
+constexpr int QK = 32;     // block length of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, IQ4_NL
 constexpr int QK_K = 256;  // super-block length of the K-quants
 
 // x[i] = d * (q[i] - 8), q in the low nibbles for i < 16, high nibbles after.
@@ -47,9 +49,34 @@ struct BlockQ8_0 {
   fp16_t d;
   int8_t qs[QK];
 };
+// x[i] = d * (q[i] - 16), q five bits: the low four as in Q4_0, the fifth is
+// bit i of qh (a little-endian uint32).
+struct BlockQ5_0 {
+  fp16_t d;
+  uint8_t qh[4];
+  uint8_t qs[QK / 2];
+};
+// x[i] = d * q[i] + m, q five bits as in Q5_0.
+struct BlockQ5_1 {
+  fp16_t d;
+  fp16_t m;
+  uint8_t qh[4];
+  uint8_t qs[QK / 2];
+};
+// x[i] = d * kIq4nlValues[q[i]], q four bits laid out as in Q4_0: a
+// non-uniform 16-level grid (denser near zero, like the weights).
+struct BlockIQ4_NL {
+  fp16_t d;
+  uint8_t qs[QK / 2];
+};
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1,    13,   25,  38,  53,  69,  89,  113};
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ5_0) == 22);
+static_assert(sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ8_0) == 34);
+static_assert(sizeof(BlockIQ4_NL) == 18);
 
 // K-quants: a 256-element super-block split into sub-blocks that carry their
 // own small integer scales, themselves scaled by fp16 super-block factors.
@@ -81,6 +108,38 @@ struct BlockQ6_K {
   int8_t scales[QK_K / 16];
   fp16_t d;
 };
+// 16 sub-blocks of 16. scales[s]: low nibble the scale, high nibble the min.
+// Element 128h + 32g + l (h = 0..1, g = 0..3, l = 0..31) is
+// (qs[32h + l] >> 2g) & 3 in sub-block 8h + 2g + l/16;
+// x = (d * sc) * q - (dmin * m).
+struct BlockQ2_K {
+  uint8_t scales[QK_K / 16];
+  uint8_t qs[QK_K / 4];
+  fp16_t d;
+  fp16_t dmin;
+};
+// 16 sub-blocks of 16 with six-bit scales stored +32 (see q3k_scale).
+// Element 128h + 32g + l: low two bits (qs[32h + l] >> 2g) & 3 as in Q2_K,
+// and bit 4h + g of hmask[l]; q = low - (bit ? 0 : 4), in -4..3;
+// x = (d * (sc - 32)) * q.
+struct BlockQ3_K {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[12];
+  fp16_t d;
+};
+// 8 sub-blocks of 32, each laid out as an IQ4_NL block, with six-bit scales
+// stored +32: low four bits in nibble j%2 of scales_l[j/2], top two bits
+// (scales_h >> 2j) & 3. x = (d * (sc - 32)) * kIq4nlValues[q].
+struct BlockIQ4_XS {
+  fp16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[QK_K / 64];
+  uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(BlockQ2_K) == 84);
+static_assert(sizeof(BlockQ3_K) == 110);
+static_assert(sizeof(BlockIQ4_XS) == 136);
 static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
@@ -97,6 +156,17 @@ inline void k4_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
     *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
     *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
+}
+
+// Six-bit scale s (0..15) of a Q3_K block, still +32: its low four bits are
+// nibble s/8 of scales[s%8], its top two bits (scales[8 + s%4] >> 2(s/4)) & 3.
+inline int q3k_scale(const uint8_t* sc, int s) {
+  return ((sc[s % 8] >> (4 * (s / 8))) & 0xF) | (((sc[8 + s % 4] >> (2 * (s / 4))) & 3) << 4);
+}
+
+// Six-bit scale j (0..7) of an IQ4_XS block, still +32.
+inline int iq4xs_scale(const BlockIQ4_XS& b, int j) {
+  return ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((b.scales_h >> (2 * j)) & 3) << 4);
 }
 
 struct TypeTraits {

@@ -30,9 +30,12 @@ struct KvSegment {
   int32_t n_rows = 0;
 };
 
-// Rows of one (layer, KV head) visible to a query, as up to three runs of
-// cells in position order (window caches: sinks, then the ring from its
-// oldest row to the end of storage, then its wrapped start).
+// Rows of one (layer, KV head) visible to a query, as runs of contiguous
+// cells in position order: first the n_blocks runs of a paged cache's block
+// table (kept by the cache, one array per sequence and head, so a view stays
+// small whatever the context), then up to kMaxSegments runs of its own (a
+// window cache: sinks, then the ring from its oldest row to the end of
+// storage, then its wrapped start; a paged cache: the query's last block).
 struct KvView {
   static constexpr int kMaxSegments = 3;
   KvStorage storage = KvStorage::F16;
@@ -46,11 +49,16 @@ struct KvView {
   int head_dim_v = 0;
   size_t k_stride = 0;  // bytes from one K row to the next
   size_t v_stride = 0;  // bytes from one V row to the next
-  int n_segments = 0;
+  const KvSegment* blocks = nullptr;  // [n_blocks], owned by the cache
+  int n_blocks = 0;
+  int n_segments = 0;  // runs in segments[], after the blocks
   KvSegment segments[kMaxSegments];
+
+  int count() const { return n_blocks + n_segments; }  // runs in all
+  const KvSegment& segment(int i) const { return i < n_blocks ? blocks[i] : segments[i - n_blocks]; }
   int32_t n_rows() const {
     int32_t n = 0;
-    for (int i = 0; i < n_segments; ++i) n += segments[i].n_rows;
+    for (int i = 0; i < count(); ++i) n += segment(i).n_rows;
     return n;
   }
 };

@@ -37,7 +37,7 @@ Kernel pick_kernel(const WeightMatrix& W) {
   if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
   if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
   if (!fn) fn = packed ? gemm_kernel_packed_ref(W.type) : gemm_kernel_ref(W.type);
-  if (!fn) throw Error("matmul: unsupported weight type " + std::to_string((int)W.type));
+  if (!fn) throw Error("matmul: unsupported weight type " + type_name((uint32_t)W.type));
   return {fn, act_format(W.type)};
 }
 

@@ -54,8 +54,22 @@ inline __m256i unpack_nibbles(const uint8_t* qs) {
   return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
+// The fifth bits of a Q5_0/Q5_1 block as bytes 0 or 16: byte i gets byte
+// i/8 of qh (within each 128-bit half, whose copy of qh sits at its start)
+// and keeps bit i%8.
+inline __m256i q5_high(const uint8_t* qh) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, qh, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32((int)bits),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i sel = _mm256_set1_epi64x(0x8040201008040201);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, sel), sel), _mm256_set1_epi8(16));
+}
+
 // ---- 32-element block formats -------------------------------------------
-// Signed weights (Q8_0, Q4_0 after -8): the int dot uses maddubs with |a| as
+// Signed weights (Q8_0, Q4_0 after -8, Q5_0 after -16, IQ4_NL's grid values,
+// all within -128..127): the int dot uses maddubs with |a| as
 // the unsigned operand and w carrying a's sign.
 struct WQ8_0 {
   using Block = BlockQ8_0;
@@ -67,11 +81,33 @@ struct WQ4_0 {
   static constexpr bool kSigned = true, kMin = false;
   static __m256i q(const Block& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
 };
-// Unsigned weights 0..15: maddubs(w, a) directly; + m_w * s_a.
+struct WQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr bool kSigned = true, kMin = false;
+  static __m256i q(const Block& b) {
+    return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)), _mm256_set1_epi8(16));
+  }
+};
+// IQ4_NL: the nibbles index the 16 signed grid values (one byte shuffle).
+struct WIQ4_NL {
+  using Block = BlockIQ4_NL;
+  static constexpr bool kSigned = true, kMin = false;
+  static __m256i q(const Block& b) {
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
+    return _mm256_shuffle_epi8(grid, unpack_nibbles(b.qs));
+  }
+};
+// Unsigned weights (Q4_1 0..15, Q5_1 0..31): maddubs(w, a) directly; + m_w * s_a.
 struct WQ4_1 {
   using Block = BlockQ4_1;
   static constexpr bool kSigned = false, kMin = true;
   static __m256i q(const Block& b) { return unpack_nibbles(b.qs); }
+  static fp16_t mh(const Block& b) { return b.m; }
+};
+struct WQ5_1 {
+  using Block = BlockQ5_1;
+  static constexpr bool kSigned = false, kMin = true;
+  static __m256i q(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); }
   static fp16_t mh(const Block& b) { return b.m; }
 };
 
@@ -310,13 +346,16 @@ GemmFn gemm_kernel_avx2(GgmlType t) {
     case GgmlType::Q8_0: return Gemm<Tile32, WQ8_0>::gemm;
     case GgmlType::Q4_0: return Gemm<Tile32, WQ4_0>::gemm;
     case GgmlType::Q4_1: return Gemm<Tile32, WQ4_1>::gemm;
+    case GgmlType::Q5_0: return Gemm<Tile32, WQ5_0>::gemm;
+    case GgmlType::Q5_1: return Gemm<Tile32, WQ5_1>::gemm;
+    case GgmlType::IQ4_NL: return Gemm<Tile32, WIQ4_NL>::gemm;
     case GgmlType::Q4_K: return Gemm<TileK4, std::false_type>::gemm;
     case GgmlType::Q5_K: return Gemm<TileK4, std::true_type>::gemm;
     case GgmlType::Q6_K: return Gemm<TileK6, void>::gemm;
     case GgmlType::F32: return Gemm<TileF, WF32>::gemm;
     case GgmlType::F16: return Gemm<TileF, WF16>::gemm;
     case GgmlType::BF16: return Gemm<TileF, WBF16>::gemm;
-    default: return nullptr;
+    default: return gemm_kernel_lowbit_avx2(t);  // Q2_K, Q3_K, IQ4_XS (matmul_lowbit_avx2.cpp) or nullptr
   }
 }
 

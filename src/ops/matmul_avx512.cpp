@@ -1,19 +1,20 @@
 // AVX-512 matmul kernels for the plain (row-major) layouts.
 //
-// 32-element block formats (Q8_0, Q4_0, Q4_1): the AVX2 tile with its
+// 32-element block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): the AVX2 tile with its
 // maddubs/madd/sign chain replaced by one VNNI dpbusd (u8 x s8 -> int32) per
 // (row, token, block), in 256-bit registers: the int32 lane j is still the
 // exact sum of bytes 4j..4j+3, and the f32 chain per output (one fma per
 // block with d_w * d_a, the 8-lane tree at the end) is the AVX2 one, so the
 // results are bit-identical to gemm_kernel_avx2; 32 registers allow wider
-// tiles. dpbusd needs an unsigned weight operand: signed weights (Q8_0, and
-// Q4_0's q - 8) are fed as q + bias, and the dot starts at -bias * sum(a) of
+// tiles. dpbusd needs an unsigned weight operand: signed weights (Q8_0,
+// IQ4_NL's grid values, Q4_0's q - 8, Q5_0's q - 16) are fed as q + bias, and the dot starts at -bias * sum(a) of
 // the same four bytes (exact in int32).
 //
 // Float formats (F32, F16, BF16): 16-lane f32 accumulators, one per output,
 // weights converted to f32 once per tile and reused across its tokens.
 //
-// K-quants (Q4_K, Q5_K, Q6_K): matmul_kquant_avx512.cpp.
+// K-quants (Q4_K, Q5_K, Q6_K): matmul_kquant_avx512.cpp; Q2_K, Q3_K, IQ4_XS:
+// matmul_lowbit_avx512.cpp.
 //
 // Batch invariance as in matmul_avx2.cpp: every (r, t) pair runs the same
 // instruction sequence on its own accumulators whatever tile it sits in.
@@ -41,6 +42,13 @@ inline __m256i unpack_nibbles(const uint8_t* qs) {
   return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
+// The fifth bits of a Q5_0/Q5_1 block as bytes 0 or 16 (bit i of qh -> byte i).
+inline __m256i q5_high(const uint8_t* qh) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, qh, 4);
+  return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(16));
+}
+
 // ---- 32-element block formats -------------------------------------------
 // q(): the weights as unsigned bytes, q_true + kBias.
 struct WQ8_0 {
@@ -56,6 +64,28 @@ struct WQ4_0 {
   static constexpr int kBias = 8;
   static constexpr bool kMin = false;
   static __m256i q(const Block& b) { return unpack_nibbles(b.qs); }
+};
+struct WQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kBias = 16;
+  static constexpr bool kMin = false;
+  static __m256i q(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); }
+};
+struct WIQ4_NL {  // the grid values + 128, by one byte shuffle
+  using Block = BlockIQ4_NL;
+  static constexpr int kBias = 128;
+  static constexpr bool kMin = false;
+  static __m256i q(const Block& b) {
+    const __m128i grid = _mm_xor_si128(_mm_loadu_si128((const __m128i*)kIq4nlValues), _mm_set1_epi8((char)0x80));
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(grid), unpack_nibbles(b.qs));
+  }
+};
+struct WQ5_1 {  // weights 0..31 as they are, + m_w * s_a
+  using Block = BlockQ5_1;
+  static constexpr int kBias = 0;
+  static constexpr bool kMin = true;
+  static __m256i q(const Block& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); }
+  static fp16_t mh(const Block& b) { return b.m; }
 };
 struct WQ4_1 {  // weights 0..15 as they are, + m_w * s_a
   using Block = BlockQ4_1;
@@ -183,9 +213,14 @@ GemmFn gemm_kernel_avx512(GgmlType t) {
     case GgmlType::Q8_0: return Gemm<Tile32, WQ8_0>::gemm;
     case GgmlType::Q4_0: return Gemm<Tile32, WQ4_0>::gemm;
     case GgmlType::Q4_1: return Gemm<Tile32, WQ4_1>::gemm;
+    case GgmlType::Q5_0: return Gemm<Tile32, WQ5_0>::gemm;
+    case GgmlType::Q5_1: return Gemm<Tile32, WQ5_1>::gemm;
+    case GgmlType::IQ4_NL: return Gemm<Tile32, WIQ4_NL>::gemm;
     case GgmlType::F32: return Gemm<TileF, WF32>::gemm;
     case GgmlType::F16: return Gemm<TileF, WF16>::gemm;
     case GgmlType::BF16: return Gemm<TileF, WBF16>::gemm;
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::IQ4_XS:
+      return gemm_kernel_lowbit_avx512(t);  // matmul_lowbit_avx512.cpp
     default: return gemm_kernel_kquant_avx512(t);  // Q4_K, Q5_K, Q6_K (matmul_kquant_avx512.cpp) or nullptr
   }
 }

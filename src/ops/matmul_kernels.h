@@ -29,6 +29,7 @@ using GemmFn = void (*)(const WeightMatrix& W, const uint8_t* xa, size_t xa_stri
 
 GemmFn gemm_kernel_ref(GgmlType t);   // scalar reference; nullptr if unsupported
 GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
+GemmFn gemm_kernel_lowbit_avx2(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx2
 // Kernels for the interleaved layout (W.interleave == kPackRows); r0 and r1
 // are then multiples of kPackRows.
 GemmFn gemm_kernel_packed_ref(GgmlType t);
@@ -40,6 +41,7 @@ namespace avx512 {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
 GemmFn gemm_kernel_kquant_avx512(GgmlType t);  // Q4_K/Q5_K/Q6_K part of gemm_kernel_avx512
+GemmFn gemm_kernel_lowbit_avx512(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx512
 }  // namespace avx512
 using avx512::gemm_kernel_avx512;
 using avx512::gemm_kernel_packed_avx512;
@@ -61,6 +63,7 @@ namespace avx512_emu {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
 GemmFn gemm_kernel_kquant_avx512(GgmlType t);
+GemmFn gemm_kernel_lowbit_avx512(GgmlType t);
 GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
 }  // namespace avx512_emu
 

@@ -14,8 +14,12 @@ namespace kvforge {
 
 ActFormat act_format(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q4_1: return ActFormat::Q8A;
-    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: return ActFormat::Q8K;
+    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q4_1:
+    case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::IQ4_NL:
+      return ActFormat::Q8A;
+    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::IQ4_XS:
+      return ActFormat::Q8K;
     default: return ActFormat::F32;
   }
 }
@@ -94,6 +98,47 @@ float dot_q4_1(const BlockQ4_1* w, const BlockQ8A* a, int64_t nb) {
   return s;
 }
 
+// Q5_0 / Q5_1: element i of a block is q5(i) (four bits as in Q4_0, the
+// fifth from qh); Q5_0 weights d (q - 16), Q5_1 d q + m like Q4_1.
+int q5_at(const uint8_t* qs, const uint8_t* qh, int i) {
+  const int lo = i < QK / 2 ? qs[i] & 15 : qs[i - QK / 2] >> 4;
+  return lo | (((qh[i / 8] >> (i % 8)) & 1) << 4);
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8A* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int isum = 0;
+    for (int i = 0; i < QK; ++i) isum += (q5_at(w[b].qs, w[b].qh, i) - 16) * a[b].qs[i];
+    s += (float)isum * (fp16_to_fp32(w[b].d) * a[b].d);
+  }
+  return s;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8A* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int isum = 0;
+    for (int i = 0; i < QK; ++i) isum += q5_at(w[b].qs, w[b].qh, i) * a[b].qs[i];
+    s += (float)isum * (fp16_to_fp32(w[b].d) * a[b].d) + fp16_to_fp32(w[b].m) * a[b].s;
+  }
+  return s;
+}
+
+// IQ4_NL: weights d * kIq4nlValues[q], the table entries are the integers.
+float dot_iq4_nl(const BlockIQ4_NL* w, const BlockQ8A* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int isum = 0;
+    for (int i = 0; i < QK / 2; ++i) {
+      isum += kIq4nlValues[w[b].qs[i] & 15] * a[b].qs[i];
+      isum += kIq4nlValues[w[b].qs[i] >> 4] * a[b].qs[i + QK / 2];
+    }
+    s += (float)isum * (fp16_to_fp32(w[b].d) * a[b].d);
+  }
+  return s;
+}
+
 // K-quants against Q8_K activations: the integer sums of a super-block
 // (sub-block sums times their small integer scales) are exact in int32, so
 // each super-block contributes d_a * (d * A - dmin * B) in f32.
@@ -161,6 +206,63 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8K* a, int64_t nb) {
   return s;
 }
 
+// Q2_K, Q3_K, IQ4_XS: the integer sums A (and B, Q2_K's mins) of a whole
+// super-block are exact in int32 and each super-block adds
+// d_a * (d * A - dmin * B) (Q3_K, IQ4_XS: d_a * (d * A)) in this order,
+// one rounding per operation (this file is built without FMA; the SIMD
+// kernels keep the compiler from fusing them): the SIMD kernels (matmul_lowbit_*.cpp) take the same steps on the
+// same integers, so they give these bits exactly.
+float dot_q2_k(const BlockQ2_K* w, const BlockQ8K* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int A = 0, B = 0;
+    for (int i = 0; i < QK_K; ++i) {
+      const int q = (w[b].qs[32 * (i / 128) + i % 32] >> (2 * ((i / 32) % 4))) & 3;
+      A += (w[b].scales[i / 16] & 15) * q * a[b].qs[i];
+    }
+    for (int j = 0; j < QK_K / 16; ++j) B += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    const float dA = fp16_to_fp32(w[b].d) * (float)A;
+    const float mB = fp16_to_fp32(w[b].dmin) * (float)B;
+    const float blk = a[b].d * (dA - mB);
+    s += blk;
+  }
+  return s;
+}
+
+float dot_q3_k(const BlockQ3_K* w, const BlockQ8K* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int A = 0;
+    for (int i = 0; i < QK_K; ++i) {
+      const int h = i / 128, g = (i / 32) % 4, l = i % 32;
+      const int lo = (w[b].qs[32 * h + l] >> (2 * g)) & 3;
+      const int q = lo - (((w[b].hmask[l] >> (4 * h + g)) & 1) ? 0 : 4);
+      A += (q3k_scale(w[b].scales, i / 16) - 32) * q * a[b].qs[i];
+    }
+    const float blk = a[b].d * (fp16_to_fp32(w[b].d) * (float)A);
+    s += blk;
+  }
+  return s;
+}
+
+float dot_iq4_xs(const BlockIQ4_XS* w, const BlockQ8K* a, int64_t nb) {
+  float s = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    int A = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+      const uint8_t* q = w[b].qs + 16 * j;
+      const int8_t* x = a[b].qs + 32 * j;
+      int isum = 0;
+      for (int l = 0; l < 16; ++l)
+        isum += kIq4nlValues[q[l] & 15] * x[l] + kIq4nlValues[q[l] >> 4] * x[l + 16];
+      A += (iq4xs_scale(w[b], j) - 32) * isum;
+    }
+    const float blk = a[b].d * (fp16_to_fp32(w[b].d) * (float)A);
+    s += blk;
+  }
+  return s;
+}
+
 void gemm_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
               float* y) {
   for (int64_t t = t0; t < t1; ++t)
@@ -201,6 +303,12 @@ float dot_ref(GgmlType t, const uint8_t* w, const uint8_t* a, int64_t cols) {
     case GgmlType::Q8_0: return dot_q8_0((const BlockQ8_0*)w, (const BlockQ8A*)a, cols / QK);
     case GgmlType::Q4_0: return dot_q4_0((const BlockQ4_0*)w, (const BlockQ8A*)a, cols / QK);
     case GgmlType::Q4_1: return dot_q4_1((const BlockQ4_1*)w, (const BlockQ8A*)a, cols / QK);
+    case GgmlType::Q5_0: return dot_q5_0((const BlockQ5_0*)w, (const BlockQ8A*)a, cols / QK);
+    case GgmlType::Q5_1: return dot_q5_1((const BlockQ5_1*)w, (const BlockQ8A*)a, cols / QK);
+    case GgmlType::IQ4_NL: return dot_iq4_nl((const BlockIQ4_NL*)w, (const BlockQ8A*)a, cols / QK);
+    case GgmlType::Q2_K: return dot_q2_k((const BlockQ2_K*)w, (const BlockQ8K*)a, cols / QK_K);
+    case GgmlType::Q3_K: return dot_q3_k((const BlockQ3_K*)w, (const BlockQ8K*)a, cols / QK_K);
+    case GgmlType::IQ4_XS: return dot_iq4_xs((const BlockIQ4_XS*)w, (const BlockQ8K*)a, cols / QK_K);
     case GgmlType::Q4_K: return dot_q4_k((const BlockQ4_K*)w, (const BlockQ8K*)a, cols / QK_K);
     case GgmlType::Q5_K: return dot_q5_k((const BlockQ5_K*)w, (const BlockQ8K*)a, cols / QK_K);
     case GgmlType::Q6_K: return dot_q6_k((const BlockQ6_K*)w, (const BlockQ8K*)a, cols / QK_K);
@@ -213,6 +321,8 @@ GemmFn gemm_kernel_ref(GgmlType t) {
   switch (t) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16:
     case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q4_1:
+    case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::IQ4_NL:
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::IQ4_XS:
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
       return gemm_ref;
     default: return nullptr;

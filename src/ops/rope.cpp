@@ -17,8 +17,8 @@ Rope::Rope(const RopeParams& p) : p_(p) {
 void Rope::angles(int32_t pos, float* cs) const {
   for (int i = 0; i < p_.n_rot / 2; ++i) {
     const double angle = (double)pos * inv_freq_[i];
-    cs[2 * i] = (float)std::cos(angle);
-    cs[2 * i + 1] = (float)std::sin(angle);
+    cs[2 * i] = (float)std::cos(angle) * p_.attn_factor;
+    cs[2 * i + 1] = (float)std::sin(angle) * p_.attn_factor;
   }
 }
 

@@ -15,6 +15,7 @@ struct RopeParams {
   int n_rot = 0;              // rotated dims per head (<= head_dim; the rest pass through)
   float freq_base = 10000.0f;
   std::vector<float> freq_factors;  // optional per-pair divisors (Llama 3.1 rope_freqs), size n_rot/2
+  float attn_factor = 1.0f;         // cos and sin scaled by it (LongRoPE's attention factor)
 };
 
 // Precomputed inverse frequencies so every call for a position gives the

@@ -34,6 +34,13 @@ def _archs():
         # Phi-3 with partial rotary (Phi-4-mini's 0.75; here 0.5 of 16 dims).
         "phi3": (t.Phi3Config, t.Phi3ForCausalLM, dict(num_hidden_layers=2, rms_norm_eps=1e-5,
                                                        partial_rotary_factor=0.5)),
+        # Phi-3.5 / Phi-4-mini LongRoPE: short factors up to the original
+        # context (256 here: llama.cpp's smallest context), long ones beyond,
+        # cos/sin scaled by sqrt(1 + ln(512 / 256) / ln(256)).
+        "phi3-longrope": (t.Phi3Config, t.Phi3ForCausalLM, dict(
+            num_hidden_layers=2, original_max_position_embeddings=256,
+            rope_parameters=dict(rope_type="longrope", rope_theta=10000.0, partial_rotary_factor=0.5,
+                                 short_factor=[1.0, 1.5, 2.0, 3.0], long_factor=[1.0, 4.0, 9.0, 20.0]))),
         "gemma2": (t.Gemma2Config, t.Gemma2ForCausalLM, dict(num_hidden_layers=2, head_dim=32,
                                                               query_pre_attn_scalar=32, attn_logit_softcapping=5.0,
                                                               final_logit_softcapping=3.0)),
@@ -89,15 +96,20 @@ def _llama3_rope_factors(rope, head_dim):
     return np.array(out, dtype=np.float32)
 
 
+GGUF_ARCH = {"llama3": "llama", "phi3-longrope": "phi3"}
+
+
 def write_arch_gguf(path, model, arch):
-    """Writes `model` as a GGUF of architecture `arch` (f32 tensors; "llama3"
-    is written as "llama")."""
+    """Writes `model` as a GGUF of architecture `arch` (f32 tensors; the
+    variants in GGUF_ARCH under their GGUF name)."""
     import gguf
+    import math
+    arch = GGUF_ARCH.get(arch, arch)
     cfg = model.config
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
-    w = gguf.GGUFWriter(str(path), "llama" if arch == "llama3" else arch)
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_feed_forward_length(cfg.intermediate_size)
@@ -111,6 +123,10 @@ def write_arch_gguf(path, model, arch):
     if _rope(cfg).get("rope_type") == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(_rope(cfg)["factor"])
+    if _rope(cfg).get("rope_type") == "longrope":  # as convert_hf_to_gguf.py's Phi3MiniModel
+        orig = _rope(cfg)["original_max_position_embeddings"]
+        w.add_rope_scaling_orig_ctx_len(orig)
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(cfg.max_position_embeddings / orig) / math.log(orig)))
     rope_dims = int(_rope(cfg).get("partial_rotary_factor", 1.0) * head_dim)
     if rope_dims != head_dim:
         w.add_rope_dimension_count(rope_dims)
@@ -135,6 +151,9 @@ def write_arch_gguf(path, model, arch):
     f32("token_embd.weight", sd["model.embed_tokens.weight"])
     if _rope(cfg).get("rope_type") == "llama3":
         f32("rope_freqs.weight", _llama3_rope_factors(_rope(cfg), head_dim))
+    if _rope(cfg).get("rope_type") == "longrope":
+        f32("rope_factors_long.weight", np.array(_rope(cfg)["long_factor"]))
+        f32("rope_factors_short.weight", np.array(_rope(cfg)["short_factor"]))
     norm("output_norm.weight", sd["model.norm.weight"])
     if not cfg.tie_word_embeddings:
         f32("output.weight", sd["lm_head.weight"])
@@ -145,7 +164,7 @@ def write_arch_gguf(path, model, arch):
             f32(b + "ffn_up.weight", sd[p + "mlp.gate_up_proj.weight"])
         else:
             q, k = sd[p + "self_attn.q_proj.weight"], sd[p + "self_attn.k_proj.weight"]
-            if arch in ("llama3", "smollm3"):  # the converter's LlamaModel permutation (RoPE over adjacent pairs)
+            if arch in ("llama", "smollm3"):  # the converter's LlamaModel permutation (RoPE over adjacent pairs)
                 q, k = _permute_for_adjacent_rope(q, nh), _permute_for_adjacent_rope(k, nkv)
             f32(b + "attn_q.weight", q)
             f32(b + "attn_k.weight", k)

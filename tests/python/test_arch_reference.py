@@ -1,4 +1,5 @@
-"""Llama 3.1+ rope scaling, Qwen3, SmolLM3, Phi-3, Gemma 2 and Gemma 3 with random weights
+"""Llama 3.1+ rope scaling, Qwen3, SmolLM3, Phi-3 (also with LongRoPE), Gemma 2
+and Gemma 3 with random weights
 (arch_fixtures.py), each written once to GGUF and run by kvforge, by Hugging
 Face transformers (same f32 weights) and by llama.cpp (same file).
 
@@ -131,3 +132,23 @@ def test_soft_capped_attention_refuses_quantized_kv(kvforge_bin, tmp_dir):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error:")
     assert "soft-caps attention" in r.stderr
+
+
+@pytest.mark.parametrize("n_tok, ctx", [(40, 256), (300, 512)])
+def test_phi3_longrope_short_and_long_factors(kvforge_bin, tmp_path, tmp_dir, n_tok, ctx):
+    """LongRoPE rotates with its short factors within the original context
+    (256) and with the long ones beyond it. transformers switches by the
+    text's length, llama.cpp and kvforge by the context size (-c), so each
+    case makes the three agree: 40 tokens at -c 256, 300 tokens at -c 512.
+    Tolerances as above."""
+    from llama_cpp import Llama
+    model, path = _model("phi3-longrope", None, tmp_dir)
+    ids = (IDS * 8)[:n_tok]
+    ours = kvforge_logits(kvforge_bin, path, ids, tmp_path, "--kv-type", "f32", "-c", ctx)
+    assert_logits_close(f"phi3 LongRoPE {n_tok} tokens vs transformers", _hf_logits(model, ids), ours, 1e-4)
+    llm = Llama(model_path=path, n_ctx=ctx, n_threads=2, logits_all=True, verbose=False, n_batch=512)
+    llm.eval(ids)
+    ref = np.array(llm.scores[:len(ids)], dtype=np.float32)
+    ours = kvforge_logits(kvforge_bin, path, ids, tmp_path, "-c", ctx)
+    print(f"\n[phi3 LongRoPE {n_tok} tokens vs llama.cpp] max|diff|={np.abs(ref - ours).max():.2e}")
+    assert np.abs(ref - ours).max() <= 2e-2

@@ -3,7 +3,8 @@ Python implementation: synthetic files of every supported tensor type, the
 real SmolLM2 model, metadata via `inspect --json`, and error handling.
 
 Tolerance: none. Every supported type dequantizes with a fixed float32
-operation order — (d * scale) * q - (dmin * min), or d * q + m for Q4_1 — that
+operation order — (d * scale) * q - (dmin * min), or d * q + m for Q4_1 and
+Q5_1, (d * scale) * grid[q] for IQ4_XS — that
 gguf-py's numpy code performs in the same order, with f16/bf16 -> f32
 conversions that are exact. Float32 multiply/subtract are correctly rounded,
 so identical operation order gives identical bits; we compare bit patterns.
@@ -14,16 +15,19 @@ import pathlib
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+import gguf
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 
 from conftest import run_kvforge  # noqa: E402
 
-SUPPORTED = [QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q4_K, QT.Q5_K, QT.Q6_K]
+SUPPORTED = [QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1, QT.IQ4_NL,
+             QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K, QT.Q6_K, QT.IQ4_XS]
 
-# Byte offsets of the fp16 scale fields in K-quant blocks: random bytes are a
-# valid block everywhere else, but these must be finite halves.
-K_SCALE_FIELDS = {QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,)}
+# Byte offsets of the fp16 scale fields in the blocks of the types gguf-py
+# cannot quantize: random bytes are a valid block everywhere else, but these
+# must be finite halves.
+K_SCALE_FIELDS = {QT.Q2_K: (80, 82), QT.Q3_K: (108,), QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,),
+                  QT.IQ4_NL: (0,), QT.IQ4_XS: (0,)}
 
 
 def assert_bits_equal(ours, ref):
@@ -171,7 +175,7 @@ def test_every_value_type_from_gguf_py(kvforge_bin, tmp_path):
 
 
 def assert_clean_error(proc):
-    assert proc.returncode != 0
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
 

@@ -10,6 +10,7 @@
 
 #include "backend/cpu_features.h"
 #include "ops/activation.h"
+#include "simd_levels.h"
 
 namespace kvforge {
 namespace {
@@ -34,26 +35,25 @@ double tol(double v) { return 8 * std::numeric_limits<float>::epsilon() * (std::
 
 TEST(Activation, GeluMatchesDoubleReferenceAtEveryLevel) {
   const auto x = inputs(1000, 1);
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-    set_simd_level(lvl);
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
     auto y = x;
     gelu_inplace(y.data(), (int64_t)y.size());
     for (size_t i = 0; i < x.size(); ++i)
       ASSERT_NEAR(y[i], gelu_d(x[i]), tol(x[i])) << "x = " << x[i] << " level " << simd_level_name(simd_level());
   }
-  set_simd_level(SimdLevel::AVX512);
 }
 
 TEST(Activation, SwigluMatchesDoubleReferenceAtEveryLevel) {
   const auto g = inputs(1000, 2), u = inputs(1000, 3);
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-    set_simd_level(lvl);
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
     auto y = g;
     swiglu_inplace(y.data(), u.data(), (int64_t)y.size());
     for (size_t i = 0; i < g.size(); ++i)
-      ASSERT_NEAR(y[i], silu_d(g[i]) * u[i], tol(g[i]) * (std::fabs(u[i]) + 1)) << "g = " << g[i];
+      ASSERT_NEAR(y[i], silu_d(g[i]) * u[i], tol(g[i]) * (std::fabs(u[i]) + 1))
+          << "g = " << g[i] << " level " << simd_level_name(lvl);
   }
-  set_simd_level(SimdLevel::AVX512);
 }
 
 TEST(Activation, ElementValueIndependentOfLength) {

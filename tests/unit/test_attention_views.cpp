@@ -15,6 +15,7 @@
 #include "ops/hadamard.h"
 #include "ops/kv_view.h"
 #include "ops/quantize.h"
+#include "simd_levels.h"
 
 namespace kvforge {
 namespace {
@@ -69,13 +70,11 @@ struct Case {
 TEST(AttentionViews, VInsideKRowsEqualsPackedV) {
   std::mt19937 rng(91);
   std::normal_distribution<float> nd(0, 1);
-  const SimdLevel best = simd_level();
   // The MLA shape in small: K row = latent 64 + rope 32, V = the latent.
   const int dk = 96, dv = 64;
   int compared = 0;
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-    if (lvl > best) continue;
-    set_simd_level(lvl);
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
     for (Case c : {Case{KvStorage::F32, 0}, Case{KvStorage::F16, 0}, Case{KvStorage::Q8_0, 0},
                    Case{KvStorage::Q4_0, 0}, Case{KvStorage::Q8_0, 32}, Case{KvStorage::Q4_0, 32}})
       for (int group : {1, 3, 16})
@@ -91,7 +90,6 @@ TEST(AttentionViews, VInsideKRowsEqualsPackedV) {
           ++compared;
         }
   }
-  set_simd_level(best);
   EXPECT_GE(compared, 6 * 3 * 4);
 }
 

@@ -7,6 +7,7 @@
 #include "backend/bandwidth.h"
 #include "backend/cpu_features.h"
 #include "eval/bench.h"
+#include "simd_levels.h"
 
 namespace kvforge {
 namespace {
@@ -25,10 +26,10 @@ TEST(Bandwidth, StreamReadSeesEveryByte) {
   std::vector<uint64_t> buf(n / 8 + 8);
   uint8_t* p = (uint8_t*)(((uintptr_t)buf.data() + 63) & ~(uintptr_t)63);
   for (size_t i = 0; i < n / 8; ++i) ((uint64_t*)p)[i] = i * 0x9E3779B97F4A7C15ull;
-  const SimdLevel saved = simd_level();
-  set_simd_level(SimdLevel::Scalar);
-  const uint64_t ref = stream_read(p, n);
-  set_simd_level(saved);
+  const uint64_t ref = [&] {
+    ScopedSimdLevel at(SimdLevel::Scalar);
+    return stream_read(p, n);
+  }();
   EXPECT_EQ(stream_read(p, n), ref);
   for (size_t w : {size_t(0), size_t(7), n / 8 - 1}) {
     ((uint64_t*)p)[w] ^= 1;

@@ -13,12 +13,15 @@
 #include "gguf/gguf.h"
 #include "ops/ggml_types.h"
 #include "util/error.h"
+#include "test_matrix.h"
 
 namespace kvforge::gguf {
 namespace {
 
-const GgmlType kSupported[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                               GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kSupported[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,   GgmlType::Q8_0,
+                               GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,   GgmlType::Q5_1,
+                               GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,   GgmlType::Q5_K,
+                               GgmlType::Q6_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
 std::unique_ptr<File> parse(const std::vector<uint8_t>& b) { return File::from_memory(b.data(), b.size(), "t.gguf"); }
 
@@ -86,15 +89,14 @@ std::vector<uint8_t> random_tensor_bytes(GgmlType t, int64_t n, std::mt19937& rn
         std::memcpy(&b[o], &f, 4);
         break;
       }
-      case GgmlType::F16: case GgmlType::Q4_0: case GgmlType::Q8_0: put_half(o); break;
       case GgmlType::BF16: {
         const bf16_t h = fp32_to_bf16(std::uniform_real_distribution<float>(-2.f, 2.f)(rng));
         std::memcpy(&b[o], &h, 2);
         break;
       }
-      case GgmlType::Q4_1: case GgmlType::Q4_K: case GgmlType::Q5_K: put_half(o); put_half(o + 2); break;
-      case GgmlType::Q6_K: put_half(o + 208); break;
-      default: break;
+      default:
+        for (size_t off : test::fp16_fields(t)) put_half(o + off);
+        break;
     }
   }
   return b;
@@ -424,13 +426,13 @@ TEST(Dequant, TypeTable) {
   EXPECT_EQ(type_name(4), "type#4");
   EXPECT_EQ(type_traits(4u), nullptr);
   EXPECT_EQ(type_traits(1000u), nullptr);
-  EXPECT_FALSE(type_supported(6));  // Q5_0
+  EXPECT_FALSE(type_supported(9));  // Q8_1
   EXPECT_TRUE(type_supported(30));  // BF16
   EXPECT_EQ(row_bytes(GgmlType::Q6_K, 512), 420u);
   EXPECT_THROW(row_bytes(GgmlType::Q4_0, 33), Error);
   float y[32];
   const uint8_t zeros[64] = {};
-  EXPECT_THROW(dequantize_row(GgmlType::Q5_0, zeros, y, 32), Error);
+  EXPECT_THROW(dequantize_row(GgmlType::Q8_1, zeros, y, 32), Error);
   for (GgmlType t : kSupported) EXPECT_TRUE(type_traits(t).supported);
 }
 
@@ -526,7 +528,8 @@ TEST(GgufBad, TensorProblems) {
   EXPECT_NO_THROW(parse(one({32, 2}, 0, 0, 256)));
   expect_error(one({32, 1, 1, 1, 1}, 0, 0, 128), {"'w'", "5 dimensions"});
   expect_error(one({}, 0, 0, 128), {"'w'", "0 dimensions"});
-  expect_error(one({32}, 6, 0, 128), {"'w'", "unsupported type Q5_0 (id 6)"});
+  expect_error(one({32}, 9, 0, 128), {"'w'", "unsupported type Q8_1 (id 9)"});
+  expect_error(one({256}, 16, 0, 128), {"'w'", "unsupported type IQ2_XXS (id 16)"});
   expect_error(one({32}, 4, 0, 128), {"'w'", "unknown type id 4"});
   expect_error(one({32}, 99, 0, 128), {"'w'", "unknown type id 99"});
   expect_error(one({32, 2}, 0, 0, 255), {"'w'", "outside"});

@@ -15,6 +15,7 @@
 #include "ops/hadamard.h"
 #include "ops/quantize.h"
 #include "kv_test_view.h"
+#include "simd_levels.h"
 
 namespace kvforge {
 namespace {
@@ -161,10 +162,10 @@ TEST(QuantizedAttention, ScalarAndSimdKernelsAgree) {
   const auto q = random_queries(5 * n_group * dim, 42, 2.0f);
   for (const char* kv : {"q8", "q4,hadamard"}) {
     const auto best = attend_through(kv, rows, dim, n_group, q);
-    const SimdLevel saved = simd_level();
-    set_simd_level(SimdLevel::Scalar);
-    const auto scalar = attend_through(kv, rows, dim, n_group, q);
-    set_simd_level(saved);
+    const auto scalar = [&] {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      return attend_through(kv, rows, dim, n_group, q);
+    }();
     EXPECT_LT(nmse(best, scalar), 1e-10) << kv;
   }
 }
@@ -248,9 +249,8 @@ TEST(QuantizedAttention, Avx2KernelMatchesScalarReference) {
 TEST(QuantizedAttention, SplitChunksEqualWholeView) {
   std::mt19937 rng(53);
   std::normal_distribution<float> nd(0, 1);
-  const SimdLevel best = simd_level();
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-    set_simd_level(lvl);
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
     for (KvStorage st : {KvStorage::Q8_0, KvStorage::Q4_0})
       for (bool had : {false, true})
         for (int n : {1, 255, 256, 257, 1000}) {
@@ -268,10 +268,10 @@ TEST(QuantizedAttention, SplitChunksEqualWholeView) {
             attend_chunk(q.data(), group, view, ch[i], 0.125f, &parts[pf * i]);
           attend_merge(parts.data(), (int)ch.size(), group, view, b.data());
           ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
-              << kv_storage_name(st) << (had ? ",hadamard" : "") << " n " << n;
+              << kv_storage_name(st) << (had ? ",hadamard" : "") << " n " << n << " level "
+              << simd_level_name(lvl);
         }
   }
-  set_simd_level(best);
 }
 
 // Through real caches: K/V of 300 tokens written as one prefill batch versus
@@ -328,14 +328,14 @@ TEST(QuantizedAttention, QuantizeRowSimdBitIdenticalToScalar) {
   for (int i = 4 * QK; i < 5 * QK; ++i) x[i] = 0.5f * (float)(i % 17 - 8);  // block 4: halves
   for (int i = 5 * QK; i < 6 * QK; ++i) x[i] = 1e-6f * nd(rng);  // block 5: f16 subnormal scales
   x[6 * QK + 2] = 60000.0f;                                       // block 6: near the f16 range
-  const SimdLevel best = simd_level();
   for (GgmlType t : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0}) {
     const size_t bytes = (size_t)row_bytes(t, n);
     std::vector<uint8_t> simd(bytes), scalar(bytes);
     quantize_row(t, x.data(), simd.data(), n);
-    set_simd_level(SimdLevel::Scalar);
-    quantize_row(t, x.data(), scalar.data(), n);
-    set_simd_level(best);
+    {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      quantize_row(t, x.data(), scalar.data(), n);
+    }
     ASSERT_EQ(0, std::memcmp(simd.data(), scalar.data(), bytes)) << type_traits(t).name;
   }
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu_features.h"
@@ -15,18 +16,20 @@
 #include "ops/matmul.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
+#include "util/error.h"
+#include "test_matrix.h"
+#include "simd_levels.h"
 
 using namespace kvforge;
 
 namespace {
 
-const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                           GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,   GgmlType::Q4_0,
+                           GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K,
+                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,   GgmlType::IQ4_XS};
 
 bool is_quant(GgmlType t) { return act_format(t) != ActFormat::F32; }
 int block_of(GgmlType t) { return act_format(t) == ActFormat::Q8K ? QK_K : is_quant(t) ? QK : 1; }
-
-size_t stored_row_bytes(GgmlType t, int64_t cols) { return row_bytes(t, cols); }
 
 std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -38,42 +41,7 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-struct TestMatrix {
-  std::vector<uint8_t> data;
-  std::vector<float> deq;  // dequantized, [rows][cols]
-  WeightMatrix W;
-};
-
-TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
-  TestMatrix m;
-  const size_t rb = stored_row_bytes(t, cols);
-  m.data.resize(rb * rows + 64);
-  if (quantize_row_supported(t)) {
-    const auto f = randn(rows * cols, seed, 0.05f);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(t, f.data() + r * cols, m.data.data() + r * rb, cols);
-  } else {
-    // K-quants: random bytes are valid blocks; only the fp16 super-block
-    // factors need sane magnitudes.
-    std::mt19937 rng(seed);
-    for (auto& b : m.data) b = (uint8_t)rng();
-    std::uniform_real_distribution<float> u(1e-4f, 2e-3f);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t b = 0; b < cols / QK_K; ++b) {
-        uint8_t* blk = m.data.data() + r * rb + b * (rb / (cols / QK_K));
-        fp16_t d = fp32_to_fp16(u(rng)), dmin = fp32_to_fp16(u(rng));
-        if (t == GgmlType::Q6_K) {
-          std::memcpy(blk + offsetof(BlockQ6_K, d), &d, 2);
-        } else {
-          std::memcpy(blk, &d, 2);
-          std::memcpy(blk + 2, &dmin, 2);
-        }
-      }
-  }
-  m.W = WeightMatrix{t, rows, cols, m.data.data(), rb};
-  m.deq.resize(rows * cols);
-  for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
-  return m;
-}
+using test::make_matrix;
 
 // The activations the kernels actually see, dequantized back to f32.
 std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int64_t n_tok, int64_t cols) {
@@ -97,12 +65,11 @@ std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int
 
 std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int threads, SimdLevel lvl,
                        Epilogue ep = {}) {
-  set_simd_level(lvl);
+  ScopedSimdLevel at(lvl);
   ThreadPool pool(threads);
   MatmulScratch scratch;
   std::vector<float> y(n_tok * W.rows, std::numeric_limits<float>::quiet_NaN());
   matmul(W, x, n_tok, y.data(), pool, scratch, ep);
-  set_simd_level(SimdLevel::AVX512);  // back to the best the CPU has
   return y;
 }
 
@@ -134,16 +101,24 @@ TEST(ActQuant, SimdMatchesReferenceBitForBit) {
     for (int i = 32; i < 64; ++i) x[i] = 0.25f;
     x[32] = 127.0f, x[33] = 0.5f, x[34] = 1.5f, x[35] = -2.5f;
     std::vector<BlockQ8A> a(n / QK), b(n / QK);
-    set_simd_level(SimdLevel::Scalar);
-    quantize_act_q8a(x.data(), a.data(), n);
-    set_simd_level(SimdLevel::AVX2);
-    quantize_act_q8a(x.data(), b.data(), n);
+    {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      quantize_act_q8a(x.data(), a.data(), n);
+    }
+    {
+      ScopedSimdLevel at(SimdLevel::AVX2);
+      quantize_act_q8a(x.data(), b.data(), n);
+    }
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(BlockQ8A))) << n;
     std::vector<BlockQ8K> c(n / QK_K), e(n / QK_K);
-    set_simd_level(SimdLevel::Scalar);
-    quantize_act_q8k(x.data(), c.data(), n);
-    set_simd_level(SimdLevel::AVX2);
-    quantize_act_q8k(x.data(), e.data(), n);
+    {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      quantize_act_q8k(x.data(), c.data(), n);
+    }
+    {
+      ScopedSimdLevel at(SimdLevel::AVX2);
+      quantize_act_q8k(x.data(), e.data(), n);
+    }
     EXPECT_EQ(0, std::memcmp(c.data(), e.data(), c.size() * sizeof(BlockQ8K))) << n;
   }
 }
@@ -196,13 +171,45 @@ TEST(Matmul, SimdMatchesScalarReference) {
   }
 }
 
+// Q2_K, Q3_K and IQ4_XS kernels take the reference's own float steps on the
+// same exact integer sums (matmul_lowbit_avx2.cpp), so they give its bits.
+TEST(Matmul, LowBitKernelsBitIdenticalToReference) {
+  if (!simd_available()) GTEST_SKIP() << "no AVX2";
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::IQ4_XS})
+    for (int64_t cols : {256, 1536})
+      for (int64_t rows : {1, 6, 13}) {
+        const int64_t n_tok = 5;
+        auto M = make_matrix(t, rows, cols, (uint32_t)(cols + rows));
+        auto x = randn(n_tok * cols, (uint32_t)rows);
+        auto ys = run(M.W, x.data(), n_tok, 2, SimdLevel::AVX2);
+        auto yr = run(M.W, x.data(), n_tok, 1, SimdLevel::Scalar);
+        ASSERT_EQ(0, std::memcmp(ys.data(), yr.data(), ys.size() * sizeof(float)))
+            << type_name((uint32_t)t) << " cols " << cols << " rows " << rows;
+      }
+}
+
+// A type the engine cannot multiply fails with its name, not a number.
+TEST(Matmul, UnsupportedTypeNamedInError) {
+  std::vector<uint8_t> w(64);
+  std::vector<float> x(32), y(1);
+  WeightMatrix W{GgmlType::Q8_1, 1, 32, w.data(), 36};
+  ThreadPool pool(1);
+  MatmulScratch scratch;
+  try {
+    matmul(W, x.data(), 1, y.data(), pool, scratch);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported weight type Q8_1"), std::string::npos) << e.what();
+  }
+}
+
 // Quantized result vs the exact product of the dequantized weights with the
 // unquantized activations: the activation rounding moves each a_k by at most
 // d/2 = amax_block/254, so |y - y_exact| <= sum_k |w_k| amax_b(k) / 254, plus
 // the f32 accumulation term from above. Runs at the scalar and SIMD levels.
 TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
   const float eps = std::numeric_limits<float>::epsilon();
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX2})
+  for (SimdLevel lvl : simd_levels())
   for (GgmlType t : kTypes) {
     for (int64_t cols : {256, 512, 1536}) {
       const int64_t rows = 7, n_tok = 2;
@@ -243,9 +250,7 @@ TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
 // The central contract: row t of a batched product is bit-identical to the
 // same row computed alone, for any thread count.
 TEST(Matmul, BatchInvariantBitForBit) {
-  std::vector<SimdLevel> levels = {SimdLevel::Scalar};
-  if (simd_available()) levels.push_back(SimdLevel::AVX2);
-  for (SimdLevel lvl : levels)
+  for (SimdLevel lvl : simd_levels())
     for (GgmlType t : kTypes)
       for (int64_t cols : {256, 768}) {
         const int64_t rows = 37;  // not a multiple of the tile height

@@ -45,11 +45,14 @@ const Impl kImpls[] = {
 
 bool avx2_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
 
-const GgmlType kPlainTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                                GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kPlainTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,   GgmlType::Q8_0, GgmlType::Q4_0,
+                                GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,   GgmlType::IQ4_NL,
+                                GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,   GgmlType::Q5_K,
+                                GgmlType::Q6_K, GgmlType::IQ4_XS};
 // Integer dots with the AVX2 f32 chain: bit-identical to the AVX2 kernels.
-const GgmlType kIntTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1,
-                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kIntTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                              GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q2_K, GgmlType::Q3_K,
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS};
 
 // Elements per activation block (1: f32 activations, no constraint on cols).
 int64_t block_of(GgmlType t) {
@@ -207,6 +210,10 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
       auto y2 = gemm(gemm_kernel_avx2(t), M.W, A, n_tok);
       ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)))
           << "plain " << (int)t << " cols " << cols << " rows " << rows;
+      if (t == GgmlType::Q2_K || t == GgmlType::Q3_K || t == GgmlType::IQ4_XS) {  // the reference's own steps
+        auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+        ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float))) << "ref " << (int)t << " " << cols;
+      }
       if (!packable(M.W)) continue;
       auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);

@@ -15,6 +15,7 @@
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "test_matrix.h"
+#include "simd_levels.h"
 
 using namespace kvforge;
 
@@ -62,9 +63,10 @@ TEST(WeightPack, MatchesPlainReference) {
     for (int64_t cols : {64, 576, 1536}) {
       auto m = make_packed(t, 40, cols, 2);  // 5 groups: pairs of groups and a single one
       auto x = randn(5 * cols, 3);
-      set_simd_level(SimdLevel::Scalar);
-      auto ref = run(m.W, x.data(), 5, 1);
-      set_simd_level(SimdLevel::AVX512);
+      const auto ref = [&] {
+        ScopedSimdLevel at(SimdLevel::Scalar);
+        return run(m.W, x.data(), 5, 1);
+      }();
       auto y = run(m.P, x.data(), 5, 2);
       std::vector<float> wrow(cols);
       for (int64_t tk = 0; tk < 5; ++tk)
@@ -81,8 +83,8 @@ TEST(WeightPack, MatchesPlainReference) {
 }
 
 TEST(WeightPack, BatchInvariantBitForBit) {
-  for (SimdLevel lvl : {SimdLevel::Scalar, SimdLevel::AVX512}) {
-    set_simd_level(lvl);
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
     for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16}) {
       auto m = make_packed(t, 200, 576, 4);  // 25 groups
       auto x = randn(70 * 576, 5);
@@ -93,11 +95,11 @@ TEST(WeightPack, BatchInvariantBitForBit) {
           auto y = run(m.P, x.data(), n_tok, threads);
           for (int64_t tk = 0; tk < n_tok; ++tk)
             ASSERT_EQ(0, std::memcmp(y.data() + tk * 200, alone[tk].data(), 200 * sizeof(float)))
-                << (int)t << " n_tok " << n_tok << " threads " << threads << " token " << tk;
+                << (int)t << " n_tok " << n_tok << " threads " << threads << " token " << tk << " level "
+                << simd_level_name(lvl);
         }
     }
   }
-  set_simd_level(SimdLevel::AVX512);
 }
 
 // matmul_many gives each matrix exactly what matmul gives it.

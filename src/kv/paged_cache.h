@@ -1,0 +1,121 @@
+#pragma once
+// A KV cache for many sequences (the server): fixed-size blocks of
+// kKvBlockRows cells from one pool allocated up front, a block table per
+// sequence, blocks shared by reference count between sequences with a common
+// prefix, copy-on-write when a sequence writes into a shared block, and
+// eviction of unused cached prefixes (least recently used first).
+//
+// Cell metadata is kept apart from tensor storage (a KvStore whose every
+// (layer, head) has n_blocks * kKvBlockRows cells; block b owns cells
+// b * kKvBlockRows ..): a sequence's row r lives in block blocks[r /
+// kKvBlockRows], cell r % kKvBlockRows. Rows are filled in order and row ==
+// position here; a token-eviction policy (H2O, SnapKV) is the same table
+// with rows compacted and positions kept per row.
+//
+// Exactness: blocks are as long as the attention chunk, so a query's view is
+// cut into exactly the chunks of a contiguous cache (ops/attention.h) and a
+// sequence's logits are bit-identical alone, batched with others, from a
+// shared prefix, or in a single-sequence cache with the same storage.
+//
+// Prefix sharing: every block is a node of a tree whose root's children are
+// first blocks and whose node's children are the blocks that continued it;
+// a block records the token ids of its filled rows. reuse_prefix walks the
+// tree with a new prompt and shares the matching blocks (the last may match
+// only partly: the sequence then diverges mid-block and copies it on its
+// first write). Blocks of finished sequences stay in the tree until their
+// cells are needed.
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "kv/kv_policy.h"
+#include "kv/kv_store.h"
+
+namespace kvforge {
+
+constexpr int32_t kKvBlockRows = 256;  // == kAttnChunk (ops/attention.h), see "Exactness" above
+
+struct PagedKvStats {
+  int32_t blocks = 0;         // in the pool
+  int32_t blocks_used = 0;    // held by a sequence
+  int32_t blocks_cached = 0;  // held by none, kept for their prefix
+  int32_t blocks_shared = 0;  // held by more than one sequence
+  int64_t prefix_tokens_reused = 0;  // tokens reuse_prefix has handed out, in all
+  int64_t copies = 0;                // copy-on-write block copies
+  int64_t evictions = 0;             // cached blocks taken back for new rows
+};
+
+class PagedKvCache final : public KvCache {
+ public:
+  // Full-history policies only (any storage, hadamard); n_ctx: most tokens of
+  // one sequence; n_blocks: pool size; sequences have ids 0 .. max_seqs-1.
+  PagedKvCache(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx, int32_t n_blocks, int32_t max_seqs);
+
+  // Sequences. A sequence exists from add_sequence (empty) to remove_sequence.
+  void add_sequence(int32_t seq);
+  void remove_sequence(int32_t seq);  // releases its blocks (cached ones stay in the prefix tree)
+  bool has_sequence(int32_t seq) const;
+  void fork(int32_t src, int32_t dst);        // dst (absent) shares all of src's blocks
+  void truncate(int32_t seq, int32_t n_keep);  // keep the first n_keep tokens
+  // Shares the cached blocks whose tokens match tokens[0, n) (an empty
+  // sequence only); at most n - 1 tokens, so that the last one is evaluated
+  // and gives logits. Returns the number of tokens reused (the new n_past).
+  int32_t reuse_prefix(int32_t seq, const int32_t* tokens, int32_t n);
+  int32_t n_past_of(int32_t seq) const;
+  KvPlan plan_for(int32_t seq, int32_t n_tokens) const;  // throws if the sequence's context is full
+  // Blocks a sequence of n_tokens holds at most (plus one for a copy).
+  static int32_t blocks_for(int32_t n_tokens) { return (n_tokens + kKvBlockRows - 1) / kKvBlockRows + 1; }
+  PagedKvStats stats() const;
+
+  // KvCache: single-sequence calls (n_past, room, plan) are about sequence 0.
+  std::string describe() const override;
+  int32_t capacity() const override { return n_ctx_; }
+  int32_t n_past() const override { return has_sequence(0) ? n_past_of(0) : 0; }
+  int64_t room() const override { return n_ctx_ - n_past(); }
+  int32_t max_wave(int32_t) const override { return INT32_MAX; }
+  size_t bytes() const override { return store_.bytes(); }
+  size_t bytes_per_token() const override { return store_.bytes_per_token(); }
+  size_t bytes_used() const override;
+  void reset() override;  // every sequence removed, prefix tree emptied; sequence 0 added
+  KvPlan plan(int32_t n_tokens) const override { return plan_for(0, n_tokens); }
+  void prepare(const KvPlan& plan) override;
+  void write(int layer, const KvPlan& plan, const float* k, const float* v) override;
+  void commit(const KvPlan& plan, const int32_t* tokens) override;
+  KvView view(int layer, int kv_head, int32_t q_pos, int32_t seq) const override;
+
+ private:
+  struct Block {
+    int32_t ref = 0;                // sequences holding it
+    bool in_tree = false;           // reachable in the prefix tree
+    int32_t parent = -1;            // previous block of the text (-1: a first block)
+    std::vector<int32_t> tokens;    // ids of the filled rows
+    std::vector<int32_t> children;  // blocks that continue it
+    uint64_t last_used = 0;         // tick of the last release (LRU)
+  };
+  struct Seq {
+    bool active = false;
+    int32_t n_past = 0;
+    std::vector<int32_t> blocks;  // block table
+    std::vector<KvSegment> segs;  // [n_layer * n_kv_head][max_blocks_] each block's full run
+  };
+
+  Seq& seq_ref(int32_t seq);
+  const Seq& seq_ref(int32_t seq) const;
+  int32_t allocate(int32_t parent);  // a block with ref 1 in the tree under parent; throws when none is left
+  void release(int32_t block);
+  void evict(int32_t block);  // a cached block and its subtree go back to the free list
+  void set_block(Seq& s, size_t index, int32_t block);
+  std::vector<int32_t>& children_of(int32_t parent) { return parent < 0 ? roots_ : blocks_[parent].children; }
+
+  KvStore store_;
+  int32_t n_ctx_ = 0;
+  int32_t max_blocks_ = 0;  // per sequence
+  std::vector<Block> blocks_;
+  std::vector<int32_t> free_;
+  std::vector<int32_t> roots_;  // first blocks of cached texts
+  std::vector<Seq> seqs_;
+  uint64_t tick_ = 0;
+  int64_t reused_ = 0, copies_ = 0, evictions_ = 0;
+};
+
+}  // namespace kvforge

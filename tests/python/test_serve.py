@@ -1,0 +1,276 @@
+"""`kvforge serve` through the official `openai` client, on the default model:
+chat and completions (streamed and not), log-probs, stop strings, seeds, n>1;
+greedy tokens of concurrent requests equal those of each request alone and
+of `kvforge run` (batching and prefix sharing never change an answer);
+prefix blocks reused and copied on write; a disconnected client's blocks
+freed; the queue limit (429 + Retry-After); the API key; malformed requests
+answered with OpenAI-style 4xx errors while the server keeps serving.
+
+Every server listens on 127.0.0.1 on a free port; every wait is bounded."""
+import concurrent.futures
+import json
+import re
+import socket
+import subprocess
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import run_kvforge
+
+STARTUP_S = 60
+N_CTX = 1024
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, kvforge_bin, model, *extra):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(kvforge_bin), "serve", "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+             "-c", str(N_CTX), "-t", "2", *map(str, extra)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail("kvforge serve did not come up")
+
+    def client(self, key="none", **kw):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=120, **kw)
+
+    def metrics(self, key=None):
+        h = {"Authorization": f"Bearer {key}"} if key else {}
+        text = httpx.get(self.url + "/metrics", headers=h, timeout=10).text
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^kvforge_(\w+) (\S+)$", text, re.M)}
+
+    def wait_idle(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.metrics()
+            if m["running_sequences"] == 0 and m["kv_blocks_used"] == 0 and m["queue_depth"] == 0:
+                return m
+            time.sleep(0.05)
+        pytest.fail(f"server still busy: {m}")
+
+    def stop(self):
+        self.proc.terminate()  # SIGTERM: graceful shutdown
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail("kvforge serve did not shut down on SIGTERM")
+        return rc
+
+
+@pytest.fixture(scope="module")
+def server(kvforge_bin, smollm2_gguf):
+    s = Server(kvforge_bin, smollm2_gguf, "--parallel", 8, "--queue", 32)
+    yield s
+    assert s.stop() == 0, s.proc.stderr.read()
+
+
+PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,",
+           "The three primary colors are", "Water boils at", "My favourite book is",
+           "The quick brown fox", "In 1969, the first humans", "A KV cache stores", "import numpy as np\n"]
+
+
+def greedy(client, prompt, n=24, ignore_eos=False, **kw):
+    r = client.completions.create(model="m", prompt=prompt, max_tokens=n, temperature=0,
+                                  extra_body={"ignore_eos": ignore_eos}, **kw)
+    return r.choices[0].text
+
+
+def test_models_health_metrics_page(server):
+    models = server.client().models.list()
+    assert len(models.data) == 1 and models.data[0].object == "model"
+    m = server.metrics()
+    assert m["kv_blocks_total"] == 8 * (N_CTX // 256 + 1)
+    assert m["kv_blocks_used"] == 0
+    page = httpx.get(server.url + "/", timeout=10)
+    assert page.status_code == 200 and "/v1/chat/completions" in httpx.get(server.url + "/web/chat.js").text
+
+
+def test_chat_streamed_equals_whole(server):
+    c = server.client()
+    msgs = [{"role": "user", "content": "Name three fruits."}]
+    whole = c.chat.completions.create(model="m", messages=msgs, max_tokens=20, temperature=0)
+    text = whole.choices[0].message.content
+    assert text and whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.usage.completion_tokens <= 20 and whole.usage.prompt_tokens > 5
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+    chunks = list(c.chat.completions.create(model="m", messages=msgs, max_tokens=20, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert streamed == text
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == whole.choices[0].finish_reason
+
+
+def test_completions_match_kvforge_run(server, kvforge_bin, smollm2_gguf):
+    """The server's greedy text equals the single-sequence CLI's."""
+    for prompt in PROMPTS[:2]:
+        cli = run_kvforge(kvforge_bin, "run", "-m", smollm2_gguf, "-p", prompt, "--temp", "0", "-n", "24",
+                          "--ignore-eos", "-c", N_CTX, "-t", "2").stdout
+        assert greedy(server.client(), prompt, ignore_eos=True) + "\n" == cli
+
+
+def test_logprobs(server):
+    c = server.client()
+    r = c.completions.create(model="m", prompt=PROMPTS[0], max_tokens=6, temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 6
+    for tok, l, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert len(top) == 3 and l <= 0
+        assert max(top.values()) == pytest.approx(l, abs=1e-6)  # greedy picks the most likely token
+    assert "".join(lp.tokens) == r.choices[0].text
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                  temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert 1 <= len(content) <= 4 and all(len(t.top_logprobs) == 2 for t in content)
+
+
+def test_stop_strings(server):
+    c = server.client()
+    full = greedy(c, PROMPTS[2], 32, ignore_eos=True)
+    words = full.split()
+    assert len(words) > 4, full
+    stop = " " + words[3]
+    cut = greedy(c, PROMPTS[2], 32, ignore_eos=True, stop=[stop, "@@never@@"])
+    assert cut == full[:full.index(stop)]
+
+
+def test_seeds_reproduce_and_n(server):
+    c = server.client()
+    kw = dict(model="m", prompt=PROMPTS[5], max_tokens=16, temperature=1.0, top_p=0.95, extra_body={"ignore_eos": True})
+    a = c.completions.create(seed=7, n=3, **kw)
+    b = c.completions.create(seed=7, n=3, **kw)
+    assert len(a.choices) == 3 and [ch.index for ch in a.choices] == [0, 1, 2]
+    assert [ch.text for ch in a.choices] == [ch.text for ch in b.choices]
+    assert len({ch.text for ch in a.choices}) > 1  # each choice draws its own stream
+    assert a.usage.completion_tokens == 3 * 16
+
+
+def test_batched_equals_solo(server):
+    """10 concurrent greedy requests (8 run, 2 queue) give each one's solo tokens."""
+    c = server.client()
+    solo = [greedy(c, p, ignore_eos=True) for p in PROMPTS]
+    with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as ex:
+        batched = list(ex.map(lambda p: greedy(c, p, ignore_eos=True), PROMPTS))
+    assert batched == solo
+    server.wait_idle()
+
+
+def test_prefix_sharing_and_copy_on_write(server, kvforge_bin, smollm2_gguf):
+    c = server.client()
+    system = "You are a careful assistant. " + " ".join(f"Rule {i}: answer briefly and truthfully." for i in range(40))
+    before = server.metrics()
+    prompts = [system + "\nQ: What is 2+2?\nA:", system + "\nQ: Name a color.\nA:"]
+    texts = []
+    for p in prompts:
+        r = c.completions.create(model="m", prompt=p, max_tokens=8, temperature=0, extra_body={"ignore_eos": True})
+        texts.append(r.choices[0].text)
+    # The second prompt reuses the first one's blocks up to where they
+    # diverge, mid-block: its partial block is copied before it writes.
+    assert r.usage.prompt_tokens > 300
+    assert r.usage.prompt_tokens_details.cached_tokens >= 256
+    after = server.wait_idle()
+    assert after["prefix_cache_tokens_total"] - before["prefix_cache_tokens_total"] >= 256
+    assert after["kv_copy_on_write_total"] > before["kv_copy_on_write_total"]
+    assert after["kv_blocks_cached"] > 0
+    # And the answer is what a cold single-sequence run gives.
+    cli = run_kvforge(kvforge_bin, "run", "-m", smollm2_gguf, "-p", prompts[1], "--temp", "0", "-n", "8",
+                      "--ignore-eos", "-c", N_CTX, "-t", "2").stdout
+    assert texts[1] + "\n" == cli
+
+
+def test_disconnect_frees_blocks(server):
+    with httpx.Client(timeout=30) as h:
+        with h.stream("POST", server.url + "/v1/completions",
+                      json={"prompt": PROMPTS[3], "max_tokens": 900, "stream": True, "ignore_eos": True}) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()  # leaving this iterator early closes the connection
+            assert sum(next(lines).startswith("data: ") for _ in range(6)) == 3
+            assert server.metrics()["running_sequences"] == 1
+            lines.close()  # the client goes away mid-stream
+            m = server.wait_idle()
+    assert m["completion_tokens_total"] > 0
+
+
+def _post(url, body, **kw):
+    return httpx.post(url + "/v1/chat/completions", content=body, timeout=30,
+                      headers={"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
+
+
+@pytest.mark.parametrize("body,param", [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    (b'{"messages": "hi"}', "messages"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "n": 0}', "n"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "stop": [1]}', "stop"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "5"}', "max_tokens"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 7}', "temperature"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "bogus_field": 1}', "bogus_field"),
+    (b'{"messages": [{"role": "wizard", "content": "hi"}]}', "messages[0].role"),
+    (b'{"messages": [{"role": "user", "content": "\xff\xfe bad utf-8"}]}', None),
+    (json.dumps({"messages": [{"role": "user", "content": "word " * 1500}]}).encode(), "messages"),
+])
+def test_malformed_requests_get_4xx(server, body, param):
+    r = _post(server.url, body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["message"]
+    if param:
+        assert err["param"] == param
+    assert greedy(server.client(), "Hello", 2)  # still serving
+
+
+def test_unknown_endpoint_404(server):
+    r = httpx.get(server.url + "/v1/nothing", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
+    s = Server(kvforge_bin, smollm2_gguf, "--parallel", 1, "--queue", 1, "--api-key", "s3cret")
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            s.client("wrong").models.list()
+        assert httpx.get(s.url + "/metrics", timeout=10).status_code == 401
+        assert httpx.get(s.url + "/health", timeout=10).status_code == 200
+        c = s.client("s3cret")
+        assert c.models.list().data
+        # One running, one queued, the third refused.
+        body = {"prompt": PROMPTS[6], "max_tokens": 400, "stream": True, "ignore_eos": True}
+        hdr = {"Authorization": "Bearer s3cret"}
+        with httpx.Client(timeout=30) as h:
+            with h.stream("POST", s.url + "/v1/completions", json=body, headers=hdr) as r1, \
+                    h.stream("POST", s.url + "/v1/completions", json=body, headers=hdr) as r2:
+                assert r1.status_code == 200 and r2.status_code == 200
+                deadline = time.monotonic() + 10
+                while s.metrics("s3cret")["queue_depth"] < 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with pytest.raises(openai.RateLimitError) as e:
+                    c.completions.create(model="m", prompt="x", max_tokens=2)
+                assert e.value.response.headers["Retry-After"] == "1"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and s.metrics("s3cret")["running_sequences"] > 0:
+            time.sleep(0.05)
+        assert s.metrics("s3cret")["requests_rejected_total"] == 1
+        assert c.completions.create(model="m", prompt="x", max_tokens=2).choices[0].text is not None
+    finally:
+        assert s.stop() == 0

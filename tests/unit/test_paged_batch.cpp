@@ -1,0 +1,224 @@
+// Several sequences in one forward pass over a paged, prefix-shared cache:
+// each sequence's logits are bit-identical (memcmp) to evaluating it alone in
+// an ordinary single-sequence cache of the same storage, whatever it is
+// batched with, however its tokens are chunked, from a shared prefix, after
+// a copy-on-write; and the block accounting (sharing, copies, eviction,
+// release) is what the design says.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kv/paged_cache.h"
+#include "model/context.h"
+#include "tiny_model.h"
+#include "util/error.h"
+
+using namespace kvforge;
+using namespace kvforge::testing;
+
+namespace {
+
+std::vector<TokenId> text(int n, int salt) {
+  std::vector<TokenId> t;
+  for (int i = 0; i < n; ++i) t.push_back((TokenId)((i * 37 + salt * 101 + 11) % 256));
+  return t;
+}
+
+// Logits of every position of toks, evaluated alone in a plain cache.
+std::vector<float> solo_logits(const Model& m, const std::vector<TokenId>& toks, const KvPolicy& kv) {
+  ContextParams p;
+  p.n_ctx = 1024;
+  p.n_threads = 2;
+  p.kv = kv;
+  Context ctx(m, p);
+  std::vector<float> out(toks.size() * m.config().n_vocab);
+  ctx.eval(toks.data(), (int32_t)toks.size(), out.data(), true);
+  return out;
+}
+
+struct Fixture {
+  std::unique_ptr<Model> model;
+  PagedKvCache* cache = nullptr;  // owned by ctx
+  std::unique_ptr<Context> ctx;
+
+  Fixture(const TinyModelSpec& spec, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2) {
+    model = Model::load(write_tiny_model(temp_path("paged.gguf"), spec));
+    const ModelConfig& c = model->config();
+    auto pc = std::make_unique<PagedKvCache>(kv, c.kv_shape(), 1024,
+                                             n_blocks, n_seqs);
+    cache = pc.get();
+    ContextParams p;
+    p.n_ctx = 1024;
+    p.n_batch = 96;
+    p.n_threads = threads;
+    ctx = std::make_unique<Context>(*model, p, std::move(pc));
+  }
+  int32_t vocab() const { return model->config().n_vocab; }
+};
+
+// Feeds every sequence its tokens from its n_past on, several sequences per
+// forward pass, in chunks whose sizes cycle through `chunks`, and checks the
+// logits of each chunk's last token against the solo reference.
+void run_interleaved(Fixture& f, const std::vector<int32_t>& seqs, const std::vector<std::vector<TokenId>>& texts,
+                     const std::vector<std::vector<float>>& refs, const std::vector<int32_t>& chunks) {
+  const int32_t V = f.vocab();
+  std::vector<std::vector<float>> out(seqs.size(), std::vector<float>(V));
+  for (int step = 0;; ++step) {
+    std::vector<BatchRun> runs;
+    std::vector<size_t> which;
+    int32_t budget = 96;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int32_t past = f.cache->n_past_of(seqs[i]);
+      const int32_t left = (int32_t)texts[i].size() - past;
+      const int32_t n = std::min({left, chunks[(step + i) % chunks.size()], budget});
+      if (n <= 0) continue;
+      budget -= n;
+      runs.push_back({f.cache->plan_for(seqs[i], n), texts[i].data() + past, out[i].data(), false});
+      which.push_back(i);
+    }
+    if (runs.empty()) break;
+    f.ctx->decode(runs);
+    for (size_t j = 0; j < runs.size(); ++j) {
+      const size_t i = which[j];
+      const int32_t last = runs[j].plan.pos0 + runs[j].plan.n_tokens - 1;
+      ASSERT_EQ(0, std::memcmp(out[i].data(), &refs[i][(size_t)last * V], (size_t)V * 4))
+          << "sequence " << seqs[i] << " position " << last << " step " << step;
+    }
+  }
+}
+
+struct Case {
+  TinyModelSpec spec;
+  KvPolicy kv;
+  std::string name;
+};
+
+class PagedBatch : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PagedBatch, BatchedEqualsSolo) {
+  const Case& cs = GetParam();
+  Fixture f(cs.spec, cs.kv, 16, 5);
+  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
+  std::vector<std::vector<TokenId>> texts;
+  std::vector<std::vector<float>> refs;
+  std::vector<int32_t> seqs;
+  for (int i = 0; i < 5; ++i) {
+    texts.push_back(text(lens[i], i));
+    refs.push_back(solo_logits(*f.model, texts.back(), cs.kv));
+    if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
+    seqs.push_back(i);
+  }
+  // Prefill chunks that cross block boundaries, then one-token decodes
+  // beside the longer prefills.
+  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+  EXPECT_EQ(f.cache->stats().blocks_used, 2 + 1 + 3 + 1 + 2);
+}
+
+TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
+  const Case& cs = GetParam();
+  Fixture f(cs.spec, cs.kv, 16, 4);
+  const int32_t V = f.vocab();
+  // A's text; B = A's first 280 tokens (block 0 whole, block 1 partly) then
+  // its own; C = all of A's 300 plus more (reuses the partial block in place).
+  const auto a = text(300, 1);
+  auto b = std::vector<TokenId>(a.begin(), a.begin() + 280);
+  for (TokenId t : text(40, 2)) b.push_back(t);
+  auto c = a;
+  for (TokenId t : text(20, 3)) c.push_back(t);
+  run_interleaved(f, {0}, {a}, {solo_logits(*f.model, a, cs.kv)}, {96});
+  EXPECT_EQ(f.cache->stats().blocks_used, 2);
+
+  // B while A still holds the blocks: block 0 shared, block 1 copied on write.
+  f.cache->add_sequence(1);
+  EXPECT_EQ(f.cache->reuse_prefix(1, b.data(), (int32_t)b.size()), 280);
+  EXPECT_EQ(f.cache->stats().blocks_shared, 2);
+  run_interleaved(f, {1}, {b}, {solo_logits(*f.model, b, cs.kv)}, {7, 96});
+  PagedKvStats st = f.cache->stats();
+  EXPECT_EQ(st.copies, 1);
+  EXPECT_EQ(st.blocks_shared, 1);
+  EXPECT_EQ(st.blocks_used, 3);
+
+  // A finishes: its blocks stay cached; C continues A's text in A's own
+  // partial block (no copy), beside B decoding.
+  f.cache->remove_sequence(0);
+  EXPECT_EQ(f.cache->stats().blocks_cached, 1);  // block 1 of A (block 0 is still B's)
+  f.cache->add_sequence(2);
+  EXPECT_EQ(f.cache->reuse_prefix(2, c.data(), (int32_t)c.size()), 300);
+  auto b2 = b;
+  for (TokenId t : text(30, 4)) b2.push_back(t);
+  run_interleaved(f, {2, 1}, {c, b2}, {solo_logits(*f.model, c, cs.kv), solo_logits(*f.model, b2, cs.kv)}, {1, 5});
+  st = f.cache->stats();
+  EXPECT_EQ(st.copies, 1);
+  EXPECT_EQ(st.blocks_used, 3);
+
+  // Fork: both continue differently from a shared partial block.
+  f.cache->fork(2, 3);
+  auto c1 = c, c2 = c;
+  c1.push_back(5);
+  c2.push_back(6);
+  std::vector<float> l1(V), l2(V);
+  f.ctx->decode({{f.cache->plan_for(2, 1), &c1.back(), l1.data()}, {f.cache->plan_for(3, 1), &c2.back(), l2.data()}});
+  EXPECT_EQ(f.cache->stats().copies, 2);
+  EXPECT_EQ(0, std::memcmp(l1.data(), &solo_logits(*f.model, c1, cs.kv)[(c1.size() - 1) * V], (size_t)V * 4));
+  EXPECT_EQ(0, std::memcmp(l2.data(), &solo_logits(*f.model, c2, cs.kv)[(c2.size() - 1) * V], (size_t)V * 4));
+
+  // Releasing everything leaves no block in use.
+  for (int s : {1, 2, 3}) f.cache->remove_sequence(s);
+  EXPECT_EQ(f.cache->stats().blocks_used, 0);
+}
+
+std::vector<Case> cases() {
+  return {
+    {{.n_ctx_train = 1024}, {}, "llama_q41_f16"},
+    // Quantized rows need head dims that are multiples of 32.
+    {{.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024, .weight_type = GgmlType::Q8_0}, parse_kv_policy("q8"),
+     "llama_q80_q8"},
+    {{.arch = "gpt2", .d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024, .weight_type = GgmlType::F16},
+     parse_kv_policy("q4,hadamard"), "gpt2_f16_q4h"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Models, PagedBatch, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(PagedKv, EvictsLeastRecentlyUsedPrefixAndReportsExhaustion) {
+  const KvShape shape{1, 1, 32, 32};
+  PagedKvCache cache(KvPolicy{}, shape, 1024, 3, 4);
+  std::vector<float> k(32 * kKvBlockRows, 0.5f), v(32 * kKvBlockRows, 0.25f);
+  auto fill = [&](int32_t seq, const std::vector<int32_t>& toks) {
+    const KvPlan p = cache.plan_for(seq, (int32_t)toks.size());
+    cache.prepare(p);
+    cache.write(0, p, k.data(), v.data());
+    cache.commit(p, toks.data());
+  };
+  std::vector<int32_t> x(kKvBlockRows, 7), y(kKvBlockRows, 8), z(kKvBlockRows, 9);
+  fill(0, x);  // block 0
+  cache.remove_sequence(0);
+  cache.add_sequence(1);
+  fill(1, y);  // block 1
+  cache.remove_sequence(1);
+  EXPECT_EQ(cache.stats().blocks_cached, 2);
+  cache.add_sequence(2);
+  fill(2, z);  // the free block
+  cache.add_sequence(3);
+  std::vector<int32_t> w(10, 4);
+  fill(3, w);  // evicts x's block, the least recently released
+  PagedKvStats st = cache.stats();
+  EXPECT_EQ(st.evictions, 1);
+  EXPECT_EQ(st.blocks_used, 2);
+  EXPECT_EQ(st.blocks_cached, 1);
+  std::vector<int32_t> xq = x;
+  xq.push_back(1);
+  cache.add_sequence(0);
+  EXPECT_EQ(cache.reuse_prefix(0, xq.data(), (int32_t)xq.size()), 0);  // gone
+  cache.remove_sequence(0);
+  std::vector<int32_t> yq = y;
+  yq.push_back(1);
+  cache.add_sequence(0);
+  EXPECT_EQ(cache.reuse_prefix(0, yq.data(), (int32_t)yq.size()), kKvBlockRows);  // still cached
+  // Every block held: the next one cannot be had.
+  EXPECT_THROW(fill(0, {1}), Error);
+  EXPECT_THROW(PagedKvCache(parse_kv_policy("window:64"), shape, 1024, 3, 4), Error);
+}
+
+}  // namespace
