@@ -12,11 +12,11 @@ from typing import List, Optional
 def _heads_train(args: argparse.Namespace) -> None:
     if not os.path.isfile(args.model):
         raise ValueError(f"model file {args.model} not found")
-    if args.steps <= 0 or args.batch <= 0:
-        raise ValueError("--steps and --batch must be positive")
+    if args.steps <= 0 or args.batch <= 0 or args.threads <= 0:
+        raise ValueError("--steps, --batch and --threads must be positive")
     common = dict(model=args.model, out=args.out, steps=args.steps, batch=args.batch, length=args.length,
                   sinks=args.sinks, recent=args.recent, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                  progress=not args.quiet)
+                  threads=args.threads, progress=not args.quiet)
     if args.method == "duo":
         from .train_duo import DuoOptions, train_duo
         train_duo(DuoOptions(lr=args.lr if args.lr is not None else 0.02, lam=args.lam, **common))
@@ -25,7 +25,8 @@ def _heads_train(args: argparse.Namespace) -> None:
         from .train_rlkv import RlkvOptions, train_rlkv
         train_rlkv(RlkvOptions(lr=args.lr if args.lr is not None else 1e-2, task=args.task, group=args.group,
                                beta=args.beta, tau=args.tau, clip=args.clip, grad_clip=args.grad_clip,
-                               updates=args.updates, max_new=args.max_new, pool=args.pool, **common))
+                               updates=args.updates, max_new=args.max_new, pool=args.pool, init=args.init,
+                               **common))
         print(os.path.join(args.out, "adapter_weights.tsv"))
 
 
@@ -61,7 +62,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--updates", type=int, default=1, help="optimizer steps per batch of samples (default 1)")
     r.add_argument("--max-new", type=int, default=16, help="answer tokens (default 16)")
     r.add_argument("--pool", type=int, default=64, help="candidate problems for self-distillation (default 64)")
+    r.add_argument("--init", type=float, default=1.0, help="every gate's starting value in [0, 1] (default 1: full)")
     t.add_argument("--checkpoint-every", type=int, default=10, help="steps between checkpoints (default 10)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="threads of PyTorch and the engine (default 1; more are slower on a busy machine)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     t.set_defaults(func=_heads_train)
     return p

@@ -28,6 +28,7 @@ class DuoOptions:
     recent: int = 64
     seed: int = 0
     checkpoint_every: int = 10
+    threads: int = 1          # PyTorch's and the engine's (more than one is slower on a busy machine)
     progress: bool = True
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -47,16 +47,18 @@ class RlkvOptions:
     sinks: int = 16
     recent: int = 64
     seed: int = 0
+    init: float = 1.0         # every gate's starting value (RLKV: 1, the full model)
     checkpoint_every: int = 10
+    threads: int = 1          # PyTorch's and the engine's (more than one is slower on a busy machine)
     progress: bool = True
 
 
-def curriculum(model: _core.Model, problems: List[Problem], max_new: int) -> List[int]:
+def curriculum(model: _core.Model, problems: List[Problem], max_new: int, threads: int = 1) -> List[int]:
     """Indices of the problems the full-cache model answers correctly
     (greedy), ordered by the length of its own answer (then by index)."""
     solved = []
     for i, p in enumerate(problems):
-        ctx = Context(model, n_ctx=len(p.tokens) + max_new + 1)
+        ctx = Context(model, n_ctx=len(p.tokens) + max_new + 1, n_threads=threads)
         res = ctx.generate(p.tokens, n_predict=max_new, temperature=0.0, stop=p.stop)
         if p.verify(model.detokenize(res.tokens)):
             solved.append((len(res.tokens), i))
@@ -72,7 +74,7 @@ def rollouts(model, problems: List[tuple], alpha: np.ndarray, o: RlkvOptions, st
     soft gates alpha: [(problem, answer tokens, reward)], problem-major."""
     out = []
     for k, p in problems:
-        ctx = Context(model, n_ctx=len(p.tokens) + o.max_new + 1)
+        ctx = Context(model, n_ctx=len(p.tokens) + o.max_new + 1, n_threads=o.threads)
         ctx.set_gates(alpha, o.sinks, o.recent)
         for g in range(o.group):
             ctx.reset()
@@ -82,12 +84,15 @@ def rollouts(model, problems: List[tuple], alpha: np.ndarray, o: RlkvOptions, st
     return out
 
 
-def train_rlkv(o: RlkvOptions) -> np.ndarray:
-    t = GateTraining(o, "adapter_weights.tsv", torch.optim.Adam)
+def train_rlkv(o: RlkvOptions, problems: Optional[List[Problem]] = None) -> np.ndarray:
+    """Trains and returns the gates; `problems` (prompts with verifiers of
+    your own) replace the task's generated ones."""
+    t = GateTraining(o, "adapter_weights.tsv", torch.optim.Adam, o.init)
     twin, dp, model = t.twin, t.dp, t.model
-    problems = make_problems(model, o.task, o.seed, o.pool, o.length)
+    if problems is None:
+        problems = make_problems(model, o.task, o.seed, o.pool, o.length)
     if "order" not in t.extra:
-        t.extra["order"] = curriculum(model, problems, o.max_new)  # the same on every rank
+        t.extra["order"] = curriculum(model, problems, o.max_new, o.threads)  # the same on every rank
     order = t.extra["order"]
     if not order:
         raise ValueError("self-distillation kept no problem: the full-cache model solves none of the "
@@ -103,17 +108,19 @@ def train_rlkv(o: RlkvOptions) -> np.ndarray:
         r_mean = r_sum / n_total
         r_std = max(r_sq / n_total - r_mean ** 2, 0.0) ** 0.5
         adv = advantages(rewards, o.group, r_std) if len(batch) else rewards
+        # Answers with a zero advantage add nothing to the surrogate's gradient.
         seqs = [(torch.tensor([p.tokens + ans]), len(p.tokens), float(a))
-                for (p, ans, _), a in zip(batch, adv) if ans]
-        n_tokens = dp.sum_float(sum(s.shape[1] - n for s, n, _ in seqs))
-        with torch.no_grad():
-            old = [twin.token_logprobs(s)[0, n - 1:] for s, n, _ in seqs]
+                for (p, ans, _), a in zip(batch, adv) if ans and a != 0.0]
+        n_tokens = dp.sum_float(sum(len(ans) for _, ans, _ in batch))
         beta_eff = adaptive_beta(r_mean, o.beta, o.tau)
+        old: List[Optional[torch.Tensor]] = [None] * len(seqs)  # log-probs of the sampling policy
         for _ in range(o.updates):
             twin.alpha.grad = torch.zeros_like(twin.alpha)
-            for (s, n, a), lp_old in zip(seqs, old):
-                lp = twin.token_logprobs(s)[0, n - 1:]
-                (-clipped_objective(lp, lp_old, a, o.clip).sum() / max(n_tokens, 1.0)).backward()
+            for i, (s, n, a) in enumerate(seqs):
+                lp = twin.token_logprobs(s, n - 1)[0]
+                if old[i] is None:  # before the first update the twin's gates are the sampler's
+                    old[i] = lp.detach()
+                (-clipped_objective(lp, old[i], a, o.clip).sum() / max(n_tokens, 1.0)).backward()
             dp.all_reduce_sum(twin.alpha.grad)
             (beta_eff * twin.alpha.abs().mean()).backward()
             torch.nn.utils.clip_grad_norm_([twin.alpha], o.grad_clip)
