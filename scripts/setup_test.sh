@@ -28,6 +28,7 @@ section "test 1/4 Debian packages of the tests"
 TEST_APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev  # unit tests, micro-benchmarks
   libsimde-dev                                # emulated AVX-512 kernels in the unit tests
+  chromium chromium-driver                    # headless browser for the chat page test (Selenium)
   clang-14 libclang-rt-14-dev                 # libFuzzer (scripts/fuzz.sh)
 )
 # The reference venv needs Python's venv module.

@@ -21,13 +21,18 @@ function headers() {
   return h;
 }
 
+function max_tokens() {
+  const n = parseInt(document.getElementById("max-tokens").value, 10);
+  return n > 0 ? n : 256;
+}
+
 async function send(text) {
   messages.push({ role: "user", content: text });
   line("user", "> " + text);
   const out = line("assistant", "");
   const res = await fetch("/v1/chat/completions", {
     method: "POST", headers: headers(),
-    body: JSON.stringify({ messages, stream: true, max_tokens: 512, temperature: 0.7 }),
+    body: JSON.stringify({ messages, stream: true, max_tokens: max_tokens(), temperature: 0.7 }),
   });
   if (!res.ok) {
     const err = await res.json().catch(() => ({ error: { message: res.statusText } }));

@@ -13,6 +13,7 @@
 
 #include "backend/bandwidth.h"
 #include "eval/bench.h"
+#include "eval/bench_parallel.h"
 #include "eval/list_options.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
@@ -42,6 +43,7 @@ struct BenchOptions {
   int bw_mib = 1024;
   int32_t cache_speedup = 0;
   int32_t speedup_prompt = 16;
+  std::vector<int32_t> n_parallel;  // --parallel: batched decode of N sequences instead of the tests
   uint64_t seed = 1234;
 };
 
@@ -103,7 +105,7 @@ void run_bench_command(const BenchOptions& o) {
   // Bandwidth first (before the model is mapped), then forget its buffer in
   // the peak-RSS count.
   std::map<int, BandwidthResult> bw;  // by requested thread count
-  if (o.bw_gbs <= 0) {
+  if (o.bw_gbs <= 0 && o.n_parallel.empty()) {  // --parallel reports no bandwidth share
     for (int t : threads) {
       BandwidthParams bp;
       bp.n_threads = t;
@@ -192,6 +194,32 @@ void run_bench_command(const BenchOptions& o) {
     return;
   }
 
+  if (!o.n_parallel.empty()) {
+    if (policies.size() > 1) fail("--parallel takes one --kv policy");
+    if (md) {
+      std::printf("| model | threads | kv | test | sequences | t/s, all sequences | t/s per sequence | vs 1 sequence |\n");
+      std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
+    }
+    for (int t : threads) {
+      p.n_threads = t;
+      run_parallel_bench(*model, p, o.n_parallel, [&](const ParallelBenchResult& r) {
+        if (md)
+          std::printf("| %s | %d | %s | %s | %d | %.2f ± %.2f | %.2f | %s |\n", info.type.c_str(), r.n_threads,
+                      p.kv.describe().c_str(), r.name.c_str(), r.n_seq, r.avg_ts, r.stddev_ts, r.avg_ts / r.n_seq,
+                      r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup).c_str() : "");
+        std::fflush(stdout);
+        nlohmann::json j = model_fields;
+        j.update({{"test", "tg_parallel"}, {"n_parallel", r.n_seq}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+                  {"n_threads", r.n_threads}, {"avg_ts", r.avg_ts}, {"stddev_ts", r.stddev_ts},
+                  {"samples_ts", r.samples_ts},
+                  {"speedup", r.speedup > 0 ? nlohmann::json(r.speedup) : nlohmann::json(nullptr)},
+                  {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
+        emit_json(j);
+      });
+    }
+    return;
+  }
+
   MarkdownTable table(kv_column);
   if (md) table.header();
   int32_t last_ctx = 0;
@@ -270,8 +298,10 @@ CommandRegistrar reg(60, [](CLI::App& root) {
       ->delimiter(',')->capture_default_str();
   c->add_option("-n,--n-gen", o->n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
       ->delimiter(',')->capture_default_str();
-  c->add_option("-d,--n-depth", o->n_depth, "Depths of the generation tests: tokens prefilled (not timed) first")
-      ->delimiter(',')->capture_default_str();
+  auto* depth = c->add_option("-d,--n-depth", o->n_depth,
+                               "Depths of the generation tests: tokens prefilled (not timed) first "
+                               "(with --parallel: default 0)")
+                    ->delimiter(',')->capture_default_str();
   c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
       ->check(thread_count_check());
   c->add_option("-r,--repetitions", o->reps, "Repetitions of each test")->check(CLI::PositiveNumber)
@@ -295,8 +325,15 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                 "Instead of the tests: generate N tokens with and without the KV cache and report the speed-up");
   c->add_option("--speedup-prompt", o->speedup_prompt, "Prompt tokens for --cache-speedup")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--parallel", o->n_parallel,
+                "Instead of the tests: decode N sequences together in one batch per step, for each N of a list "
+                "(e.g. 1,2,4,8,16), and report the aggregate tokens/s and the speed-up over 1")
+      ->delimiter(',')->check(CLI::PositiveNumber);
   c->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
-  c->callback([o] { run_bench_command(*o); });
+  c->callback([o, depth] {
+    if (!o->n_parallel.empty() && depth->count() == 0) o->n_depth = {0};
+    run_bench_command(*o);
+  });
 });
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "frontend/http_connection.h"
 #include "serve/openai_api.h"
 #include "util/error.h"
 
@@ -27,7 +28,7 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 constexpr int kPollMs = 50;          // how often a waiting handler checks its jobs
-constexpr int kHeartbeatMs = 1000;   // a waiting response writes this often, to notice a gone client
+constexpr int kHeartbeatMs = 1000;   // a waiting stream writes this often, to notice a gone client
 constexpr int kRetryAfterSeconds = 1;
 
 // Both strings are compared in full whatever their contents (no early exit),
@@ -99,26 +100,17 @@ class Api {
     for (auto& j : jobs) state->emplace_back().job = j;
     const std::string id = random_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-");
     const int64_t created = unix_time();
-    auto cancel_all = [state](bool ok) {
-      if (!ok)
-        for (Choice& c : *state) c.job->cancel();
-    };
-    if (r.stream) {
-      res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [this, state, r, id, created, sent_roles = false](size_t, httplib::DataSink& sink) mutable {
-            return stream_step(*state, r, id, created, sent_roles, sink);
-          },
-          cancel_all);
-    } else {
-      res.set_chunked_content_provider(
-          "application/json",
-          [this, state, r, id, created](size_t, httplib::DataSink& sink) {
-            return whole_step(*state, r, id, created, sink);
-          },
-          cancel_all);
-    }
+    if (!r.stream) return whole_response(req, res, *state, r, id, created);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, state, r, id, created, sent_roles = false](size_t, httplib::DataSink& sink) mutable {
+          return stream_step(*state, r, id, created, sent_roles, sink);
+        },
+        [state](bool ok) {
+          if (!ok)
+            for (Choice& c : *state) c.job->cancel();
+        });
   }
 
   void metrics(httplib::Response& res) {
@@ -308,34 +300,37 @@ class Api {
     return true;
   }
 
-  // A non-streamed response: one JSON object once every choice is done.
-  // While waiting it writes a space now and then (JSON allows leading
-  // whitespace), which is how a client that went away is noticed.
-  bool whole_step(std::vector<Choice>& cs, const CompletionRequest& r, const std::string& id, int64_t created,
-                  httplib::DataSink& sink) {
+  // A non-streamed response: the handler waits until every choice is done,
+  // so the status says how generation went (500 when it failed, 503 when the
+  // server stops meanwhile). A client that goes away meanwhile cancels its jobs.
+  void whole_response(const httplib::Request& req, httplib::Response& res, std::vector<Choice>& cs,
+                      const CompletionRequest& r, const std::string& id, int64_t created) {
+    const ConnectionWatch watch(req);
+    auto cancel = [&] {
+      for (Choice& c : cs) c.job->cancel();
+    };
     std::vector<std::pair<size_t, JobEvent>> got;
-    for (auto t0 = std::chrono::steady_clock::now(); !poll(cs, got);) {
-      if (g_stop) return false;
-      if (std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(kHeartbeatMs)) return sink.write(" ", 1);
-    }
-    for (auto& [i, e] : got) {
-      Choice& c = cs[i];
-      if (e.final) {
-        c.done = true;
-        c.final = e;
-        continue;
+    while (!std::all_of(cs.begin(), cs.end(), [](const Choice& c) { return c.done; })) {
+      got.clear();
+      poll(cs, got);
+      for (auto& [i, e] : got) {
+        Choice& c = cs[i];
+        if (e.final) {
+          c.done = true;
+          c.final = std::move(e);
+          continue;
+        }
+        add_logprobs(c, e, r);
+        c.text += e.text;
       }
-      add_logprobs(c, e, r);
-      c.text += e.text;
+      if (g_stop) {
+        cancel();
+        return send_error(res, 503, "the server is shutting down");
+      }
+      if (watch.gone()) return cancel();  // nobody reads the answer
     }
-    if (!std::all_of(cs.begin(), cs.end(), [](const Choice& c) { return c.done; })) return true;
     for (const Choice& c : cs)
-      if (c.final.finish_reason == "error") {
-        const std::string s = serve::dump(serve::error_body(500, c.final.text));
-        sink.write(s.data(), s.size());
-        sink.done();
-        return true;
-      }
+      if (c.final.finish_reason == "error") return send_error(res, 500, c.final.text);
     const bool chat = r.endpoint == Endpoint::Chat;
     json choices = json::array();
     for (size_t i = 0; i < cs.size(); ++i) {
@@ -347,10 +342,7 @@ class Api {
     const json body = {{"id", id},           {"object", chat ? "chat.completion" : "text_completion"},
                        {"created", created}, {"model", o_.model_name},
                        {"choices", choices}, {"usage", usage_json(cs)}};
-    const std::string s = serve::dump(body);
-    sink.write(s.data(), s.size());
-    sink.done();
-    return true;
+    res.set_content(serve::dump(body), "application/json");
   }
 
   serve::Engine& engine_;

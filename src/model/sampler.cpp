@@ -106,7 +106,7 @@ void Sampler::select_top_k(int k) {
   std::sort(cand_.begin(), cand_.end(), cmp);
 }
 
-double Sampler::build(const float* logits, int n_vocab) {
+void Sampler::load(const float* logits, int n_vocab) {
   if (logits == nullptr || n_vocab <= 0) fail("sampling: no logits (n_vocab = {})", n_vocab);
   logits_.assign(logits, logits + n_vocab);
   for (int i = 0; i < n_vocab; ++i) {
@@ -115,6 +115,17 @@ double Sampler::build(const float* logits, int n_vocab) {
       fail("sampling: logit of token {} is {}", i, logits_[i]);
   }
   apply_repeat_penalty(n_vocab);
+}
+
+void Sampler::tempered_logits(const float* logits, int n_vocab, std::vector<float>& out) {
+  load(logits, n_vocab);
+  const float t = params_.temperature > 0.0f ? params_.temperature : 1.0f;
+  out.resize(n_vocab);
+  for (int i = 0; i < n_vocab; ++i) out[i] = logits_[i] / t;
+}
+
+double Sampler::build(const float* logits, int n_vocab) {
+  load(logits, n_vocab);
 
   if (params_.temperature <= 0.0f) {
     // max_element returns the first maximum: ties go to the lowest id.

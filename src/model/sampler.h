@@ -58,6 +58,13 @@ class Sampler {
   // for reporting log-probabilities.
   std::vector<TokenProb> distribution(const float* logits, int n_vocab);
 
+  // The logits sample() draws from before its cuts: after the repetition
+  // penalty, divided by the temperature (greedy: by 1); top-k, top-p and
+  // min-p are not applied, so every token keeps a finite log-probability.
+  // out: [n_vocab]. The server reports log-probabilities of these (the
+  // distribution sampled from, not the model's raw one).
+  void tempered_logits(const float* logits, int n_vocab, std::vector<float>& out);
+
   void accept(TokenId id);
   // Forgets the history and restarts the random stream from the seed.
   void reset();
@@ -74,6 +81,8 @@ class Sampler {
   // Steps 1-6: leaves the kept tokens in cand_ and returns their weight sum.
   // Returns a negative value in greedy mode (cand_ then holds one token).
   double build(const float* logits, int n_vocab);
+  // Step 1: copies the logits into logits_ (checked) with the penalty applied.
+  void load(const float* logits, int n_vocab);
   void apply_repeat_penalty(int n_vocab);
   void select_top_k(int k);
   void keep_top_p(double z, bool sorted);

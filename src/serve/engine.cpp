@@ -16,7 +16,8 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// log-softmax of the sampled token and of the k most likely ones.
+// log-softmax of the sampled token and of the k most likely ones, under
+// the (tempered) logits given.
 void logprobs(const float* logits, int n_vocab, TokenId sampled, int k, TokenLogprob& tok,
               std::vector<TokenLogprob>& top) {
   const double lz = log_sum_exp(logits, n_vocab);
@@ -233,14 +234,17 @@ void Engine::emit_token(Slot& s, int32_t seq) {
   const Tokenizer& tok = model_.tokenizer();
   const int n_vocab = model_.config().n_vocab;
   const TokenId next = s.sampler->sample(s.logits.data(), n_vocab);
+  JobEvent e;
+  e.token.id = next;
+  if (p.top_logprobs >= 0) {  // before accept(): the penalty the draw saw
+    s.sampler->tempered_logits(s.logits.data(), n_vocab, tempered_);
+    logprobs(tempered_.data(), n_vocab, next, p.top_logprobs, e.token, e.top);
+  }
   s.sampler->accept(next);
   s.pending = -1;
   if (!p.ignore_eos && tok.is_end_of_generation(next)) return finish(seq, "stop");
   ++s.n_generated;
-  JobEvent e;
   e.text = s.stream->push(tok.token_to_piece(next));
-  e.token.id = next;
-  if (p.top_logprobs >= 0) logprobs(s.logits.data(), n_vocab, next, p.top_logprobs, e.token, e.top);
   s.job->push(std::move(e));
   if (s.stream->stopped()) return finish(seq, "stop");
   if (s.n_generated >= p.max_tokens) return finish(seq, "length");

@@ -48,7 +48,7 @@ struct CompletionParams {
 
 struct TokenLogprob {
   TokenId id = 0;
-  float logprob = 0;  // log-softmax of the model's logits (before sampling filters)
+  float logprob = 0;  // under the distribution sampled from (Sampler::tempered_logits)
 };
 
 // What a request's consumer receives, in order: tokens with their text
@@ -150,6 +150,7 @@ class Engine {
   PagedKvCache* cache_ = nullptr;  // owned by ctx_
   std::unique_ptr<Context> ctx_;
   std::vector<Slot> slots_;  // [n_parallel], by sequence id
+  std::vector<float> tempered_;  // [n_vocab] scratch: a slot's logits as sampled, for its log-probs
   int32_t blocks_reserved_ = 0;
 
   mutable std::mutex mu_;  // guards queue_, stats_, stop_

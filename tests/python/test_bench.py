@@ -98,3 +98,22 @@ def test_bench_vs_llamacpp_quick(kvforge_bin, smollm2_gguf):
     assert re.search(r"memory read bandwidth: [\d.]+ GB/s", r.stdout)
     assert re.search(r"kvforge [\d.]+%, llama.cpp [\d.]+% of it", r.stdout)
     assert re.search(r"peak RSS.*kvforge [\d.]+ MiB; llama.cpp [\d.]+ MiB", r.stdout)
+
+
+def test_bench_parallel(kvforge_bin, smollm2_gguf):
+    """--parallel: N sequences decoded together (sorted, 1 first), per depth;
+    aggregate t/s and the speed-up over one sequence at the same depth."""
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--parallel", "3,1", "-n", "3", "-d", "0,20", "-r", "2",
+                    "-t", "2", "-o", "jsonl", timeout=120)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(j["n_depth"], j["n_parallel"]) for j in lines] == [(0, 1), (0, 3), (20, 1), (20, 3)]
+    for one, three in (lines[:2], lines[2:]):
+        assert one["test"] == three["test"] == "tg_parallel" and one["n_gen"] == 3
+        assert len(three["samples_ts"]) == 2 and three["avg_ts"] > 0
+        assert one["speedup"] == 1.0 and three["speedup"] == pytest.approx(three["avg_ts"] / one["avg_ts"])
+    md = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--parallel", "2", "-n", "2", "-r", "1", "-t", "2",
+                     timeout=120).stdout
+    (row,) = [ln for ln in md.splitlines() if "tg2 x2 @ d0" in ln]
+    assert row.rstrip().endswith("|  |")  # no 1-sequence run to compare with
+    bad = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--parallel", "8", "-b", "4", check=False)
+    assert bad.returncode == 1 and "error: --parallel 8 needs a batch of at least 8 tokens (-b)" in bad.stderr

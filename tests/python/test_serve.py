@@ -143,6 +143,31 @@ def test_logprobs(server):
     assert 1 <= len(content) <= 4 and all(len(t.top_logprobs) == 2 for t in content)
 
 
+def test_logprobs_follow_temperature(server):
+    """Log-probs are those of the distribution sampled from: log-softmax of
+    logits / T (greedy reports T = 1). The first token's logits do not depend
+    on sampling, so its alternatives at T = 0.5 are those at T = 1, with log-prob
+    gaps twice as wide (float32 logits: 1e-4 absolute)."""
+    c = server.client()
+
+    def first(temperature):
+        r = c.completions.create(model="m", prompt=PROMPTS[1], max_tokens=1, temperature=temperature, seed=3,
+                                 logprobs=5, extra_body={"ignore_eos": True})
+        lp = r.choices[0].logprobs
+        return lp.tokens[0], lp.token_logprobs[0], lp.top_logprobs[0]
+
+    _, _, raw = first(0)
+    assert first(1.0)[2] == pytest.approx(raw, abs=1e-6)
+    tok, tok_lp, hot = first(0.5)
+    assert hot.keys() == raw.keys()  # dividing by T keeps the ranking
+    best = max(raw, key=raw.get)
+    for t in raw:
+        assert hot[t] - hot[best] == pytest.approx(2 * (raw[t] - raw[best]), abs=1e-4)
+    assert hot[best] > raw[best]  # sharper: the favourite gains
+    if tok in hot:
+        assert tok_lp == pytest.approx(hot[tok], abs=1e-6)
+
+
 def test_stop_strings(server):
     c = server.client()
     full = greedy(c, PROMPTS[2], 32, ignore_eos=True)
@@ -208,6 +233,12 @@ def test_disconnect_frees_blocks(server):
             lines.close()  # the client goes away mid-stream
             m = server.wait_idle()
     assert m["completion_tokens_total"] > 0
+    # A non-streamed request writes nothing until it is done; its client
+    # timing out and closing the connection cancels it all the same.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", timeout=httpx.Timeout(30, read=1.0),
+                   json={"prompt": PROMPTS[3], "max_tokens": 900, "ignore_eos": True})
+    server.wait_idle()
 
 
 def _post(url, body, **kw):
@@ -272,5 +303,81 @@ def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
             time.sleep(0.05)
         assert s.metrics("s3cret")["requests_rejected_total"] == 1
         assert c.completions.create(model="m", prompt="x", max_tokens=2).choices[0].text is not None
+        # A non-streamed request answers only when generation ends, so the
+        # status tells how it ended: here SIGTERM cut it short (503).
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            pending = ex.submit(httpx.post, s.url + "/v1/completions", headers=hdr, timeout=30,
+                                json={"prompt": PROMPTS[6], "max_tokens": 400, "ignore_eos": True})
+            deadline = time.monotonic() + 10
+            while s.metrics("s3cret")["running_sequences"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert s.stop() == 0
+            r = pending.result(timeout=30)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
+        assert r.json()["error"]["message"] == "the server is shutting down"
     finally:
+        if s.proc.poll() is None:
+            assert s.stop() == 0
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def test_chat_page_streams_in_chromium(kvforge_bin, smollm2_gguf):
+    """The chat page in headless Chromium (Debian's chromium + chromium-driver,
+    driven by Selenium): a message gets a reply that arrives in several
+    pieces while it streams, and the cache's fill shown on the page follows
+    the server's /metrics (a finished chat leaves its prefix cached)."""
+    import os
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert os.access(path, os.X_OK), f"{path} is missing: scripts/setup_test.sh installs chromium and chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"):
+        opts.add_argument(a)
+    s = Server(kvforge_bin, smollm2_gguf, "--parallel", 1)
+    driver = None
+    try:
+        driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+        driver.set_script_timeout(10)
+        driver.get(s.url + "/")
+        wait = WebDriverWait(driver, 30, poll_frequency=0.05)
+        total = int(s.metrics()["kv_blocks_total"])
+        kv = driver.find_element(By.ID, "kv")
+        wait.until(lambda d: f"0 of {total} blocks in use, 0 cached prefixes" in kv.text)
+        # Every change of the reply's text, with its time, recorded by the page itself.
+        driver.execute_script("""
+            window.seen = [];
+            new MutationObserver(() => {
+              const r = document.querySelectorAll('.assistant');
+              if (r.length) window.seen.push([performance.now(), r[r.length - 1].textContent.length]);
+            }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});""")
+        n = driver.find_element(By.ID, "max-tokens")
+        n.clear()
+        n.send_keys("12")
+        driver.find_element(By.ID, "input").send_keys("Name three fruits.")
+        driver.find_element(By.ID, "send").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant"))
+        send = driver.find_element(By.ID, "send")
+        wait.until(lambda d: send.is_enabled() and d.find_element(By.CSS_SELECTOR, ".msg.assistant").text)
+        assert not driver.find_elements(By.CSS_SELECTOR, ".msg.error")
+        reply = driver.find_element(By.CSS_SELECTOR, ".msg.assistant").text
+        seen = driver.execute_script("return window.seen")
+        lengths = [l for _, l in seen if l > 0]
+        assert len(set(lengths)) >= 2 and lengths == sorted(lengths), seen  # grew piece by piece
+        assert seen[-1][0] > min(t for t, l in seen if l > 0), seen
+        assert reply.strip()
+        # The page polls /metrics every second: the chat's blocks are now a cached prefix.
+        cached = int(s.metrics()["kv_blocks_cached"])
+        assert cached >= 1
+        wait.until(lambda d: f"0 of {total} blocks in use, {cached} cached prefixes" in kv.text)
+        assert "MiB" in kv.text and "tok/s" in kv.text
+    finally:
+        if driver:
+            driver.quit()
         assert s.stop() == 0

@@ -289,6 +289,31 @@ TEST(Sampler, RepetitionPenaltyChangesArgmax) {
   EXPECT_EQ(s.sample(pos.data(), 4), 0);
 }
 
+// The logits log-probabilities are reported from: penalised, divided by the
+// temperature (greedy: 1), never cut by top-k/top-p/min-p; the draw's state
+// is left alone.
+TEST(Sampler, TemperedLogits) {
+  const std::vector<float> logits = {2.0f, 1.0f, -1.0f, 0.5f};
+  std::vector<float> out;
+  SamplingParams p = plain(0.5f);
+  p.top_k = 1;
+  p.top_p = 0.5f;
+  p.min_p = 0.5f;
+  p.repeat_penalty = 2.0f;
+  Sampler s(p);
+  s.accept(0);
+  s.accept(2);
+  s.tempered_logits(logits.data(), 4, out);
+  EXPECT_EQ(out, (std::vector<float>{2.0f, 2.0f, -4.0f, 1.0f}));
+  Sampler greedy(plain(0.0f));
+  greedy.tempered_logits(logits.data(), 4, out);
+  EXPECT_EQ(out, logits);
+  // Reading them does not move the random stream.
+  Sampler a(plain(1.0f, 9)), b(plain(1.0f, 9));
+  a.tempered_logits(logits.data(), 4, out);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(a.sample(logits.data(), 4), b.sample(logits.data(), 4));
+}
+
 TEST(Sampler, BannedTokensAreNeverDrawn) {
   const float ninf = -std::numeric_limits<float>::infinity();
   std::vector<float> logits = {ninf, 0.0f, ninf, 0.0f};

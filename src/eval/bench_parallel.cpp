@@ -1,0 +1,105 @@
+#include "eval/bench_parallel.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "eval/progress_bar.h"
+#include "kv/paged_cache.h"
+#include "model/context.h"
+#include "util/error.h"
+
+namespace kvforge {
+
+void run_parallel_bench(const Model& model, const BenchParams& params, std::vector<int32_t> n_parallel,
+                        const std::function<void(const ParallelBenchResult&)>& on_result) {
+  const ModelConfig& c = model.config();
+  std::sort(n_parallel.begin(), n_parallel.end());
+  n_parallel.erase(std::unique(n_parallel.begin(), n_parallel.end()), n_parallel.end());
+  if (n_parallel.empty() || n_parallel.front() <= 0) fail("--parallel takes sequence counts >= 1");
+  const int32_t max_seq = n_parallel.back();
+  if (max_seq > params.n_batch) fail("--parallel {} needs a batch of at least {} tokens (-b)", max_seq, max_seq);
+  int32_t n_ctx = 1;
+  for (int32_t d : params.n_depth)
+    for (int32_t g : params.n_gen) n_ctx = std::max(n_ctx, d + g);
+  if (params.n_ctx > 0 && params.n_ctx < n_ctx) fail("the deepest test needs a context of {} (-c {})", n_ctx, params.n_ctx);
+  if (c.position == PositionKind::Learned && n_ctx > c.n_ctx_train)
+    fail("the deepest test needs {} positions; this model has {}", n_ctx, c.n_ctx_train);
+
+  // Every sequence may hold the whole context, plus its copy of the shared
+  // partial block; cached leftovers are evicted as needed.
+  auto owned = std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), n_ctx,
+                                              max_seq * PagedKvCache::blocks_for(n_ctx), max_seq);
+  PagedKvCache& cache = *owned;
+  ContextParams cp;
+  cp.n_ctx = n_ctx;
+  cp.n_batch = params.n_batch;
+  cp.n_threads = params.n_threads;
+  cp.kv = params.kv;
+  Context ctx(model, cp, std::move(owned));
+  std::mt19937_64 rng(params.seed);
+  std::uniform_int_distribution<TokenId> token(0, c.n_vocab - 1);
+  std::vector<float> logits((size_t)max_seq * c.n_vocab);  // [max_seq][n_vocab]
+  std::vector<TokenId> step(max_seq);                       // [max_seq] this step's tokens
+  const auto progress = prefill_progress("prefill");
+
+  // Steps all n sequences g times; returns the seconds taken.
+  auto decode_steps = [&](int32_t n, int32_t g) {
+    std::vector<BatchRun> runs(n);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int32_t i = 0; i < g; ++i) {
+      for (int32_t s = 0; s < n; ++s) {
+        step[s] = token(rng);
+        runs[s] = {cache.plan_for(s, 1), &step[s], &logits[(size_t)s * c.n_vocab]};
+      }
+      ctx.decode(runs);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // Sequence 0 back to the depth d, the others forked from it.
+  auto fork_all = [&](int32_t n, int32_t d) {
+    for (int32_t s = 1; s < max_seq; ++s)
+      if (cache.has_sequence(s)) cache.remove_sequence(s);
+    cache.truncate(0, d);
+    for (int32_t s = 1; s < n; ++s) cache.fork(0, s);
+  };
+
+  for (int32_t d : params.n_depth) {
+    cache.reset();
+    std::vector<TokenId> prefix(d);  // [d]
+    for (TokenId& t : prefix) t = token(rng);
+    for (int32_t done = 0; done < d;) {
+      const int32_t n = std::min(params.n_batch, d - done);
+      ctx.decode({{cache.plan_for(0, n), prefix.data() + done, nullptr}});
+      done += n;
+      if (progress) progress(done, d);
+    }
+    fork_all(max_seq, d);
+    decode_steps(max_seq, 1);  // warm-up: pages, scratch buffers, thread pool
+    for (int32_t g : params.n_gen) {
+      if (g <= 0) continue;
+      double one = 0;
+      for (int32_t n : n_parallel) {
+        ParallelBenchResult r;
+        r.name = fmt::format("tg{} x{} @ d{}", g, n, d);
+        r.n_seq = n;
+        r.n_gen = g;
+        r.n_depth = d;
+        r.n_threads = ctx.n_threads();
+        for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
+          fork_all(n, d);
+          r.samples_ts.push_back((double)n * g / decode_steps(n, g));
+        }
+        r.avg_ts = mean_of(r.samples_ts);
+        r.stddev_ts = stddev_of(r.samples_ts);
+        if (n == 1) one = r.avg_ts;
+        r.speedup = one > 0 ? r.avg_ts / one : 0;
+        on_result(r);
+      }
+    }
+  }
+}
+
+}  // namespace kvforge
