@@ -69,12 +69,9 @@ def llama_batched_worker(cfg):
 
     import llama_cpp as L
 
-    L.llama_backend_init()
-    mp = L.llama_model_default_params()
-    mp.n_gpu_layers = 0
-    model = L.llama_model_load_from_file(cfg["model"].encode(), mp)
-    if not model:
-        raise SystemExit("llama.cpp could not load " + cfg["model"])
+    from bench_vs_llamacpp import load_llama_model, new_llama_context  # this script's folder is on sys.path
+
+    model = load_llama_model(L, cfg["model"])
     max_seq, depth, n_gen = max(cfg["levels"]), cfg["depth"], cfg["n"]
     cp = L.llama_context_default_params()
     cp.n_ctx = depth + max_seq * (n_gen + 1) + 256
@@ -82,12 +79,7 @@ def llama_batched_worker(cfg):
     cp.n_seq_max = max_seq
     cp.kv_unified = True  # one cell pool: a copied prefix is shared, as kvforge's forked blocks
     cp.n_threads = cp.n_threads_batch = cfg["threads"]
-    cp.no_perf = True
-    ctx = L.llama_init_from_model(model, cp)
-    if not ctx:
-        raise SystemExit("llama.cpp could not create a context")
-    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-    mem = L.llama_get_memory(ctx)
+    ctx, n_vocab, mem = new_llama_context(L, model, cp)
     rng = random.Random(cfg["seed"])
     batch = L.llama_batch_init(cp.n_batch, 0, max_seq)
 
