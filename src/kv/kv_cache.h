@@ -50,13 +50,13 @@ class KvCache {
   // How many more tokens the cache accepts: capacity - n_past for a full
   // cache, practically unbounded (position range) for a window cache.
   virtual int64_t room() const = 0;
-  // Most tokens, starting at position pos0 of a planned batch, whose K/V may
-  // be written before any of their queries attend (>= 1): a "wave". A window
-  // cache whose ring is full must not overwrite a cell that an earlier query
-  // of the same wave still sees, so the forward pass runs a batch's matmuls
-  // on all its tokens and its write + attention in waves (one token per wave
-  // for a full ring).
-  virtual int32_t max_wave(int32_t pos0) const = 0;
+  // Most tokens, starting at position pos0 of a planned batch, whose K/V in
+  // head (layer, kv_head) may be written before any of their queries attend
+  // (>= 1): a "wave". A window cache whose ring is full must not overwrite a
+  // cell that an earlier query of the same wave still sees, so the forward
+  // pass runs a batch's matmuls on all its tokens and its write + attention
+  // in waves (one token per wave for a full ring), per layer.
+  virtual int32_t max_wave(int layer, int kv_head, int32_t pos0) const = 0;
 
   virtual size_t bytes() const = 0;            // storage allocated, all layers and heads
   virtual size_t bytes_per_token() const = 0;  // what one cached token costs in all heads that hold it
@@ -67,7 +67,8 @@ class KvCache {
   // Where n new tokens go. Throws kvforge::Error if they do not fit.
   virtual KvPlan plan(int32_t n_tokens) const = 0;
   // Stores one layer's K/V of the planned tokens, or of a wave of them:
-  // any {seq, pos0 + i, n} inside the plan with n <= max_wave(pos0 + i).
+  // any {seq, pos0 + i, n} inside the plan with n <= max_wave(layer, h,
+  // pos0 + i) for every head h of the layer.
   // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
   virtual void write(int layer, const KvPlan& plan, const float* k, const float* v) = 0;
   // Makes the cells of a plan writable: a paged cache allocates its blocks
@@ -86,8 +87,7 @@ class KvCache {
   // batch in one wave while a streaming neighbour with a full ring takes one
   // token, so the forward pass writes and attends each head in its own waves
   // (write_head: one head's rows of {pos0 + i, n}, n <= max_wave(layer,
-  // kv_head, pos0 + i), laid out as in write()). Uniform caches need neither.
-  virtual int32_t max_wave(int layer, int kv_head, int32_t pos0) const { return max_wave(pos0); }
+  // kv_head, pos0 + i), laid out as in write()).
   virtual void write_head(int layer, int kv_head, const KvPlan& plan, const float* k, const float* v);
 
   // Soft gates (SPEC.md §4): head (layer, kv_head) outputs

@@ -42,11 +42,6 @@ class LayoutCache final : public KvCache {
   int32_t capacity() const override { return capacity_; }
   int32_t n_past() const override { return n_past_; }
   int64_t room() const override { return (max_full_ < 0 ? (int64_t)INT32_MAX : max_full_) - n_past_; }
-  int32_t max_wave(int32_t pos0) const override {
-    int32_t b = INT32_MAX;
-    for (const CellMap& m : maps_) b = std::min(b, m.max_wave(pos0));
-    return b;
-  }
 
   size_t bytes() const override { return store_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }

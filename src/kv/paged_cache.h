@@ -72,7 +72,7 @@ class PagedKvCache final : public KvCache {
   int32_t capacity() const override { return n_ctx_; }
   int32_t n_past() const override { return has_sequence(0) ? n_past_of(0) : 0; }
   int64_t room() const override { return n_ctx_ - n_past(); }
-  int32_t max_wave(int32_t) const override { return INT32_MAX; }
+  int32_t max_wave(int, int, int32_t) const override { return INT32_MAX; }
   size_t bytes() const override { return store_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }
   size_t bytes_used() const override;

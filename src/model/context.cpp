@@ -304,7 +304,10 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
           const KvPlan& p = runs[r].plan;
           int32_t& done = wave_done_[r];
           if (done == p.n_tokens) continue;
-          const int32_t nw = std::min(p.n_tokens - done, cache_->max_wave(p.pos0 + done));
+          // This layer's heads only: a window layer's ring must not force
+          // the full-history layers of the same model into one-token waves.
+          int32_t nw = p.n_tokens - done;
+          for (int h = 0; h < nh; ++h) nw = std::min(nw, cache_->max_wave(layer, h, p.pos0 + done));
           waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
           cache_->write(layer, waves_.back().plan, &k_[(size_t)(row0 + done) * kd], &v_[(size_t)(row0 + done) * vd]);
           done += nw;
