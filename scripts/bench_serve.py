@@ -8,16 +8,34 @@ prefix is cached against a cold one.
 
 It starts the server itself on a free loopback port (--parallel = the
 largest level) and prints a Markdown table. Greedy decoding with ignore_eos,
-so every stream generates exactly -n tokens."""
+so every stream generates exactly -n tokens.
+
+    scripts/bench_serve.py --vs-llamacpp [-m MODEL] [--parallel 1,2,4,8,16] [-n 64]
+                           [-d 0] [-r 3] [--passes 3] [-t THREADS] [--json-out FILE]
+
+Instead: the batched decode of the engines themselves, no HTTP. kvforge runs
+`kvforge bench --parallel`; llama.cpp runs in a worker process through
+llama-cpp-python's low-level API the same way: one sequence prefills -d
+random tokens (untimed), the others share that prefix (llama_memory_seq_cp
+in a unified KV cache; kvforge forks its blocks), then -n steps each decode
+one random token of every sequence in one llama_decode with N sequence ids,
+logits for all. The engines alternate over --passes passes (the machine is
+noisy); the table compares medians of the per-pass aggregate tokens/s.
+Run it with the venv's Python (llama-cpp-python)."""
 import argparse
 import concurrent.futures
 import json
+import os
+import pathlib
 import socket
+import statistics
 import subprocess
 import sys
 import time
 
 import httpx
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def free_port():
@@ -45,17 +63,121 @@ def stream(url, prompt, n):
     return ttft, time.perf_counter() - t0, tokens
 
 
+def llama_batched_worker(cfg):
+    """llama.cpp's side of --vs-llamacpp; prints one JSON line per level."""
+    import random
+
+    import llama_cpp as L
+
+    from bench_vs_llamacpp import load_llama_model, new_llama_context  # this script's folder is on sys.path
+
+    model = load_llama_model(L, cfg["model"])
+    max_seq, depth, n_gen = max(cfg["levels"]), cfg["depth"], cfg["n"]
+    cp = L.llama_context_default_params()
+    cp.n_ctx = depth + max_seq * (n_gen + 1) + 256
+    cp.n_batch = cp.n_ubatch = max(512, max_seq)
+    cp.n_seq_max = max_seq
+    cp.kv_unified = True  # one cell pool: a copied prefix is shared, as kvforge's forked blocks
+    cp.n_threads = cp.n_threads_batch = cfg["threads"]
+    ctx, n_vocab, mem = new_llama_context(L, model, cp)
+    rng = random.Random(cfg["seed"])
+    batch = L.llama_batch_init(cp.n_batch, 0, max_seq)
+
+    def decode(entries):  # [(token, pos, seq, logits)]
+        batch.n_tokens = len(entries)
+        for j, (tok, pos, seq, want) in enumerate(entries):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = tok, pos, 1, want
+            batch.seq_id[j][0] = seq
+        rc = L.llama_decode(ctx, batch)
+        if rc != 0:
+            raise SystemExit(f"llama_decode failed ({rc})")
+
+    def setup(n_seq):  # sequence 0 holds the depth, the others share it
+        L.llama_memory_clear(mem, True)
+        for i0 in range(0, depth, cp.n_batch):
+            decode([(rng.randrange(n_vocab), p, 0, False) for p in range(i0, min(depth, i0 + cp.n_batch))])
+        for s in range(1, n_seq):
+            L.llama_memory_seq_cp(mem, 0, s, -1, -1)
+
+    def steps(n_seq, g):
+        t0 = time.perf_counter()
+        for i in range(g):
+            decode([(rng.randrange(n_vocab), depth + i, s, True) for s in range(n_seq)])
+        L.llama_synchronize(ctx)
+        return time.perf_counter() - t0
+
+    setup(max_seq)
+    steps(max_seq, 1)  # warm-up, as kvforge bench
+    for n_seq in sorted(set(cfg["levels"])):
+        ts = []
+        for _ in range(cfg["reps"]):
+            setup(n_seq)
+            ts.append(n_seq * n_gen / steps(n_seq, n_gen))
+        print(json.dumps({"n_parallel": n_seq, "avg_ts": statistics.fmean(ts)}), flush=True)
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+
+
+def default_model(kvforge_bin):
+    out = subprocess.run([kvforge_bin, "pull"], capture_output=True, text=True, check=True).stdout.strip()
+    return out.splitlines()[-1]
+
+
+def vs_llamacpp(a, levels):
+    model = a.model or default_model(a.bin)
+    threads = a.threads or os.cpu_count()
+    ours_cmd = [a.bin, "bench", "-m", model, "--parallel", ",".join(map(str, levels)), "-n", str(a.n),
+                "-d", str(a.depth), "-r", str(a.reps), "-t", str(threads), "-b", str(max(512, max(levels))),
+                "-o", "jsonl"]
+    cfg = {"model": model, "levels": levels, "n": a.n, "depth": a.depth, "reps": a.reps, "threads": threads,
+           "seed": 1234}
+    theirs_cmd = [sys.executable, __file__, "--llama-worker", json.dumps(cfg)]
+    ours, theirs = {}, {}
+    for p in range(a.passes):
+        for name, cmd, into in (("kvforge", ours_cmd, ours), ("llama.cpp", theirs_cmd, theirs)):
+            print(f"[bench_serve] pass {p + 1}/{a.passes}: {name}", file=sys.stderr, flush=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{name} failed: {out.stderr.strip()}")
+            for line in out.stdout.splitlines():
+                j = json.loads(line)
+                into.setdefault(j["n_parallel"], []).append(j["avg_ts"])
+    print(f"Batched decode, {a.n} steps at depth {a.depth}, {threads} threads, median of {a.passes} passes "
+          f"(mean of {a.reps} repetitions each)\n")
+    print("| sequences | kvforge t/s | vs 1 | llama.cpp t/s | vs 1 | kvforge / llama.cpp |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    k1, l1 = statistics.median(ours[min(levels)]), statistics.median(theirs[min(levels)])
+    for n in sorted(set(levels)):
+        k, l = statistics.median(ours[n]), statistics.median(theirs[n])
+        rows.append({"sequences": n, "kvforge_tok_s": k, "llamacpp_tok_s": l, "ratio": k / l,
+                     "kvforge_passes": ours[n], "llamacpp_passes": theirs[n]})
+        print(f"| {n} | {k:.1f} | {k / k1:.2f}x | {l:.1f} | {l / l1:.2f}x | {k / l:.2f} |", flush=True)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"batched_decode": rows, "n": a.n, "depth": a.depth, "threads": threads}, f, indent=1)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--llama-worker":
+        return llama_batched_worker(json.loads(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default="build/kvforge")
+    ap.add_argument("--bin", default=str(REPO / "build" / "kvforge"))
     ap.add_argument("-m", "--model", default=None)
     ap.add_argument("--parallel", default="1,2,4,8,16")
     ap.add_argument("-n", type=int, default=64, help="tokens per stream")
     ap.add_argument("--prefix-tokens", type=int, default=1500, help="length of the cached prefix (approximate)")
     ap.add_argument("-t", "--threads", type=int, default=0)
     ap.add_argument("--json-out")
+    ap.add_argument("--vs-llamacpp", action="store_true", help="batched decode of kvforge vs llama.cpp, no server")
+    ap.add_argument("-d", "--depth", type=int, default=0, help="--vs-llamacpp: prefilled tokens shared by all")
+    ap.add_argument("-r", "--reps", type=int, default=3, help="--vs-llamacpp: repetitions per pass")
+    ap.add_argument("--passes", type=int, default=3, help="--vs-llamacpp: alternating passes per engine")
     a = ap.parse_args()
     levels = [int(x) for x in a.parallel.split(",")]
+    if a.vs_llamacpp:
+        return vs_llamacpp(a, levels)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [a.bin, "serve", "--port", str(port), "--parallel", str(max(levels)), "-c", "2048"]

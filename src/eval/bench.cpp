@@ -53,6 +53,15 @@ void finish(BenchResult& r, int32_t n_tokens) {
 
 }  // namespace
 
+ContextParams BenchParams::context(int32_t n_ctx_needed) const {
+  ContextParams cp;
+  cp.n_ctx = n_ctx > 0 ? n_ctx : n_ctx_needed;
+  cp.n_batch = n_batch;
+  cp.n_threads = n_threads;
+  cp.kv = kv;
+  return cp;
+}
+
 double mean_of(const std::vector<double>& v) {
   if (v.empty()) return 0;
   double s = 0;
@@ -142,12 +151,7 @@ void run_bench(const Model& model, const BenchParams& params,
   }
   if (runnable.empty()) return;
 
-  ContextParams cp;
-  cp.n_ctx = (int32_t)std::max<int64_t>(n_ctx, 1);
-  cp.n_batch = params.n_batch;
-  cp.n_threads = params.n_threads;
-  cp.kv = params.kv;
-  Context ctx(model, cp);
+  Context ctx(model, params.context((int32_t)std::max<int64_t>(n_ctx, 1)));
   const int32_t n_vocab = c.n_vocab;
   std::vector<float> logits(n_vocab);
   std::mt19937_64 rng(params.seed);
@@ -218,12 +222,7 @@ void run_bench(const Model& model, const BenchParams& params,
 CacheSpeedup run_cache_speedup(const Model& model, const BenchParams& params, int32_t n_new, int32_t n_prompt) {
   if (n_new <= 0 || n_prompt <= 0) fail("--cache-speedup needs a positive number of new tokens and prompt tokens");
   const ModelConfig& c = model.config();
-  ContextParams cp;
-  cp.n_ctx = params.n_ctx > 0 ? params.n_ctx : n_prompt + n_new;
-  cp.n_batch = params.n_batch;
-  cp.n_threads = params.n_threads;
-  cp.kv = params.kv;
-  Context ctx(model, cp);
+  Context ctx(model, params.context(n_prompt + n_new));
   std::mt19937_64 rng(params.seed);
   const std::vector<TokenId> prompt = random_tokens(rng, n_prompt, c.n_vocab);
   std::vector<float> logits(c.n_vocab);
