@@ -68,7 +68,7 @@ class EvictCache final : public KvCache {
       const int32_t cell = cells_.append(ln, pos);
       if (h2o()) score_[(size_t)ln * cells_.n_cells() + cell] = 0.0f;
       store_.write_row(layer, kv_head, cell, k + ((size_t)i * sh.n_kv_head + kv_head) * sh.head_dim_k,
-                       v + ((size_t)i * sh.n_kv_head + kv_head) * sh.head_dim_v);
+                       sh.v_in_k ? nullptr : v + ((size_t)i * sh.n_kv_head + kv_head) * sh.head_dim_v);
     }
   }
   void commit(const KvPlan& plan, const int32_t*) override { n_past_ = plan.pos0 + plan.n_tokens; }
