@@ -45,6 +45,26 @@ def int_list(s):
 # llama.cpp worker (runs in its own process so its memory is measured alone)
 # --------------------------------------------------------------------------
 
+def load_llama_model(L, path):
+    """llama.cpp's backend and the model, on the CPU (llama_cpp module L)."""
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    mp.n_gpu_layers = 0
+    model = L.llama_model_load_from_file(path.encode(), mp)
+    if not model:
+        raise SystemExit("llama.cpp could not load " + path)
+    return model
+
+
+def new_llama_context(L, model, cp):
+    """A context with the params cp, without perf counters: (ctx, n_vocab, its memory)."""
+    cp.no_perf = True
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise SystemExit("llama.cpp could not create a context")
+    return ctx, L.llama_vocab_n_tokens(L.llama_model_get_vocab(model)), L.llama_get_memory(ctx)
+
+
 def llama_worker(cfg):
     import random
     import resource
@@ -52,12 +72,7 @@ def llama_worker(cfg):
     import llama_cpp as L
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    L.llama_backend_init()
-    mp = L.llama_model_default_params()
-    mp.n_gpu_layers = 0
-    model = L.llama_model_load_from_file(cfg["model"].encode(), mp)
-    if not model:
-        raise SystemExit("llama.cpp could not load " + cfg["model"])
+    model = load_llama_model(L, cfg["model"])
     cp = L.llama_context_default_params()
     cp.n_ctx = cfg["n_ctx"]
     cp.n_batch = cfg["n_batch"]
@@ -67,12 +82,7 @@ def llama_worker(cfg):
     cp.n_threads_batch = cfg["threads"]
     cp.flash_attn_type = {"auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
                           "off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED}[cfg["flash_attn"]]
-    cp.no_perf = True
-    ctx = L.llama_init_from_model(model, cp)
-    if not ctx:
-        raise SystemExit("llama.cpp could not create a context")
-    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-    mem = L.llama_get_memory(ctx)
+    ctx, n_vocab, mem = new_llama_context(L, model, cp)
     n_batch = cfg["n_batch"]
     rng = random.Random(cfg["seed"])
     buf = (L.llama_token * n_batch)()

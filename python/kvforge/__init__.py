@@ -16,6 +16,8 @@ import queue
 import threading
 from typing import Callable, Iterator, Optional, Sequence, Union
 
+import numpy as np
+
 from ._core import (Error, GenerateParams, GenerateResult, Model, ModelConfig, NeedleCase, SamplingParams,
                     needle_answer_correct, needle_case)
 from . import _core
@@ -56,6 +58,12 @@ class Context(_core.Context):
     Context(model, n_ctx=0, n_batch=256, n_threads=0, kv="full"). The model
     stays alive while the context exists. Use one Context per thread.
     """
+
+    def set_gates(self, alpha, sinks: int = 16, recent: int = 64) -> None:
+        """Soft gates from the next eval on: every head attends
+        alpha * full + (1 - alpha) * (its first `sinks` and last `recent`
+        tokens); alpha [n_layer, n_kv_head] in [0, 1]. Needs kv="full"."""
+        _core.set_gates(self, np.ascontiguousarray(alpha, dtype=np.float32), sinks, recent)
 
     def _tokens(self, prompt: Prompt) -> list:
         if isinstance(prompt, str):

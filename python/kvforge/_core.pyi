@@ -302,3 +302,56 @@ def needle_case(model: Model, seed: int, length: int, depth: float = 0.5, trial:
 
 def needle_answer_correct(answer: str, key: str) -> bool:
     """Whether an answer contains the key (the needle task's verifier)."""
+
+def set_gates(context: Context, alpha: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], sinks: int, recent: int) -> None:
+    """
+    Soft gates: every head attends alpha * full + (1 - alpha) * (first `sinks` + last `recent` tokens); alpha float32 [n_layer, n_kv_head] in [0, 1]; needs a full-history cache. From the next eval on.
+    """
+
+class TaskCase:
+    """A verifiable task case (src/eval/tasks.h)"""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def expected(self) -> str:
+        """the exact answer"""
+
+    @property
+    def prompt(self) -> str:
+        """the text given to the model"""
+
+    @property
+    def tokens(self) -> list[int]:
+        """its token ids"""
+
+def task_names() -> list[str]:
+    """The generated tasks of `kvforge eval tasks`."""
+
+def default_task_names() -> list[str]:
+    """The tasks `kvforge eval tasks` runs by default."""
+
+def task_case(model: Model, task: str, seed: int, length: int, trial: int, chat: bool = True) -> TaskCase:
+    """The case of `kvforge eval tasks` for (task, seed, length, trial)."""
+
+def task_answer_correct(answer: str, expected: str, gsm8k: bool = False) -> bool:
+    """The tasks' verifier (exact answer; gsm8k: the final number)."""
+
+def read_gsm8k_jsonl(path: str) -> list[tuple[str, str]]:
+    """[(question, expected final answer)] of a GSM8K-format JSONL file."""
+
+def question_prompt(model: Model, question: str, chat: bool = True) -> list[int]:
+    """
+    The tokens of a question as `kvforge eval tasks --jsonl` gives it to the model.
+    """
+
+def read_head_gates(path: str) -> Annotated[NDArray[numpy.float64], dict(shape=(None, None))]:
+    """
+    A gate file (adapter_weights.tsv / full_attention_heads.tsv) as float64 [n_layer, n_kv_head], clipped to [0, 1] as the research code loads it.
+    """
+
+def write_head_gates(path: str, alpha: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)]) -> None:
+    """
+    Writes float64 [n_layer, n_kv_head] as np.savetxt(path, alpha, delimiter='\\t').
+    """

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from . import _core
-from .trainer import DataParallel, Progress, RunDir
-from .twin import Twin
+from .trainer import GateTraining
 
 
 @dataclass
@@ -29,6 +28,7 @@ class DuoOptions:
     recent: int = 64
     seed: int = 0
     checkpoint_every: int = 10
+    threads: int = 1          # PyTorch's and the engine's (more than one is slower on a busy machine)
     progress: bool = True
 
 
@@ -43,22 +43,11 @@ def duo_sample(model: _core.Model, seed: int, index: int, length: int):
 
 
 def train_duo(o: DuoOptions) -> np.ndarray:
-    dp = DataParallel()
-    torch.manual_seed(o.seed)
-    model = _core.Model.load(o.model)
-    twin = Twin.from_gguf(o.model, sinks=o.sinks, recent=o.recent)
-    opt = torch.optim.AdamW([twin.alpha], lr=o.lr)
-    run = RunDir(o.out, "full_attention_heads.tsv")
-    step, history, log = 0, [twin.gates()], []
-    ck = run.load_checkpoint()
-    if ck is not None:
-        twin.set_gates(ck["alpha"])
-        opt.load_state_dict(ck["optimizer"])
-        step, history, log = ck["step"], ck["history"], ck["log"]
-    bar = Progress(o.steps, o.progress and dp.main)
-    while step < o.steps:
+    t = GateTraining(o, "full_attention_heads.tsv", torch.optim.AdamW)
+    twin, dp = t.twin, t.dp
+    while t.step < o.steps:
         t0 = time.monotonic()
-        batch = [duo_sample(model, o.seed, step * o.batch + i, o.length) for i in range(o.batch)]
+        batch = [duo_sample(t.model, o.seed, t.step * o.batch + i, o.length) for i in range(o.batch)]
         twin.alpha.grad = torch.zeros_like(twin.alpha)  # a rank with no sample still all-reduces
         mse_sum = 0.0
         for tokens, first in dp.share(batch):
@@ -74,21 +63,8 @@ def train_duo(o: DuoOptions) -> np.ndarray:
         dp.all_reduce_sum(twin.alpha.grad)
         l1 = twin.alpha.abs().mean()  # of the gates before this step
         (o.lam * l1).backward()
-        opt.step()
-        with torch.no_grad():
-            twin.alpha.clamp_(0.0, 1.0)
-        step += 1
-        mse_mean = dp.sum_float(mse_sum) / o.batch
-        row = dict(step=step, mse=mse_mean, l1=l1.item(), sparsity=float(np.mean(twin.gates() < 0.5)),
-                   seconds=time.monotonic() - t0)
-        history.append(twin.gates())
-        log.append(row)
-        bar.update(step, mse=row["mse"], l1=row["l1"], sparsity=row["sparsity"], s_per_step=row["seconds"])
-        if dp.main and (step % o.checkpoint_every == 0 or step == o.steps):
-            run.save_checkpoint(dict(alpha=twin.gates(), optimizer=opt.state_dict(), step=step,
-                                     history=history, log=log))
-    bar.close()
-    if dp.main:
-        run.write_results(twin.gates(), history, log)
-    dp.close()
-    return twin.gates()
+        t.opt.step()
+        t.clamp()
+        t.record(dict(mse=dp.sum_float(mse_sum) / o.batch, l1=l1.item(), seconds=time.monotonic() - t0),
+                 ("mse", "l1"))
+    return t.finish()

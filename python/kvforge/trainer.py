@@ -16,7 +16,8 @@ import torch
 
 
 def write_gates(path: str, alpha: np.ndarray) -> None:
-    np.savetxt(path, np.asarray(alpha, dtype=np.float64), delimiter="\t")
+    from . import _core
+    _core.write_head_gates(path, np.ascontiguousarray(alpha, dtype=np.float64))
 
 
 class DataParallel:
@@ -101,3 +102,57 @@ class Progress:
     def close(self) -> None:
         if self.enabled and self.tty:
             sys.stderr.write("\n")
+
+
+class GateTraining:
+    """One training run of the gates: the engine's model, the twin, the
+    optimizer over alpha (every gate starting at `init`), the run directory
+    (resumed from its checkpoint),
+    the step counter, history, log and progress line. `extra` holds what a
+    method adds to its checkpoints."""
+
+    def __init__(self, o, gates_name: str, optimizer: type, init: float = 1.0):
+        from . import _core
+        from .twin import Twin
+        self.o = o
+        self.dp = DataParallel()
+        torch.manual_seed(o.seed)
+        torch.set_num_threads(o.threads)
+        self.model = _core.Model.load(o.model)
+        self.twin = Twin.from_gguf(o.model, sinks=o.sinks, recent=o.recent)
+        if not 0.0 <= init <= 1.0:
+            raise ValueError(f"the initial gate must be in [0, 1] (got {init})")
+        self.twin.set_gates(np.full(self.twin.alpha.shape, init))
+        self.opt = optimizer([self.twin.alpha], lr=o.lr)
+        self.run = RunDir(o.out, gates_name)
+        self.step, self.history, self.log, self.extra = 0, [self.twin.gates()], [], {}
+        ck = self.run.load_checkpoint()
+        if ck is not None:
+            self.twin.set_gates(ck["alpha"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.step, self.history, self.log, self.extra = ck["step"], ck["history"], ck["log"], ck["extra"]
+        self.bar = Progress(o.steps, o.progress and self.dp.main)
+
+    def clamp(self) -> None:
+        with torch.no_grad():
+            self.twin.alpha.clamp_(0.0, 1.0)
+
+    def record(self, row: dict, shown: tuple) -> None:
+        """Ends a step: history, log line, progress (the `shown` fields) and,
+        every checkpoint_every steps and at the end, a checkpoint."""
+        self.step += 1
+        g = self.twin.gates()
+        row = dict(step=self.step, **row, sparsity=float(np.mean(g < 0.5)))
+        self.history.append(g)
+        self.log.append(row)
+        self.bar.update(self.step, **{k: row[k] for k in shown + ("sparsity", "seconds")})
+        if self.dp.main and (self.step % self.o.checkpoint_every == 0 or self.step == self.o.steps):
+            self.run.save_checkpoint(dict(alpha=g, optimizer=self.opt.state_dict(), step=self.step,
+                                          history=self.history, log=self.log, extra=self.extra))
+
+    def finish(self) -> np.ndarray:
+        self.bar.close()
+        if self.dp.main:
+            self.run.write_results(self.twin.gates(), self.history, self.log)
+        self.dp.close()
+        return self.twin.gates()

@@ -220,10 +220,12 @@ class Twin(torch.nn.Module):
         """Logits [B, T, n_vocab] (tokens [B, T] or [T])."""
         return F.linear(self.hidden(tokens), self.output)
 
-    def token_logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[B, T - 1]: log p(tokens[:, t + 1] | tokens[:, :t + 1])."""
+    def token_logprobs(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """[B, T - 1 - start]: log p(tokens[:, t + 1] | tokens[:, :t + 1]) for
+        t >= start (the output layer, the largest matrix of a small model,
+        runs only on those positions)."""
         tokens = torch.as_tensor(tokens, dtype=torch.long)
         if tokens.dim() == 1:
             tokens = tokens[None]
-        logp = torch.log_softmax(self.forward(tokens)[:, :-1], dim=-1)
-        return logp.gather(-1, tokens[:, 1:, None])[..., 0]
+        logits = F.linear(self.hidden(tokens)[:, start:-1], self.output)
+        return torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, start + 1:, None])[..., 0]

@@ -53,6 +53,15 @@ void finish(BenchResult& r, int32_t n_tokens) {
 
 }  // namespace
 
+ContextParams BenchParams::context(int32_t n_ctx_needed) const {
+  ContextParams cp;
+  cp.n_ctx = n_ctx > 0 ? n_ctx : n_ctx_needed;
+  cp.n_batch = n_batch;
+  cp.n_threads = n_threads;
+  cp.kv = kv;
+  return cp;
+}
+
 double mean_of(const std::vector<double>& v) {
   if (v.empty()) return 0;
   double s = 0;
@@ -86,12 +95,16 @@ BenchModelInfo describe_for_bench(const Model& model, const std::string& filenam
 
   // One decode step reads every layer matrix, the norms, the output matrix
   // and one row of each embedding table (all of the token table when the
-  // output is tied to it: then it is counted once, as the output).
+  // output is tied to it: then it is counted once, as the output). Of the
+  // routed experts only the n_expert_used a token selects are read.
   const ModelWeights& w = model.weights();
   uint64_t b = 0;
   for (const auto& L : w.layers) {
-    for (const WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      b += matrix_bytes(*m);
+    for (const WeightMatrix* m : L.matrices()) b += matrix_bytes(*m);
+    uint64_t experts = 0;
+    for (const auto* v : {&L.moe.gate, &L.moe.up, &L.moe.down})
+      for (const WeightMatrix& m : *v) experts += matrix_bytes(m);
+    if (experts > 0) b -= experts - experts * c.moe.n_expert_used / c.moe.n_expert;
     for (const Vec* v : {&L.attn_norm, &L.attn_norm_b, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_norm_b,
                          &L.b_up, &L.b_down})
       b += vec_bytes(*v);
@@ -138,12 +151,7 @@ void run_bench(const Model& model, const BenchParams& params,
   }
   if (runnable.empty()) return;
 
-  ContextParams cp;
-  cp.n_ctx = (int32_t)std::max<int64_t>(n_ctx, 1);
-  cp.n_batch = params.n_batch;
-  cp.n_threads = params.n_threads;
-  cp.kv = params.kv;
-  Context ctx(model, cp);
+  Context ctx(model, params.context((int32_t)std::max<int64_t>(n_ctx, 1)));
   const int32_t n_vocab = c.n_vocab;
   std::vector<float> logits(n_vocab);
   std::mt19937_64 rng(params.seed);
@@ -214,12 +222,7 @@ void run_bench(const Model& model, const BenchParams& params,
 CacheSpeedup run_cache_speedup(const Model& model, const BenchParams& params, int32_t n_new, int32_t n_prompt) {
   if (n_new <= 0 || n_prompt <= 0) fail("--cache-speedup needs a positive number of new tokens and prompt tokens");
   const ModelConfig& c = model.config();
-  ContextParams cp;
-  cp.n_ctx = params.n_ctx > 0 ? params.n_ctx : n_prompt + n_new;
-  cp.n_batch = params.n_batch;
-  cp.n_threads = params.n_threads;
-  cp.kv = params.kv;
-  Context ctx(model, cp);
+  Context ctx(model, params.context(n_prompt + n_new));
   std::mt19937_64 rng(params.seed);
   const std::vector<TokenId> prompt = random_tokens(rng, n_prompt, c.n_vocab);
   std::vector<float> logits(c.n_vocab);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kv/kv_policy.h"
+#include "model/context.h"
 #include "model/model.h"
 
 namespace kvforge {
@@ -31,6 +32,10 @@ struct BenchParams {
   KvPolicy kv;
   bool use_cache = true; // false: tg tests recompute the sequence every step
   uint64_t seed = 1234;  // random token ids
+
+  // The context of these tests: n_batch, n_threads, kv, and n_ctx when -c
+  // gave none (else the -c value).
+  ContextParams context(int32_t n_ctx_needed) const;
 };
 
 // What one decoded token reads, and how the model is described in reports.

@@ -24,7 +24,10 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
   int32_t n_ctx = 1;
   for (int32_t d : params.n_depth)
     for (int32_t g : params.n_gen) n_ctx = std::max(n_ctx, d + g);
-  if (params.n_ctx > 0 && params.n_ctx < n_ctx) fail("the deepest test needs a context of {} (-c {})", n_ctx, params.n_ctx);
+  if (params.n_ctx > 0) {
+    if (params.n_ctx < n_ctx) fail("the deepest test needs a context of {} (-c {})", n_ctx, params.n_ctx);
+    n_ctx = params.n_ctx;
+  }
   if (c.position == PositionKind::Learned && n_ctx > c.n_ctx_train)
     fail("the deepest test needs {} positions; this model has {}", n_ctx, c.n_ctx_train);
 
@@ -33,12 +36,7 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
   auto owned = std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), n_ctx,
                                               max_seq * PagedKvCache::blocks_for(n_ctx), max_seq);
   PagedKvCache& cache = *owned;
-  ContextParams cp;
-  cp.n_ctx = n_ctx;
-  cp.n_batch = params.n_batch;
-  cp.n_threads = params.n_threads;
-  cp.kv = params.kv;
-  Context ctx(model, cp, std::move(owned));
+  Context ctx(model, params.context(n_ctx), std::move(owned));
   std::mt19937_64 rng(params.seed);
   std::uniform_int_distribution<TokenId> token(0, c.n_vocab - 1);
   std::vector<float> logits((size_t)max_seq * c.n_vocab);  // [max_seq][n_vocab]

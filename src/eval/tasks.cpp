@@ -271,6 +271,32 @@ int32_t count_task_cases(const TaskParams& p) {
   return (int32_t)(p.tasks.size() * p.lengths.size()) * p.trials;
 }
 
+namespace {
+// The chat template (Raw without chat) and whether to prepend BOS.
+std::pair<ChatTemplate, bool> prompt_format(const Model& model, bool chat) {
+  if (!chat) return {ChatTemplate{}, true};
+  ChatTemplate t = detect_chat_template(model.file());
+  return {t, !chat_format_writes_bos(t.format)};
+}
+}  // namespace
+
+TaskPrompt task_prompt(const Model& model, const std::string& task, uint64_t seed, int32_t length, int32_t trial,
+                       bool chat) {
+  const Tokenizer& tok = model.tokenizer();
+  const auto [tmpl, add_bos] = prompt_format(model, chat);
+  const TokenCounter count = [&](const std::string& s) { return (int32_t)tok.encode(s, false, true).size(); };
+  const int32_t bos_extra = add_bos && tok.vocab().add_bos && tok.vocab().bos >= 0 ? 1 : 0;
+  TaskPrompt p;
+  p.c = make_task_case(task, seed, length - bos_extra, trial, tmpl, count);
+  p.tokens = tok.encode(p.c.prompt, add_bos, true);
+  return p;
+}
+
+std::vector<TokenId> question_prompt(const Model& model, const std::string& question, bool chat) {
+  const auto [tmpl, add_bos] = prompt_format(model, chat);
+  return model.tokenizer().encode(render_prompt(NeedleFormat{tmpl, ""}, question), add_bos, true);
+}
+
 TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskParams& params, bool chat,
                      const TaskProgress& on_trial) {
   using clock = std::chrono::steady_clock;

@@ -37,6 +37,18 @@ struct TaskCase {
 TaskCase make_task_case(const std::string& task, uint64_t seed, int32_t length, int32_t trial,
                         const ChatTemplate& chat, const TokenCounter& count);
 
+// A case as `model` sees it, as run_tasks feeds it: the case in the model's
+// chat template (chat) and its prompt tokens (BOS as the format wants;
+// length counts it).
+struct TaskPrompt {
+  TaskCase c;
+  std::vector<TokenId> tokens;
+};
+TaskPrompt task_prompt(const Model& model, const std::string& task, uint64_t seed, int32_t length, int32_t trial,
+                       bool chat);
+// The tokens of a question (a JSONL record's) as run_tasks gives it to `model`.
+std::vector<TokenId> question_prompt(const Model& model, const std::string& question, bool chat);
+
 // Exact answer extraction: numbers are the first integer of the answer
 // (thousands separators dropped); word lists are the first words of the
 // answer, lower-cased, as many as expected. GSM8K answers (`gsm8k` true):

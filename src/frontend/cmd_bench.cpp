@@ -26,13 +26,8 @@ namespace {
 
 struct BenchOptions {
   std::string model;
-  std::vector<int32_t> n_prompt{128, 512};
-  std::vector<int32_t> n_gen{128};
-  std::vector<int32_t> n_depth{0, 512, 2048, 8192};
+  BenchParams tests;  // -p -n -d -r -b -c --seed go straight here
   std::vector<int> n_threads;
-  int reps = 3;
-  int32_t n_batch = 512;
-  int32_t n_ctx = 0;
   std::string kv = "full";
   std::string kv_type;
   bool no_cache = false;
@@ -44,7 +39,6 @@ struct BenchOptions {
   int32_t cache_speedup = 0;
   int32_t speedup_prompt = 16;
   std::vector<int32_t> n_parallel;  // --parallel: batched decode of N sequences instead of the tests
-  uint64_t seed = 1234;
 };
 
 std::string fmt_params(double n) {
@@ -135,19 +129,13 @@ void run_bench_command(const BenchOptions& o) {
   auto model = Model::load(path);
   int64_t max_positions = o.cache_speedup > 0 ? (int64_t)o.speedup_prompt + o.cache_speedup : 0;
   if (o.cache_speedup <= 0) {
-    for (int32_t n : o.n_prompt) max_positions = std::max<int64_t>(max_positions, n);
-    for (int32_t d : o.n_depth)
-      for (int32_t n : o.n_gen)
+    for (int32_t n : o.tests.n_prompt) max_positions = std::max<int64_t>(max_positions, n);
+    for (int32_t d : o.tests.n_depth)
+      for (int32_t n : o.tests.n_gen)
         if (n > 0) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
   }
   warn_beyond_training(model->config(), max_positions, "the largest bench test");
-  BenchParams p;
-  p.n_prompt = o.n_prompt;
-  p.n_gen = o.n_gen;
-  p.n_depth = o.n_depth;
-  p.n_reps = o.reps;
-  p.n_batch = o.n_batch;
-  p.n_ctx = o.n_ctx;
+  BenchParams p = o.tests;
   // --kv "P1;P2;...": every test per policy, each with its own peak RSS.
   std::vector<KvPolicy> policies;
   for (const std::string& spec : split_list(o.kv, ';')) {
@@ -157,7 +145,6 @@ void run_bench_command(const BenchOptions& o) {
   if (policies.size() > 1 && o.cache_speedup > 0) fail("--cache-speedup takes one --kv policy");
   p.kv = policies[0];
   p.use_cache = !o.no_cache;
-  p.seed = o.seed;
   BenchModelInfo info;
   nlohmann::json model_fields;
   auto describe_policy = [&](const KvPolicy& kv) {
@@ -294,21 +281,21 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   auto* c = root.add_subcommand("bench", "Measure prefill and decode speed (llama-bench style), memory bandwidth, "
                                          "and the KV-cache speed-up");
   c->add_option("-m,--model", o->model, "GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model)");
-  c->add_option("-p,--n-prompt", o->n_prompt, "Prompt-processing tests: tokens evaluated from an empty cache (0 = none)")
+  c->add_option("-p,--n-prompt", o->tests.n_prompt, "Prompt-processing tests: tokens evaluated from an empty cache (0 = none)")
       ->delimiter(',')->capture_default_str();
-  c->add_option("-n,--n-gen", o->n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
+  c->add_option("-n,--n-gen", o->tests.n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
       ->delimiter(',')->capture_default_str();
-  auto* depth = c->add_option("-d,--n-depth", o->n_depth,
+  auto* depth = c->add_option("-d,--n-depth", o->tests.n_depth,
                                "Depths of the generation tests: tokens prefilled (not timed) first "
                                "(with --parallel: default 0)")
                     ->delimiter(',')->capture_default_str();
   c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
       ->check(thread_count_check());
-  c->add_option("-r,--repetitions", o->reps, "Repetitions of each test")->check(CLI::PositiveNumber)
+  c->add_option("-r,--repetitions", o->tests.n_reps, "Repetitions of each test")->check(CLI::PositiveNumber)
       ->capture_default_str();
-  c->add_option("-b,--batch-size", o->n_batch, "Tokens per forward pass in prefill")->check(CLI::PositiveNumber)
+  c->add_option("-b,--batch-size", o->tests.n_batch, "Tokens per forward pass in prefill")->check(CLI::PositiveNumber)
       ->capture_default_str();
-  c->add_option("-c,--ctx-size", o->n_ctx, "Context size (default: what the largest test needs)")
+  c->add_option("-c,--ctx-size", o->tests.n_ctx, "Context size (default: what the largest test needs)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies), or several separated by ';': "
                                "every test runs per policy, and each gets its peak RSS")->capture_default_str();
@@ -329,9 +316,9 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                 "Instead of the tests: decode N sequences together in one batch per step, for each N of a list "
                 "(e.g. 1,2,4,8,16), and report the aggregate tokens/s and the speed-up over 1")
       ->delimiter(',')->check(CLI::PositiveNumber);
-  c->add_option("--seed", o->seed, "Seed of the random token ids")->capture_default_str();
+  c->add_option("--seed", o->tests.seed, "Seed of the random token ids")->capture_default_str();
   c->callback([o, depth] {
-    if (!o->n_parallel.empty() && depth->count() == 0) o->n_depth = {0};
+    if (!o->n_parallel.empty() && depth->count() == 0) o->tests.n_depth = {0};
     run_bench_command(*o);
   });
 });

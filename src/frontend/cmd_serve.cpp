@@ -32,14 +32,7 @@ void on_signal(int) { stop_http_server(); }
 void run(ServeOptions& o) {
   if (o.http.port < 0 || o.http.port > 65535) fail("--port must be in 0..65535, got {}", o.http.port);
   auto model = o.model.load_model();
-  const ContextParams cp = o.model.context_params();
-  serve::EngineParams ep;
-  ep.n_parallel = o.n_parallel;
-  ep.max_queue = o.max_queue;
-  ep.n_ctx = cp.n_ctx;
-  ep.n_batch = cp.n_batch;
-  ep.n_threads = cp.n_threads;
-  ep.kv = cp.kv;
+  const serve::EngineParams ep{o.model.context_params(), o.n_parallel, o.max_queue};
   o.http.chat =
       o.chat_format.empty() ? detect_chat_template(model->file()) : ChatTemplate(parse_chat_format(o.chat_format));
   if (o.http.model_name.empty()) o.http.model_name = model->config().name.empty() ? "kvforge" : model->config().name;

@@ -155,7 +155,7 @@ class Api {
     } else {
       p.prompt = r.prompt_is_tokens ? r.prompt_tokens : tok.encode(r.prompt, true, true);
     }
-    const int32_t n_ctx = engine_.params().n_ctx;
+    const int32_t n_ctx = engine_.params().context.n_ctx;
     if (p.prompt.empty()) throw ApiError(400, "the prompt is empty", "prompt");
     if ((int64_t)p.prompt.size() >= n_ctx)
       throw ApiError(400,
@@ -425,7 +425,7 @@ void run_http_server(serve::Engine& engine, const HttpOptions& o) {
     svr.stop();
   });
   std::fprintf(stderr, "[kvforge] listening on http://%s:%d (%d sequences in parallel, queue %d, context %d, kv %s)\n",
-               o.host.c_str(), o.port, ep.n_parallel, ep.max_queue, ep.n_ctx, ep.kv.describe().c_str());
+               o.host.c_str(), o.port, ep.n_parallel, ep.max_queue, ep.context.n_ctx, ep.context.kv.describe().c_str());
   std::fflush(stderr);
   svr.listen_after_bind();
   g_stop = true;

@@ -10,5 +10,6 @@ void bind_model(nanobind::module_& m);     // Model, ModelConfig, tokenizer call
 void bind_context(nanobind::module_& m);   // Context, eval, log-probs
 void bind_generate(nanobind::module_& m);  // SamplingParams, GenerateParams, generate
 void bind_eval(nanobind::module_& m);      // evaluation tasks (passkey retrieval)
+void bind_heads(nanobind::module_& m);     // soft gates, verifiable tasks, head-pattern files
 
 }  // namespace kvforge::python

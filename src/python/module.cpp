@@ -12,4 +12,5 @@ NB_MODULE(_core, m) {
   kvforge::python::bind_context(m);
   kvforge::python::bind_generate(m);
   kvforge::python::bind_eval(m);
+  kvforge::python::bind_heads(m);
 }

@@ -56,20 +56,15 @@ Engine::Engine(const Model& model, const EngineParams& params) : model_(model), 
   const ModelConfig& c = model.config();
   if (params_.n_parallel <= 0) fail("--parallel must be positive, got {}", params_.n_parallel);
   if (params_.max_queue < 0) fail("the queue limit must not be negative");
-  if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+  int32_t& n_ctx = params_.context.n_ctx;
+  if (n_ctx <= 0) n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
   // Every sequence can grow to a full context, plus one block each for a
   // copy-on-write: admission never overcommits the pool.
-  const int32_t n_blocks = params_.n_parallel * PagedKvCache::blocks_for(params_.n_ctx);
-  auto cache = std::make_unique<PagedKvCache>(params_.kv, c.kv_shape(),
-                                              params_.n_ctx, n_blocks, params_.n_parallel);
+  const int32_t n_blocks = params_.n_parallel * PagedKvCache::blocks_for(n_ctx);
+  auto cache = std::make_unique<PagedKvCache>(params_.context.kv, c.kv_shape(), n_ctx, n_blocks, params_.n_parallel);
   cache_ = cache.get();
   cache_->remove_sequence(0);
-  ContextParams cp;
-  cp.n_ctx = params_.n_ctx;
-  cp.n_batch = params_.n_batch;
-  cp.n_threads = params_.n_threads;
-  cp.kv = params_.kv;  // the context checks it against the model
-  ctx_ = std::make_unique<Context>(model, cp, std::move(cache));
+  ctx_ = std::make_unique<Context>(model, params_.context, std::move(cache));  // checks kv against the model
   slots_.resize(params_.n_parallel);
   stats_.kv = cache_->stats();
   stats_.kv_bytes = cache_->bytes();
@@ -94,13 +89,14 @@ void Engine::stop() {
 
 std::shared_ptr<Job> Engine::submit(CompletionParams p) {
   if (p.prompt.empty()) fail("the prompt is empty");
-  if ((int64_t)p.prompt.size() >= params_.n_ctx)
+  const int32_t n_ctx = params_.context.n_ctx;
+  if ((int64_t)p.prompt.size() >= n_ctx)
     fail("the prompt has {} tokens, but the context holds {} (prompt and completion together)", p.prompt.size(),
-         params_.n_ctx);
+         n_ctx);
   for (TokenId t : p.prompt)
     if (t < 0 || t >= model_.config().n_vocab) fail("token id {} out of range [0, {})", t, model_.config().n_vocab);
   p.sampling.validate();
-  p.max_tokens = std::min<int32_t>(p.max_tokens, params_.n_ctx - (int32_t)p.prompt.size());
+  p.max_tokens = std::min<int32_t>(p.max_tokens, n_ctx - (int32_t)p.prompt.size());
   auto job = std::make_shared<Job>();
   job->params_ = std::move(p);
   {
@@ -174,7 +170,7 @@ void Engine::step() {
   // Decodes first (one token each), then prompt chunks in the room left.
   std::vector<BatchRun> runs;
   std::vector<int32_t> run_seq;
-  int32_t budget = params_.n_batch;
+  int32_t budget = params_.context.n_batch;
   for (int32_t seq = 0; seq < (int32_t)slots_.size() && budget > 0; ++seq) {
     Slot& s = slots_[seq];
     if (!s.job || s.pending < 0) continue;

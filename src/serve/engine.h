@@ -29,12 +29,12 @@
 namespace kvforge::serve {
 
 struct EngineParams {
+  // n_ctx: most tokens of one sequence (prompt + completion; 0 = min(training
+  // context, 4096)); n_batch: tokens per forward pass; kv: full-history
+  // policies (storage f16, f32, q8, q4).
+  ContextParams context;
   int32_t n_parallel = 4;    // sequences decoded together
-  int32_t n_ctx = 4096;      // most tokens of one sequence (prompt + completion)
-  int32_t n_batch = 256;     // tokens per forward pass
   int32_t max_queue = 64;    // requests waiting beyond the running ones
-  int n_threads = 0;         // 0 = physical cores
-  KvPolicy kv;               // full-history policies (storage: f16, f32, q8, q4)
 };
 
 struct CompletionParams {

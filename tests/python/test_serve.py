@@ -241,6 +241,69 @@ def test_disconnect_frees_blocks(server):
     server.wait_idle()
 
 
+def test_load_64_clients(server):
+    """64 concurrent clients at once (8 run, 32 queue, the rest get 429 and
+    retry after Retry-After): streamed and whole, greedy and seeded
+    sampling, every 8th hanging up after its first token. Only 200, or 429/503
+    with Retry-After, ever come back; every finished answer equals the same
+    request's answer alone; afterwards no block is held. Bounded: 6 tokens
+    each, at most 8 tries per client, a 60 s deadline."""
+    prompts = PROMPTS[:4]
+    options = [dict(temperature=0), dict(temperature=0.8, top_p=0.9, seed=11)]
+    base = dict(max_tokens=6, ignore_eos=True)
+
+    def ask(h, prompt, opt, stream, hang_up=False):
+        """(status, text or None, Retry-After) of one request."""
+        body = dict(prompt=prompt, stream=stream, **base, **opt)
+        if not stream:
+            r = h.post(server.url + "/v1/completions", json=body)
+            return r.status_code, r.json()["choices"][0]["text"] if r.status_code == 200 else None, \
+                r.headers.get("Retry-After")
+        with h.stream("POST", server.url + "/v1/completions", json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                return r.status_code, None, r.headers.get("Retry-After")
+            text = ""
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                assert "error" not in event, event
+                text += event["choices"][0]["text"]
+                if hang_up:
+                    return 200, None, None  # leaving the block closes the connection
+            return 200, text, None
+
+    with httpx.Client(timeout=30) as h:
+        solo = {(p, i): ask(h, p, o, False)[1] for p in prompts for i, o in enumerate(options)}
+    before = server.metrics()
+    deadline = time.monotonic() + 60
+
+    def client(k):
+        p, i = prompts[k % len(prompts)], (k // len(prompts)) % len(options)
+        statuses = []
+        with httpx.Client(timeout=30) as h:
+            for _ in range(8):
+                status, text, retry_after = ask(h, p, options[i], stream=k % 2 == 0, hang_up=k % 8 == 7)
+                statuses.append(status)
+                if status == 200:
+                    return statuses, (p, i), text
+                assert status in (429, 503) and retry_after is not None, (status, retry_after)
+                assert time.monotonic() < deadline
+                time.sleep(min(float(retry_after), 1.0) * (0.5 + (k % 5) / 10))
+        pytest.fail(f"client {k} never got through: {statuses}")
+
+    with concurrent.futures.ThreadPoolExecutor(64) as ex:
+        results = list(ex.map(client, range(64)))
+    for k, (statuses, key, text) in enumerate(results):
+        if k % 8 != 7:
+            assert text == solo[key], (k, key)
+    refused = sum(s.count(429) for s, _, _ in results)
+    after = server.wait_idle()
+    assert after["requests_rejected_total"] - before["requests_rejected_total"] == refused
+    assert after["kv_blocks_used"] == 0 and after["running_sequences"] == 0
+
+
 def _post(url, body, **kw):
     return httpx.post(url + "/v1/chat/completions", content=body, timeout=30,
                       headers={"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
@@ -318,6 +381,16 @@ def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
     finally:
         if s.proc.poll() is None:
             assert s.stop() == 0
+
+
+def test_window_policies_refused(kvforge_bin, smollm2_gguf):
+    """The paged cache keeps full histories only: a --kv window policy is
+    refused at start with one clear error line and exit status 1."""
+    r = subprocess.run([str(kvforge_bin), "serve", "-m", str(smollm2_gguf), "--port", "0", "-c", "256",
+                        "--kv", "window:64,sinks:4"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
+        "error: --kv window:64,sinks:4+f16: the multi-sequence (paged) cache keeps full histories only; "
+        "window policies are single-sequence")
 
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
