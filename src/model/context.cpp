@@ -120,7 +120,9 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
-    const size_t lat = m.kv_lora_rank + m.qk_rope;
+    const size_t lat = m.kv_lora_rank + m.rope_width();
+    mla_cs_.resize(B * m.rope_width());
+    mla_rope_ = Rope(RopeParams{.pairing = RopePairing::Adjacent, .n_rot = m.qk_rope});
     qa_.resize(B * m.q_lora_rank);
     kv_.resize(B * lat);
     qlat_.resize(B * c.n_head * lat);
@@ -293,6 +295,7 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
       r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
     }
   }
+  if (observer_) observer_(l, xn_.data(), q_.data(), k_.data(), n);
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
                       c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
   write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
