@@ -3,22 +3,11 @@ the CLI: with room for the whole text it is the full cache, past its budget it
 keeps generating in B tokens per head, and bad budgets are clear errors.
 (Which tokens each keeps is tested against slow references in
 tests/unit/test_kv_evict.cpp.)"""
-import json
-
 import pytest
 
 from conftest import run_kvforge
 from test_bad_input import _assert_clean_error
-
-PROMPT = "The history of the printing press begins"
-F16_BYTES_PER_TOKEN = 30 * 3 * 64 * 2 * 2  # 23,040: 30 layers, 3 KV heads of 64, K and V, f16
-
-
-def _greedy(kvforge_bin, model, tmp_path, n, *extra):
-    out = tmp_path / "run.json"
-    run_kvforge(kvforge_bin, "run", "-m", model, "-p", PROMPT, "-n", n, "--temp", "0", "--ignore-eos",
-                "--json-out", out, *extra, timeout=600)
-    return json.loads(out.read_text())
+from test_kv_policies import F16_BYTES_PER_TOKEN, _greedy
 
 
 def test_budget_with_room_for_the_text_equals_full(kvforge_bin, smollm2_gguf, tmp_path):
