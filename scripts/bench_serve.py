@@ -21,7 +21,19 @@ in a unified KV cache; kvforge forks its blocks), then -n steps each decode
 one random token of every sequence in one llama_decode with N sequence ids,
 logits for all. The engines alternate over --passes passes (the machine is
 noisy); the table compares medians of the per-pass aggregate tokens/s.
-Run it with the venv's Python (llama-cpp-python)."""
+Run it with the venv's Python (llama-cpp-python).
+
+    scripts/bench_serve.py --load 60 [--clients 64] [--warmup 10] [--parallel 8] [--queue 16]
+                           [-m MODEL] [-t THREADS] [--json-out FILE]
+
+Or: a load test. --clients streaming clients (random prompts, lengths and
+sampling options; one request in 8 hangs up after its first token; a 429
+or 503 is retried after its Retry-After) keep the server busy for --warmup
+seconds, then for --load seconds. Prints the requests finished, refused
+(429/503 with Retry-After) and failed (anything else: other statuses, error
+events, broken streams), p50/p99 of the time to first token and of the
+whole request, and the server's resident memory after the warm-up, after
+the load and once idle."""
 import argparse
 import concurrent.futures
 import json
@@ -159,6 +171,111 @@ def vs_llamacpp(a, levels):
             json.dump({"batched_decode": rows, "n": a.n, "depth": a.depth, "threads": threads}, f, indent=1)
 
 
+WORDS = ("cache kernel token river mountain story engine paper garden signal window music planet market "
+         "teacher bridge number answer question winter").split()
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def load_phase(url, clients, seconds, seed):
+    """clients threads send random streamed requests for `seconds`; returns one record per request."""
+    import random
+    deadline = time.monotonic() + seconds
+
+    def one(h, rng):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 60)))
+        body = {"prompt": f"Write about {words}.", "max_tokens": rng.randint(4, 48), "stream": True,
+                "temperature": rng.choice([0, 0.7, 1.0]), "top_p": rng.choice([1.0, 0.9]),
+                "top_k": rng.choice([0, 40]), "seed": rng.randrange(1 << 30)}
+        rec = {"status": None, "ttft": None, "seconds": None, "error": None, "hung_up": rng.random() < 1 / 8}
+        t0 = time.perf_counter()
+        try:
+            with h.stream("POST", url + "/v1/completions", json=body) as r:
+                rec["status"] = r.status_code
+                if r.status_code != 200:
+                    r.read()
+                    retry = r.headers.get("Retry-After")
+                    if r.status_code in (429, 503) and retry:
+                        time.sleep(float(retry) * rng.uniform(0.5, 1.5))
+                    else:
+                        rec["error"] = f"HTTP {r.status_code} without Retry-After"
+                    return rec
+                for line in r.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    if line == "data: [DONE]":
+                        break
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        rec["error"] = event["error"]["message"]
+                        return rec
+                    if rec["ttft"] is None:
+                        rec["ttft"] = time.perf_counter() - t0
+                    if rec["hung_up"]:
+                        return rec  # leaving the block closes the connection
+                else:
+                    rec["error"] = "stream ended without [DONE]"
+                    return rec
+                rec["seconds"] = time.perf_counter() - t0
+        except httpx.HTTPError as e:
+            rec["error"] = f"{type(e).__name__}: {e}"
+        return rec
+
+    def client(k):
+        rng = random.Random(seed * 1000 + k)
+        with httpx.Client(timeout=120) as h:
+            recs = []
+            while time.monotonic() < deadline:
+                recs.append(one(h, rng))
+            return recs
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        return [rec for recs in ex.map(client, range(clients)) for rec in recs]
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def load_test(url, pid, a):
+    load_phase(url, a.clients, a.warmup, seed=1)
+    rss_warm = rss_bytes(pid)
+    t0 = time.perf_counter()
+    recs = load_phase(url, a.clients, a.load, seed=2)
+    wall = time.perf_counter() - t0
+    rss_after = rss_bytes(pid)
+    time.sleep(2)
+    rss_idle = rss_bytes(pid)
+    failed = [r for r in recs if r["error"] is not None]
+    refused = [r for r in recs if r["status"] in (429, 503) and r["error"] is None]
+    full = [r for r in recs if r["seconds"] is not None]
+    ttft = [r["ttft"] for r in recs if r["ttft"] is not None and r["error"] is None]
+    lat = [r["seconds"] for r in full]
+    res = {"clients": a.clients, "seconds": wall, "finished": len(full),
+           "hung_up": sum(r["hung_up"] and r["ttft"] is not None and r["error"] is None for r in recs),
+           "refused": len(refused), "failed": len(failed), "errors": sorted({r["error"] for r in failed})[:10],
+           "ttft_p50": percentile(ttft, 0.5), "ttft_p99": percentile(ttft, 0.99),
+           "latency_p50": percentile(lat, 0.5), "latency_p99": percentile(lat, 0.99),
+           "rss_after_warmup": rss_warm, "rss_after_load": rss_after, "rss_idle": rss_idle}
+    mib = 1 << 20
+    print(f"{a.clients} clients for {wall:.0f} s: {len(full)} requests finished, {res['hung_up']} hung up early, "
+          f"{len(refused)} refused (429/503 with Retry-After), {len(failed)} failed")
+    for e in res["errors"]:
+        print("  failure:", e)
+    print(f"time to first token p50 {res['ttft_p50']:.2f} s, p99 {res['ttft_p99']:.2f} s; "
+          f"whole request p50 {res['latency_p50']:.2f} s, p99 {res['latency_p99']:.2f} s")
+    print(f"server RSS: {rss_warm / mib:.1f} MiB after the warm-up, {rss_after / mib:.1f} MiB after the load, "
+          f"{rss_idle / mib:.1f} MiB idle", flush=True)
+    return res
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--llama-worker":
         return llama_batched_worker(json.loads(sys.argv[2]))
@@ -174,6 +291,10 @@ def main():
     ap.add_argument("-d", "--depth", type=int, default=0, help="--vs-llamacpp: prefilled tokens shared by all")
     ap.add_argument("-r", "--reps", type=int, default=3, help="--vs-llamacpp: repetitions per pass")
     ap.add_argument("--passes", type=int, default=3, help="--vs-llamacpp: alternating passes per engine")
+    ap.add_argument("--load", type=float, default=0, help="a load test of this many seconds instead")
+    ap.add_argument("--clients", type=int, default=64, help="--load: concurrent streaming clients")
+    ap.add_argument("--warmup", type=float, default=10, help="--load: seconds of load before measuring")
+    ap.add_argument("--queue", type=int, default=16, help="--load: the server's --queue")
     a = ap.parse_args()
     levels = [int(x) for x in a.parallel.split(",")]
     if a.vs_llamacpp:
@@ -181,6 +302,8 @@ def main():
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [a.bin, "serve", "--port", str(port), "--parallel", str(max(levels)), "-c", "2048"]
+    if a.load > 0:
+        cmd += ["--queue", str(a.queue)]
     if a.model:
         cmd += ["-m", a.model]
     if a.threads:
@@ -200,6 +323,12 @@ def main():
                 sys.exit("server did not start")
             time.sleep(0.2)
         stream(url, "Warm-up.", 4)
+        if a.load > 0:
+            res = load_test(url, proc.pid, a)
+            if a.json_out:
+                with open(a.json_out, "w") as f:
+                    json.dump({"load": res}, f, indent=1)
+            return
         results = {"decode": [], "ttft": {}}
         print("| streams | tokens | seconds | aggregate tok/s | per stream tok/s |")
         print("|---:|---:|---:|---:|---:|")

@@ -3,7 +3,8 @@
 
 Small valid GGUF files made with the pinned `gguf` package: every metadata
 value type (strings, arrays of numbers and of strings, floats, bools) and
-tensors of the types the reader decodes (F32, F16, Q8_0, Q4_1, Q4_K), so the
+tensors of the types the reader decodes (F32, F16, Q8_0, Q4_1, Q4_K) and a
+deepseek2-shaped file (MLA and MoE keys, 3-D tensors), so the
 fuzzer starts from inputs that reach deep into the reader; and a few texts
 and KV-policy specs for the tokenizer and --kv parser targets.
 
@@ -35,6 +36,39 @@ def write(path, tensors, raw=()):
     w.close()
 
 
+def write_deepseek2(path, rng):
+    """The metadata and tensor shapes of a one-layer MLA + MoE deepseek2 file
+    (3-D per-head and per-expert tensors), tiny widths."""
+    w = gguf.GGUFWriter(str(path), "deepseek2")
+    w.add_block_count(1)
+    w.add_embedding_length(32)
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_kv_lora_rank(32)
+    w.add_q_lora_rank(0)
+    w.add_key_length(64)
+    w.add_value_length(32)
+    w.add_key_length_mla(48)
+    w.add_value_length_mla(16)
+    w.add_rope_dimension_count(32)
+    w.add_expert_count(4)
+    w.add_expert_used_count(2)
+    w.add_expert_feed_forward_length(32)
+    w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+    w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    w.add_rope_scaling_factor(4.0)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    w.add_tensor("blk.0.attn_kv_a_mqa.weight", f32(64, 32))
+    w.add_tensor("blk.0.attn_k_b.weight", f32(2, 32, 16))
+    w.add_tensor("blk.0.attn_v_b.weight", f32(2, 16, 32))
+    w.add_tensor("blk.0.ffn_gate_exps.weight", f32(4, 32, 32).astype(np.float16))
+    w.add_tensor("blk.0.exp_probs_b.bias", f32(4))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_fuzz_seeds.py DIR")
@@ -50,6 +84,7 @@ def main():
         ("q4_1", rng.integers(0, 255, size=(1, 20), dtype=np.uint8), Q.Q4_1),
         ("q4_k", rng.integers(0, 255, size=(1, 144), dtype=np.uint8), Q.Q4_K),
     ])
+    write_deepseek2(out / "deepseek2.gguf", rng)
     # Text for the tokenizer and policy specs for the --kv parser (every
     # target starts from the whole directory).
     texts = {

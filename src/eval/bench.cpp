@@ -95,12 +95,16 @@ BenchModelInfo describe_for_bench(const Model& model, const std::string& filenam
 
   // One decode step reads every layer matrix, the norms, the output matrix
   // and one row of each embedding table (all of the token table when the
-  // output is tied to it: then it is counted once, as the output).
+  // output is tied to it: then it is counted once, as the output). Of the
+  // routed experts only the n_expert_used a token selects are read.
   const ModelWeights& w = model.weights();
   uint64_t b = 0;
   for (const auto& L : w.layers) {
-    for (const WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      b += matrix_bytes(*m);
+    for (const WeightMatrix* m : L.matrices()) b += matrix_bytes(*m);
+    uint64_t experts = 0;
+    for (const auto* v : {&L.moe.gate, &L.moe.up, &L.moe.down})
+      for (const WeightMatrix& m : *v) experts += matrix_bytes(m);
+    if (experts > 0) b -= experts - experts * c.moe.n_expert_used / c.moe.n_expert;
     for (const Vec* v : {&L.attn_norm, &L.attn_norm_b, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_norm_b,
                          &L.b_up, &L.b_down})
       b += vec_bytes(*v);

@@ -56,14 +56,14 @@ Draft passkey(uint64_t& st) {
 }
 
 Draft kv_retrieval(uint64_t& st) {
-  const std::vector<int> colours = distinct(st, kNColours, 4);
+  const std::vector<int> colours = distinct(st, kNColours, 2);
   Draft d;
   d.intro = "Some door codes are hidden inside a lot of irrelevant text. Find them and memorize them. "
             "I will ask you about one of them later.\n\n";
   std::vector<std::string> codes;
   for (size_t i = 0; i < colours.size(); ++i) {
     codes.push_back(std::to_string(between(st, 1000, 9999)));
-    d.inserts.push_back({0.1 + 0.15 * (double)i, fmt::format("The code for the {} door is {}.", kColours[colours[i]], codes[i])});
+    d.inserts.push_back({0.1 + 0.3 * (double)i, fmt::format("The code for the {} door is {}.", kColours[colours[i]], codes[i])});
   }
   const int asked = pick(st, (int)colours.size());
   d.question = fmt::format("\n\nWhat is the code for the {} door?{}", kColours[colours[asked]], kNumberOnly);
@@ -85,7 +85,7 @@ Draft multi_hop(uint64_t& st) {
 
 Draft variable_tracking(uint64_t& st) {
   std::vector<std::string> vars;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 2; ++i) {
     std::string v;
     do {
       v.clear();
@@ -94,25 +94,27 @@ Draft variable_tracking(uint64_t& st) {
     vars.push_back(v);
   }
   const std::string n = std::to_string(between(st, 10000, 99999));
+  // One hop: with two, or with "VAR X =" as the answer's start, the 135M
+  // model answers with the chain's variable name instead of its value.
   return {"Some variable assignments are hidden inside a lot of irrelevant text. Follow them. "
           "I will ask you about a variable later.\n\n",
-          fmt::format("\n\nWhat is the value of VAR {}?{}", vars[2], kNumberOnly), fmt::format("VAR {} =", vars[2]), n,
-          {{depth_in(st, 0.1, 0.2), fmt::format("VAR {} = {}.", vars[0], n)},
-           {depth_in(st, 0.25, 0.4), fmt::format("VAR {} = VAR {}.", vars[1], vars[0])},
-           {depth_in(st, 0.45, 0.6), fmt::format("VAR {} = VAR {}.", vars[2], vars[1])}}};
+          fmt::format("\n\nWhat is the value of VAR {}?{}", vars[1], kNumberOnly),
+          fmt::format("The value of VAR {} is", vars[1]), n,
+          {{depth_in(st, 0.1, 0.3), fmt::format("VAR {} = {}.", vars[0], n)},
+           {depth_in(st, 0.35, 0.6), fmt::format("VAR {} = VAR {}.", vars[1], vars[0])}}};
 }
 
 Draft copy_words(uint64_t& st) {
-  const std::vector<int> w = distinct(st, kNWords, 5);
+  const std::vector<int> w = distinct(st, kNWords, 3);
   std::string list, expected;
   for (size_t i = 0; i < w.size(); ++i) {
     list += fmt::format("{}{}", i ? ", " : "", kWords[w[i]]);
     expected += fmt::format("{}{}", i ? " " : "", kWords[w[i]]);
   }
-  return {"A list of five words is hidden inside a lot of irrelevant text. Find it and memorize it. "
+  return {"A list of three words is hidden inside a lot of irrelevant text. Find it and memorize it. "
           "I will ask you to repeat it later.\n\n",
-          "\n\nRepeat the five words of the list, in order, separated by commas.", "The five words are:", expected,
-          {{depth_in(st, 0.1, 0.6), fmt::format("The list of five words is: {}.", list)}}};
+          "\n\nRepeat the three words of the list, in order, separated by commas.", "The three words are:", expected,
+          {{depth_in(st, 0.1, 0.6), fmt::format("The list of three words is: {}.", list)}}};
 }
 
 Draft arithmetic(uint64_t& st) {
@@ -179,7 +181,13 @@ const std::vector<std::string>& task_names() {
   return names;
 }
 
-const std::vector<std::string>& default_task_names() { return task_names(); }
+// The tasks SmolLM2-135M-Instruct passes (>= 80 % at 512 tokens with the
+// full cache, README): arithmetic (0 %: it answers one of the two numbers)
+// stays available by name for larger models.
+const std::vector<std::string>& default_task_names() {
+  static const std::vector<std::string> names = {"passkey", "kv-retrieval", "multi-hop", "variable-tracking", "copy"};
+  return names;
+}
 
 TaskCase make_task_case(const std::string& task, uint64_t seed, int32_t length, int32_t trial,
                         const ChatTemplate& chat, const TokenCounter& count) {

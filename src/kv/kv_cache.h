@@ -28,6 +28,9 @@ struct KvShape {
   int n_kv_head = 0;
   int head_dim_k = 0;
   int head_dim_v = 0;
+  // Latent rows (MLA): V is the first head_dim_v values of the K row, which
+  // is stored once ([c_KV | k_pe]); write() then ignores its v argument.
+  bool v_in_k = false;
 };
 
 // New tokens of one sequence: token i gets position pos0 + i. Which cell
@@ -69,7 +72,8 @@ class KvCache {
   // Stores one layer's K/V of the planned tokens, or of a wave of them:
   // any {seq, pos0 + i, n} inside the plan with n <= max_wave(layer, h,
   // pos0 + i) for every head h of the layer.
-  // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32.
+  // k: [n_tokens][n_kv_head][head_dim_k] f32, v: [n_tokens][n_kv_head][head_dim_v] f32
+  // (v unused, may be null, for latent rows: KvShape::v_in_k).
   virtual void write(int layer, const KvPlan& plan, const float* k, const float* v) = 0;
   // Makes the cells of a plan writable: a paged cache allocates its blocks
   // (copying a shared one first: copy-on-write). Throws kvforge::Error when

@@ -68,7 +68,8 @@ void apply_head_choice(const KvPolicy& policy, int32_t n_ctx, KvLayout& L) {
 }  // namespace
 
 KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx) {
-  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0)
+  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0 ||
+      (shape.v_in_k && shape.head_dim_v > shape.head_dim_k))
     fail("invalid KV shape: {} layers, {} KV heads, head dims {}/{}", shape.n_layer, shape.n_kv_head,
          shape.head_dim_k, shape.head_dim_v);
   KvHeadSpec h;
@@ -95,6 +96,12 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
   KvLayout L;
   L.shape = shape;
   L.heads.assign((size_t)shape.n_layer * shape.n_kv_head, h);
+  // All query heads read the one latent row of an MLA layer: there is no
+  // per-head history to mix or gate.
+  if (policy.heads.kind != KvHeadChoice::Kind::None && shape.v_in_k)
+    fail("--kv {}: per-head mixed caches and soft gates do not apply to a latent (MLA) cache, whose row all heads "
+         "share; use a uniform policy (f16, q8, window:W, ...)",
+         policy.describe());
   if (policy.heads.kind != KvHeadChoice::Kind::None) apply_head_choice(policy, n_ctx, L);
   return L;
 }

@@ -20,7 +20,7 @@ KvStore::KvStore(const KvLayout& layout) : layout_(layout) {
     const KvHeadSpec& spec = layout.heads[i];
     Head& h = heads_[i];
     h.k_row = kv_row_bytes(spec.storage, sh.head_dim_k);
-    h.v_row = kv_row_bytes(spec.storage, sh.head_dim_v);
+    h.v_row = sh.v_in_k ? 0 : kv_row_bytes(spec.storage, sh.head_dim_v);  // latent: V lives in the K row
     h.k_off = bytes_;
     h.v_off = h.k_off + (size_t)spec.n_cells * h.k_row;
     bytes_ = h.v_off + (size_t)spec.n_cells * h.v_row;
@@ -76,7 +76,8 @@ void KvStore::write_row(int layer, int kv_head, int32_t cell, const float* k_row
   const Head& h = head(layer, kv_head);
   const int block = hadamard_block_of(spec, layout_.shape);
   store_row(spec, block, k_row, layout_.shape.head_dim_k, data_ + h.k_off + (size_t)cell * h.k_row);
-  store_row(spec, block, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
+  if (!layout_.shape.v_in_k)
+    store_row(spec, block, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
 }
 
 void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
@@ -88,7 +89,9 @@ void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
 
 KvSegment KvStore::segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const {
   const Head& h = head(layer, kv_head);
-  return {data_ + h.k_off + (size_t)first_cell * h.k_row, data_ + h.v_off + (size_t)first_cell * h.v_row, n_rows};
+  const uint8_t* k = data_ + h.k_off + (size_t)first_cell * h.k_row;
+  if (layout_.shape.v_in_k) return {k, k, n_rows};
+  return {k, data_ + h.v_off + (size_t)first_cell * h.v_row, n_rows};
 }
 
 KvView KvStore::base_view(int layer, int kv_head) const {
@@ -100,7 +103,7 @@ KvView KvStore::base_view(int layer, int kv_head) const {
   v.head_dim_v = layout_.shape.head_dim_v;
   const Head& h = head(layer, kv_head);
   v.k_stride = h.k_row;
-  v.v_stride = h.v_row;
+  v.v_stride = layout_.shape.v_in_k ? h.k_row : h.v_row;
   return v;
 }
 

@@ -5,6 +5,7 @@
 //
 //   (layer, head) -> k: [n_cells][kv_row_bytes(storage, head_dim_k)] bytes
 //                    v: [n_cells][kv_row_bytes(storage, head_dim_v)] bytes
+//                       (none for latent rows, KvShape::v_in_k: V is a view of K)
 //
 // Head-major so that attention streams one head's rows contiguously; heads
 // with fewer cells (window) or smaller rows (q8/q4) really take less memory.
@@ -31,7 +32,8 @@ class KvStore {
   // Bytes of one K row plus one V row of (layer, head).
   size_t head_row_bytes(int layer, int kv_head) const;
 
-  // Converts one f32 row pair (k_row: [head_dim_k], v_row: [head_dim_v]) to
+  // Converts one f32 row pair (k_row: [head_dim_k], v_row: [head_dim_v], unread
+  // for latent rows) to
   // the head's storage (Hadamard-rotated first if the head asks for it) and
   // stores it in `cell`.
   void write_row(int layer, int kv_head, int32_t cell, const float* k_row, const float* v_row);

@@ -32,7 +32,8 @@ class LayoutCache final : public KvCache {
     if (L.uniform()) {
       const KvHeadSpec& h = L.heads[0];
       KvPolicy p{h.window, h.sinks, h.storage, h.hadamard};
-      return fmt::format("{}, {} cells", p.describe(), h.n_cells);
+      // "latent": one [c_KV | k_pe] row per token and layer (MLA), V inside it.
+      return fmt::format("{}{}, {} cells", p.describe(), L.shape.v_in_k ? " latent" : "", h.n_cells);
     }
     size_t windowed = 0, gated = 0;
     for (const KvHeadSpec& h : L.heads) windowed += h.window > 0, gated += h.gate != 1.0f;
@@ -71,7 +72,7 @@ class LayoutCache final : public KvCache {
       const CellMap& m = map(layer, h);
       for (int32_t i = 0; i < plan.n_tokens; ++i)
         store_.write_row(layer, h, m.cell(plan.pos0 + i), k + ((size_t)i * nh + h) * sh.head_dim_k,
-                         v + ((size_t)i * nh + h) * sh.head_dim_v);
+                         sh.v_in_k ? nullptr : v + ((size_t)i * nh + h) * sh.head_dim_v);
     }
   }
 

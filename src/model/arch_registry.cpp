@@ -12,6 +12,7 @@ const std::map<std::string, ArchLoader>& registry() {
     ArchTable table;
     register_llama_family(table);
     register_gpt2(table);
+    register_deepseek2(table);
     register_gemma(table);
     register_phi3(table);
     return std::map<std::string, ArchLoader>(table.begin(), table.end());

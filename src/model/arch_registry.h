@@ -20,6 +20,7 @@ using ArchLoader = std::function<void(const TensorLoader& t, ModelConfig& cfg, M
 using ArchTable = std::vector<std::pair<std::string, ArchLoader>>;
 void register_llama_family(ArchTable& table);
 void register_gpt2(ArchTable& table);
+void register_deepseek2(ArchTable& table);
 void register_gemma(ArchTable& table);
 void register_phi3(ArchTable& table);
 

@@ -22,13 +22,41 @@ enum class LayerRope : uint8_t {
   None,   // no position information in this layer (SmolLM3's every 4th layer)
 };
 
+// The kind of each block, chosen per layer at load; Context::forward runs
+// one function per kind.
+enum class AttnBlock : uint8_t { GQA, MLA };
+enum class FfnBlock : uint8_t { Dense, MoE };
+
 // What may differ between the layers of one model, chosen at load.
 struct LayerConfig {
+  AttnBlock attn = AttnBlock::GQA;
+  FfnBlock ffn = FfnBlock::Dense;
   LayerRope rope = LayerRope::Main;
   // Sliding-window attention: a query sees only the last `window` positions
   // (itself included); 0 = the whole history. The cache keeps only that
   // many cells for the layer (kv_layout.h, limit_layer_window).
   int32_t window = 0;
+};
+
+// Multi-head Latent Attention (DeepSeek-V2/V3, SPEC.md §3); kv_lora_rank == 0: none.
+struct MlaConfig {
+  int q_lora_rank = 0;   // 0: queries straight from W_q
+  int kv_lora_rank = 0;  // d_c, the cached latent
+  int qk_nope = 0;       // P: per-head query/key dims without RoPE
+  int qk_rope = 0;       // R: RoPE dims, one k_pe shared by all heads
+  int v_head_dim = 0;    // V
+};
+
+// Mixture of experts in the layers whose FfnBlock is MoE.
+enum class MoeGating { Softmax, Sigmoid };
+struct MoeConfig {
+  int n_expert = 0;
+  int n_expert_used = 0;    // top-k
+  int n_expert_shared = 0;  // always-on experts, one SwiGLU of n_expert_shared * d_ff_exp
+  int d_ff_exp = 0;         // hidden width of one expert
+  MoeGating gating = MoeGating::Softmax;
+  bool weights_norm = false;   // selected weights renormalised to sum 1
+  float weights_scale = 1.0f;  // then multiplied by this
 };
 
 struct ModelConfig {
@@ -50,6 +78,8 @@ struct ModelConfig {
   RopeParams rope;
   FfnKind ffn = FfnKind::SwiGLU;
   float attn_scale = 0;  // softmax scale, usually 1/sqrt(head_dim_k)
+  MlaConfig mla;         // layers with AttnBlock::MLA (LayerConfig)
+  MoeConfig moe;         // layers with FfnBlock::MoE
 
   std::vector<LayerConfig> layers;  // [n_layer]; Model::load fills defaults when a loader sets none
   RopeParams rope_local;            // only for LayerRope::Local layers
@@ -65,7 +95,12 @@ struct ModelConfig {
   int k_dim() const { return n_kv_head * head_dim_k; }    // keys of one token
   int v_dim() const { return n_kv_head * head_dim_v; }    // values of one token
   int attn_dim() const { return n_head * head_dim_v; }    // attention output of one token (W_o's input)
-  KvShape kv_shape() const { return {n_layer, n_kv_head, head_dim_k, head_dim_v}; }
+  // What one token caches per layer: per KV head K and V rows, or for MLA
+  // one latent row [c_KV | k_pe] whose first kv_lora_rank values are V.
+  KvShape kv_shape() const {
+    if (mla.kv_lora_rank > 0) return {n_layer, 1, mla.kv_lora_rank + mla.qk_rope, mla.kv_lora_rank, true};
+    return {n_layer, n_kv_head, head_dim_k, head_dim_v};
+  }
 };
 
 }  // namespace kvforge

@@ -82,7 +82,8 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     : model_(model),
       params_(params),
       pool_(params.n_threads > 0 ? params.n_threads : default_thread_count()),
-      cache_(std::move(cache)) {
+      cache_(std::move(cache)),
+      rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
   if (params_.n_ctx <= 0) params_.n_ctx = default_context_size(c);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
@@ -91,8 +92,10 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
     fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
   if (cache_) {  // built by the caller with params_.kv: it cannot know the model's per-layer windows
-    for (const LayerConfig& lc : c.layers)
+    for (const LayerConfig& lc : c.layers) {
       if (lc.window > 0) fail("this model has sliding-window layers, which the multi-sequence cache does not keep");
+      if (lc.attn == AttnBlock::MLA) fail("the multi-sequence cache does not keep latent (MLA) rows yet");
+    }
   } else {
     KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
     for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
@@ -103,16 +106,47 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   x_.resize(B * c.d_model);
   xn_.resize(B * c.d_model);
   q_.resize(B * c.q_dim());
-  k_.resize(B * c.k_dim());
-  v_.resize(B * c.v_dim());
   attn_.resize(B * c.attn_dim());
   tmp_.resize(B * c.d_model);
   const size_t F = std::min<size_t>(B, kFfnSlice);
-  if (c.ffn != FfnKind::GELU) gate_.resize(F * c.d_ff);
-  up_.resize(F * c.d_ff);
-  rope_ = c.rope;
-  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope_.freq_factors = c.rope_factors_long;
+  bool any_mla = false, any_moe = false, any_gqa = false;
+  for (const LayerConfig& lc : c.layers) {
+    any_mla |= lc.attn == AttnBlock::MLA;
+    any_gqa |= lc.attn == AttnBlock::GQA;
+    any_moe |= lc.ffn == FfnBlock::MoE;
+  }
+  if (any_gqa) {
+    k_.resize(B * c.k_dim());
+    v_.resize(B * c.v_dim());
+  }
+  size_t ff = c.d_ff;
+  if (any_moe) ff = std::max<size_t>({ff, (size_t)c.moe.d_ff_exp, (size_t)c.moe.n_expert_shared * c.moe.d_ff_exp});
+  if (c.ffn != FfnKind::GELU) gate_.resize(F * ff);
+  up_.resize(F * ff);
+  RopeParams rope = c.rope;
+  if (!c.rope_factors_long.empty() && params_.n_ctx > c.rope_long_ctx) rope.freq_factors = c.rope_factors_long;
+  rope_ = Rope(rope);
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
+  if (any_mla) {
+    const MlaConfig& m = c.mla;
+    const size_t lat = m.kv_lora_rank + m.qk_rope;
+    qa_.resize(B * m.q_lora_rank);
+    kv_.resize(B * lat);
+    qlat_.resize(B * c.n_head * lat);
+    olat_.resize(B * c.n_head * m.kv_lora_rank);
+    const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
+    head_x_.resize(B * widest);
+    head_y_.resize(B * widest);
+  }
+  if (any_moe) {
+    const MoeConfig& e = c.moe;
+    router_.resize(F * e.n_expert);
+    sel_.resize(F * e.n_expert_used);
+    sel_w_.resize(F * e.n_expert_used);
+    xe_.resize(F * c.d_model);
+    ye_.resize(F * c.d_model);
+    slot_out_.resize(F * e.n_expert_used * c.d_model);
+  }
   pos_.resize(B);
   tok_.resize(B);
   for (const LayerConfig& lc : c.layers)
@@ -147,7 +181,7 @@ void Context::decode(const std::vector<BatchRun>& runs) {
 void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int d = c.d_model, qd = c.q_dim(), kd = c.k_dim();
+  const int d = c.d_model;
 
   // Checks before anything is touched, then the cells of every run.
   int32_t n = 0;
@@ -178,42 +212,23 @@ void Context::forward(const std::vector<BatchRun>& runs) {
     }
   }
   // RoPE angles of each token, computed once for all layers.
-  const Rope rope(rope_), rope_local(c.rope_local);
-  const int n_rot = c.rope.n_rot, n_rot_local = c.rope_local.n_rot;
   if (c.position == PositionKind::Rope)
-    for (int32_t t = 0; t < n; ++t) rope.angles(pos_[t], &rope_cs_[(size_t)t * n_rot]);
+    for (int32_t t = 0; t < n; ++t) rope_.angles(pos_[t], &rope_cs_[(size_t)t * c.rope.n_rot]);
   if (!rope_local_cs_.empty())
-    for (int32_t t = 0; t < n; ++t) rope_local.angles(pos_[t], &rope_local_cs_[(size_t)t * n_rot_local]);
+    for (int32_t t = 0; t < n; ++t) rope_local_.angles(pos_[t], &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
     normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    {  // Q, K and V in one pool hand-off
-      const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
-      float* ys[3] = {q_.data(), k_.data(), v_.data()};
-      const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
-      matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
-    }
-    norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
-    norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
-    if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
-      const bool local = c.layers[l].rope == LayerRope::Local;
-      const Rope& r = local ? rope_local : rope;
-      const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
-      const int nr = local ? n_rot_local : n_rot;
-      for (int32_t t = 0; t < n; ++t) {
-        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
-        r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
-      }
-    }
-    write_and_attend(l, runs);
+    if (c.layers[l].attn == AttnBlock::MLA) attention_mla(l, runs, n);
+    else attention_gqa(l, runs, n);
     matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
 
-    // Feed-forward block: x += down(act(norm(x))), kFfnSlice tokens at a
+    // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a
     // time: the [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
     normalize(pool_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
@@ -221,19 +236,8 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (c.ffn != FfnKind::GELU) {  // gate and up in one pool hand-off
-        const bool geglu = c.ffn == FfnKind::GeGLU;
-        const WeightMatrix* Ws[2] = {&L.w_gate, &L.w_up};
-        float* ys[2] = {gate_.data(), up_.data()};
-        const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(L.b_up)};
-        matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-        if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
-        else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * c.d_ff);
-        matmul(L.w_down, gate_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
-      } else {
-        matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
-        matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
-      }
+      if (c.layers[l].ffn == FfnBlock::MoE) ffn_moe(L, xs, ns, out);
+      else ffn_dense(L, xs, ns, out);
     }
     if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
     add_residual(pool_, d, x_.data(), tmp_.data(), n);
@@ -281,14 +285,52 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
   }
 }
 
-// Every (token, KV head) pair is independent: the query heads of the group
-// read the head's cached rows once (see ops/attention.h). For a wave with
-// many tokens (prefill) a task is a run of up to kAttnMaxTokens of its
-// tokens for one head; for waves with few (decode) a task is one chunk of a
-// pair's rows, so that a long cache keeps every thread busy, and the
-// partial results are merged afterwards. Both run the same chunk kernel and
-// the same merge, so a query's result depends neither on the batch nor on
-// the other sequences in it.
+void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n) {
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[l];
+  const int qd = c.q_dim(), kd = c.k_dim(), vd = c.v_dim();
+  {  // Q, K and V in one pool hand-off
+    const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
+    float* ys[3] = {q_.data(), k_.data(), v_.data()};
+    const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
+    matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
+  }
+  norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
+  norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
+  if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+    const bool local = c.layers[l].rope == LayerRope::Local;
+    const Rope& r = local ? rope_local_ : rope_;
+    const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
+    const int nr = local ? c.rope_local.n_rot : c.rope.n_rot;
+    for (int32_t t = 0; t < n; ++t) {
+      r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+      r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
+    }
+  }
+  const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
+                      c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
+  write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
+}
+
+void Context::ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out) {
+  const ModelConfig& c = model_.config();
+  if (c.ffn != FfnKind::GELU)
+    return gated_ffn(L.w_gate, L.w_up, L.w_down, L.b_up, L.b_down, c.ffn == FfnKind::GeGLU, xs, ns, out);
+  matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
+  matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
+}
+
+void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                        const Vec& b_down, bool geglu, const float* xs, int32_t ns, float* out) {
+  const WeightMatrix* Ws[2] = {&gate, &up};  // gate and up in one pool hand-off
+  float* ys[2] = {gate_.data(), up_.data()};
+  const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(b_up)};
+  matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
+  if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
+}
+
 // K/V writes and attention of one layer. Heads that take every run's tokens
 // in one wave (full history, or a ring with room for them) are written at
 // once and attended together; waves run the next wave of every run at once.
@@ -298,9 +340,11 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
 // as one task of its own: a small ring never forces the full-history heads
 // into one-token waves. Every query's result depends only on its view, so
 // the split changes no bit.
-void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
-  const ModelConfig& c = model_.config();
-  const int nh = c.n_kv_head, kd = c.k_dim(), vd = c.v_dim();
+void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row,
+                               const float* v, size_t v_row, const AttnArgs& a) {
+  const int nh = a.n_kv_head;
+  auto k_at = [&](int32_t row) { return k + (size_t)row * k_row; };
+  auto v_at = [&](int32_t row) { return v ? v + (size_t)row * v_row : nullptr; };  // null: latent rows
   whole_heads_.assign(nh, 1);
   seq_heads_.clear();
   for (int h = 0; h < nh; ++h) {
@@ -324,11 +368,11 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
           int32_t nw = p.n_tokens - done;
           for (int h = 0; h < nh; ++h) nw = std::min(nw, cache_->max_wave(layer, h, p.pos0 + done));
           waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
-          cache_->write(layer, waves_.back().plan, &k_[(size_t)(row0 + done) * kd], &v_[(size_t)(row0 + done) * vd]);
+          cache_->write(layer, waves_.back().plan, k_at(row0 + done), v_at(row0 + done));
           done += nw;
           more |= done < p.n_tokens;
         }
-        attention(layer, waves_, nullptr);
+        attention(layer, waves_, a, nullptr);
       }
       return;
     }
@@ -342,10 +386,9 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
     for (const Wave& w : waves_)
       for (int h = 0; h < nh; ++h)
         if (whole_heads_[h])
-          cache_->write_head(layer, h, w.plan, &k_[(size_t)w.row0 * kd], &v_[(size_t)w.row0 * vd]);
-    attention(layer, waves_, whole_heads_.data());
+          cache_->write_head(layer, h, w.plan, k_at(w.row0), v_at(w.row0));
+    attention(layer, waves_, a, whole_heads_.data());
   }
-  const int qd = c.q_dim(), od = c.attn_dim(), group = c.n_head / c.n_kv_head;
   const int64_t n_seq = (int64_t)seq_heads_.size();
   pool_.parallel_for((int64_t)waves_.size() * n_seq, [&](int64_t i, int) {
     const Wave& w = waves_[i / n_seq];
@@ -354,10 +397,10 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs) {
     for (int32_t i0 = 0, nw = 0; i0 < p.n_tokens; i0 += nw) {
       nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
       const int32_t r0 = w.row0 + i0;
-      cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, &k_[(size_t)r0 * kd], &v_[(size_t)r0 * vd]);
+      cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, k_at(r0), v_at(r0));
       for (int32_t t = r0; t < r0 + nw; ++t)
-        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, &q_[(size_t)t * qd + (size_t)h * group * c.head_dim_k],
-                    &attn_[(size_t)t * od + (size_t)h * group * c.head_dim_v]);
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk,
+                    a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
     }
   });
 }
@@ -374,49 +417,55 @@ void blend_gate(float alpha, float* full, const float* stream, size_t n) {
 
 // attend() over one view, with the model's score soft-cap if it has one
 // (the chunks and merge of the split path, so the same bits).
-void Context::attend_view(const float* q, const KvView& view, float* out) {
-  const ModelConfig& c = model_.config();
-  const int group = c.n_head / c.n_kv_head;
-  if (c.attn_softcap == 0) return attend(q, group, view, c.attn_scale, out);
+void Context::attend_view(const AttnArgs& a, const float* q, const KvView& view, float* out) {
+  const float cap = model_.config().attn_softcap;
+  if (cap == 0) return attend(q, a.group, view, a.scale, out);
   thread_local std::vector<AttnChunk> chunks;
-  thread_local std::vector<float> parts;
+  thread_local std::vector<float> parts;  // [chunks][attn_partial_floats]
   attn_chunks(view, chunks);
-  const size_t pf = attn_partial_floats(group, c.head_dim_v);
+  const size_t pf = attn_partial_floats(a.group, a.dv);
   parts.resize(pf * chunks.size());
   for (size_t i = 0; i < chunks.size(); ++i)
-    attend_chunk_softcap(q, group, view, chunks[i], c.attn_scale, c.attn_softcap, &parts[pf * i]);
-  attend_merge(parts.data(), (int)chunks.size(), group, view, out);
+    attend_chunk_softcap(q, a.group, view, chunks[i], a.scale, cap, &parts[pf * i]);
+  attend_merge(parts.data(), (int)chunks.size(), a.group, view, out);
 }
 
-void Context::attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const float* q, float* out) {
-  const ModelConfig& c = model_.config();
+void Context::attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const AttnArgs& a, const float* q,
+                          float* out) {
   const float alpha = cache_->gate(layer, kv_head);
-  if (alpha == 1.0f) return attend_view(q, cache_->view(layer, kv_head, pos, seq), out);
-  if (alpha == 0.0f) return attend_view(q, cache_->stream_view(layer, kv_head, pos), out);
-  const size_t n = (size_t)(c.n_head / c.n_kv_head) * c.head_dim_v;
-  thread_local std::vector<float> stream;  // [group][head_dim_v]
+  if (alpha == 1.0f) return attend_view(a, q, cache_->view(layer, kv_head, pos, seq), out);
+  if (alpha == 0.0f) return attend_view(a, q, cache_->stream_view(layer, kv_head, pos), out);
+  const size_t n = (size_t)a.group * a.dv;
+  thread_local std::vector<float> stream;  // [group][dv]
   stream.resize(n);
-  attend_view(q, cache_->stream_view(layer, kv_head, pos), stream.data());
-  attend_view(q, cache_->view(layer, kv_head, pos, seq), out);
+  attend_view(a, q, cache_->stream_view(layer, kv_head, pos), stream.data());
+  attend_view(a, q, cache_->view(layer, kv_head, pos, seq), out);
   blend_gate(alpha, out, stream.data(), n);
 }
 
-void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t* heads) {
+// Every (token, KV head) pair is independent: the query heads of the group
+// read the head's cached rows once (see ops/attention.h). For a wave with
+// many tokens (prefill) a task is a run of up to kAttnMaxTokens of its
+// tokens for one head; for waves with few (decode) a task is one chunk of a
+// pair's rows, so that a long cache keeps every thread busy, and the
+// partial results are merged afterwards. Both run the same chunk kernel and
+// the same merge, so a query's result depends neither on the batch nor on
+// the other sequences in it.
+void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads) {
   const ModelConfig& c = model_.config();
-  const int group = c.n_head / c.n_kv_head;
-  const int qd = c.q_dim(), od = c.attn_dim(), dv = c.head_dim_v;
-  // Where a task's query heads start in q_, and their outputs in attn_.
+  const int group = a.group, dv = a.dv, n_kv_head = a.n_kv_head;
+  // Where a task's query heads start, and their outputs.
   auto q_of = [&](const AttnPair& p, int32_t t = 0) {
-    return &q_[(size_t)(p.row + t) * qd + (size_t)p.head * group * c.head_dim_k];
+    return a.q + (size_t)(p.row + t) * a.q_row + (size_t)p.head * group * a.dk;
   };
   auto out_of = [&](const AttnPair& p, int32_t t = 0) {
-    return &attn_[(size_t)(p.row + t) * od + (size_t)p.head * group * dv];
+    return a.out + (size_t)(p.row + t) * a.out_row + (size_t)p.head * group * dv;
   };
   auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
   // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
   const float cap = c.attn_softcap;
   auto prefill_wave = [&](const KvPlan& p) {
-    return cap == 0 && (int64_t)p.n_tokens * c.n_kv_head >= 4 * (int64_t)pool_.size();
+    return cap == 0 && (int64_t)p.n_tokens * n_kv_head >= 4 * (int64_t)pool_.size();
   };
   std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
   tasks.clear();
@@ -428,7 +477,7 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t
     // share all rows but the last tile's.
     for (int32_t t0 = 0, t1 = 0; t0 < p.n_tokens; t0 = t1) {
       t1 = std::min(p.n_tokens, (p.pos0 + t0) / kb * kb + kb - p.pos0);
-      for (int h = 0; h < c.n_kv_head; ++h)
+      for (int h = 0; h < n_kv_head; ++h)
         if (!heads || heads[h]) tasks.push_back({w.row0 + t0, p.pos0 + t0, p.seq, h, t1 - t0});
     }
   }
@@ -437,14 +486,14 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t
     const KvPlan& p = w.plan;
     if (prefill_wave(p)) continue;
     for (int32_t t = 0; t < p.n_tokens; ++t)
-      for (int h = 0; h < c.n_kv_head; ++h)
+      for (int h = 0; h < n_kv_head; ++h)
         if (!heads || heads[h]) tasks.push_back({w.row0 + t, p.pos0 + t, p.seq, h, 1});
   }
   if (n_prefill > 0)
     pool_.parallel_for(n_prefill, [&](int64_t i, int) {
       const AttnPair& p = tasks[i];
       if (cache_->gate(layer, p.head) != 1.0f) {  // soft gate: full and streaming views, blended
-        for (int32_t t = 0; t < p.n_tok; ++t) attend_head(layer, p.head, p.pos + t, p.seq, q_of(p, t), out_of(p, t));
+        for (int32_t t = 0; t < p.n_tok; ++t) attend_head(layer, p.head, p.pos + t, p.seq, a, q_of(p, t), out_of(p, t));
         return;
       }
       const float* qs[kAttnMaxTokens];
@@ -455,7 +504,7 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t
         outs[t] = out_of(p, t);
         views[t] = view_of(p, t);
       }
-      attend_tokens(qs, views, p.n_tok, group, c.attn_scale, outs);
+      attend_tokens(qs, views, p.n_tok, group, a.scale, outs);
     });
   if (n_prefill == (int64_t)tasks.size()) return;
   // Split path: list every (pair, chunk), compute the partials, merge per pair.
@@ -477,8 +526,8 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t
   pool_.parallel_for((int64_t)items.size(), [&](int64_t i, int) {
     const AttnItem& it = items[i];
     const AttnPair& p = tasks[it.pair];
-    if (cap > 0) attend_chunk_softcap(q_of(p), group, view_of(p), it.chunk, c.attn_scale, cap, &attn_parts_[pf * i]);
-    else attend_chunk(q_of(p), group, view_of(p), it.chunk, c.attn_scale, &attn_parts_[pf * i]);
+    if (cap > 0) attend_chunk_softcap(q_of(p), group, view_of(p), it.chunk, a.scale, cap, &attn_parts_[pf * i]);
+    else attend_chunk(q_of(p), group, view_of(p), it.chunk, a.scale, &attn_parts_[pf * i]);
   });
   for (int64_t j = 0; j + 1 < (int64_t)first.size(); ++j) {
     const AttnPair& p = tasks[n_prefill + j];
@@ -489,11 +538,11 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const uint8_t
     // Soft gate: the streaming view (a few rows) here, then the same blend
     // as attend_head.
     if (alpha == 0.0f) {
-      attend_view(q_of(p), cache_->stream_view(layer, p.head, p.pos), out_of(p));
+      attend_view(a, q_of(p), cache_->stream_view(layer, p.head, p.pos), out_of(p));
       continue;
     }
     attn_stream_.resize((size_t)group * dv);
-    attend_view(q_of(p), cache_->stream_view(layer, p.head, p.pos), attn_stream_.data());
+    attend_view(a, q_of(p), cache_->stream_view(layer, p.head, p.pos), attn_stream_.data());
     blend_gate(alpha, out_of(p), attn_stream_.data(), attn_stream_.size());
   }
 }

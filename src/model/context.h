@@ -89,22 +89,49 @@ class Context {
   void forward(const std::vector<BatchRun>& runs);
   // The output head for the runs that want logits.
   void output_logits(const std::vector<BatchRun>& runs);
-  // One layer's K/V writes and attention, in waves per head (see the .cpp).
-  void write_and_attend(int layer, const std::vector<BatchRun>& runs);
-  // Attention of the waves' tokens: their rows of q_ into the same rows of
-  // attn_, for the KV heads h with heads[h] != 0 (nullptr: all).
-  void attention(int layer, const std::vector<Wave>& waves, const uint8_t* heads);
-  // One query token's heads of one KV head (q: [group][head_dim_k], out:
-  // [group][head_dim_v]), with the head's soft gate; attend_view: one view,
-  // with the model's score soft-cap.
-  void attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const float* q, float* out);
-  void attend_view(const float* q, const KvView& view, float* out);
+
+  // One function per block kind (LayerConfig). The attention blocks read xn_
+  // (the normalised input of the batch's n tokens) and write attn_; the
+  // feed-forward blocks map ns rows xs: [ns][d_model] to out: [ns][d_model].
+  void attention_gqa(int layer, const std::vector<BatchRun>& runs, int32_t n);
+  void attention_mla(int layer, const std::vector<BatchRun>& runs, int32_t n);  // model/attention_mla.cpp
+  void ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out);
+  void ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float* out);  // model/ffn_moe.cpp
+  // Gated feed-forward: out = down(act(gate xs) * up xs), act = silu (SwiGLU)
+  // or gelu_tanh (GeGLU); b_up, b_down may be empty.
+  void gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down, const Vec& b_up,
+                 const Vec& b_down, bool geglu, const float* xs, int32_t ns, float* out);
+
+  // Softmax attention over the cache: the query heads of KV head h of batch
+  // row t start at q + t * q_row + h * group * dk, their outputs at
+  // out + t * out_row + h * group * dv.
+  struct AttnArgs {
+    const float* q;
+    size_t q_row;
+    float* out;
+    size_t out_row;
+    int n_kv_head, group, dk, dv;
+    float scale;
+  };
+  // Writes the runs' K/V rows (k: row t at k + t * k_row, v likewise; v null
+  // for latent rows) and attends, in waves per head (see the .cpp).
+  void write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
+                        size_t v_row, const AttnArgs& a);
+  // Attention of the waves' tokens, for the KV heads h with heads[h] != 0
+  // (nullptr: all).
+  void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads);
+  // One query token's heads of one KV head (q: [group][dk], out: [group][dv]),
+  // with the head's soft gate; attend_view: one view, with the model's score
+  // soft-cap.
+  void attend_head(int layer, int kv_head, int32_t pos, int32_t seq, const AttnArgs& a, const float* q, float* out);
+  void attend_view(const AttnArgs& a, const float* q, const KvView& view, float* out);
 
   const Model& model_;
   ContextParams params_;
   ThreadPool pool_;
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
+  Rope rope_, rope_local_;  // the model's RoPEs for this context size (LongRoPE picks its factors by it)
 
   // Activations for up to n_batch tokens:
   std::vector<float> x_;     // [n_batch][d_model]  residual stream
@@ -114,9 +141,21 @@ class Context {
   std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
   std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
-  std::vector<float> gate_;  // [kFfnSlice][d_ff]  SwiGLU/GeGLU only
-  std::vector<float> up_;    // [kFfnSlice][d_ff]
-  RopeParams rope_;             // the model's RoPE for this context size (LongRoPE picks its factors by it)
+  std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU/GeGLU only; ff: the widest FFN (dense, shared or one expert)
+  std::vector<float> up_;    // [kFfnSlice][ff]
+  // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims):
+  std::vector<float> qa_;     // [n_batch][q_lora_rank]  compressed queries
+  std::vector<float> kv_;     // [n_batch][d_c + R]      latent rows [c_KV | k_pe], as cached
+  std::vector<float> qlat_;   // [n_batch][H][d_c + R]   queries absorbed into the latent space
+  std::vector<float> olat_;   // [n_batch][H][d_c]       attention output in the latent space
+  std::vector<float> head_x_, head_y_;  // [n_batch][max(P, d_c, V)]  one head's rows, gathered
+  // MoE layers:
+  std::vector<float> router_;    // [kFfnSlice][n_expert]        router scores
+  std::vector<int32_t> sel_;     // [kFfnSlice][n_expert_used]   chosen experts, best first
+  std::vector<float> sel_w_;     // [kFfnSlice][n_expert_used]   their weights
+  std::vector<float> xe_;        // [kFfnSlice][d_model]         one expert's tokens, gathered
+  std::vector<float> ye_;        // [kFfnSlice][d_model]         their outputs
+  std::vector<float> slot_out_;  // [kFfnSlice][n_expert_used][d_model]  each chosen expert's output
   std::vector<float> rope_cs_;  // [n_batch][n_rot]  cos/sin of each token's RoPE angles
   std::vector<float> rope_local_cs_;  // [n_batch][rope_local.n_rot]  the same for LayerRope::Local layers
   std::vector<int32_t> pos_;    // [n_batch]  each token's position

@@ -53,7 +53,7 @@ void PackedWeights::pack(ModelWeights& w) {
   pack_one(w.tok_embd);
   pack_one(w.output);
   for (LayerWeights& L : w.layers)
-    for (WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) pack_one(*m);
+    for (WeightMatrix* m : L.matrices()) pack_one(*m);
 }
 
 }  // namespace kvforge

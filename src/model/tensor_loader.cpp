@@ -22,6 +22,24 @@ WeightMatrix TensorLoader::optional_matrix(const std::string& name, int64_t rows
   return w;
 }
 
+std::vector<WeightMatrix> TensorLoader::optional_matrices(const std::string& name, int64_t n, int64_t rows,
+                                                          int64_t cols) const {
+  const gguf::TensorInfo* t = f_.find_tensor(name);
+  if (!t) return {};
+  if (t->n_dims != 3 || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != n)
+    fail("tensor '{}' has shape [{}, {}, {}] (n_dims {}), expected [{}, {}, {}]", name, t->ne[2], t->ne[1], t->ne[0],
+         t->n_dims, n, rows, cols);
+  const TypeTraits& tt = type_traits(t->type);
+  if (!tt.supported) fail("tensor '{}' has type {}, which kvforge cannot compute with", name, tt.name);
+  if (cols % tt.block_size != 0)
+    fail("tensor '{}': row length {} is not a multiple of the {} block size {}", name, cols, tt.name, tt.block_size);
+  // The slices are consecutive [rows][cols] matrices.
+  WeightMatrix all{t->type, n * rows, cols, t->data, row_bytes(t->type, cols)};
+  std::vector<WeightMatrix> out;
+  for (int64_t e = 0; e < n; ++e) out.push_back(row_block(all, e * rows, rows));
+  return out;
+}
+
 WeightMatrix TensorLoader::matrix(const std::string& name, int64_t rows, int64_t cols) const {
   WeightMatrix w = optional_matrix(name, rows, cols);
   if (w.rows == 0) fail("model file lacks tensor '{}'", name);

@@ -10,6 +10,28 @@ namespace kvforge {
 // Optional f32 vector: empty means absent.
 using Vec = std::vector<float>;
 
+// MLA (ModelConfig::mla: H heads, P nope + R rope dims, latent d_c, V).
+struct MlaWeights {
+  WeightMatrix wq;        // [H*(P+R)][d_model], when q_lora_rank == 0
+  WeightMatrix wq_a;      // [q_lora_rank][d_model]
+  Vec q_a_norm;           // [q_lora_rank]
+  WeightMatrix wq_b;      // [H*(P+R)][q_lora_rank]
+  WeightMatrix wkv_a;     // [d_c+R][d_model]: [c_raw | kpe_raw]
+  Vec kv_a_norm;          // [d_c]
+  std::vector<WeightMatrix> k_b;  // [H] of [d_c][P]: W_UK^T, absorbs q_nope into the latent
+  std::vector<WeightMatrix> v_b;  // [H] of [V][d_c]: W_UV
+};
+
+// Routed experts (3-D tensors seen as one matrix per expert) and shared ones.
+struct MoeWeights {
+  WeightMatrix gate_inp;       // [n_expert][d_model] router
+  Vec exp_probs_b;             // [n_expert] selection bias (optional)
+  std::vector<WeightMatrix> gate, up;  // [n_expert] of [d_ff_exp][d_model]
+  std::vector<WeightMatrix> down;      // [n_expert] of [d_model][d_ff_exp]
+  WeightMatrix gate_shexp, up_shexp;   // [n_shared*d_ff_exp][d_model]; rows 0: no shared experts
+  WeightMatrix down_shexp;             // [d_model][n_shared*d_ff_exp]
+};
+
 struct LayerWeights {
   Vec attn_norm, attn_norm_b;  // [d_model]
   // A fused QKV tensor (GPT-2) is loaded as three views of its row blocks.
@@ -26,6 +48,12 @@ struct LayerWeights {
   WeightMatrix w_down;         // [d_model][d_ff]
   Vec b_down;
   Vec ffn_post_norm;           // [d_model] optional, likewise for the feed-forward output
+  MlaWeights mla;              // AttnBlock::MLA layers only (LayerConfig::attn)
+  MoeWeights moe;              // FfnBlock::MoE layers only (LayerConfig::ffn)
+
+  // Every weight matrix of the layer that is present (for repacking and byte counts).
+  std::vector<WeightMatrix*> matrices();
+  std::vector<const WeightMatrix*> matrices() const;
 };
 
 struct ModelWeights {
@@ -34,6 +62,8 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   Vec out_norm, out_norm_b;  // [d_model]
   WeightMatrix output;     // [n_vocab][d_model]; may alias tok_embd (tied)
+  // f32 matrices derived at load (W_UK^T of a legacy fused attn_kv_b) that the views above point into.
+  std::vector<std::vector<float>> derived;
 };
 
 }  // namespace kvforge

@@ -1,15 +1,35 @@
 #include "ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace kvforge {
 
+namespace {
+
+// The pair index at which a frequency turns n_turns times over n_ctx positions.
+double yarn_corr_dim(double n_turns, int n_rot, double base, int n_ctx) {
+  return n_rot * std::log(n_ctx / (n_turns * 2 * M_PI)) / (2 * std::log(base));
+}
+
+}  // namespace
+
 Rope::Rope(const RopeParams& p) : p_(p) {
   const int half = p.n_rot / 2;
   inv_freq_.resize(half);
+  const bool yarn = p.yarn_factor > 1 && p.yarn_orig_ctx > 0;
+  double lo = 0, hi = 0;
+  if (yarn) {
+    lo = std::max(0.0, std::floor(yarn_corr_dim(p.yarn_beta_fast, p.n_rot, p.freq_base, p.yarn_orig_ctx)));
+    hi = std::min(p.n_rot - 1.0, std::ceil(yarn_corr_dim(p.yarn_beta_slow, p.n_rot, p.freq_base, p.yarn_orig_ctx)));
+  }
   for (int i = 0; i < half; ++i) {
     double f = std::pow((double)p.freq_base, -2.0 * i / (double)p.n_rot);
     if (!p.freq_factors.empty()) f /= (double)p.freq_factors[i];
+    if (yarn) {  // ramp 0: extrapolate (keep f), 1: interpolate (f / factor)
+      const double ramp = std::clamp((i - lo) / std::max(0.001, hi - lo), 0.0, 1.0);
+      f = f / p.yarn_factor * ramp + f * (1 - ramp);
+    }
     inv_freq_[i] = f;
   }
 }

@@ -15,6 +15,16 @@ struct RopeParams {
   int n_rot = 0;              // rotated dims per head (<= head_dim; the rest pass through)
   float freq_base = 10000.0f;
   std::vector<float> freq_factors;  // optional per-pair divisors (Llama 3.1 rope_freqs), size n_rot/2
+  // YaRN context extension (factor > 1; 0 = off): pair i's frequency moves
+  // from base^(-2i/n_rot) (high frequencies, i below the ramp) to that over
+  // yarn_factor (low frequencies, above it), linearly across the pairs that
+  // turn between beta_fast and beta_slow times in yarn_orig_ctx positions.
+  // The attention-temperature part of YaRN (mscale) is the model's softmax
+  // scale, not RoPE's.
+  float yarn_factor = 0;
+  int yarn_orig_ctx = 0;
+  float yarn_beta_fast = 32.0f;
+  float yarn_beta_slow = 1.0f;
   float attn_factor = 1.0f;         // cos and sin scaled by it (LongRoPE's attention factor)
 };
 

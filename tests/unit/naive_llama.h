@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "kv/kv_policy.h"
 #include "model/context.h"
 #include "ops/rope.h"
@@ -34,6 +36,15 @@ inline std::vector<float> eval_logits(const Model& m, const std::string& kv, con
   std::vector<float> logits(tokens.size() * m.config().n_vocab);
   ctx.eval(tokens.data(), (int32_t)tokens.size(), logits.data(), true);
   return logits;
+}
+
+// A policy's logits are the same bits for any batch split and thread count
+// (1 token a pass on 1 thread as the baseline; 3, 64 on 3 threads, 256).
+inline void expect_batch_invariant(const Model& m, const std::string& kv, const std::vector<TokenId>& tokens) {
+  const auto base = eval_logits(m, kv, tokens, 1, 512, 1);
+  EXPECT_EQ(base, eval_logits(m, kv, tokens, 3)) << kv;
+  EXPECT_EQ(base, eval_logits(m, kv, tokens, 64, 512, 3)) << kv;
+  EXPECT_EQ(base, eval_logits(m, kv, tokens, 256)) << kv;
 }
 
 // The forward pass recomputed from scratch in double, query t of KV head h in

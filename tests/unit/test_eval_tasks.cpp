@@ -63,10 +63,10 @@ TEST(EvalTasks, CasesStateTheirAnswers) {
   const TaskCase c = make_task_case("copy", 3, 512, 0, {}, words);
   std::string list;
   for (char ch : c.expected) list += ch == ' ' ? std::string(", ") : std::string(1, ch);
-  EXPECT_NE(c.user.find("The list of five words is: " + list + "."), std::string::npos);
+  EXPECT_NE(c.user.find("The list of three words is: " + list + "."), std::string::npos);
   const TaskCase v = make_task_case("variable-tracking", 3, 512, 0, {}, words);
   EXPECT_NE(v.user.find(" = " + v.expected + "."), std::string::npos);
-  EXPECT_EQ(c.prompt.substr(c.prompt.size() - 19), "The five words are:");
+  EXPECT_EQ(c.prompt.substr(c.prompt.size() - 20), "The three words are:");
 }
 
 TEST(EvalTasks, AnswerExtraction) {

@@ -69,10 +69,7 @@ TEST(MixedCache, LogitsIndependentOfBatchSizeAndThreads) {
   const auto toks = test::random_tokens(150, m.n_vocab, 17);
   for (std::string kv : {std::string(kMixed), std::string(kMixed) + "+q8", std::string("heads:random:1,sparsity:0.5,sinks:0,recent:17+f32"),
                          std::string(kMixed) + "+q4,hadamard", std::string(kLayerMixed)}) {
-    const auto base = eval_logits(*m.model, kv, toks, 1, 512, 1);
-    EXPECT_EQ(base, eval_logits(*m.model, kv, toks, 3)) << kv;
-    EXPECT_EQ(base, eval_logits(*m.model, kv, toks, 64, 512, 3)) << kv;
-    EXPECT_EQ(base, eval_logits(*m.model, kv, toks, 256)) << kv;
+    test::expect_batch_invariant(*m.model, kv, toks);
   }
 }
 

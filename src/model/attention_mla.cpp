@@ -1,0 +1,73 @@
+// Multi-head Latent Attention (DeepSeek-V2/V3, SPEC.md §3), absorbed form:
+// the cache holds one row [c_KV (d_c) | k_pe (R)] per token and layer, and
+// the H query heads attend to it as one MQA group:
+//   q~_h = [W_UK,h^T q_nope,h | RoPE(q_pe,h)]   (d_c + R)
+//   o~_h = softmax(scale * q~_h . [c | k_pe]) c (d_c: V is the row's c part)
+//   o_h  = W_UV,h o~_h                          (V), then W_o as usual.
+// q~_h . [c | k_pe] = q_nope,h . (W_UK,h c) + q_pe,h . k_pe: exactly the
+// decompressed attention's score, so only rounding differs from it.
+//
+// Per-head projections (W_UK^T, W_UV) are matmuls over the batch's rows of
+// that head, so each token's result is batch-invariant like every matmul;
+// the attention runs through the shared fused kernels (ops/attention.h) with
+// a view whose V is a prefix of the K rows.
+#include <algorithm>
+
+#include "model/context.h"
+#include "ops/norm.h"
+
+namespace kvforge {
+
+void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n) {
+  const ModelConfig& c = model_.config();
+  const MlaConfig& m = c.mla;
+  const MlaWeights& W = model_.weights().layers[l].mla;
+  const int H = c.n_head, dc = m.kv_lora_rank, R = m.qk_rope, P = m.qk_nope, V = m.v_head_dim;
+  const int lat = dc + R, qd = c.q_dim(), n_rot = c.rope.n_rot;
+
+  // Queries (direct, or through the compressed q_a with its norm) and the
+  // latent rows [c_raw | kpe_raw], first products in one pool hand-off.
+  {
+    const WeightMatrix* Ws[2] = {m.q_lora_rank > 0 ? &W.wq_a : &W.wq, &W.wkv_a};
+    float* ys[2] = {m.q_lora_rank > 0 ? qa_.data() : q_.data(), kv_.data()};
+    matmul_many(Ws, ys, 2, xn_.data(), n, pool_, scratch_);
+  }
+  if (m.q_lora_rank > 0) {
+    rms_norm(qa_.data(), W.q_a_norm.data(), qa_.data(), n, m.q_lora_rank, c.norm_eps);
+    matmul(W.wq_b, qa_.data(), n, q_.data(), pool_, scratch_);
+  }
+  for (int32_t t = 0; t < n; ++t) {
+    float* row = &kv_[(size_t)t * lat];
+    rms_norm(row, W.kv_a_norm.data(), row, 1, dc, c.norm_eps);  // c = RMSNorm(c_raw)
+    const float* cs = &rope_cs_[(size_t)t * n_rot];
+    rope_.apply(row + dc, 1, lat, cs);                           // k_pe, shared by all heads
+    rope_.apply(&q_[(size_t)t * qd + P], H, c.head_dim_k, cs);   // q_pe of every head
+  }
+
+  // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h goes next to it.
+  for (int h = 0; h < H; ++h) {
+    for (int32_t t = 0; t < n; ++t)
+      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[(size_t)t * P]);
+    matmul(W.k_b[h], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][d_c]
+    for (int32_t t = 0; t < n; ++t) {
+      float* ql = &qlat_[((size_t)t * H + h) * lat];
+      std::copy_n(&head_y_[(size_t)t * dc], dc, ql);
+      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, ql + dc);
+    }
+  }
+
+  // Latent rows into the cache (V is inside them) and attention.
+  const AttnArgs args{qlat_.data(), (size_t)H * lat, olat_.data(), (size_t)H * dc, 1, H, lat, dc, c.attn_scale};
+  write_and_attend(l, runs, kv_.data(), lat, nullptr, 0, args);
+
+  // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input).
+  for (int h = 0; h < H; ++h) {
+    for (int32_t t = 0; t < n; ++t)
+      std::copy_n(&olat_[((size_t)t * H + h) * dc], dc, &head_x_[(size_t)t * dc]);
+    matmul(W.v_b[h], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][V]
+    for (int32_t t = 0; t < n; ++t)
+      std::copy_n(&head_y_[(size_t)t * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);
+  }
+}
+
+}  // namespace kvforge
