@@ -10,6 +10,7 @@
 
 #include <cmath>
 
+#include "model/mla_converted.h"
 #include "util/error.h"
 
 namespace kvforge {
@@ -54,12 +55,15 @@ void load_llama_family(const TensorLoader& t, ModelConfig& c, ModelWeights& w, c
     for (float& f : c.rope.freq_factors) f *= linear;
   }
 
+  const bool mla = load_converted_mla_config(t, c);  // a `kvforge convert-mla` output
   w.layers.resize(c.n_layer);
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& L = w.layers[i];
     L.attn_norm = t.vec(p + "attn_norm.weight", d);
-    if (t.file().find_tensor(p + "attn_qkv.weight")) {  // fused Q/K/V (Phi-3): three row-block views
+    if (mla) {
+      load_converted_mla_layer(t, c, i, L.mla);
+    } else if (t.file().find_tensor(p + "attn_qkv.weight")) {  // fused Q/K/V (Phi-3): three row-block views
       const WeightMatrix qkv = t.matrix(p + "attn_qkv.weight", qd + kd + vd, d);
       L.wq = row_block(qkv, 0, qd);
       L.wk = row_block(qkv, qd, kd);
@@ -69,7 +73,7 @@ void load_llama_family(const TensorLoader& t, ModelConfig& c, ModelWeights& w, c
       L.wk = t.matrix(p + "attn_k.weight", kd, d);
       L.wv = t.matrix(p + "attn_v.weight", vd, d);
     }
-    L.bq = t.optional_vec(p + "attn_q.bias", qd);
+    if (!mla) L.bq = t.optional_vec(p + "attn_q.bias", qd);
     L.bk = t.optional_vec(p + "attn_k.bias", kd);
     L.bv = t.optional_vec(p + "attn_v.bias", vd);
     L.q_norm = t.optional_vec(p + "attn_q_norm.weight", c.head_dim_k);

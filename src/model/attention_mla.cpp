@@ -1,11 +1,14 @@
 // Multi-head Latent Attention (DeepSeek-V2/V3, SPEC.md §3), absorbed form:
-// the cache holds one row [c_KV (d_c) | k_pe (R)] per token and layer, and
+// the cache holds one row [c_KV (d_c) | k_pe (RW)] per token and layer, and
 // the H query heads attend to it as one MQA group:
-//   q~_h = [W_UK,h^T q_nope,h | RoPE(q_pe,h)]   (d_c + R)
+//   q~_h = [W_UK,h^T q_nope,h | RoPE(q_pe,h) in its rope key's slot]   (d_c + RW)
 //   o~_h = softmax(scale * q~_h . [c | k_pe]) c (d_c: V is the row's c part)
 //   o_h  = W_UV,h o~_h                          (V), then W_o as usual.
-// q~_h . [c | k_pe] = q_nope,h . (W_UK,h c) + q_pe,h . k_pe: exactly the
+// q~_h . [c | k_pe] = q_nope,h . (W_UK,h c) + q_pe,h . k_pe(h): exactly the
 // decompressed attention's score, so only rounding differs from it.
+// DeepSeek has one rope key shared by all heads (RW = R); a converted GQA
+// model one per KV head (model/mla_converted.h), whose slots of q~_h other
+// than its own are zero.
 //
 // Per-head projections (W_UK^T, W_UV) are matmuls over the batch's rows of
 // that head, so each token's result is batch-invariant like every matmul;
@@ -23,36 +26,49 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   const MlaConfig& m = c.mla;
   const MlaWeights& W = model_.weights().layers[l].mla;
   const int H = c.n_head, dc = m.kv_lora_rank, R = m.qk_rope, P = m.qk_nope, V = m.v_head_dim;
-  const int lat = dc + R, qd = c.q_dim(), n_rot = c.rope.n_rot;
+  const int nk = m.n_rope_keys, rw = m.rope_width(), lat = dc + rw, qd = c.q_dim(), n_rot = c.rope.n_rot;
+  auto bias = [](const Vec& b) { return Epilogue{b.empty() ? nullptr : b.data(), Activation::None}; };
 
   // Queries (direct, or through the compressed q_a with its norm) and the
   // latent rows [c_raw | kpe_raw], first products in one pool hand-off.
   {
     const WeightMatrix* Ws[2] = {m.q_lora_rank > 0 ? &W.wq_a : &W.wq, &W.wkv_a};
     float* ys[2] = {m.q_lora_rank > 0 ? qa_.data() : q_.data(), kv_.data()};
-    matmul_many(Ws, ys, 2, xn_.data(), n, pool_, scratch_);
+    const Epilogue eps[2] = {bias(W.bq), bias(W.bkv_a)};
+    matmul_many(Ws, ys, 2, xn_.data(), n, pool_, scratch_, eps);
   }
   if (m.q_lora_rank > 0) {
     rms_norm(qa_.data(), W.q_a_norm.data(), qa_.data(), n, m.q_lora_rank, c.norm_eps);
     matmul(W.wq_b, qa_.data(), n, q_.data(), pool_, scratch_);
   }
+  // Each rope-key pair's angle: the model RoPE's pair rope_pairs[j] (or j).
+  for (int32_t t = 0; t < n; ++t)
+    for (int j = 0; j < rw / 2; ++j) {
+      const int src = W.rope_pairs.empty() ? j : W.rope_pairs[j];
+      mla_cs_[(size_t)t * rw + 2 * j] = rope_cs_[(size_t)t * n_rot + 2 * src];
+      mla_cs_[(size_t)t * rw + 2 * j + 1] = rope_cs_[(size_t)t * n_rot + 2 * src + 1];
+    }
   for (int32_t t = 0; t < n; ++t) {
     float* row = &kv_[(size_t)t * lat];
-    rms_norm(row, W.kv_a_norm.data(), row, 1, dc, c.norm_eps);  // c = RMSNorm(c_raw)
-    const float* cs = &rope_cs_[(size_t)t * n_rot];
-    rope_.apply(row + dc, 1, lat, cs);                           // k_pe, shared by all heads
-    rope_.apply(&q_[(size_t)t * qd + P], H, c.head_dim_k, cs);   // q_pe of every head
+    if (!W.kv_a_norm.empty()) rms_norm(row, W.kv_a_norm.data(), row, 1, dc, c.norm_eps);  // c = RMSNorm(c_raw)
+    for (int k = 0; k < nk; ++k) mla_rope_.apply(row + dc + k * R, 1, R, &mla_cs_[(size_t)t * rw + k * R]);
   }
 
-  // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h goes next to it.
+  // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h rotated into its key's slot.
+  if (nk > 1 || P == 0) std::fill_n(qlat_.begin(), (size_t)n * H * lat, 0.0f);
   for (int h = 0; h < H; ++h) {
-    for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[(size_t)t * P]);
-    matmul(W.k_b[h], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][d_c]
+    const int key = h * nk / H;
+    if (P > 0) {
+      for (int32_t t = 0; t < n; ++t)
+        std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[(size_t)t * P]);
+      matmul(W.k_b[h * W.k_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][d_c]
+    }
     for (int32_t t = 0; t < n; ++t) {
       float* ql = &qlat_[((size_t)t * H + h) * lat];
-      std::copy_n(&head_y_[(size_t)t * dc], dc, ql);
-      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, ql + dc);
+      if (P > 0) std::copy_n(&head_y_[(size_t)t * dc], dc, ql);
+      float* qr = ql + dc + key * R;
+      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, qr);
+      mla_rope_.apply(qr, 1, R, &mla_cs_[(size_t)t * rw + key * R]);
     }
   }
 
@@ -64,7 +80,7 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   for (int h = 0; h < H; ++h) {
     for (int32_t t = 0; t < n; ++t)
       std::copy_n(&olat_[((size_t)t * H + h) * dc], dc, &head_x_[(size_t)t * dc]);
-    matmul(W.v_b[h], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][V]
+    matmul(W.v_b[h * W.v_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][V]
     for (int32_t t = 0; t < n; ++t)
       std::copy_n(&head_y_[(size_t)t * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);
   }

@@ -42,9 +42,14 @@ struct LayerConfig {
 struct MlaConfig {
   int q_lora_rank = 0;   // 0: queries straight from W_q
   int kv_lora_rank = 0;  // d_c, the cached latent
-  int qk_nope = 0;       // P: per-head query/key dims without RoPE
-  int qk_rope = 0;       // R: RoPE dims, one k_pe shared by all heads
+  int qk_nope = 0;       // P: per-head query/key dims without RoPE (0: all rotate)
+  int qk_rope = 0;       // R: RoPE dims of a query head and of a rope key
+  // Rope keys in a cached row: 1 shared by all heads (DeepSeek), or one per
+  // KV head of a converted GQA model (query head h reads key h * n / n_head).
+  int n_rope_keys = 1;
   int v_head_dim = 0;    // V
+
+  int rope_width() const { return n_rope_keys * qk_rope; }  // the row's RoPE part
 };
 
 // Mixture of experts in the layers whose FfnBlock is MoE.
@@ -98,7 +103,7 @@ struct ModelConfig {
   // What one token caches per layer: per KV head K and V rows, or for MLA
   // one latent row [c_KV | k_pe] whose first kv_lora_rank values are V.
   KvShape kv_shape() const {
-    if (mla.kv_lora_rank > 0) return {n_layer, 1, mla.kv_lora_rank + mla.qk_rope, mla.kv_lora_rank, true};
+    if (mla.kv_lora_rank > 0) return {n_layer, 1, mla.kv_lora_rank + mla.rope_width(), mla.kv_lora_rank, true};
     return {n_layer, n_kv_head, head_dim_k, head_dim_v};
   }
 };

@@ -129,7 +129,9 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
-    const size_t lat = m.kv_lora_rank + m.qk_rope;
+    const size_t lat = m.kv_lora_rank + m.rope_width();
+    mla_cs_.resize(B * m.rope_width());
+    mla_rope_ = Rope(RopeParams{.pairing = RopePairing::Adjacent, .n_rot = m.qk_rope});
     qa_.resize(B * m.q_lora_rank);
     kv_.resize(B * lat);
     qlat_.resize(B * c.n_head * lat);
@@ -168,6 +170,7 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
     forward({run});
     if (progress) progress(i0 + nb, n);
   }
+  cache_->end_input();
 }
 
 void Context::decode(const std::vector<BatchRun>& runs) {
@@ -307,6 +310,7 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
       r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
     }
   }
+  if (observer_) observer_(l, xn_.data(), q_.data(), k_.data(), n);
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
                       c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
   write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
@@ -373,6 +377,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
           more |= done < p.n_tokens;
         }
         attention(layer, waves_, a, nullptr);
+        observe(layer, waves_, a, nullptr);
       }
       return;
     }
@@ -388,6 +393,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
         if (whole_heads_[h])
           cache_->write_head(layer, h, w.plan, k_at(w.row0), v_at(w.row0));
     attention(layer, waves_, a, whole_heads_.data());
+    observe(layer, waves_, a, whole_heads_.data());
   }
   const int64_t n_seq = (int64_t)seq_heads_.size();
   pool_.parallel_for((int64_t)waves_.size() * n_seq, [&](int64_t i, int) {
@@ -398,10 +404,27 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
       nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
       const int32_t r0 = w.row0 + i0;
       cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, k_at(r0), v_at(r0));
-      for (int32_t t = r0; t < r0 + nw; ++t)
-        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk,
-                    a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
+      for (int32_t t = r0; t < r0 + nw; ++t) {
+        const float* q = a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk;
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, q, a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
+        if (cache_->observes())
+          cache_->observe(layer, h, p.pos0 + (t - w.row0), q, a.group, a.scale, model_.config().attn_softcap);
+      }
     }
+  });
+}
+
+// Token eviction learns from attention (KvCache::observes): every query of
+// the waves, per head in position order (one task per head, so a head's
+// scores add up in the same order whatever the batch).
+void Context::observe(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads) {
+  if (!cache_->observes()) return;
+  pool_.parallel_for(a.n_kv_head, [&](int64_t h, int) {
+    if (heads && !heads[h]) return;
+    for (const Wave& w : waves)
+      for (int32_t t = 0; t < w.plan.n_tokens; ++t)
+        cache_->observe(layer, (int)h, w.plan.pos0 + t, a.q + (size_t)(w.row0 + t) * a.q_row + (size_t)h * a.group * a.dk,
+                        a.group, a.scale, model_.config().attn_softcap);
   });
 }
 

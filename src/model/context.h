@@ -78,6 +78,12 @@ class Context {
   int32_t n_ctx() const { return cache_->capacity(); }
   const KvCache& cache() const { return *cache_; }
   const Model& model() const { return model_; }
+  // Calibration (kvforge convert-mla): fn(layer, xn, q, k, n) in every GQA
+  // layer of every forward pass, with the attention block's normalised input
+  // xn [n][d_model] and the queries and keys after RoPE, q [n][q_dim] and
+  // k [n][k_dim]. Empty: none.
+  using AttnObserver = std::function<void(int layer, const float* xn, const float* q, const float* k, int32_t n)>;
+  void observe_attention_inputs(AttnObserver fn) { observer_ = std::move(fn); }
   int n_threads() const { return pool_.size(); }
 
  private:
@@ -120,6 +126,9 @@ class Context {
   // Attention of the waves' tokens, for the KV heads h with heads[h] != 0
   // (nullptr: all).
   void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads);
+  // Hands the waves' queries to a cache that learns from attention (token
+  // eviction), for the KV heads h with heads[h] != 0 (nullptr: all).
+  void observe(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads);
   // One query token's heads of one KV head (q: [group][dk], out: [group][dv]),
   // with the head's soft gate; attend_view: one view, with the model's score
   // soft-cap.
@@ -131,6 +140,7 @@ class Context {
   ThreadPool pool_;
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
+  AttnObserver observer_;
   Rope rope_, rope_local_;  // the model's RoPEs for this context size (LongRoPE picks its factors by it)
 
   // Activations for up to n_batch tokens:
@@ -145,8 +155,10 @@ class Context {
   std::vector<float> up_;    // [kFfnSlice][ff]
   // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims):
   std::vector<float> qa_;     // [n_batch][q_lora_rank]  compressed queries
-  std::vector<float> kv_;     // [n_batch][d_c + R]      latent rows [c_KV | k_pe], as cached
-  std::vector<float> qlat_;   // [n_batch][H][d_c + R]   queries absorbed into the latent space
+  std::vector<float> kv_;     // [n_batch][d_c + RW]     latent rows [c_KV | k_pe], as cached
+  std::vector<float> qlat_;   // [n_batch][H][d_c + RW]  queries absorbed into the latent space
+  std::vector<float> mla_cs_;  // [n_batch][RW]  cos/sin of each rope-key pair (MlaWeights::rope_pairs)
+  Rope mla_rope_;              // adjacent pairs over one rope key's R dims, angles from mla_cs_
   std::vector<float> olat_;   // [n_batch][H][d_c]       attention output in the latent space
   std::vector<float> head_x_, head_y_;  // [n_batch][max(P, d_c, V)]  one head's rows, gathered
   // MoE layers:

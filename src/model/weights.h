@@ -10,16 +10,24 @@ namespace kvforge {
 // Optional f32 vector: empty means absent.
 using Vec = std::vector<float>;
 
-// MLA (ModelConfig::mla: H heads, P nope + R rope dims, latent d_c, V).
+// MLA (ModelConfig::mla: H heads, P nope + R rope dims, latent d_c, V; K
+// rope keys of R dims, RW = K * R).
 struct MlaWeights {
   WeightMatrix wq;        // [H*(P+R)][d_model], when q_lora_rank == 0
+  Vec bq;                 // [H*(P+R)] optional (a converted Qwen2)
   WeightMatrix wq_a;      // [q_lora_rank][d_model]
   Vec q_a_norm;           // [q_lora_rank]
   WeightMatrix wq_b;      // [H*(P+R)][q_lora_rank]
-  WeightMatrix wkv_a;     // [d_c+R][d_model]: [c_raw | kpe_raw]
-  Vec kv_a_norm;          // [d_c]
-  std::vector<WeightMatrix> k_b;  // [H] of [d_c][P]: W_UK^T, absorbs q_nope into the latent
-  std::vector<WeightMatrix> v_b;  // [H] of [V][d_c]: W_UV
+  WeightMatrix wkv_a;     // [d_c+RW][d_model]: [c_raw | kpe_raw]
+  Vec bkv_a;              // [d_c+RW] optional
+  Vec kv_a_norm;          // [d_c]; empty: the latent is not normalised (a conversion)
+  // [U] of [d_c][P]: W_UK^T, absorbs q_nope into the latent; query head h
+  // reads k_b[h * U / H] (U = H, or the KV heads of a conversion); empty when P == 0.
+  std::vector<WeightMatrix> k_b;
+  std::vector<WeightMatrix> v_b;  // [U] of [V][d_c]: W_UV, likewise
+  // [RW / 2]: rope-key pair j turns by the angle of the model RoPE's pair
+  // rope_pairs[j] (a conversion keeps some of the original frequencies); empty: pair j.
+  std::vector<int32_t> rope_pairs;
 };
 
 // Routed experts (3-D tensors seen as one matrix per expert) and shared ones.

@@ -42,14 +42,15 @@ meaningful all the way.
 import ctypes
 import json
 
+# The reference venv has both (scripts/setup_test.sh): a missing one is an
+# error, not a skip.
+import gguf
+import llama_cpp
 import numpy as np
 import pytest
 
 from conftest import run_kvforge
 from reference_models import kvforge_logits, kvforge_tokenize, llama_cpp_logits
-
-llama_cpp = pytest.importorskip("llama_cpp")
-gguf = pytest.importorskip("gguf")
 
 # name -> (llama.cpp mix, pure, max |diff|, mean |diff|, min top-1 agreement)
 VARIANTS = {
