@@ -29,6 +29,12 @@ double sd_of(const std::vector<double>& v) {  // sample sd (n - 1)
 
 }  // namespace
 
+int32_t heads_eval_policies(const HeadsEvalParams& params) {
+  const int32_t per_sparsity = (int32_t)params.gate_files.size() + params.random_seeds + (params.window ? 1 : 0) +
+                               (params.evict ? 2 : 0);
+  return 1 + (int32_t)params.sparsities.size() * per_sparsity;
+}
+
 HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const HeadsEvalParams& params, bool chat,
                          const HeadsEvalProgress& progress) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -44,8 +50,7 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
   const ModelConfig& c = model.config();
   const KvShape shape{c.n_layer, c.n_kv_head, c.head_dim_k, c.head_dim_v};
   const size_t n_tasks = params.tasks.tasks.size();
-  const int32_t total = 1 + (int32_t)params.sparsities.size() *
-                                ((int32_t)params.gate_files.size() + params.random_seeds + (params.window ? 1 : 0));
+  const int32_t total = heads_eval_policies(params);
   int32_t done = 0;
   // Per-task accuracy of one policy.
   auto measure = [&](const KvPolicy& kv) {
@@ -65,7 +70,7 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
   auto row_of = [&](const std::string& method, double s, const KvPolicy& kv) {
     HeadsEvalRow row{method, s, kv.describe(), measure(kv), std::vector<double>(n_tasks, 0.0), 0, 0, 0};
     row.mean = mean_of(row.task_acc);
-    row.kv_bytes = make_kv_cache(kv, shape, e.length)->bytes();
+    row.kv_bytes = kv_bytes_held(resolve_kv_layout(kv, shape, e.length), e.length);
     return row;
   };
   // Every file is checked before hours of measuring start.
@@ -106,17 +111,27 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
       row.kv_bytes = mixed_bytes = make_kv_cache(first, shape, e.length)->bytes();
       e.rows.push_back(row);
     }
-    if (params.window) {
-      if (mixed_bytes == 0) {  // no random rows: the same count of streaming heads from seed 1
+    if ((params.window || params.evict) && mixed_bytes == 0) {  // no random rows: the same count of streaming heads from seed 1
         KvPolicy kv = base.kv;
         kv.heads = {KvHeadChoice::Kind::Random, "", 1, {}, s, params.sinks, params.recent};
-        mixed_bytes = make_kv_cache(kv, shape, e.length)->bytes();
-      }
+      mixed_bytes = make_kv_cache(kv, shape, e.length)->bytes();
+    }
+    if (params.window) {
       // A uniform window holding the same bytes: sinks + W tokens in every head.
       KvPolicy kv = base.kv;
       kv.sinks = params.sinks;
       kv.window = std::max<int32_t>(1, (int32_t)std::llround((double)mixed_bytes / (double)bytes_per_token) - params.sinks);
       e.rows.push_back(row_of("window", s, kv));
+    }
+    if (params.evict) {  // token eviction keeping the same bytes: that many tokens in every head
+      const int32_t budget = std::max<int32_t>(2, (int32_t)std::llround((double)mixed_bytes / (double)bytes_per_token));
+      const int32_t window = std::min(32, budget / 2);
+      for (const KvEviction& ev : {KvEviction{KvEviction::Kind::H2O, budget, budget / 2},
+                                   KvEviction{KvEviction::Kind::SnapKV, budget, 0, window, window > 7 ? 7 : 1}}) {
+        KvPolicy kv = base.kv;
+        kv.evict = ev;
+        e.rows.push_back(row_of(ev.kind == KvEviction::Kind::H2O ? "h2o" : "snapkv", s, kv));
+      }
     }
   }
   e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

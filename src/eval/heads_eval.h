@@ -1,8 +1,8 @@
 #pragma once
 // `kvforge heads eval`: task accuracy of per-head mixed caches against
 // sparsity, for gate files (RLKV / DuoAttention head patterns), random heads
-// (several seeds: mean and sample sd) and a window cache of the same KV
-// bytes, with the full cache as the reference. One table and one figure.
+// (several seeds: mean and sample sd), and a window cache and H2O / SnapKV
+// token eviction of the same KV bytes, with the full cache as the reference. One table and one figure.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -19,16 +19,17 @@ struct HeadsEvalParams {
   int32_t random_seeds = 3;  // random-head baselines: seeds 1..N
   int32_t sinks = 16, recent = 64;
   bool window = true;        // the window baseline at equal KV bytes
+  bool evict = true;         // H2O and SnapKV baselines at equal KV bytes
   TaskParams tasks;
 };
 
 struct HeadsEvalRow {
-  std::string method;    // "full", a gate file, "random", "window"
+  std::string method;    // "full", a gate file, "random", "window", "h2o", "snapkv"
   double sparsity = 0;   // share of streaming heads (window: of the mixed cache it matches)
   std::string policy;    // the --kv spelling (random: of the first seed)
   std::vector<double> task_acc, task_sd;  // per task: accuracy (random: mean over seeds, sample sd)
   double mean = 0, sd = 0;                // over tasks (random: of the per-seed means)
-  uint64_t kv_bytes = 0;                  // KV cache at the longest length
+  uint64_t kv_bytes = 0;                  // KV cache held at the longest length (kv_bytes_held)
 };
 
 struct HeadsEval {
@@ -40,6 +41,9 @@ struct HeadsEval {
 
 // A task run (one policy) finished: (runs done, total runs, its policy).
 using HeadsEvalProgress = std::function<void(int32_t, int32_t, const std::string&)>;
+
+// Task runs (policies measured) of an evaluation: what its progress counts to.
+int32_t heads_eval_policies(const HeadsEvalParams& params);
 
 HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const HeadsEvalParams& params, bool chat,
                          const HeadsEvalProgress& progress = {});

@@ -271,6 +271,10 @@ int32_t count_task_cases(const TaskParams& p) {
   return (int32_t)(p.tasks.size() * p.lengths.size()) * p.trials;
 }
 
+int32_t task_context_size(const TaskParams& params, const KvPolicy& kv, int32_t length) {
+  return std::max(length + params.n_predict + 1, kv.evict.budget);
+}
+
 namespace {
 // The chat template (Raw without chat) and whether to prepend BOS.
 std::pair<ChatTemplate, bool> prompt_format(const Model& model, bool chat) {
@@ -355,7 +359,7 @@ TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskPa
     const int32_t total = count_task_cases(params);
     for (int32_t length : params.lengths) {
       ContextParams cp = base;
-      cp.n_ctx = length + params.n_predict + 1;
+      cp.n_ctx = task_context_size(params, base.kv, length);
       Context ctx(model, cp);
       for (const std::string& task : params.tasks) {
         TaskCell cell{task, length, 0, 0};

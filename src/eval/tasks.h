@@ -102,6 +102,9 @@ using TaskProgress = std::function<void(int32_t done, int32_t total, const TaskT
 
 // Total number of cases run_tasks will run.
 int32_t count_task_cases(const TaskParams& params);
+// The context a length's cases run in: the prompt, the answer, and at least
+// an eviction budget (a budget above the text drops nothing).
+int32_t task_context_size(const TaskParams& params, const KvPolicy& kv, int32_t length);
 // Runs every (task, length, trial) greedily with the cache policy of `base`
 // (n_ctx replaced per length). chat: the model's chat template.
 TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskParams& params, bool chat,

@@ -12,6 +12,7 @@
 #include "eval/tasks.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "kv/kv_layout.h"
 #include "util/error.h"
 
 namespace kvforge::cli {
@@ -76,6 +77,14 @@ void run(const TasksOptions& o) {
   bar.finish();
   std::printf("tasks, KV %s, %d trials per cell, seed %llu\n\n%s", cp.kv.describe().c_str(), p.trials,
               (unsigned long long)p.seed, task_table(r, p).c_str());
+  if (p.jsonl.empty()) {  // what the policy keeps, for comparisons at equal memory
+    std::string held;
+    for (int32_t len : p.lengths) {
+      const KvLayout layout = resolve_kv_layout(cp.kv, model->config().kv_shape(), task_context_size(p, cp.kv, len));
+      held += fmt::format("{}{:.2f} MB at {} tokens", held.empty() ? "" : ", ", kv_bytes_held(layout, len) / 1e6, len);
+    }
+    std::printf("KV bytes held: %s\n", held.c_str());
+  }
   if (!o.json_out.empty()) {
     std::ofstream out(o.json_out);
     if (!out) fail("cannot write '{}'", o.json_out);

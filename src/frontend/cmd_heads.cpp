@@ -79,6 +79,7 @@ struct EvalOptions {
   int32_t seeds = 3;
   int32_t sinks = 16, recent = 64;
   bool no_window = false;
+  bool no_evict = false;
   std::string tasks;
   std::string lengths = "512";
   int32_t trials = 5;
@@ -95,6 +96,7 @@ void eval(const EvalOptions& o) {
   p.sinks = o.sinks;
   p.recent = o.recent;
   p.window = !o.no_window;
+  p.evict = !o.no_evict;
   if (!o.tasks.empty()) p.tasks.tasks = split_list(o.tasks);
   for (const std::string& t : p.tasks.tasks)
     if (std::find(task_names().begin(), task_names().end(), t) == task_names().end())
@@ -108,7 +110,7 @@ void eval(const EvalOptions& o) {
   if (!fs::is_directory(o.out)) fail("cannot create the output directory '{}'", o.out);
   auto model = o.model.load_model();
   const ContextParams cp = o.model.context_params();
-  const int32_t total = 1 + (int32_t)p.sparsities.size() * ((int32_t)o.gates.size() + o.seeds + (p.window ? 1 : 0));
+  const int32_t total = heads_eval_policies(p);
   ProgressBar bar("heads eval", total);
   const auto t0 = std::chrono::steady_clock::now();
   const HeadsEval e = run_heads_eval(*model, cp, p, !o.no_chat, [&](int32_t done, int32_t, const std::string& kv) {
@@ -176,6 +178,7 @@ CommandRegistrar reg(58, [](CLI::App& root) {
   e->add_option("--sinks", eo->sinks, "Sink tokens of a streaming head")->check(CLI::NonNegativeNumber)->capture_default_str();
   e->add_option("--recent", eo->recent, "Recent tokens of a streaming head")->check(CLI::PositiveNumber)->capture_default_str();
   e->add_flag("--no-window", eo->no_window, "Leave out the window baseline");
+  e->add_flag("--no-evict", eo->no_evict, "Leave out the H2O and SnapKV baselines");
   e->add_option("--tasks", eo->tasks, fmt::format("Tasks (default: {})", fmt::join(default_task_names(), ",")));
   e->add_option("--lengths", eo->lengths, "Prompt lengths in tokens; KV bytes are counted at the longest")
       ->capture_default_str();

@@ -15,7 +15,7 @@ void ModelOptions::add_to(CLI::App& app) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(thread_count_check());
   app.add_flag("--no-repack", no_repack, "Keep the file's weight layout instead of the interleaved one (A/B measurements)");
-  app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")
+  app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], heads:..., gates:FILE, h2o:B, snapkv:B, f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")
       ->capture_default_str();
   app.add_option("--kv-type", kv_type, "KV-cache storage precision (f16, f32, q8, q4); overrides the storage part of --kv");
 }

@@ -94,6 +94,16 @@ class KvCache {
   // kv_head, pos0 + i), laid out as in write()).
   virtual void write_head(int layer, int kv_head, const KvPlan& plan, const float* k, const float* v);
 
+  // Token eviction (kv/evict_cache.h) learns from attention: when observes(),
+  // the forward pass hands over every query (q: [n_group][head_dim_k], after
+  // RoPE; scores are scale * q.k, soft-capped by cap > 0) once it attended,
+  // head by head in position order, before the next wave is written.
+  // end_input() follows each Context::eval() call (a prompt, a generated
+  // token): where SnapKV selects what to keep.
+  virtual bool observes() const { return false; }
+  virtual void observe(int layer, int kv_head, int32_t q_pos, const float* q, int n_group, float scale, float cap) {}
+  virtual void end_input() {}
+
   // Soft gates (SPEC.md §4): head (layer, kv_head) outputs
   //   gate * Attn(view) + (1 - gate) * Attn(stream_view),
   // the streaming view being the first `sinks` and the last `recent` rows of

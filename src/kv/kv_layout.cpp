@@ -1,5 +1,7 @@
 #include "kv/kv_layout.h"
 
+#include <algorithm>
+
 #include "kv/head_pattern.h"
 #include "kv/kv_policy.h"
 #include "ops/hadamard.h"
@@ -84,6 +86,14 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
     if (n_ctx <= 0) fail("context size must be positive, got {}", n_ctx);
     h.n_cells = n_ctx;
   }
+  if (policy.evict.kind != KvEviction::Kind::None) {
+    if (policy.evict.budget > n_ctx)
+      fail("--kv {}: a budget of {} tokens exceeds the context size of {} (lower it or raise -c)", policy.describe(),
+           policy.evict.budget, n_ctx);
+    // H2O drops a token for every new one; SnapKV reads a whole input before
+    // it selects, so it holds up to the context.
+    if (policy.evict.kind == KvEviction::Kind::H2O) h.n_cells = policy.evict.budget;
+  }
   if (kv_storage_quantized(h.storage) && (shape.head_dim_k % QK != 0 || shape.head_dim_v % QK != 0))
     fail("--kv {}: {} rows are stored in blocks of {}, but this model's head dims are {}/{}", policy.describe(),
          kv_storage_name(h.storage), QK, shape.head_dim_k, shape.head_dim_v);
@@ -96,6 +106,7 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
   KvLayout L;
   L.shape = shape;
   L.heads.assign((size_t)shape.n_layer * shape.n_kv_head, h);
+  L.evict = policy.evict;
   // All query heads read the one latent row of an MLA layer: there is no
   // per-head history to mix or gate.
   if (policy.heads.kind != KvHeadChoice::Kind::None && shape.v_in_k)
@@ -104,6 +115,16 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
          policy.describe());
   if (policy.heads.kind != KvHeadChoice::Kind::None) apply_head_choice(policy, n_ctx, L);
   return L;
+}
+
+size_t kv_bytes_held(const KvLayout& layout, int32_t n_tokens) {
+  size_t b = 0;
+  for (const KvHeadSpec& h : layout.heads) {
+    const int32_t keep = layout.evict.kind != KvEviction::Kind::None ? layout.evict.budget : h.n_cells;
+    const size_t v_row = layout.shape.v_in_k ? 0 : kv_row_bytes(h.storage, layout.shape.head_dim_v);  // latent: V in K
+    b += (size_t)std::min(n_tokens, keep) * (kv_row_bytes(h.storage, layout.shape.head_dim_k) + v_row);
+  }
+  return b;
 }
 
 void limit_layer_window(KvLayout& layout, int layer, int32_t window) {

@@ -38,9 +38,28 @@ struct KvHeadSpec {
   bool operator==(const KvHeadSpec&) const = default;
 };
 
+// Token eviction (kv/evict_cache.h): every head keeps at most `budget`
+// tokens, its own choice by attention; cells hold any position (cell_table.h).
+//  - H2O: the `recent` last tokens plus the heavy hitters (largest attention
+//    accumulated over all queries so far); one token dropped per new token.
+//  - SnapKV: after each input (prompt, generated token) the cache keeps the
+//    last `window` tokens plus the prefix tokens that the last `window`
+//    queries attend to most (scores max-pooled over `pool` neighbours).
+struct KvEviction {
+  enum class Kind : uint8_t { None, H2O, SnapKV };
+  Kind kind = Kind::None;
+  int32_t budget = 0;  // tokens kept per KV head
+  int32_t recent = 0;  // H2O: most recent tokens never dropped (default budget / 2)
+  int32_t window = 32;  // SnapKV: observation window (SnapKV's default)
+  int32_t pool = 7;     // SnapKV: max-pool kernel size (odd; SnapKV's default)
+
+  bool operator==(const KvEviction&) const = default;
+};
+
 struct KvLayout {
   KvShape shape;
   std::vector<KvHeadSpec> heads;  // [n_layer][n_kv_head]
+  KvEviction evict;               // kind None: cells follow the heads' CellMaps
 
   const KvHeadSpec& head(int layer, int kv_head) const { return heads[(size_t)layer * shape.n_kv_head + kv_head]; }
   bool uniform() const;
@@ -59,6 +78,12 @@ KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t
 // as they are; so does a full head whose context fits in the window (same
 // rows, nothing to save).
 void limit_layer_window(KvLayout& layout, int layer, int32_t window);
+
+// Bytes the cache holds after n_tokens tokens (every head full up to what
+// it keeps: the context, sinks + window, or an eviction budget): what
+// policies are compared at ("equal memory"). A SnapKV cache holds more
+// while it reads an input, see evict_cache.h.
+size_t kv_bytes_held(const KvLayout& layout, int32_t n_tokens);
 
 // The single place where a layout becomes a cache.
 std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout);

@@ -26,10 +26,16 @@ std::string describe_heads(const KvHeadChoice& h) {
   return s + fmt::format(",sinks:{},recent:{}", h.sinks, h.recent);
 }
 
+std::string describe_evict(const KvEviction& e) {
+  if (e.kind == KvEviction::Kind::H2O) return fmt::format("h2o:{},recent:{}", e.budget, e.recent);
+  return fmt::format("snapkv:{},window:{},pool:{}", e.budget, e.window, e.pool);
+}
+
 }  // namespace
 
 std::string KvPolicy::describe() const {
-  std::string s = heads.kind != KvHeadChoice::Kind::None ? describe_heads(heads)
+  std::string s = evict.kind != KvEviction::Kind::None   ? describe_evict(evict)
+                  : heads.kind != KvHeadChoice::Kind::None ? describe_heads(heads)
                   : window > 0                           ? fmt::format("window:{},sinks:{}", window, sinks)
                                                          : "full";
   s += std::string("+") + kv_storage_name(storage);
@@ -144,6 +150,41 @@ KvHeadChoice parse_heads(const std::vector<std::string>& items, const std::strin
   return h;
 }
 
+// h2o:B[,recent:R] / snapkv:B[,window:W,pool:K].
+KvEviction parse_evict(const std::vector<std::string>& items, const std::string& part, const std::string& spec) {
+  using K = KvEviction::Kind;
+  KvEviction e;
+  const bool h2o = has_key(items[0], "h2o");
+  e.kind = h2o ? K::H2O : K::SnapKV;
+  e.budget = parse_count(items[0], h2o ? "h2o" : "snapkv", 1, spec);
+  e.recent = e.budget / 2;
+  bool seen_recent = false, seen_window = false, seen_pool = false;
+  for (size_t i = 1; i < items.size(); ++i) {
+    const std::string& it = items[i];
+    if (h2o && has_key(it, "recent") && !seen_recent) {
+      seen_recent = true;
+      e.recent = parse_count(it, "recent", 0, spec);
+    } else if (!h2o && has_key(it, "window") && !seen_window) {
+      seen_window = true;
+      e.window = parse_count(it, "window", 1, spec);
+    } else if (!h2o && has_key(it, "pool") && !seen_pool) {
+      seen_pool = true;
+      e.pool = parse_count(it, "pool", 1, spec);
+    } else {
+      fail("unknown or repeated option '{}' in part '{}' of --kv '{}' ({})", it, part, spec,
+           h2o ? "h2o takes only recent:R" : "snapkv takes window:W and pool:K");
+    }
+  }
+  if (h2o && e.recent >= e.budget)
+    fail("part '{}' of --kv '{}': recent:{} must be below the budget {} (room for heavy hitters)", part, spec,
+         e.recent, e.budget);
+  if (!h2o && e.window >= e.budget)
+    fail("part '{}' of --kv '{}': window:{} must be below the budget {} (room for selected tokens)", part, spec,
+         e.window, e.budget);
+  if (!h2o && e.pool % 2 == 0) fail("part '{}' of --kv '{}': pool:{} must be odd (a centred kernel)", part, spec, e.pool);
+  return e;
+}
+
 }  // namespace
 
 KvPolicy parse_kv_policy(const std::string& spec) {
@@ -162,7 +203,11 @@ KvPolicy parse_kv_policy(const std::string& spec) {
     for (const std::string& it : items)
       if (it.empty()) fail("empty option in part '{}' of --kv '{}' (stray ',')", part, spec);
     const std::string& head = items[0];
-    if (has_key(head, "heads") || has_key(head, "gates")) {
+    if (has_key(head, "h2o") || has_key(head, "snapkv")) {
+      if (seen_history) fail("part '{}' of --kv '{}': the history (full, window, heads or gates) is already given", part, spec);
+      seen_history = true;
+      p.evict = parse_evict(items, part, spec);
+    } else if (has_key(head, "heads") || has_key(head, "gates")) {
       if (seen_history) fail("part '{}' of --kv '{}': the history (full, window, heads or gates) is already given", part, spec);
       seen_history = true;
       p.heads = parse_heads(items, part, spec);
@@ -198,7 +243,7 @@ KvPolicy parse_kv_policy(const std::string& spec) {
       set_hadamard(part);
     } else {
       fail("unknown part '{}' in --kv '{}' (expected full, window:W[,sinks:S], heads:FILE,sparsity:S, "
-           "heads:random:SEED,sparsity:S, heads:full:L-H/..., gates:FILE, f16, f32, q8, q4 or hadamard)", part, spec);
+           "heads:random:SEED,sparsity:S, heads:full:L-H/..., gates:FILE, h2o:B, snapkv:B, f16, f32, q8, q4 or hadamard)", part, spec);
     }
   }
   if (p.hadamard && !kv_storage_quantized(p.storage))

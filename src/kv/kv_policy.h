@@ -10,6 +10,8 @@
 //            | 'hadamard'                  rotate rows before quantizing (q8/q4 only)
 //            | HEADS [',sinks:' S] [',recent:' R]   per-head mixed history (S default 16, R 64)
 //            | 'gates:' FILE [',sinks:' S] [',recent:' R]   soft gates over a full history
+//            | 'h2o:' B [',recent:' R]     H2O: B tokens per head, the last R (default B/2) + heavy hitters
+//            | 'snapkv:' B [',window:' W] [',pool:' K]   SnapKV: B tokens per head (W 32, K 7)
 //   HEADS   := 'heads:' FILE ',sparsity:' X          RLKV / DuoAttention gate file
 //            | 'heads:random:' SEED ',sparsity:' X   random gates, same selection rule
 //            | 'heads:full:' L '-' H ('/' L '-' H)*  these (layer, KV head) pairs full
@@ -51,6 +53,7 @@ struct KvPolicy {
   KvStorage storage = KvStorage::F16;
   bool hadamard = false;
   KvHeadChoice heads = {};  // kind None: every head has the history above
+  KvEviction evict = {};    // kind None: no token eviction
 
   // Canonical spec: "full+f16", "window:64,sinks:4+q8,hadamard";
   // parse_kv_policy(describe()) == *this.

@@ -87,6 +87,14 @@ void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
   }
 }
 
+void KvStore::move_rows(int layer, int kv_head, const std::vector<CellMove>& moves) {
+  const Head& h = head(layer, kv_head);
+  for (const CellMove& m : moves) {  // dst < src: a forward copy never reads what it overwrote
+    std::copy_n(data_ + h.k_off + (size_t)m.src * h.k_row, (size_t)m.n * h.k_row, data_ + h.k_off + (size_t)m.dst * h.k_row);
+    std::copy_n(data_ + h.v_off + (size_t)m.src * h.v_row, (size_t)m.n * h.v_row, data_ + h.v_off + (size_t)m.dst * h.v_row);
+  }
+}
+
 KvSegment KvStore::segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const {
   const Head& h = head(layer, kv_head);
   const uint8_t* k = data_ + h.k_off + (size_t)first_cell * h.k_row;

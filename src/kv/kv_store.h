@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kv/cell_table.h"
 #include "kv/kv_layout.h"
 
 namespace kvforge {
@@ -40,6 +41,9 @@ class KvStore {
   // Copies n cells from src_cell.. to dst_cell.. in every (layer, head)
   // (copy-on-write of a shared block; the runs must not overlap).
   void copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n);
+  // Moves rows of (layer, head) as planned by CellTable::plan_drop (each
+  // move's dst below its src: compaction after dropped tokens).
+  void move_rows(int layer, int kv_head, const std::vector<CellMove>& moves);
   // A run of n_rows cells starting at first_cell for (layer, head).
   KvSegment segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const;
   // A view of (layer, head) with the storage fields filled and no segments.

@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "kv/cell_map.h"
+#include "kv/evict_cache.h"
 #include "kv/kv_layout.h"
 #include "kv/kv_policy.h"
 #include "kv/kv_store.h"
@@ -149,6 +150,7 @@ std::unique_ptr<KvCache> make_kv_cache(const KvLayout& layout) {
   if (layout.heads.size() != (size_t)layout.shape.n_layer * layout.shape.n_kv_head)
     fail("KV layout has {} head specs for {} layers x {} KV heads", layout.heads.size(), layout.shape.n_layer,
          layout.shape.n_kv_head);
+  if (layout.evict.kind != KvEviction::Kind::None) return make_evict_cache(layout);
   for (const KvHeadSpec& h : layout.heads)
     if (h.n_cells <= 0 || (h.window > 0 && h.n_cells != h.sinks + h.window) || h.sinks < 0 || h.window < 0 ||
         (h.window > 0 && h.gate != 1.0f))

@@ -9,6 +9,9 @@ namespace kvforge {
 namespace {
 
 KvLayout pool_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx, int32_t n_blocks) {
+  if (policy.evict.kind != KvEviction::Kind::None)
+    fail("--kv {}: the multi-sequence (paged) cache keeps full histories only; token eviction is single-sequence",
+         policy.describe());
   if (policy.window > 0)
     fail("--kv {}: the multi-sequence (paged) cache keeps full histories only; window policies are single-sequence",
          policy.describe());

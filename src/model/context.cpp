@@ -67,6 +67,15 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 
 }  // namespace
 
+int32_t default_context_size(const ModelConfig& c) { return std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096); }
+
+std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
+                                               int32_t n_blocks) {
+  if (params.n_ctx <= 0) params.n_ctx = default_context_size(c);
+  if (n_blocks <= 0) n_blocks = n_seqs * PagedKvCache::blocks_for(params.n_ctx);
+  return std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), params.n_ctx, n_blocks, n_seqs);
+}
+
 Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
 
 Context::Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache)
@@ -76,7 +85,7 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
       cache_(std::move(cache)),
       rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
-  if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+  if (params_.n_ctx <= 0) params_.n_ctx = default_context_size(c);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
@@ -161,9 +170,16 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
     forward({run});
     if (progress) progress(i0 + nb, n);
   }
+  cache_->end_input();
 }
 
-void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
+void Context::decode(const std::vector<BatchRun>& runs) {
+  if (runs.empty()) fail("nothing to decode");
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (runs[i].plan.seq == runs[j].plan.seq) fail("sequence {} has two runs in one batch", runs[i].plan.seq);
+  forward(runs);
+}
 
 void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();
@@ -361,6 +377,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
           more |= done < p.n_tokens;
         }
         attention(layer, waves_, a, nullptr);
+        observe(layer, waves_, a, nullptr);
       }
       return;
     }
@@ -376,6 +393,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
         if (whole_heads_[h])
           cache_->write_head(layer, h, w.plan, k_at(w.row0), v_at(w.row0));
     attention(layer, waves_, a, whole_heads_.data());
+    observe(layer, waves_, a, whole_heads_.data());
   }
   const int64_t n_seq = (int64_t)seq_heads_.size();
   pool_.parallel_for((int64_t)waves_.size() * n_seq, [&](int64_t i, int) {
@@ -386,10 +404,27 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
       nw = std::min(p.n_tokens - i0, cache_->max_wave(layer, h, p.pos0 + i0));
       const int32_t r0 = w.row0 + i0;
       cache_->write_head(layer, h, {p.seq, p.pos0 + i0, nw}, k_at(r0), v_at(r0));
-      for (int32_t t = r0; t < r0 + nw; ++t)
-        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk,
-                    a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
+      for (int32_t t = r0; t < r0 + nw; ++t) {
+        const float* q = a.q + (size_t)t * a.q_row + (size_t)h * a.group * a.dk;
+        attend_head(layer, h, p.pos0 + (t - w.row0), p.seq, a, q, a.out + (size_t)t * a.out_row + (size_t)h * a.group * a.dv);
+        if (cache_->observes())
+          cache_->observe(layer, h, p.pos0 + (t - w.row0), q, a.group, a.scale, model_.config().attn_softcap);
+      }
     }
+  });
+}
+
+// Token eviction learns from attention (KvCache::observes): every query of
+// the waves, per head in position order (one task per head, so a head's
+// scores add up in the same order whatever the batch).
+void Context::observe(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads) {
+  if (!cache_->observes()) return;
+  pool_.parallel_for(a.n_kv_head, [&](int64_t h, int) {
+    if (heads && !heads[h]) return;
+    for (const Wave& w : waves)
+      for (int32_t t = 0; t < w.plan.n_tokens; ++t)
+        cache_->observe(layer, (int)h, w.plan.pos0 + t, a.q + (size_t)(w.row0 + t) * a.q_row + (size_t)h * a.group * a.dk,
+                        a.group, a.scale, model_.config().attn_softcap);
   });
 }
 

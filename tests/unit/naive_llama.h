@@ -23,6 +23,9 @@ struct Gate {
   int sinks = 0, recent = 0;
 };
 using Gates = std::function<Gate(int layer, int kv_head)>;
+// Sees every attention weight w that query head q_head of query t gives
+// position j (the masked attention, before any gate blend).
+using AttnHook = std::function<void(int layer, int q_head, int t, int j, double w)>;
 
 // All logits of `tokens` evaluated in batches of `n_batch`.
 inline std::vector<float> eval_logits(const Model& m, const std::string& kv, const std::vector<TokenId>& tokens,
@@ -53,7 +56,7 @@ inline void expect_batch_invariant(const Model& m, const std::string& kv, const 
 // gates, head (l, h) outputs alpha * that + (1 - alpha) * attention to the
 // positions j < sinks or j > t - recent (soft gates, SPEC.md §4).
 inline std::vector<float> naive_logits(const TinyLlama& m, const std::vector<TokenId>& tokens, const Visible& visible,
-                                       const Gates& gates = {}) {
+                                       const Gates& gates = {}, const AttnHook& hook = {}) {
   const int n = (int)tokens.size(), d = m.d, hd = m.head_dim, qd = m.n_head * hd, kvd = m.n_kv_head * hd;
   const int group = m.n_head / m.n_kv_head;
   RopeParams rp;
@@ -91,6 +94,7 @@ inline std::vector<float> naive_logits(const TinyLlama& m, const std::vector<Tok
       for (int h = 0; h < m.n_head; ++h) {
         const float* qh = &q[(size_t)t * qd + (size_t)h * hd];
         const int kh = h / group;
+        std::vector<double> full(hd), stream(hd, 0.0);
         // softmax-weighted V over the positions j <= t that pass `keep`.
         auto attend_masked = [&](const std::function<bool(int)>& keep, double* out) {
           std::vector<double> s;
@@ -110,8 +114,9 @@ inline std::vector<float> naive_logits(const TinyLlama& m, const std::vector<Tok
             for (size_t r = 0; r < idx.size(); ++r) o += s[r] * v[(size_t)idx[r] * kvd + (size_t)kh * hd + i];
             out[i] = o / sum;
           }
+          if (hook && out == full.data())
+            for (size_t r = 0; r < idx.size(); ++r) hook(layer, h, t, idx[r], s[r] / sum);
         };
-        std::vector<double> full(hd), stream(hd, 0.0);
         attend_masked([&](int j) { return visible(layer, kh, t, j); }, full.data());
         const Gate g = gates ? gates(layer, kh) : Gate{};
         if (g.alpha != 1.0) attend_masked([&](int j) { return j < g.sinks || j > t - g.recent; }, stream.data());
