@@ -6,6 +6,9 @@
     logits = ctx.eval(model.tokenize("The capital of France is"))   # numpy [n_vocab]
     out = ctx.generate("Once upon a time", n_predict=32, temperature=0.7, seed=1)
     print(model.detokenize(out.tokens), out.logprobs)
+    batch = kvforge.BatchContext(model, n_seqs=2)         # several sequences, one forward pass
+    batch.add_sequence(1)
+    last0, last1 = batch.decode([(0, model.tokenize("Hi")), (1, model.tokenize("Bye"))])
 
 Everything runs in the C++ engine (kvforge._core); this module only adds
 keyword arguments and a streaming iterator on top.
@@ -18,12 +21,12 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from ._core import (Error, GenerateParams, GenerateResult, Model, ModelConfig, NeedleCase, SamplingParams,
-                    needle_answer_correct, needle_case)
+from ._core import (BatchContext, Error, GenerateParams, GenerateResult, Model, ModelConfig, NeedleCase,
+                    SamplingParams, needle_answer_correct, needle_case)
 from . import _core
 
-__all__ = ["Context", "Error", "GenerateParams", "GenerateResult", "Model", "ModelConfig", "NeedleCase",
-           "SamplingParams", "generate_params", "needle_answer_correct", "needle_case"]
+__all__ = ["BatchContext", "Context", "Error", "GenerateParams", "GenerateResult", "Model", "ModelConfig",
+           "NeedleCase", "SamplingParams", "generate_params", "needle_answer_correct", "needle_case"]
 
 Prompt = Union[str, Sequence[int]]
 

@@ -131,6 +131,50 @@ class Context:
         Appends tokens to the sequence; returns float32 [len(tokens) - 1]: log p(tokens[i + 1] | everything before) under the model's raw distribution.
         """
 
+class BatchContext:
+    """
+    Several sequences over a Model in one multi-sequence (paged) KV cache, decoded together. Sequence 0 exists from the start (and after reset). Not shared between threads.
+    """
+
+    def __init__(self, model: Model, n_seqs: int, n_ctx: int = 0, n_blocks: int = 0, n_batch: int = 256, n_threads: int = 0, kv: str = 'full') -> None:
+        """
+        n_seqs: sequence ids 0 .. n_seqs-1; n_ctx: most tokens of one sequence (0 = min(training context, 4096)); n_blocks: cache blocks of 16 tokens shared by all sequences (0 = enough for every sequence to reach n_ctx); n_batch: most tokens of one decode() in all; kv: a full-history policy as spelled by the CLI's --kv (e.g. 'full+q8').
+        """
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_threads(self) -> int: ...
+
+    @property
+    def model(self) -> Model: ...
+
+    def add_sequence(self, seq: int) -> None:
+        """Adds an empty sequence."""
+
+    def remove_sequence(self, seq: int) -> None:
+        """Removes a sequence and releases its blocks."""
+
+    def has_sequence(self, seq: int) -> bool: ...
+
+    def fork(self, src: int, dst: int) -> None:
+        """A new sequence dst sharing all of src's cache (copied on write)."""
+
+    def truncate(self, seq: int, n_keep: int) -> None:
+        """Keeps the first n_keep tokens of a sequence."""
+
+    def n_past(self, seq: int) -> int:
+        """Tokens a sequence holds."""
+
+    def reset(self) -> None:
+        """Removes every sequence, then adds sequence 0."""
+
+    def decode(self, runs: Sequence[tuple[int, Sequence[int]]], all_logits: bool = False) -> list:
+        """
+        Appends tokens to several sequences in one forward pass: runs [(seq, tokens), ...], one run per sequence, at most n_batch tokens in all. Returns one float32 array per run: the logits [n_vocab] of its last token, or [len(tokens), n_vocab] when all_logits; each bit-identical to evaluating the run alone.
+        """
+
 class SamplingParams:
     """Sampler settings (see src/model/sampler.h for the order of steps)"""
 

@@ -107,21 +107,20 @@ class Progress:
 class GateTraining:
     """One training run of the gates: the engine's model, the twin, the
     optimizer over alpha (every gate starting at `init`), the run directory
-    (resumed from its checkpoint),
-    the step counter, history, log and progress line. `extra` holds what a
-    method adds to its checkpoints."""
+    (resumed from its checkpoint), the step counter, history, log and
+    progress line. `extra` holds what a method adds to its checkpoints."""
 
     def __init__(self, o, gates_name: str, optimizer: type, init: float = 1.0):
         from . import _core
         from .twin import Twin
+        if not 0.0 <= init <= 1.0:
+            raise ValueError(f"the initial gate must be in [0, 1] (got {init})")
         self.o = o
         self.dp = DataParallel()
         torch.manual_seed(o.seed)
         torch.set_num_threads(o.threads)
         self.model = _core.Model.load(o.model)
         self.twin = Twin.from_gguf(o.model, sinks=o.sinks, recent=o.recent)
-        if not 0.0 <= init <= 1.0:
-            raise ValueError(f"the initial gate must be in [0, 1] (got {init})")
         self.twin.set_gates(np.full(self.twin.alpha.shape, init))
         self.opt = optimizer([self.twin.alpha], lr=o.lr)
         self.run = RunDir(o.out, gates_name)

@@ -67,6 +67,15 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 
 }  // namespace
 
+int32_t default_context_size(const ModelConfig& c) { return std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096); }
+
+std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
+                                               int32_t n_blocks) {
+  if (params.n_ctx <= 0) params.n_ctx = default_context_size(c);
+  if (n_blocks <= 0) n_blocks = n_seqs * PagedKvCache::blocks_for(params.n_ctx);
+  return std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), params.n_ctx, n_blocks, n_seqs);
+}
+
 Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
 
 Context::Context(const Model& model, const ContextParams& params, std::unique_ptr<KvCache> cache)
@@ -76,7 +85,7 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
       cache_(std::move(cache)),
       rope_local_(model.config().rope_local) {
   const ModelConfig& c = model.config();
-  if (params_.n_ctx <= 0) params_.n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+  if (params_.n_ctx <= 0) params_.n_ctx = default_context_size(c);
   if (c.position == PositionKind::Learned && params_.n_ctx > c.n_ctx_train)
     fail("context size {} exceeds the {} learned positions of this model", params_.n_ctx, c.n_ctx_train);
   if (params_.n_batch <= 0) fail("batch size must be positive");
@@ -164,7 +173,13 @@ void Context::eval(const TokenId* tokens, int32_t n, float* logits, bool all_log
   cache_->end_input();
 }
 
-void Context::decode(const std::vector<BatchRun>& runs) { forward(runs); }
+void Context::decode(const std::vector<BatchRun>& runs) {
+  if (runs.empty()) fail("nothing to decode");
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (runs[i].plan.seq == runs[j].plan.seq) fail("sequence {} has two runs in one batch", runs[i].plan.seq);
+  forward(runs);
+}
 
 void Context::forward(const std::vector<BatchRun>& runs) {
   const ModelConfig& c = model_.config();

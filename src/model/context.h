@@ -8,6 +8,7 @@
 #include "backend/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_policy.h"
+#include "kv/paged_cache.h"
 #include "model/model.h"
 #include "ops/attention.h"
 
@@ -31,6 +32,16 @@ struct BatchRun {
   float* logits = nullptr;         // none, or [n_vocab] for the last token ([n_tokens][n_vocab] with all_logits)
   bool all_logits = false;
 };
+
+// The context size that n_ctx = 0 stands for: min(training context, 4096).
+int32_t default_context_size(const ModelConfig& c);
+
+// A multi-sequence cache for Context(model, params, cache): sequences 0 ..
+// n_seqs-1 (sequence 0 added), params.kv's storage, n_blocks blocks (0:
+// enough for every sequence to grow to params.n_ctx, plus one each for a
+// copy-on-write). Resolves params.n_ctx = 0 to the default size.
+std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
+                                               int32_t n_blocks = 0);
 
 // Tokens per slice of the feed-forward block (bounds its [tokens][d_ff]
 // buffers, the largest activations).

@@ -8,6 +8,7 @@ namespace kvforge::python {
 
 void bind_model(nanobind::module_& m);     // Model, ModelConfig, tokenizer calls
 void bind_context(nanobind::module_& m);   // Context, eval, log-probs
+void bind_batch(nanobind::module_& m);     // BatchContext: several sequences at once
 void bind_generate(nanobind::module_& m);  // SamplingParams, GenerateParams, generate
 void bind_eval(nanobind::module_& m);      // evaluation tasks (passkey retrieval)
 void bind_heads(nanobind::module_& m);     // soft gates, verifiable tasks, head-pattern files

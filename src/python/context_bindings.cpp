@@ -8,30 +8,19 @@
 
 #include "model/logprob.h"
 #include "python/bindings.h"
+#include "python/numpy_owning.h"
 
 namespace nb = nanobind;
 
 namespace kvforge::python {
 
-namespace {
-
-// A NumPy float32 array over a heap buffer that the array owns.
-template <size_t N>
-nb::ndarray<nb::numpy, float, nb::ndim<N>> numpy_owning(std::vector<float>&& data, const size_t (&shape)[N]) {
-  auto* owned = new std::vector<float>(std::move(data));
-  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-  return nb::ndarray<nb::numpy, float, nb::ndim<N>>(owned->data(), N, shape, owner);
-}
-
-}  // namespace
-
-ContextHandle::ContextHandle(const Model& model, const ContextParams& params) : ctx(model, params) {}
-
-ContextHandle::Lock ContextHandle::lock() {
-  std::unique_lock<std::mutex> l(busy, std::try_to_lock);
-  if (!l.owns_lock()) fail("this Context is in use by another thread; give each thread its own Context");
+Busy::Lock Busy::lock() {
+  Lock l(mutex_, std::try_to_lock);
+  if (!l.owns_lock()) fail("this {0} is in use by another thread; give each thread its own {0}", what_);
   return l;
 }
+
+ContextHandle::ContextHandle(const Model& model, const ContextParams& params) : ctx(model, params) {}
 
 void bind_context(nb::module_& m) {
   nb::class_<ContextHandle>(m, "Context",
@@ -71,8 +60,8 @@ void bind_context(nb::module_& m) {
             const size_t rows = all_logits ? tokens.size() : 1;
             std::vector<float> logits(rows * n_vocab);  // [rows][n_vocab]
             {
+              auto l = h.lock();  // then let go of the GIL (see Busy)
               nb::gil_scoped_release release;
-              auto l = h.lock();
               h.ctx.eval(tokens.data(), (int32_t)tokens.size(), logits.data(), all_logits);
             }
             if (all_logits) return nb::object(nb::cast(numpy_owning(std::move(logits), {rows, n_vocab})));
@@ -87,8 +76,8 @@ void bind_context(nb::module_& m) {
             const int32_t n_vocab = h.ctx.model().config().n_vocab;
             std::vector<float> out(tokens.size() > 0 ? tokens.size() - 1 : 0);  // [n - 1]
             {
+              auto l = h.lock();  // then let go of the GIL (see Busy)
               nb::gil_scoped_release release;
-              auto l = h.lock();
               if (tokens.size() < 2) fail("log-probabilities need at least 2 tokens (got {})", tokens.size());
               std::vector<float> logits(tokens.size() * (size_t)n_vocab);  // [n][n_vocab]
               h.ctx.eval(tokens.data(), (int32_t)tokens.size(), logits.data(), true);

@@ -56,8 +56,8 @@ void bind_generate(nb::module_& m) {
       "generate",
       [](ContextHandle& h, const std::vector<TokenId>& prompt, const GenerateParams& params,
          std::function<void(const std::string&)> on_text) {
+        auto l = h.lock();  // then let go of the GIL (see Busy)
         nb::gil_scoped_release release;
-        auto l = h.lock();
         return generate(h.ctx, prompt, params, [&](const std::string& text) {
           if (!on_text) return;
           nb::gil_scoped_acquire acquire;

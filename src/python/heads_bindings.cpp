@@ -9,6 +9,7 @@
 #include "kv/head_pattern.h"
 #include "python/bindings.h"
 #include "python/context_handle.h"
+#include "python/numpy_owning.h"
 
 namespace nb = nanobind;
 
@@ -58,10 +59,7 @@ void bind_heads(nb::module_& m) {
       "read_head_gates",
       [](const std::string& path) {
         HeadGates g = read_head_gates(path);
-        const size_t shape[2] = {(size_t)g.n_layer, (size_t)g.n_kv_head};
-        auto* owned = new std::vector<double>(std::move(g.alpha));
-        nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<double>*>(p); });
-        return nb::ndarray<nb::numpy, double, nb::ndim<2>>(owned->data(), 2, shape, owner);
+        return numpy_owning(std::move(g.alpha), {(size_t)g.n_layer, (size_t)g.n_kv_head});
       },
       nb::arg("path"), "A gate file (adapter_weights.tsv / full_attention_heads.tsv) as float64 [n_layer, n_kv_head], "
                        "clipped to [0, 1] as the research code loads it.");

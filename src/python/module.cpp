@@ -10,6 +10,7 @@ NB_MODULE(_core, m) {
   nb::exception<kvforge::Error>(m, "Error", PyExc_RuntimeError);
   kvforge::python::bind_model(m);
   kvforge::python::bind_context(m);
+  kvforge::python::bind_batch(m);
   kvforge::python::bind_generate(m);
   kvforge::python::bind_eval(m);
   kvforge::python::bind_heads(m);

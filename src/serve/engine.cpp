@@ -56,12 +56,9 @@ Engine::Engine(const Model& model, const EngineParams& params) : model_(model), 
   const ModelConfig& c = model.config();
   if (params_.n_parallel <= 0) fail("--parallel must be positive, got {}", params_.n_parallel);
   if (params_.max_queue < 0) fail("the queue limit must not be negative");
-  int32_t& n_ctx = params_.context.n_ctx;
-  if (n_ctx <= 0) n_ctx = std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
   // Every sequence can grow to a full context, plus one block each for a
   // copy-on-write: admission never overcommits the pool.
-  const int32_t n_blocks = params_.n_parallel * PagedKvCache::blocks_for(n_ctx);
-  auto cache = std::make_unique<PagedKvCache>(params_.context.kv, c.kv_shape(), n_ctx, n_blocks, params_.n_parallel);
+  auto cache = make_paged_cache(c, params_.context, params_.n_parallel);
   cache_ = cache.get();
   cache_->remove_sequence(0);
   ctx_ = std::make_unique<Context>(model, params_.context, std::move(cache));  // checks kv against the model

@@ -236,30 +236,39 @@ def test_two_threads_decode_at_once(smol):
     assert together == alone
 
 
-def test_gil_is_released_during_eval(smol):
-    """While one thread is inside eval, another thread runs Python and finds
-    the context busy: possible only if eval let go of the GIL."""
-    ctx = kvforge.Context(smol, n_ctx=512, n_threads=1)
-    ids = smol.tokenize("word " * 300)
+def finds_busy(work, poke):
+    """Runs work() in a thread while this one calls poke() (which holds the
+    GIL) until it raises the engine's busy error: True if it did before work
+    ended, which is possible only if work let go of the GIL."""
     started, finished = threading.Event(), threading.Event()
 
-    def work():
+    def run():
         started.set()
-        ctx.eval(ids)
-        finished.set()
-    t = threading.Thread(target=work)
+        try:
+            work()
+        finally:
+            finished.set()
+    t = threading.Thread(target=run)
     t.start()
     started.wait()
     saw_busy = False
     while not finished.is_set():
         try:
-            ctx.reset()  # holds the GIL; fails only while the worker is inside eval
+            poke()
         except kvforge.Error as e:
             assert "in use by another thread" in str(e)
             saw_busy = True
             break
     t.join()
-    assert saw_busy
+    return saw_busy
+
+
+def test_gil_is_released_during_eval(smol):
+    """While one thread is inside eval, another thread runs Python and finds
+    the context busy."""
+    ctx = kvforge.Context(smol, n_ctx=512, n_threads=1)
+    ids = smol.tokenize("word " * 300)
+    assert finds_busy(lambda: ctx.eval(ids), ctx.reset)
 
 
 def test_type_stubs_are_current(tmp_path):

@@ -79,6 +79,8 @@ def test_rlkv_without_solvable_problems_is_one_clear_error(tiny_path, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error: self-distillation kept no problem")
     r = train("--method", "rlkv", "-m", tiny_path, "-o", tmp_path / "r", "--task", "nonsense", "-q", check=False)
     assert r.returncode == 1 and "unknown task 'nonsense'" in r.stderr
+    r = train("--method", "rlkv", "-m", tiny_path, "-o", tmp_path / "r", "--init", "1.5", "-q", check=False)
+    assert r.returncode == 1 and r.stderr == "error: the initial gate must be in [0, 1] (got 1.5)\n"
 
 
 @pytest.fixture(scope="module")
