@@ -131,7 +131,10 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     const MlaConfig& m = c.mla;
     const size_t lat = m.kv_lora_rank + m.rope_width();
     mla_cs_.resize(B * m.rope_width());
-    mla_rope_ = Rope(RopeParams{.pairing = RopePairing::Adjacent, .n_rot = m.qk_rope});
+    RopeParams mr;
+    mr.pairing = RopePairing::Adjacent;
+    mr.n_rot = m.qk_rope;
+    mla_rope_ = Rope(mr);
     qa_.resize(B * m.q_lora_rank);
     kv_.resize(B * lat);
     qlat_.resize(B * c.n_head * lat);
