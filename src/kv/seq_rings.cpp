@@ -61,12 +61,7 @@ void SeqRings::copy_sequence(int32_t src, int32_t dst) {
 }
 
 size_t SeqRings::bytes_used(int32_t n_past) const {
-  size_t b = 0;
-  const int n_layer = (int)maps_.size() / n_kv_head_;
-  for (int l = 0; l < n_layer; ++l)
-    for (int h = 0; h < n_kv_head_; ++h)
-      if (map(l, h).window > 0) b += (size_t)map(l, h).used(n_past) * store_.head_row_bytes(l, h);
-  return b;
+  return store_.bytes_of_rows([&](int l, int h) { return map(l, h).used(n_past); });  // full heads: 0 cells here
 }
 
 }  // namespace kvforge

@@ -89,6 +89,23 @@ void run_interleaved(Fixture& f, const std::vector<int32_t>& seqs, const std::ve
   }
 }
 
+// Five texts of 300, 17, 530, 5 and 260 tokens in sequences 0-4, each
+// checked against its solo logits: prefill chunks that cross block
+// boundaries, then one-token decodes beside the longer prefills.
+void run_five_texts(Fixture& f, const KvPolicy& kv) {
+  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
+  std::vector<std::vector<TokenId>> texts;
+  std::vector<std::vector<float>> refs;
+  std::vector<int32_t> seqs;
+  for (int i = 0; i < 5; ++i) {
+    texts.push_back(text(lens[i], i));
+    refs.push_back(solo_logits(*f.model, texts.back(), kv));
+    if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
+    seqs.push_back(i);
+  }
+  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+}
+
 struct Case {
   TinyModelSpec spec;
   KvPolicy kv;
@@ -100,19 +117,7 @@ class PagedBatch : public ::testing::TestWithParam<Case> {};
 TEST_P(PagedBatch, BatchedEqualsSolo) {
   const Case& cs = GetParam();
   Fixture f(cs.spec, cs.kv, 16, 5);
-  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
-  std::vector<std::vector<TokenId>> texts;
-  std::vector<std::vector<float>> refs;
-  std::vector<int32_t> seqs;
-  for (int i = 0; i < 5; ++i) {
-    texts.push_back(text(lens[i], i));
-    refs.push_back(solo_logits(*f.model, texts.back(), cs.kv));
-    if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
-    seqs.push_back(i);
-  }
-  // Prefill chunks that cross block boundaries, then one-token decodes
-  // beside the longer prefills.
-  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+  run_five_texts(f, cs.kv);
   EXPECT_EQ(f.cache->stats().blocks_used, 2 + 1 + 3 + 1 + 2);
 }
 
@@ -242,23 +247,14 @@ struct WindowCase {
   const char* kv;
   int32_t blocks_used;  // after the five texts: 2+1+3+1+2 blocks unless released
 };
+void PrintTo(const WindowCase& c, std::ostream* os) { *os << c.kv; }  // test names that do not change per run
 
 class PagedWindow : public ::testing::TestWithParam<WindowCase> {};
 
 TEST_P(PagedWindow, BatchedEqualsSoloAndReleasesBlocksBehindTheWindow) {
   const KvPolicy kv = parse_kv_policy(GetParam().kv);
   Fixture f({.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024}, kv, 16, 5);
-  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
-  std::vector<std::vector<TokenId>> texts;
-  std::vector<std::vector<float>> refs;
-  std::vector<int32_t> seqs;
-  for (int i = 0; i < 5; ++i) {
-    texts.push_back(text(lens[i], i));
-    refs.push_back(solo_logits(*f.model, texts.back(), kv));
-    if (i > 0) f.cache->add_sequence(i);
-    seqs.push_back(i);
-  }
-  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+  run_five_texts(f, kv);
   EXPECT_EQ(f.cache->stats().blocks_used, GetParam().blocks_used);
 }
 
