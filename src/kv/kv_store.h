@@ -32,6 +32,15 @@ class KvStore {
   size_t bytes_per_token() const;
   // Bytes of one K row plus one V row of (layer, head).
   size_t head_row_bytes(int layer, int kv_head) const;
+  // Bytes held when (layer, head) holds rows(layer, head) cells: what
+  // bytes_used() reports for the policies whose heads fill unevenly.
+  template <class RowsOf>
+  size_t bytes_of_rows(RowsOf rows) const {
+    size_t b = 0;
+    for (int l = 0; l < layout_.shape.n_layer; ++l)
+      for (int h = 0; h < layout_.shape.n_kv_head; ++h) b += (size_t)rows(l, h) * head_row_bytes(l, h);
+    return b;
+  }
 
   // Converts one f32 row pair (k_row: [head_dim_k], v_row: [head_dim_v], unread
   // for latent rows) to
