@@ -53,11 +53,12 @@ def main():
     ts = {"original": {0: [], a.depth: []}, "mla": {0: [], a.depth: []}}
     last = {}
     for _ in range(a.passes):
-        for name, model in (("original", a.original), ("mla", a.mla)):
+        for name, model in (("mla", a.mla), ("original", a.original)):
             r = bench(a.kvforge, model, a.depth, a.n, a.threads)
             last[name] = r
             for d in (0, a.depth):
                 ts[name][d].append(r[d]["avg_ts"])
+            print(f"{name}: " + ", ".join(f"d{d} {r[d]['avg_ts']:.2f} t/s" for d in (0, a.depth)), flush=True)
     med = {k: {d: statistics.median(v) for d, v in x.items()} for k, x in ts.items()}
     meta = inspect(a.kvforge, a.mla)
     arch = meta["general.architecture"]
