@@ -4,13 +4,15 @@
   gates_plots.py curve RUN_DIR... -o curve.png
       the training curve of `kvforge heads train` runs (their train_log.jsonl
       and alpha_history.npy): RLKV's reward per step and its moving mean,
-      Duo's MSE, and for every run the L1 of alpha (mean alpha) and the
-      sparsity of alpha (share of gates below 0.5).
+      Duo's MSE, and for every run the L1 of alpha (mean alpha), the
+      sparsity of alpha (share of gates below 0.5) and its spread (sd).
   gates_plots.py merge EVAL.json... -o DIR
       rows of several `kvforge heads eval` runs over the same cases (same
       tasks, lengths, trials, seed), e.g. the baselines and the gate files
-      measured apart, as one table (DIR/heads-eval.md) and one figure
-      (DIR/heads-eval.png: mean accuracy vs sparsity, random with its sd).
+      measured apart, as one file DIR/heads-eval.md (an overview: mean
+      accuracy per sparsity and method; then every row with its tasks) and
+      one figure DIR/heads-eval.png (mean accuracy vs sparsity, random with
+      its sd).
 """
 import argparse
 import json
@@ -33,23 +35,24 @@ def curve(runs, png):
         hist = np.load(os.path.join(run, "alpha_history.npy"))  # [steps + 1][n_layer][n_kv_head]
         path = png + f".{name}.dat"
         with open(path, "w") as f:
-            f.write("# step mean_alpha sparsity reward reward_mean8 mse\n")
+            f.write("# step mean_alpha sparsity reward reward_mean8 mse sd_alpha\n")
             rewards = [row.get("reward", float("nan")) for row in log]
             for s in range(hist.shape[0]):
                 g = hist[s]
                 r = rewards[s - 1] if s else float("nan")
                 rm = float(np.mean(rewards[max(0, s - 8):s])) if s else float("nan")
                 mse = log[s - 1].get("mse", float("nan")) if s else float("nan")
-                f.write(f"{s} {g.mean():.6f} {np.mean(g < 0.5):.6f} {r} {rm} {mse}\n")
+                f.write(f"{s} {g.mean():.6f} {np.mean(g < 0.5):.6f} {r} {rm} {mse} {g.std():.6f}\n")
         data.append(path)
         plots_bottom.append(f"'{path}' using 1:2 with lines lw 2 title '{name}: mean alpha (L1)'")
         plots_bottom.append(f"'{path}' using 1:3 with lines dt 2 lw 2 title '{name}: sparsity (alpha < 0.5)'")
+        plots_bottom.append(f"'{path}' using 1:7 with lines dt 3 lw 2 title '{name}: sd of alpha (spread)'")
         if "reward" in log[0]:
             plots_top.append(f"'{path}' using 1:4 with points pt 7 ps 0.6 title '{name}: mean reward of the step'")
             plots_top.append(f"'{path}' using 1:5 with lines lw 2 title '{name}: reward, mean of 8 steps'")
         if "mse" in log[0]:
             plots_top.append(f"'{path}' using 1:($6*100) with lines lw 2 title '{name}: MSE x 100'")
-    gnuplot(f"""set terminal pngcairo size 900,800 font ',10'
+    gnuplot(f"""set terminal pngcairo size 900,800 font ',10' noenhanced
 set output '{png}'
 set multiplot layout 2,1 title 'gate training on SmolLM2-135M-Instruct'
 set grid
@@ -72,6 +75,9 @@ def merge(files, out):
     for e in evals[1:]:
         if any(e[k] != evals[0][k] for k in key):
             sys.exit("error: the runs measured different cases (tasks, lengths, trials or seed differ)")
+    fulls = [r["task_accuracy"] for e in evals for r in e["rows"] if r["method"] == "full"]
+    if any(f != fulls[0] for f in fulls):
+        sys.exit("error: the runs' full-cache rows differ: not the same cases or engine")
     rows, seen = [], set()
     for e in evals:
         for r in e["rows"]:
@@ -92,12 +98,19 @@ def merge(files, out):
     for r in rows:
         lines.append(f"| {r['method']} | {r['sparsity']:g} | `{r['policy']}` | {r['kv_bytes'] / 1e6:.2f} MB | "
                      + " | ".join(pct(r, i) for i in range(len(tasks))) + f" | {pct(r)} |")
+    # The overview: mean accuracy over tasks, one row per sparsity, one column per method.
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    full = next(r for r in rows if r["method"] == "full")
+    summary = [f"full cache: {pct(full)}", "", "| sparsity | " + " | ".join(m for m in methods if m != "full") + " |",
+               "|---:|" + "---:|" * (len(methods) - 1)]
+    for s in sorted({r["sparsity"] for r in rows if r["method"] != "full"}):
+        cells = {r["method"]: pct(r) for r in rows if r["sparsity"] == s and r["method"] != "full"}
+        summary.append(f"| {s:g} | " + " | ".join(cells.get(m, "") for m in methods if m != "full") + " |")
     e0 = evals[0]
     with open(os.path.join(out, "heads-eval.md"), "w") as f:
         f.write(f"tasks {','.join(tasks)}, lengths {','.join(map(str, e0['lengths']))}, {e0['trials']} trials per "
                 f"(task, length), seed {e0['seed']}; KV bytes at {e0['length_for_bytes']} tokens; merged from "
-                f"{len(files)} runs\n\n" + "\n".join(lines) + "\n")
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+                f"{len(files)} runs\n\n" + "\n".join(summary) + "\n\n" + "\n".join(lines) + "\n")
     dat = os.path.join(out, "heads-eval.dat")
     with open(dat, "w") as f:
         for m in methods:
@@ -113,8 +126,9 @@ def merge(files, out):
         elif m == "random":
             plots.append(f"'{dat}' index {i} using 1:2:3 with yerrorlines title 'random heads (mean ± sd over seeds)'")
         else:
-            plots.append(f"'{dat}' index {i} using 1:2 with linespoints lw 2 title '{m}'")
-    gnuplot(f"""set terminal pngcairo size 900,600 font ',10'
+            title = {"adapter_weights.tsv": "RLKV gates", "full_attention_heads.tsv": "DuoAttention gates"}.get(m, m)
+            plots.append(f"'{dat}' index {i} using 1:2 with linespoints lw 2 title '{title}'")
+    gnuplot(f"""set terminal pngcairo size 900,600 font ',10' noenhanced
 set output '{os.path.join(out, 'heads-eval.png')}'
 set title 'SmolLM2-135M-Instruct: task accuracy vs sparsity (16 sinks + 64 recent; baselines at equal KV bytes)'
 set xlabel 'sparsity (share of streaming heads)'
@@ -126,7 +140,7 @@ set grid
 plot {', '.join(plots)}
 """)
     os.remove(dat)
-    print("\n".join(lines))
+    print("\n".join(summary))
 
 
 def main():
