@@ -17,6 +17,11 @@ it runs in, measured just before the model is loaded).
 
     scripts/bench_vs_llamacpp.py [-m GGUF] [-t 2] [-p 128,512] [-n 128] [-d 0,512,2048]
                                  [-r 3] [--passes 3] [--quick] [--json-out FILE]
+                                 [--variants q4_k_m,q5_0,...|all]
+
+--variants: -m requantized by llama.cpp's quantizer to each mix (cached in
+~/.cache/kvforge/bench/), every variant run by both engines in every pass,
+one table with a row per variant.
 
 Run it with the venv's Python (llama-cpp-python, gguf).
 """
@@ -193,9 +198,151 @@ def model_positions(path):
     return arch, val(f"{arch}.context_length")
 
 
+# The quantized variants of issue 13 (llama.cpp mix names; "-pure": the main
+# type wherever it fits), made from -m by llama.cpp's quantizer.
+ALL_VARIANTS = ["q4_k_m", "q5_k_m", "q3_k_m", "q2_k", "iq4_xs", "q6_k", "q5_0", "q8_0"]
+
+
+def variant_file(src, name):
+    """src requantized to the mix `name`, cached in ~/.cache/kvforge/bench/."""
+    from gguf_quantize import quantize_gguf
+    mix, pure = (name[:-5], True) if name.endswith("-pure") else (name, False)
+    dst = cache_dir() / "bench" / f"{src.stem}.{name}.gguf"
+    if not dst.exists():
+        print(f"quantizing {src.name} to {name} with llama.cpp -> {dst}", file=sys.stderr, flush=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".tmp")
+        try:
+            quantize_gguf(src, tmp, mix, pure)
+        except (ValueError, RuntimeError) as e:
+            raise SystemExit(f"error: variant {name}: {e}")
+        tmp.rename(dst)
+    return dst
+
+
+def type_shares(path):
+    """'TYPE pct%, ...' of the tensor bytes of a GGUF, largest first."""
+    from gguf import GGUFReader
+    size = {}
+    for t in GGUFReader(str(path)).tensors:
+        size[t.tensor_type.name] = size.get(t.tensor_type.name, 0) + int(t.n_bytes)
+    total = sum(size.values())
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(size.items(), key=lambda kv: -kv[1]))
+
+
+def run_kvforge_bench(a, model, pp, tg, depths, n_ctx, bw):
+    """One `kvforge bench` run: ({(n_prompt, n_gen, n_depth): record}, peak RSS)."""
+    cmd = [a.kvforge_bin, "bench", "-m", model, "-t", a.threads, "-p", ",".join(map(str, pp)) or "0",
+           "-n", ",".join(map(str, tg)) or "0", "-d", ",".join(map(str, depths)) or "0",
+           "-r", a.reps, "-b", a.batch, "-c", n_ctx, "--seed", a.seed, "--bw-gbs", f"{bw:.3f}", "-o", "jsonl"]
+    out, err = run_measured(measured_cmd(cmd))
+    recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    return {(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs}, split_rss(err)
+
+
+def run_llama_bench(a, model, pp, tg, depths, n_ctx):
+    """One llama.cpp worker run: (records by test, peak RSS, peak RSS without the interpreter)."""
+    cfg = {"model": str(model), "threads": a.threads, "n_ctx": n_ctx, "n_batch": a.batch, "pp": pp,
+           "tg": tg, "depths": depths, "reps": a.reps, "seed": a.seed, "flash_attn": a.flash_attn}
+    out, err = run_measured(measured_cmd([sys.executable, __file__, "--llama-worker", json.dumps(cfg)]))
+    recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    tail = [r for r in recs if "peak_rss_bytes" in r][-1]
+    return ({(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs if "avg_ts" in r}, split_rss(err),
+            tail["peak_rss_bytes"] - tail["baseline_rss_bytes"])
+
+
+def test_label(t):
+    p, n, d = t
+    return f"pp{p}" if n == 0 else f"tg{n} @ d{d}"
+
+
+def compare(m, tests):
+    """Rows comparing the medians of the per-pass means of model state m."""
+    med = statistics.median
+    rows = []
+    for t in tests:
+        k = [run[t]["avg_ts"] for run in m["kvf_runs"] if t in run]
+        ll = [run[t]["avg_ts"] for run in m["llm_runs"] if t in run]
+        if k and ll:
+            rows.append({"test": test_label(t), "n_prompt": t[0], "n_gen": t[1], "n_depth": t[2],
+                         "kvforge_ts": med(k), "llama_cpp_ts": med(ll), "ratio": med(k) / med(ll),
+                         "kvforge_passes": k, "llama_cpp_passes": ll})
+    return rows
+
+
+def report_one(a, m, tests, n_ctx, bw, bw_runs):
+    """The table of one model, its bandwidth shares and peak RSS."""
+    model = m["path"]
+    first = next(iter(m["kvf_runs"][0].values()), {})
+    w_bytes = first.get("bytes_per_token_weights")
+    kv_bpt = first.get("kv_bytes_per_token")
+    print(f"## kvforge vs llama.cpp: {first.get('model_type', model.name)}\n")
+    print(f"model `{model}`, {a.threads} threads, context {n_ctx} tokens, n_batch = n_ubatch = {a.batch}, "
+          f"KV cache f16 (both), llama.cpp flash_attn {a.flash_attn}, {a.reps} reps x {a.passes} alternating passes, "
+          f"medians of the per-pass means\n")
+    print("| test | kvforge t/s | llama.cpp t/s | ratio | kvforge per pass | llama.cpp per pass |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    results = compare(m, tests)
+    for row in results:
+        print(f"| {row['test']} | {row['kvforge_ts']:.2f} | {row['llama_cpp_ts']:.2f} | {row['ratio']:.2f}x | "
+              f"{', '.join(f'{x:.1f}' for x in row['kvforge_passes'])} | "
+              f"{', '.join(f'{x:.1f}' for x in row['llama_cpp_passes'])} |")
+    print(f"\nmemory read bandwidth: {bw:.1f} GB/s ({a.threads} threads; passes: "
+          f"{', '.join(f'{x:.1f}' for x in bw_runs)})")
+    if w_bytes:
+        print(f"bytes read per decoded token: weights {w_bytes / 1e6:.1f} MB + KV cache {kv_bpt} B/token x depth")
+        tg0 = [r for r in results if r["n_gen"] and r["n_depth"] == 0]
+        if tg0:
+            r = tg0[0]
+            ceiling = bw * 1e9 / w_bytes
+            print(f"bandwidth ceiling at depth 0: {ceiling:.0f} tok/s; {r['test']}: kvforge "
+                  f"{100 * r['kvforge_ts'] / ceiling:.1f}%, llama.cpp {100 * r['llama_cpp_ts'] / ceiling:.1f}% "
+                  f"of it")
+            r["kvforge_bw_share"] = r["kvforge_ts"] / ceiling
+            r["llama_cpp_bw_share"] = r["llama_cpp_ts"] / ceiling
+    rss = m["rss"]
+
+    def mib(x):
+        return f"{x / 2**20:.1f} MiB" if x else "n/a"
+    print(f"\npeak RSS, same context of {n_ctx} tokens (max over passes): kvforge {mib(max(rss['kvforge']))}; "
+          f"llama.cpp {mib(max(rss['llama.cpp']))} including the Python interpreter, "
+          f"{mib(max(rss['llama.cpp (net)']))} without it")
+    return results
+
+
+def report_variants(a, models, tests, n_ctx, bw, bw_runs):
+    """One table: a row per variant, kvforge / llama.cpp / ratio per test."""
+    print(f"## kvforge vs llama.cpp: quantized variants of {pathlib.Path(a.model).name}\n")
+    print(f"{a.threads} threads, context {n_ctx} tokens, n_batch = n_ubatch = {a.batch}, KV cache f16 (both), "
+          f"llama.cpp flash_attn {a.flash_attn}, {a.reps} reps x {a.passes} alternating passes, medians of the "
+          f"per-pass means (t/s: kvforge / llama.cpp = ratio)\n")
+    print("| variant | MiB | " + " | ".join(test_label(t) for t in tests) + " |")
+    print("| --- | ---: |" + " ---: |" * len(tests))
+    results = {}
+    for m in models:
+        rows = compare(m, tests)
+        results[m["label"]] = rows
+        cells = [f"{r['kvforge_ts']:.1f} / {r['llama_cpp_ts']:.1f} = **{r['ratio']:.2f}x**" for r in rows]
+        print(f"| {m['label']} | {m['path'].stat().st_size / 2**20:.0f} | " + " | ".join(cells) + " |")
+    print("\nper pass (kvforge / llama.cpp t/s):")
+    for m in models:
+        for r in results[m["label"]]:
+            print(f"  {m['label']:>10} {r['test']:>14}: " + ", ".join(f"{k:.1f}" for k in r["kvforge_passes"]) +
+                  " / " + ", ".join(f"{x:.1f}" for x in r["llama_cpp_passes"]))
+    print("\ntensor bytes by type:")
+    for m in models:
+        print(f"  {m['label']:>10}: {type_shares(m['path'])}")
+    print(f"\nmemory read bandwidth: {bw:.1f} GB/s ({a.threads} threads; passes: "
+          f"{', '.join(f'{x:.1f}' for x in bw_runs)})")
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description="kvforge vs llama.cpp, same GGUF, threads and tests")
     ap.add_argument("-m", "--model", default=str(cache_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--variants", help="instead of -m itself: -m requantized by llama.cpp to each of these mixes "
+                    "(comma-separated, e.g. q4_k_m,q5_0; a '-pure' suffix: the main type wherever it fits; 'all': "
+                    + ",".join(ALL_VARIANTS) + "), cached in ~/.cache/kvforge/bench/; one table")
     ap.add_argument("-t", "--threads", type=int, default=None, help="threads for both (default: kvforge's default)")
     ap.add_argument("-p", "--n-prompt", type=int_list, default=[512])
     ap.add_argument("-n", "--n-gen", type=int_list, default=[128])
@@ -221,9 +368,16 @@ def main():
     model = pathlib.Path(a.model)
     if not model.exists():
         raise SystemExit(f"model not found: {model}")
-    kvf = pathlib.Path(a.kvforge_bin)
+    if a.variants:
+        names = ALL_VARIANTS if a.variants == "all" else [v.strip().lower() for v in a.variants.split(",") if v.strip()]
+        paths = [(v, variant_file(model, v)) for v in names]
+    else:
+        paths = [(model.name, model)]
+    models = [{"label": label, "path": p, "kvf_runs": [], "llm_runs": [],
+               "rss": {"kvforge": [], "llama.cpp": [], "llama.cpp (net)": []}} for label, p in paths]
+    a.kvforge_bin = pathlib.Path(a.kvforge_bin)
     if a.threads is None:
-        out = subprocess.run([str(kvf), "sysinfo"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([str(a.kvforge_bin), "sysinfo"], capture_output=True, text=True, check=True).stdout
         a.threads = int([ln.split()[1] for ln in out.splitlines() if ln.startswith("threads:")][0])
 
     # Tests that fit: learned positions (GPT-2) cap the context.
@@ -237,88 +391,44 @@ def main():
     n_ctx = max([*pp, *[d + n for d in depths for n in tg], 1])
     tests = [(p, 0, 0) for p in pp] + [(0, n, d) for d in depths for n in tg]
 
-    def name(t):
-        p, n, d = t
-        return f"pp{p}" if n == 0 else f"tg{n} @ d{d}"
-
-    bw_runs, kvf_runs, llm_runs, rss = [], [], [], {"kvforge": [], "llama.cpp": [], "llama.cpp (net)": []}
+    bw_runs, loads = [], []
     t_start = time.time()
     for i in range(a.passes):
-        out = subprocess.run([str(kvf), "bench", "--bandwidth", "-t", str(a.threads), "--bw-size", str(a.bw_size),
-                              "-o", "jsonl"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([str(a.kvforge_bin), "bench", "--bandwidth", "-t", str(a.threads), "--bw-size",
+                              str(a.bw_size), "-o", "jsonl"], capture_output=True, text=True, check=True).stdout
         bw = json.loads(out.splitlines()[-1])["bandwidth_gbs"]
         bw_runs.append(bw)
+        loads.append(os.getloadavg()[0])
         order = ["kvforge", "llama.cpp"] if i % 2 == 0 else ["llama.cpp", "kvforge"]
-        for engine in order:
-            print(f"[pass {i + 1}/{a.passes}] {engine} ...", file=sys.stderr, flush=True)
-            if engine == "kvforge":
-                cmd = [kvf, "bench", "-m", model, "-t", a.threads, "-p", ",".join(map(str, pp)) or "0",
-                       "-n", ",".join(map(str, tg)) or "0", "-d", ",".join(map(str, depths)) or "0",
-                       "-r", a.reps, "-b", a.batch, "-c", n_ctx, "--seed", a.seed, "--bw-gbs", f"{bw:.3f}",
-                       "-o", "jsonl"]
-                out, err = run_measured(measured_cmd(cmd))
-                recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
-                kvf_runs.append({(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs})
-                rss["kvforge"].append(split_rss(err))
-            else:
-                cfg = {"model": str(model), "threads": a.threads, "n_ctx": n_ctx, "n_batch": a.batch, "pp": pp,
-                       "tg": tg, "depths": depths, "reps": a.reps, "seed": a.seed, "flash_attn": a.flash_attn}
-                out, err = run_measured(measured_cmd([sys.executable, __file__, "--llama-worker", json.dumps(cfg)]))
-                recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
-                llm_runs.append({(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs if "avg_ts" in r})
-                tail = [r for r in recs if "peak_rss_bytes" in r][-1]
-                rss["llama.cpp"].append(split_rss(err))
-                rss["llama.cpp (net)"].append(tail["peak_rss_bytes"] - tail["baseline_rss_bytes"])
+        for m in models:
+            for engine in order:
+                print(f"[pass {i + 1}/{a.passes}] {m['label']}: {engine} ...", file=sys.stderr, flush=True)
+                if engine == "kvforge":
+                    recs, peak = run_kvforge_bench(a, m["path"], pp, tg, depths, n_ctx, bw)
+                    m["kvf_runs"].append(recs)
+                    m["rss"]["kvforge"].append(peak)
+                else:
+                    recs, peak, net = run_llama_bench(a, m["path"], pp, tg, depths, n_ctx)
+                    m["llm_runs"].append(recs)
+                    m["rss"]["llama.cpp"].append(peak)
+                    m["rss"]["llama.cpp (net)"].append(net)
 
-    med = statistics.median
-    bw = med(bw_runs)
-    first = next(iter(kvf_runs[0].values()), {})
-    w_bytes = first.get("bytes_per_token_weights")
-    kv_bpt = first.get("kv_bytes_per_token")
-    print(f"## kvforge vs llama.cpp: {first.get('model_type', model.name)}\n")
-    print(f"model `{model}`, {a.threads} threads, context {n_ctx} tokens, n_batch = n_ubatch = {a.batch}, "
-          f"KV cache f16 (both), llama.cpp flash_attn {a.flash_attn}, {a.reps} reps x {a.passes} alternating passes, "
-          f"medians of the per-pass means\n")
-    print("| test | kvforge t/s | llama.cpp t/s | ratio | kvforge per pass | llama.cpp per pass |")
-    print("| --- | ---: | ---: | ---: | --- | --- |")
-    results = []
-    for t in tests:
-        k = [run[t]["avg_ts"] for run in kvf_runs if t in run]
-        m = [run[t]["avg_ts"] for run in llm_runs if t in run]
-        if not k or not m:
-            continue
-        row = {"test": name(t), "n_prompt": t[0], "n_gen": t[1], "n_depth": t[2], "kvforge_ts": med(k),
-               "llama_cpp_ts": med(m), "ratio": med(k) / med(m), "kvforge_passes": k, "llama_cpp_passes": m}
-        results.append(row)
-        print(f"| {row['test']} | {row['kvforge_ts']:.2f} | {row['llama_cpp_ts']:.2f} | {row['ratio']:.2f}x | "
-              f"{', '.join(f'{x:.1f}' for x in k)} | {', '.join(f'{x:.1f}' for x in m)} |")
-
-    print(f"\nmemory read bandwidth: {bw:.1f} GB/s ({a.threads} threads; passes: "
-          f"{', '.join(f'{x:.1f}' for x in bw_runs)})")
-    if w_bytes:
-        print(f"bytes read per decoded token: weights {w_bytes / 1e6:.1f} MB + KV cache {kv_bpt} B/token x depth")
-        tg0 = [r for r in results if r["n_gen"] and r["n_depth"] == 0]
-        if tg0:
-            r = tg0[0]
-            ceiling = bw * 1e9 / w_bytes
-            print(f"bandwidth ceiling at depth 0: {ceiling:.0f} tok/s; {r['test']}: kvforge "
-                  f"{100 * r['kvforge_ts'] / ceiling:.1f}%, llama.cpp {100 * r['llama_cpp_ts'] / ceiling:.1f}% "
-                  f"of it")
-            r["kvforge_bw_share"] = r["kvforge_ts"] / ceiling
-            r["llama_cpp_bw_share"] = r["llama_cpp_ts"] / ceiling
-
-    def mib(x):
-        return f"{x / 2**20:.1f} MiB" if x else "n/a"
-    print(f"\npeak RSS, same context of {n_ctx} tokens (max over passes): kvforge {mib(max(rss['kvforge']))}; "
-          f"llama.cpp {mib(max(rss['llama.cpp']))} including the Python interpreter, "
-          f"{mib(max(rss['llama.cpp (net)']))} without it")
+    bw = statistics.median(bw_runs)
+    if a.variants:
+        results = report_variants(a, models, tests, n_ctx, bw, bw_runs)
+    else:
+        results = report_one(a, models[0], tests, n_ctx, bw, bw_runs)
+    print(f"machine load (1-minute load average at the start of each pass; {os.cpu_count()} CPUs): "
+          f"{', '.join(f'{x:.2f}' for x in loads)}")
     print(f"\n({time.time() - t_start:.0f} s)")
     if a.json_out:
         pathlib.Path(a.json_out).write_text(json.dumps({
             "model": str(model), "threads": a.threads, "n_ctx": n_ctx, "bandwidth_gbs": bw,
-            "bandwidth_passes": bw_runs, "tests": results, "peak_rss_bytes": rss,
-            "kvforge_raw": [list(r.values()) for r in kvf_runs],
-            "llama_cpp_raw": [list(r.values()) for r in llm_runs]}, indent=1))
+            "bandwidth_passes": bw_runs, "load_average_passes": loads, "tests": results,
+            "variants": {m["label"]: str(m["path"]) for m in models} if a.variants else None,
+            "peak_rss_bytes": {m["label"]: m["rss"] for m in models} if a.variants else models[0]["rss"],
+            "kvforge_raw": {m["label"]: [list(r.values()) for r in m["kvf_runs"]] for m in models},
+            "llama_cpp_raw": {m["label"]: [list(r.values()) for r in m["llm_runs"]] for m in models}}, indent=1))
 
 
 if __name__ == "__main__":

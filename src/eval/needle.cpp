@@ -54,10 +54,10 @@ bool needle_answer_correct(const std::string& answer, const std::string& key) {
 }
 
 double NeedleResult::accuracy_at(int32_t length) const {
-  int32_t ok = 0, n = 0;
+  Tally t;
   for (const auto& c : cells)
-    if (c.length == length) ok += c.correct, n += c.total;
-  return n ? (double)ok / n : 0.0;
+    if (c.length == length) t.add(c);
+  return t.accuracy();
 }
 
 NeedlePrompt needle_prompt(const Model& model, const NeedleCaseSpec& spec, bool chat) {
@@ -91,7 +91,7 @@ NeedleResult run_needle(const Model& model, const ContextParams& base, const Nee
     cp.n_ctx = length + params.n_predict + 1;
     Context ctx(model, cp);
     for (double depth : params.depths) {
-      NeedleCell cell{length, depth, 0, 0};
+      NeedleCell cell{{}, length, depth};
       for (int32_t t = 0; t < params.trials; ++t) {
         const NeedlePrompt np = needle_prompt(model, {params.seed, length, depth, t}, chat);
         const NeedleCase& c = np.c;
@@ -103,13 +103,11 @@ NeedleResult run_needle(const Model& model, const ContextParams& base, const Nee
         std::string answer;
         generate(ctx, prompt, gp, [&](const std::string& s) { answer += s; });
         NeedleTrial tr{length, (int32_t)prompt.size(), depth, t, c.key, answer, needle_answer_correct(answer, c.key)};
-        cell.correct += tr.correct;
-        ++cell.total;
+        cell.add(tr.correct);
         r.trials.push_back(tr);
         if (on_trial) on_trial((int32_t)r.trials.size(), total, tr);
       }
-      r.correct += cell.correct;
-      r.total += cell.total;
+      r.add(cell);
       r.cells.push_back(cell);
     }
   }
@@ -129,19 +127,18 @@ std::string needle_table(const NeedleResult& r, const NeedleParams& params) {
   std::vector<std::vector<std::string>> rows;
   for (int32_t length : params.lengths) {
     std::vector<std::string> row{std::to_string(length)};
-    int32_t ok = 0, n = 0;
+    Tally all;
     for (double d : params.depths)
       for (const auto& c : r.cells)
         if (c.length == length && c.depth == d) {
-          row.push_back(fmt::format("{}/{} ({})", c.correct, c.total, fmt_percent(c.accuracy())));
-          ok += c.correct;
-          n += c.total;
+          row.push_back(c.str());
+          all.add(c);
         }
-    row.push_back(fmt::format("{}/{} ({})", ok, n, fmt_percent(n ? (double)ok / n : 0)));
+    row.push_back(all.str());
     rows.push_back(std::move(row));
   }
   return format_markdown_table(headers, rows, align) +
-         fmt::format("\noverall: {}/{} ({})\n", r.correct, r.total, fmt_percent(r.accuracy()));
+         fmt::format("\noverall: {}\n", r.str());
 }
 
 }  // namespace kvforge

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eval/haystack.h"
+#include "eval/tally.h"
 #include "model/context.h"
 
 namespace kvforge {
@@ -69,18 +70,14 @@ struct NeedleTrial {
   bool correct = false;
 };
 
-struct NeedleCell {
+struct NeedleCell : Tally {
   int32_t length = 0;
   double depth = 0;
-  int32_t correct = 0, total = 0;
-  double accuracy() const { return total ? (double)correct / total : 0.0; }
 };
 
-struct NeedleResult {
+struct NeedleResult : Tally {  // over all cells
   std::vector<NeedleTrial> trials;
   std::vector<NeedleCell> cells;  // lengths x depths, in order
-  int32_t correct = 0, total = 0;
-  double accuracy() const { return total ? (double)correct / total : 0.0; }
   double accuracy_at(int32_t length) const;  // over all depths of one length
   double seconds = 0;
 };

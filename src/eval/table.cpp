@@ -1,5 +1,7 @@
 #include "eval/table.h"
 
+#include "eval/tally.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -68,5 +70,7 @@ std::string fmt_bytes(double b) {
 std::string fmt_percent(double f) { return std::isnan(f) ? "-" : fmt::format("{:.1f}%", f * 100); }
 
 std::string fmt_fixed(double v, int digits) { return std::isnan(v) ? "-" : fmt::format("{:.{}f}", v, digits); }
+
+std::string Tally::str() const { return fmt::format("{}/{} ({})", correct, total, fmt_percent(accuracy())); }
 
 }  // namespace kvforge

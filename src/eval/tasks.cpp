@@ -328,13 +328,12 @@ TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskPa
     tr.extracted = extract_answer(tr.answer, tr.expected, gsm8k);
     tr.correct = task_answer_correct(tr.answer, tr.expected, gsm8k);
     r.trials.push_back(tr);
-    r.correct += tr.correct;
-    ++r.total;
+    r.add(tr.correct);
     return tr;
   };
   if (!params.jsonl.empty()) {
     const std::vector<JsonlCase> cases = read_gsm8k_jsonl(params.jsonl);
-    TaskCell cell{"jsonl", 0, 0, 0};
+    TaskCell cell{{}, "jsonl", 0};
     std::vector<std::string> prompts;
     int32_t longest = 0;
     for (const JsonlCase& c : cases) {
@@ -346,8 +345,7 @@ TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskPa
     Context ctx(model, cp);
     for (size_t i = 0; i < cases.size(); ++i) {
       const TaskTrial tr = run_case(ctx, {"jsonl", 0, 0, (int32_t)i, cases[i].expected, "", "", false}, prompts[i], true);
-      cell.correct += tr.correct;
-      ++cell.total;
+      cell.add(tr.correct);
       if (on_trial) on_trial((int32_t)r.trials.size(), (int32_t)cases.size(), tr);
     }
     r.cells.push_back(cell);
@@ -362,12 +360,11 @@ TaskResult run_tasks(const Model& model, const ContextParams& base, const TaskPa
       cp.n_ctx = task_context_size(params, base.kv, length);
       Context ctx(model, cp);
       for (const std::string& task : params.tasks) {
-        TaskCell cell{task, length, 0, 0};
+        TaskCell cell{{}, task, length};
         for (int32_t t = 0; t < params.trials; ++t) {
           const TaskCase c = make_task_case(task, params.seed, length - bos_extra, t, tmpl, count);
           const TaskTrial tr = run_case(ctx, {task, length, 0, t, c.expected, "", "", false}, c.prompt, false);
-          cell.correct += tr.correct;
-          ++cell.total;
+          cell.add(tr.correct);
           if (on_trial) on_trial((int32_t)r.trials.size(), total, tr);
         }
         r.cells.push_back(cell);
@@ -396,12 +393,12 @@ std::string task_table(const TaskResult& r, const TaskParams& params) {
     std::vector<std::string> row{t};
     for (int32_t l : lengths)
       for (const TaskCell& c : r.cells)
-        if (c.task == t && c.length == l) row.push_back(fmt::format("{}/{} ({})", c.correct, c.total, fmt_percent(c.accuracy())));
+        if (c.task == t && c.length == l) row.push_back(c.str());
     rows.push_back(std::move(row));
   }
   (void)params;
   return format_markdown_table(headers, rows, align) +
-         fmt::format("\noverall: {}/{} ({})\n", r.correct, r.total, fmt_percent(r.accuracy()));
+         fmt::format("\noverall: {}\n", r.str());
 }
 
 }  // namespace kvforge

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eval/haystack.h"
+#include "eval/tally.h"
 #include "model/context.h"
 
 namespace kvforge {
@@ -83,18 +84,14 @@ struct TaskTrial {
   bool correct = false;
 };
 
-struct TaskCell {
+struct TaskCell : Tally {
   std::string task;
   int32_t length = 0;
-  int32_t correct = 0, total = 0;
-  double accuracy() const { return total ? (double)correct / total : 0.0; }
 };
 
-struct TaskResult {
+struct TaskResult : Tally {  // over all cells
   std::vector<TaskTrial> trials;
   std::vector<TaskCell> cells;  // tasks x lengths, in order
-  int32_t correct = 0, total = 0;
-  double accuracy() const { return total ? (double)correct / total : 0.0; }
   double seconds = 0;
 };
 

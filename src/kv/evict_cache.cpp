@@ -37,11 +37,7 @@ class EvictCache final : public KvCache {
   size_t bytes() const override { return store_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }
   size_t bytes_used() const override {
-    const KvShape& sh = store_.layout().shape;
-    size_t b = 0;
-    for (int l = 0; l < sh.n_layer; ++l)
-      for (int h = 0; h < sh.n_kv_head; ++h) b += (size_t)cells_.used(lane(l, h)) * store_.head_row_bytes(l, h);
-    return b;
+    return store_.bytes_of_rows([&](int l, int h) { return cells_.used(lane(l, h)); });
   }
 
   void reset() override {

@@ -32,6 +32,15 @@ class KvStore {
   size_t bytes_per_token() const;
   // Bytes of one K row plus one V row of (layer, head).
   size_t head_row_bytes(int layer, int kv_head) const;
+  // Bytes held when (layer, head) holds rows(layer, head) cells: what
+  // bytes_used() reports for the policies whose heads fill unevenly.
+  template <class RowsOf>
+  size_t bytes_of_rows(RowsOf rows) const {
+    size_t b = 0;
+    for (int l = 0; l < layout_.shape.n_layer; ++l)
+      for (int h = 0; h < layout_.shape.n_kv_head; ++h) b += (size_t)rows(l, h) * head_row_bytes(l, h);
+    return b;
+  }
 
   // Converts one f32 row pair (k_row: [head_dim_k], v_row: [head_dim_v], unread
   // for latent rows) to
@@ -41,6 +50,9 @@ class KvStore {
   // Copies n cells from src_cell.. to dst_cell.. in every (layer, head)
   // (copy-on-write of a shared block; the runs must not overlap).
   void copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n);
+  // Copies n cells of (layer, head) from src_cell.. of src (a store with the
+  // same row formats, or this one) to dst_cell.. here (runs must not overlap).
+  void copy_rows_from(const KvStore& src, int layer, int kv_head, int32_t src_cell, int32_t dst_cell, int32_t n);
   // Moves rows of (layer, head) as planned by CellTable::plan_drop (each
   // move's dst below its src: compaction after dropped tokens).
   void move_rows(int layer, int kv_head, const std::vector<CellMove>& moves);

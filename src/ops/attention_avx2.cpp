@@ -153,14 +153,20 @@ bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_hea
 
 bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
                        float* part) {
-  if (n_group > kAttnMaxHeads) return false;
-  const float* qh[kAttnMaxHeads];  // [n_group] the group's query heads
-  int32_t r1[kAttnMaxHeads];       // [n_group] all heads see the whole chunk
-  for (int g = 0; g < n_group; ++g) {
-    qh[g] = q + (size_t)g * view.head_dim_k;
-    r1[g] = c.r1;
+  // Groups wider than kAttnMaxHeads (DeepSeek-V2/V3's 128 MLA heads) run in
+  // slices: each head's arithmetic is the same whatever the other heads are.
+  const float* qh[kAttnMaxHeads];  // [slice] the group's query heads
+  int32_t r1[kAttnMaxHeads];       // [slice] all heads see the whole chunk
+  for (int g0 = 0; g0 < n_group; g0 += kAttnMaxHeads) {
+    const int ng = std::min(kAttnMaxHeads, n_group - g0);
+    for (int g = 0; g < ng; ++g) {
+      qh[g] = q + (size_t)(g0 + g) * view.head_dim_k;
+      r1[g] = c.r1;
+    }
+    if (!attend_chunk_heads_avx2(qh, r1, ng, view, c, scale, part + (size_t)g0 * (2 + view.head_dim_v)))
+      return false;  // the view's shape or storage: the same for every slice
   }
-  return attend_chunk_heads_avx2(qh, r1, n_group, view, c, scale, part);
+  return true;
 }
 
 }  // namespace kvforge

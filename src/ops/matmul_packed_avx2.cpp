@@ -4,12 +4,13 @@
 // 32-element block the integer dot of each row is exact (int16/int32 lanes,
 // no overflow: |q_w| <= 15 or 128, |q_a| <= 127), so the order in which the
 // lanes are added up does not matter; then one f32 fma per block (and one
-// more for the Q4_1 min term) into that row's lane. Every (row, token) thus
+// more for the Q4_1/Q5_1 min term) into that row's lane. Every (row, token) thus
 // follows one fixed chain over the blocks, whether the token runs in a tile
 // of kT or alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
@@ -23,44 +24,113 @@ namespace {
 
 constexpr int kT = 4;  // tokens per tile
 
-// ---- Q4_1x8 ----------------------------------------------------------------
+// ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
 // Exact int32 dots of the 8 rows with one activation block, lane i = row i.
-// w_lo[p]/w_hi[p]: nibbles of rows p (low 128 bits) and p+4 (high), elements
-// 0..15 and 16..31. Bounds: maddubs pair <= 2*15*127 = 3810; lo+hi <= 7620;
-// two phaddw levels <= 30480 < 32767, then madd widens to int32.
-inline __m256i q4x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const int8_t* aq) {
+// w_lo[p]/w_hi[p]: the weights of rows p (low 128 bits) and p+4 (high),
+// elements 0..15 and 16..31, as bytes. Unsigned weights (Q4_1 0..15, Q5_1
+// 0..31) go into maddubs as they are; signed ones (Q4_0 -8..7, Q5_0
+// -16..15, IQ4_NL -127..113) as maddubs(|a|, w * sign(a)). Partial sums stay
+// int16 as long as they provably fit, then madd widens to int32:
+//   kWiden 0: Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 =
+//             4064; lo + hi and two phaddw levels: <= 4 * 2 * 4064 = 32512.
+//   kWiden 1: Q5_1 pairs <= 2*31*127 = 7874; lo + hi <= 15748, then int32.
+//   kWiden 2: IQ4_NL pairs <= 2*127*127 = 32258: each widened at once.
+template <bool kSigned, int kWiden>
+inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const int8_t* aq) {
   const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)aq));
   const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(aq + 16)));
+  const __m256i ones = _mm256_set1_epi16(1);
   __m256i s[4];
-  for (int p = 0; p < 4; ++p)
-    s[p] = _mm256_add_epi16(_mm256_maddubs_epi16(w_lo[p], a_lo), _mm256_maddubs_epi16(w_hi[p], a_hi));
-  // Per 128-bit lane: [row p partials x8] -> [r0 r0 r1 r1 r2 r2 r3 r3] pairs.
-  const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3]));
-  return _mm256_madd_epi16(h, _mm256_set1_epi16(1));  // lanes: rows 0..3 | 4..7
+  for (int p = 0; p < 4; ++p) {
+    __m256i pl, ph;
+    if constexpr (kSigned) {
+      pl = _mm256_maddubs_epi16(_mm256_sign_epi8(a_lo, a_lo), _mm256_sign_epi8(w_lo[p], a_lo));
+      ph = _mm256_maddubs_epi16(_mm256_sign_epi8(a_hi, a_hi), _mm256_sign_epi8(w_hi[p], a_hi));
+    } else {
+      pl = _mm256_maddubs_epi16(w_lo[p], a_lo);
+      ph = _mm256_maddubs_epi16(w_hi[p], a_hi);
+    }
+    if constexpr (kWiden == 0) s[p] = _mm256_add_epi16(pl, ph);
+    else if constexpr (kWiden == 1) s[p] = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones);
+    else s[p] = _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
+  }
+  if constexpr (kWiden == 0) {
+    // Per 128-bit lane: [row p partials x8] -> [r0 r0 r1 r1 r2 r2 r3 r3] pairs.
+    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3]));
+    return _mm256_madd_epi16(h, ones);  // lanes: rows 0..3 | 4..7
+  } else {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+  }
 }
 
-template <int T>
-void tile_q4_1x8(const BlockQ4_1x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                 int64_t r0, float* y) {
-  const BlockQ8A* a[T];
-  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(15);
-  for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ4_1x8& B = w[b];
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.d));
-    const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.m));
-    __m256i lo[4], hi[4];
+// The fifth bits of nibble vector k (ops/weight_pack.h) as bytes 0 or 16:
+// bit k of every plane byte moved to bit 4. A 16-bit shift drags bits of the
+// neighbouring byte along, but only into bits 0..3 (left) or 5..7 (right).
+inline __m256i q5_high_x8(__m256i plane, int k) {
+  const __m256i v = k <= 4 ? _mm256_slli_epi16(plane, 4 - k) : _mm256_srli_epi16(plane, k - 4);
+  return _mm256_and_si256(v, _mm256_set1_epi8(16));
+}
+
+// Weights of one x8 block as the bytes nib_x8_dot takes, per layout.
+template <GgmlType kType>
+struct NibX8 {
+  static constexpr bool kQ5 = kType == GgmlType::Q5_0 || kType == GgmlType::Q5_1;
+  static constexpr bool kMin = kType == GgmlType::Q4_1 || kType == GgmlType::Q5_1;
+  static constexpr bool kSigned = !kMin;
+  static constexpr int kWiden = kType == GgmlType::IQ4_NL ? 2 : kType == GgmlType::Q5_1 ? 1 : 0;
+  using Block = std::conditional_t<kType == GgmlType::Q4_1, BlockQ4_1x8,
+                std::conditional_t<kType == GgmlType::Q5_0, BlockQ5_0x8,
+                std::conditional_t<kType == GgmlType::Q5_1, BlockQ5_1x8, BlockQ4_0x8>>>;
+
+  static void weights(const Block& B, __m256i lo[4], __m256i hi[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15);
     for (int p = 0; p < 4; ++p) {
       const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[p]);
       lo[p] = _mm256_and_si256(raw, m4);
       hi[p] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
     }
+    if constexpr (kQ5) {
+      const __m256i plane = _mm256_loadu_si256((const __m256i*)B.qh);
+      for (int p = 0; p < 4; ++p) {
+        lo[p] = _mm256_or_si256(lo[p], q5_high_x8(plane, 2 * p));
+        hi[p] = _mm256_or_si256(hi[p], q5_high_x8(plane, 2 * p + 1));
+      }
+    }
+    if constexpr (kType == GgmlType::IQ4_NL) {
+      const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
+      for (int p = 0; p < 4; ++p) {
+        lo[p] = _mm256_shuffle_epi8(grid, lo[p]);
+        hi[p] = _mm256_shuffle_epi8(grid, hi[p]);
+      }
+    } else if constexpr (kSigned) {  // Q4_0: q - 8, Q5_0: q - 16
+      const __m256i off = _mm256_set1_epi8(kQ5 ? 16 : 8);
+      for (int p = 0; p < 4; ++p) {
+        lo[p] = _mm256_sub_epi8(lo[p], off);
+        hi[p] = _mm256_sub_epi8(hi[p], off);
+      }
+    }
+  }
+};
+
+template <GgmlType kType, int T>
+void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
+                 int64_t rows, int64_t r0, float* y) {
+  using L = NibX8<kType>;
+  const BlockQ8A* a[T];
+  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const auto& B = w[b];
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.d));
+    __m256 mw = _mm256_setzero_ps();
+    if constexpr (L::kMin) mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.m));
+    __m256i lo[4], hi[4];
+    L::weights(B, lo, hi);
     for (int t = 0; t < T; ++t) {
-      const __m256 isum = _mm256_cvtepi32_ps(q4x8_dot(lo, hi, a[t][b].qs));
+      const __m256 isum = _mm256_cvtepi32_ps(nib_x8_dot<L::kSigned, L::kWiden>(lo, hi, a[t][b].qs));
       acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
-      acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t][b].s), acc[t]);
+      if constexpr (L::kMin) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t][b].s), acc[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
@@ -101,13 +171,18 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
 }
 
 
-template <int T>
-struct TileQ4_1 {
-  static void run(const BlockQ4_1x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q4_1x8<T>(w, nb, xa, xs, t, rows, r, y);
-  }
+template <GgmlType kType>
+struct TileNib {
+  template <int T>
+  struct Tile {
+    static void run(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t,
+                    int64_t rows, int64_t r, float* y) {
+      tile_nib_x8<kType, T>(w, nb, xa, xs, t, rows, r, y);
+    }
+  };
 };
+template <GgmlType kType>
+constexpr GemmFn gemm_nib_x8 = tiling::gemm_x8<kT, typename NibX8<kType>::Block, TileNib<kType>::template Tile>;
 template <int T>
 struct TileQ8_0 {
   static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
@@ -232,7 +307,11 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
 
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_1: return tiling::gemm_x8<kT, BlockQ4_1x8, TileQ4_1>;
+    case GgmlType::Q4_0: return gemm_nib_x8<GgmlType::Q4_0>;
+    case GgmlType::Q4_1: return gemm_nib_x8<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return gemm_nib_x8<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return gemm_nib_x8<GgmlType::Q5_1>;
+    case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
     default: return nullptr;

@@ -292,7 +292,10 @@ void gemm_packed_ref(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_
 GemmFn gemm_kernel_bf16act_ref(GgmlType t) { return t == GgmlType::BF16 ? gemm_bf16act_ref : nullptr; }
 
 GemmFn gemm_kernel_packed_ref(GgmlType t) {
-  return t == GgmlType::Q4_1 || t == GgmlType::Q8_0 || t == GgmlType::F16 ? gemm_packed_ref : nullptr;
+  WeightMatrix probe;
+  probe.type = t;
+  probe.rows = kPackRows;
+  return packable(probe) ? gemm_packed_ref : nullptr;  // every type that packs (cols: checked at packing)
 }
 
 float dot_ref(GgmlType t, const uint8_t* w, const uint8_t* a, int64_t cols) {

@@ -10,7 +10,7 @@ the layer counts cover each architecture's per-layer pattern (SmolLM3's
 RoPE-less 4th layer, Gemma 3's five sliding layers then a global one)."""
 import numpy as np
 
-from gguf_fixtures import _permute_for_adjacent_rope, padded_vocab
+from gguf_fixtures import _permute_for_adjacent_rope, add_llama_cpp_vocab, randomize_
 
 N_VOCAB = 320  # > 257: padded_vocab then holds the merge llama.cpp needs
 COMMON = dict(vocab_size=N_VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
@@ -62,12 +62,7 @@ def random_arch_model(arch, window=None, seed=0):
         kw["sliding_window"] = window
     torch.manual_seed(seed)
     model = cls_model(cls_cfg(**kw))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:  # Gemma norms are 1 + w, the others w: both near 1 either way
-                p.copy_((0.0 if arch.startswith("gemma") else 1.0) + 0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.15)
+    randomize_(model, 0.0 if arch.startswith("gemma") else 1.0)  # Gemma's norms are 1 + w, the others w
     model.eval()
     return model
 
@@ -135,14 +130,7 @@ def write_arch_gguf(path, model, arch):
     if arch == "gemma2":
         w.add_attn_logit_softcapping(cfg.attn_logit_softcapping)
         w.add_final_logit_softcapping(cfg.final_logit_softcapping)
-    tokens, types = padded_vocab(N_VOCAB)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(["\u0120 t"])
-    w.add_bos_token_id(256)
-    w.add_eos_token_id(256)
+    add_llama_cpp_vocab(w, N_VOCAB)
     w.add_add_bos_token(False)
 
     shift = 1.0 if arch.startswith("gemma") else 0.0  # Gemma's norms are x * (1 + w)

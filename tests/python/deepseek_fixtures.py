@@ -8,7 +8,7 @@ value_length_mla and head_count_kv = 1 (MQA over the latent row); q_lora_rank
 always written (0 for a direct attn_q)."""
 import numpy as np
 
-from gguf_fixtures import padded_vocab
+from gguf_fixtures import add_llama_cpp_vocab, randomize_
 
 N_VOCAB = 300
 
@@ -39,12 +39,8 @@ def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense
         from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
         model = DeepseekV3ForCausalLM(DeepseekV3Config(n_group=1, topk_group=1, norm_topk_prob=True,
                                                        rope_interleave=True, **common))
+    randomize_(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.15)
         for name, b in model.named_buffers():
             if "e_score_correction_bias" in name:
                 b.copy_(0.1 * torch.randn_like(b))
@@ -109,14 +105,7 @@ def write_deepseek2_gguf(path, hf_model, legacy=False, dtype=np.float32, drop=()
         w.add_rope_scaling_factor(rp["factor"])
         w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
         w.add_rope_scaling_yarn_log_mul(0.1 * rp["mscale_all_dim"])
-    tokens, types = padded_vocab(cfg.vocab_size)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(["\u0120 t"])
-    w.add_bos_token_id(256)
-    w.add_eos_token_id(256)
+    add_llama_cpp_vocab(w, cfg.vocab_size)
 
     def mat(name, a):
         w.add_tensor(name, np.ascontiguousarray(a).astype(dtype))

@@ -43,6 +43,32 @@ def padded_vocab(n_vocab):
     return tokens, [1] * 256 + [3] + [1] + [5] * n_pad
 
 
+def add_llama_cpp_vocab(w, n_vocab):
+    """Writes padded_vocab(n_vocab) as a GPT-2 BPE vocabulary that llama.cpp
+    loads too (its one merge "Ġ t", llama.cpp's pre-tokenizer name), with
+    token 256 as BOS and EOS."""
+    tokens, types = padded_vocab(n_vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["\u0120 t"])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(256)
+
+
+def randomize_(model, norm_base=1.0):
+    """Random weights of the scale the reference tests use: norms norm_base +
+    N(0, 0.1), every other parameter N(0, 0.15)."""
+    import torch
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(norm_base + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.15)
+
+
 def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model.
 
@@ -144,12 +170,7 @@ def random_llama_like(kind, seed=0):
     else:
         from transformers import Qwen2Config, Qwen2ForCausalLM
         model = Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=False, **common))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.15)
+    randomize_(model)
     model.eval()
     return model
 

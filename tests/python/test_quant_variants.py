@@ -39,18 +39,21 @@ flip; measured gaps were all below 0.37). After such a flip the two would
 follow different texts, so scoring kvforge's own sequence keeps the check
 meaningful all the way.
 """
-import ctypes
 import json
+import sys
 
 # The reference venv has both (scripts/setup_test.sh): a missing one is an
 # error, not a skip.
 import gguf
-import llama_cpp
+import llama_cpp  # noqa: F401  (quantize_gguf and the references need it)
 import numpy as np
 import pytest
 
-from conftest import run_kvforge
+from conftest import REPO, run_kvforge
 from reference_models import kvforge_logits, kvforge_tokenize, llama_cpp_logits
+
+sys.path.insert(0, str(REPO / "scripts"))
+from gguf_quantize import quantize_gguf  # noqa: E402
 
 # name -> (llama.cpp mix, pure, max |diff|, mean |diff|, min top-1 agreement)
 VARIANTS = {
@@ -85,13 +88,7 @@ def quantized(smollm2_gguf, tmp_path_factory):
         if name not in made:
             mix, pure = VARIANTS[name][:2]
             dst = out_dir / f"smollm2-{name}.gguf"
-            params = llama_cpp.llama_model_quantize_default_params()
-            params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{mix}")
-            params.allow_requantize = True
-            params.pure = pure
-            params.nthread = 2
-            rc = llama_cpp.llama_model_quantize(str(smollm2_gguf).encode(), str(dst).encode(), ctypes.byref(params))
-            assert rc == 0, f"llama_model_quantize {name} failed ({rc})"
+            quantize_gguf(smollm2_gguf, dst, mix, pure)
             made[name] = dst
         return made[name]
 

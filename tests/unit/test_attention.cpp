@@ -78,6 +78,31 @@ TEST(Attention, SimdMatchesScalarReference) {
         }
 }
 
+// A group wider than the kernel's kAttnMaxHeads (DeepSeek-V2/V3 attend with
+// 128 MLA heads as one group) runs through the SIMD kernel in slices, each
+// head bit-identical to that head attending alone.
+TEST(Attention, WideGroupsRunInSimdSlices) {
+  if (simd_level() < SimdLevel::AVX2) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0, 1);
+  const int dim = 64, group = 2 * kAttnMaxHeads + 2;
+  for (KvStorage st : {KvStorage::F16, KvStorage::F32}) {
+    Rows rows(st, 300, dim, dim, rng);
+    const KvView view = rows.view(300, 0);
+    std::vector<AttnChunk> ch;
+    attn_chunks(view, ch);
+    std::vector<float> q((size_t)group * dim);
+    for (auto& x : q) x = nd(rng);
+    std::vector<float> all(attn_partial_floats(group, dim)), one(attn_partial_floats(1, dim));
+    ASSERT_TRUE(attend_chunk_avx2(q.data(), group, view, ch[0], 0.125f, all.data()));
+    for (int g = 0; g < group; ++g) {
+      ASSERT_TRUE(attend_chunk_avx2(&q[(size_t)g * dim], 1, view, ch[0], 0.125f, one.data()));
+      ASSERT_EQ(0, std::memcmp(one.data(), &all[g * one.size()], one.size() * sizeof(float)))
+          << kv_storage_name(st) << " head " << g;
+    }
+  }
+}
+
 // attend() over the whole view == chunk partials computed one by one (in any
 // order, as decode's threads do) and merged: bit for bit.
 TEST(Attention, SplitChunksEqualWholeView) {

@@ -62,7 +62,8 @@ int64_t block_of(GgmlType t) {
     default: return 1;
   }
 }
-const GgmlType kPackedTypes[] = {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16};
+const GgmlType kPackedTypes[] = {GgmlType::Q4_0,   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                  GgmlType::IQ4_NL, GgmlType::Q8_0, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -222,19 +223,23 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
 }
 
 // Extreme bytes (Q8_0 weights -128 and 127, activations +-127, nibbles 0
-// and 15) with all scales 1.0: every partial sum is an integer below 2^24,
-// so all f32 steps are exact and each kernel must return the exact integer
-// dot. This pins the biased u8 operands and the int32 reduction trees.
+// and 15, Q5 values 0 and 31) with all scales 1.0: every partial sum is an
+// integer below 2^24, so all f32 steps are exact and each kernel must return
+// the exact integer dot. This pins the biased u8 operands and the int32
+// reduction trees. Token 0 is all -127 and row 0 all q = 0 (weight -8 or
+// -16): the largest partial sums, which the AVX2 packed Q4_0/Q5_0 kernels
+// keep in int16 lanes (<= 32512).
 TEST_P(Avx512Kernels, ExtremeBytesExact) {
   const int64_t rows = 16, cols = 256, n_tok = 5;
   const fp16_t one = fp32_to_fp16(1.0f), minus8 = fp32_to_fp16(-8.0f);
   std::mt19937 rng(5);
   Acts A = make_acts(GgmlType::Q8_0, n_tok, cols, 1);
   const float xv[] = {-127, -100, 0, 50, 127};
-  for (int64_t i = 0; i < n_tok * cols; ++i) A.x[i] = i % QK == 0 ? 127.0f : xv[rng() % 5];
+  for (int64_t i = 0; i < n_tok * cols; ++i) A.x[i] = i < cols ? -127.0f : i % QK == 0 ? 127.0f : xv[rng() % 5];
   for (int64_t k = 0; k < n_tok; ++k)
     quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
-  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1}) {
+  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1}) {
+    const bool q5 = t == GgmlType::Q5_0 || t == GgmlType::Q5_1, with_min = t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
     Mat M;
     const int64_t nb = cols / QK;
     const size_t rb = row_bytes(t, cols);
@@ -249,15 +254,20 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
           B.d = one;
           for (int i = 0; i < QK; ++i) wq[r * cols + b * QK + i] = B.qs[i] = q8v[rng() % 6];
         } else {
+          // Q4_0 1 * (q - 8), Q4_1 1 * q - 8; Q5_0 1 * (q - 16), Q5_1 1 * q - 16.
           auto* d = (fp16_t*)blk;
           d[0] = one;
-          if (t == GgmlType::Q4_1) d[1] = minus8;
-          uint8_t* qs = t == GgmlType::Q4_1 ? ((BlockQ4_1*)blk)->qs : ((BlockQ4_0*)blk)->qs;
-          for (int i = 0; i < QK / 2; ++i) {
-            const int lo = rng() % 2 ? 15 : 0, hi = rng() % 2 ? 15 : 0;
-            qs[i] = (uint8_t)(lo | hi << 4);
-            wq[r * cols + b * QK + i] = lo - 8;  // Q4_1: 1 * q - 8 too
-            wq[r * cols + b * QK + i + 16] = hi - 8;
+          if (with_min) d[1] = q5 ? fp32_to_fp16(-16.0f) : minus8;
+          uint8_t* qs = blk + row_bytes(t, QK) - QK / 2;  // every layout ends with qs
+          uint8_t* qh = q5 ? qs - 4 : nullptr;
+          if (qh) std::memset(qh, 0, 4);
+          for (int i = 0; i < QK; ++i) {
+            const int q5v[] = {0, 15, 16, 31};
+            const int q = r == 0 ? 0 : q5 ? q5v[rng() % 4] : (rng() % 2 ? 15 : 0);
+            if (i < QK / 2) qs[i] = (uint8_t)(q & 15);
+            else qs[i - QK / 2] |= (uint8_t)((q & 15) << 4);
+            if (qh && q >= 16) qh[i / 8] |= (uint8_t)(1 << (i % 8));
+            wq[r * cols + b * QK + i] = q - (q5 ? 16 : 8);
           }
         }
       }
@@ -269,6 +279,12 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
       M.P = pack_matrix(M.W, M.packed.data());
       fns.push_back(GetParam().packed(t));
       ws.push_back(&M.P);
+      // Not Q8_0: the AVX2 sign trick (as llama.cpp's) wraps a -128 weight
+      // against a negative activation; quantizers write -127..127 only.
+      if (avx2_available() && t != GgmlType::Q8_0) {
+        fns.push_back(gemm_kernel_packed_avx2(t));
+        ws.push_back(&M.P);
+      }
     }
     for (size_t f = 0; f < fns.size(); ++f) {
       auto y = gemm(fns[f], *ws[f], A, n_tok);

@@ -23,6 +23,9 @@ namespace {
 
 constexpr auto make_packed = test::make_matrix;  // every type used here is packable
 
+const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1,   GgmlType::Q5_0, GgmlType::Q5_1,
+                               GgmlType::IQ4_NL, GgmlType::Q8_0, GgmlType::F16};
+
 std::vector<float> randn(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0, 1);
@@ -42,7 +45,7 @@ std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int
 }  // namespace
 
 TEST(WeightPack, GetRowUnchanged) {
-  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16}) {
+  for (GgmlType t : kPackTypes) {
     auto m = make_packed(t, 24, 96, 1);
     ASSERT_TRUE(packable(m.W));
     std::vector<float> a(96), b(96);
@@ -59,7 +62,7 @@ TEST(WeightPack, GetRowUnchanged) {
 // test_matmul) |y - y_ref| <= 2 (n + 8) eps S, n = blocks, S = sum |w a|
 // (taken with the unquantized activations, +10% for their rounding).
 TEST(WeightPack, MatchesPlainReference) {
-  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16})
+  for (GgmlType t : kPackTypes)
     for (int64_t cols : {64, 576, 1536}) {
       auto m = make_packed(t, 40, cols, 2);  // 5 groups: pairs of groups and a single one
       auto x = randn(5 * cols, 3);
@@ -85,7 +88,7 @@ TEST(WeightPack, MatchesPlainReference) {
 TEST(WeightPack, BatchInvariantBitForBit) {
   for (SimdLevel lvl : simd_levels()) {
     ScopedSimdLevel at(lvl);
-    for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16}) {
+    for (GgmlType t : kPackTypes) {
       auto m = make_packed(t, 200, 576, 4);  // 25 groups
       auto x = randn(70 * 576, 5);
       std::vector<std::vector<float>> alone(70);
