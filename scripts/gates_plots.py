@@ -128,14 +128,14 @@ def merge(files, out):
         else:
             title = {"adapter_weights.tsv": "RLKV gates", "full_attention_heads.tsv": "DuoAttention gates"}.get(m, m)
             plots.append(f"'{dat}' index {i} using 1:2 with linespoints lw 2 title '{title}'")
-    gnuplot(f"""set terminal pngcairo size 900,600 font ',10' noenhanced
+    gnuplot(f"""set terminal pngcairo size 1100,600 font ',10' noenhanced
 set output '{os.path.join(out, 'heads-eval.png')}'
 set title 'SmolLM2-135M-Instruct: task accuracy vs sparsity (16 sinks + 64 recent; baselines at equal KV bytes)'
 set xlabel 'sparsity (share of streaming heads)'
 set ylabel 'accuracy, mean over tasks (%)'
 set xrange [-0.05:1.05]
 set yrange [-5:105]
-set key bottom left
+set key outside right top
 set grid
 plot {', '.join(plots)}
 """)
