@@ -118,6 +118,7 @@ KvView KvStore::base_view(int layer, int kv_head) const {
   v.hadamard_block = hadamard_block_of(spec, layout_.shape);
   v.head_dim_k = layout_.shape.head_dim_k;
   v.head_dim_v = layout_.shape.head_dim_v;
+  v.v_in_k = layout_.shape.v_in_k;
   const Head& h = head(layer, kv_head);
   v.k_stride = h.k_row;
   v.v_stride = layout_.shape.v_in_k ? h.k_row : h.v_row;

@@ -141,16 +141,18 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
-    const size_t lat = m.kv_lora_rank + m.rope_width();
+    const KvShape stored = stored_kv_shape(c.kv_shape(), params_.kv.storage);
+    mla_row_ = stored.head_dim_k;
+    mla_dv_ = stored.head_dim_v;
     mla_cs_.resize(B * m.rope_width());
     RopeParams mr;
     mr.pairing = RopePairing::Adjacent;
     mr.n_rot = m.qk_rope;
     mla_rope_ = Rope(mr);
     qa_.resize(B * m.q_lora_rank);
-    kv_.resize(B * lat);
-    qlat_.resize(B * c.n_head * lat);
-    olat_.resize(B * c.n_head * m.kv_lora_rank);
+    kv_.resize(B * mla_row_);
+    qlat_.resize(B * c.n_head * mla_row_);
+    olat_.resize(B * c.n_head * mla_dv_);
     const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
     head_x_.resize(B * widest);
     head_y_.resize(B * widest);
