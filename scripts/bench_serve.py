@@ -32,8 +32,8 @@ or 503 is retried after its Retry-After) keep the server busy for --warmup
 seconds, then for --load seconds. Prints the requests finished, refused
 (429/503 with Retry-After) and failed (anything else: other statuses, error
 events, broken streams), p50/p99 of the time to first token and of the
-whole request, and the server's resident memory after the warm-up, after
-the load and once idle."""
+whole request, the server's resident memory before, after the warm-up,
+after the load and 2 s and 10 s after it, and the machine's load average."""
 import argparse
 import concurrent.futures
 import json
@@ -245,6 +245,7 @@ def percentile(xs, q):
 
 
 def load_test(url, pid, a):
+    rss_start = rss_bytes(pid)
     load_phase(url, a.clients, a.warmup, seed=1)
     rss_warm = rss_bytes(pid)
     t0 = time.perf_counter()
@@ -253,6 +254,8 @@ def load_test(url, pid, a):
     rss_after = rss_bytes(pid)
     time.sleep(2)
     rss_idle = rss_bytes(pid)
+    time.sleep(8)
+    rss_idle_10 = rss_bytes(pid)
     failed = [r for r in recs if r["error"] is not None]
     refused = [r for r in recs if r["status"] in (429, 503) and r["error"] is None]
     full = [r for r in recs if r["seconds"] is not None]
@@ -263,7 +266,8 @@ def load_test(url, pid, a):
            "refused": len(refused), "failed": len(failed), "errors": sorted({r["error"] for r in failed})[:10],
            "ttft_p50": percentile(ttft, 0.5), "ttft_p99": percentile(ttft, 0.99),
            "latency_p50": percentile(lat, 0.5), "latency_p99": percentile(lat, 0.99),
-           "rss_after_warmup": rss_warm, "rss_after_load": rss_after, "rss_idle": rss_idle}
+           "rss_start": rss_start, "rss_after_warmup": rss_warm, "rss_after_load": rss_after, "rss_idle": rss_idle,
+           "rss_idle_10s": rss_idle_10, "loadavg": os.getloadavg()}
     mib = 1 << 20
     print(f"{a.clients} clients for {wall:.0f} s: {len(full)} requests finished, {res['hung_up']} hung up early, "
           f"{len(refused)} refused (429/503 with Retry-After), {len(failed)} failed")
@@ -271,8 +275,10 @@ def load_test(url, pid, a):
         print("  failure:", e)
     print(f"time to first token p50 {res['ttft_p50']:.2f} s, p99 {res['ttft_p99']:.2f} s; "
           f"whole request p50 {res['latency_p50']:.2f} s, p99 {res['latency_p99']:.2f} s")
-    print(f"server RSS: {rss_warm / mib:.1f} MiB after the warm-up, {rss_after / mib:.1f} MiB after the load, "
-          f"{rss_idle / mib:.1f} MiB idle", flush=True)
+    print(f"server RSS: {rss_start / mib:.1f} MiB before, {rss_warm / mib:.1f} MiB after the warm-up, "
+          f"{rss_after / mib:.1f} MiB after the load, {rss_idle / mib:.1f} MiB 2 s and {rss_idle_10 / mib:.1f} MiB "
+          f"10 s later")
+    print("machine load average (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*res["loadavg"]), flush=True)
     return res
 
 
@@ -349,6 +355,8 @@ def main():
         results["ttft"] = {"cold_s": cold, "cached_s": warm, "ratio": warm / cold}
         print(f"\nTTFT with a cached prefix: {warm * 1000:.0f} ms vs cold {cold * 1000:.0f} ms "
               f"({100 * warm / cold:.1f} %)")
+        results["loadavg"] = os.getloadavg()
+        print("machine load average (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*results["loadavg"]))
         if a.json_out:
             with open(a.json_out, "w") as f:
                 json.dump(results, f, indent=1)

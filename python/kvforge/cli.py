@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
     r = t.add_argument_group("rlkv")
     r.add_argument("--task", default="passkey",
-                   help="a task of `kvforge eval tasks` or a GSM8K-format .jsonl file (default passkey)")
+                   help="a task of `kvforge eval tasks`, a comma-separated list of them (taken in turn) or a GSM8K-format .jsonl file (default passkey)")
     r.add_argument("--group", type=int, default=4, help="G answers sampled per prompt (default 4)")
     r.add_argument("--beta", type=float, default=2.5e-3, help="L1 weight beta (default 2.5e-3)")
     r.add_argument("--tau", type=float, default=0.5, help="reward threshold of the L1 term (default 0.5)")

@@ -33,10 +33,10 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
 
   // Every sequence may hold the whole context, plus its copy of the shared
   // partial block; cached leftovers are evicted as needed.
-  auto owned = std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), n_ctx,
-                                              max_seq * PagedKvCache::blocks_for(n_ctx), max_seq);
+  ContextParams cp = params.context(n_ctx);
+  auto owned = make_paged_cache(c, cp, max_seq, max_seq * PagedKvCache::blocks_for(n_ctx));
   PagedKvCache& cache = *owned;
-  Context ctx(model, params.context(n_ctx), std::move(owned));
+  Context ctx(model, cp, std::move(owned));
   std::mt19937_64 rng(params.seed);
   std::uniform_int_distribution<TokenId> token(0, c.n_vocab - 1);
   std::vector<float> logits((size_t)max_seq * c.n_vocab);  // [max_seq][n_vocab]

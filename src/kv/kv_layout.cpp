@@ -69,7 +69,17 @@ void apply_head_choice(const KvPolicy& policy, int32_t n_ctx, KvLayout& L) {
 
 }  // namespace
 
-KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx) {
+KvShape stored_kv_shape(const KvShape& shape, KvStorage storage) {
+  KvShape s = shape;
+  if (s.v_in_k && kv_storage_quantized(storage)) {
+    s.head_dim_k = (s.head_dim_k + QK - 1) / QK * QK;
+    s.head_dim_v = (s.head_dim_v + QK - 1) / QK * QK;
+  }
+  return s;
+}
+
+KvLayout resolve_kv_layout(const KvPolicy& policy, const KvShape& model_shape, int32_t n_ctx) {
+  const KvShape shape = stored_kv_shape(model_shape, policy.storage);
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim_k <= 0 || shape.head_dim_v <= 0 ||
       (shape.v_in_k && shape.head_dim_v > shape.head_dim_k))
     fail("invalid KV shape: {} layers, {} KV heads, head dims {}/{}", shape.n_layer, shape.n_kv_head,

@@ -65,6 +65,13 @@ struct KvLayout {
   bool uniform() const;
 };
 
+// The row shape a storage keeps for the model's shape: the same, except that
+// quantized latent rows (MLA, KvShape::v_in_k) of any width are padded with
+// zeros to whole 32-element blocks (K and the V prefix each rounded up), so a
+// converted model's 96 + 3 x 8 = 120 values are stored as 128; the padding is
+// stored and counted in the bytes. Writers pass rows of this shape.
+KvShape stored_kv_shape(const KvShape& shape, KvStorage storage);
+
 // Checks that the policy fits the model (quantized rows need head_dim % 32 == 0,
 // a gate file needs one row per layer and one column per KV head, ...) and
 // spells it out per head; reads the gate file of a heads:/gates: policy.

@@ -87,6 +87,15 @@ void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
   }
 }
 
+void KvStore::copy_rows_from(const KvStore& src, int layer, int kv_head, int32_t src_cell, int32_t dst_cell,
+                             int32_t n) {
+  const Head& a = src.head(layer, kv_head);
+  const Head& b = head(layer, kv_head);
+  if (a.k_row != b.k_row || a.v_row != b.v_row) fail("KV store: rows of different formats cannot be copied");
+  std::copy_n(src.data_ + a.k_off + (size_t)src_cell * a.k_row, (size_t)n * a.k_row, data_ + b.k_off + (size_t)dst_cell * b.k_row);
+  std::copy_n(src.data_ + a.v_off + (size_t)src_cell * a.v_row, (size_t)n * a.v_row, data_ + b.v_off + (size_t)dst_cell * b.v_row);
+}
+
 void KvStore::move_rows(int layer, int kv_head, const std::vector<CellMove>& moves) {
   const Head& h = head(layer, kv_head);
   for (const CellMove& m : moves) {  // dst < src: a forward copy never reads what it overwrote
@@ -109,6 +118,7 @@ KvView KvStore::base_view(int layer, int kv_head) const {
   v.hadamard_block = hadamard_block_of(spec, layout_.shape);
   v.head_dim_k = layout_.shape.head_dim_k;
   v.head_dim_v = layout_.shape.head_dim_v;
+  v.v_in_k = layout_.shape.v_in_k;
   const Head& h = head(layer, kv_head);
   v.k_stride = h.k_row;
   v.v_stride = layout_.shape.v_in_k ? h.k_row : h.v_row;

@@ -50,6 +50,9 @@ class KvStore {
   // Copies n cells from src_cell.. to dst_cell.. in every (layer, head)
   // (copy-on-write of a shared block; the runs must not overlap).
   void copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n);
+  // Copies n cells of (layer, head) from src_cell.. of src (a store with the
+  // same row formats, or this one) to dst_cell.. here (runs must not overlap).
+  void copy_rows_from(const KvStore& src, int layer, int kv_head, int32_t src_cell, int32_t dst_cell, int32_t n);
   // Moves rows of (layer, head) as planned by CellTable::plan_drop (each
   // move's dst below its src: compaction after dropped tokens).
   void move_rows(int layer, int kv_head, const std::vector<CellMove>& moves);

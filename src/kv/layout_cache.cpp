@@ -105,6 +105,8 @@ class LayoutCache final : public KvCache {
 
   void set_gates(const std::vector<float>& alpha, int32_t sinks, int32_t recent) override {
     const KvLayout& L = store_.layout();
+    if (L.shape.v_in_k)
+      fail("soft gates do not apply to a latent (MLA) cache: every head reads its one row per layer");
     if (alpha.size() != L.heads.size())
       fail("{} gate values for {} layers x {} KV heads", alpha.size(), L.shape.n_layer, L.shape.n_kv_head);
     if (sinks < 0 || recent < 1) fail("soft gates need sinks >= 0 and recent >= 1, got {} and {}", sinks, recent);

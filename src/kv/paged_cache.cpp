@@ -8,16 +8,18 @@ namespace kvforge {
 
 namespace {
 
-KvLayout pool_layout(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx, int32_t n_blocks) {
-  if (policy.evict.kind != KvEviction::Kind::None)
-    fail("--kv {}: the multi-sequence (paged) cache keeps full histories only; token eviction is single-sequence",
-         policy.describe());
-  if (policy.window > 0)
-    fail("--kv {}: the multi-sequence (paged) cache keeps full histories only; window policies are single-sequence",
-         policy.describe());
+// Every head's rows in n_blocks blocks (streaming heads too: a prefix shared
+// from the blocks refills their rings).
+KvLayout pool_layout(KvLayout layout, int32_t n_ctx, int32_t n_blocks) {
+  if (layout.evict.kind != KvEviction::Kind::None)
+    fail("the multi-sequence (paged) cache keeps whole histories or windows; token eviction (h2o, snapkv) is "
+         "single-sequence");
+  for (const KvHeadSpec& h : layout.heads)
+    if (h.gate != 1.0f) fail("the multi-sequence (paged) cache does not blend soft gates (gates:); they are single-sequence");
   if (n_ctx <= 0 || n_blocks <= 0) fail("paged KV cache: context {} and pool of {} blocks must be positive", n_ctx, n_blocks);
   if ((int64_t)n_blocks * kKvBlockRows > INT32_MAX) fail("paged KV cache: a pool of {} blocks is too large", n_blocks);
-  return resolve_kv_layout(policy, shape, n_blocks * kKvBlockRows);
+  for (KvHeadSpec& h : layout.heads) h.n_cells = n_blocks * kKvBlockRows;
+  return layout;
 }
 
 // Tokens a and b have in common at their start, at most n.
@@ -32,7 +34,11 @@ int32_t common_prefix(const int32_t* a, const std::vector<int32_t>& b, int32_t n
 
 PagedKvCache::PagedKvCache(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx, int32_t n_blocks,
                            int32_t max_seqs)
-    : store_(pool_layout(policy, shape, n_ctx, n_blocks)),
+    : PagedKvCache(resolve_kv_layout(policy, shape, std::max(n_ctx, 1)), n_ctx, n_blocks, max_seqs) {}
+
+PagedKvCache::PagedKvCache(const KvLayout& layout, int32_t n_ctx, int32_t n_blocks, int32_t max_seqs)
+    : store_(pool_layout(layout, n_ctx, n_blocks)),
+      rings_(layout, std::max(max_seqs, 1)),
       n_ctx_(n_ctx),
       max_blocks_((n_ctx + kKvBlockRows - 1) / kKvBlockRows),
       blocks_(n_blocks) {
@@ -42,10 +48,12 @@ PagedKvCache::PagedKvCache(const KvPolicy& policy, const KvShape& shape, int32_t
 }
 
 std::string PagedKvCache::describe() const {
-  const KvHeadSpec& h = store_.layout().heads[0];
-  KvPolicy p{0, 0, h.storage, h.hadamard};
-  return fmt::format("{}, paged: {} blocks of {} cells, {} sequences", p.describe(), blocks_.size(), kKvBlockRows,
-                     seqs_.size());
+  const KvLayout& L = store_.layout();
+  const KvHeadSpec& h = L.heads[0];
+  std::string what = KvPolicy{h.window, h.sinks, h.storage, h.hadamard}.describe();
+  if (!L.uniform())
+    what = fmt::format("mixed: {} of {} heads streaming+{}", rings_.n_streaming(), L.heads.size(), kv_storage_name(h.storage));
+  return fmt::format("{}, paged: {} blocks of {} cells, {} sequences", what, blocks_.size(), kKvBlockRows, seqs_.size());
 }
 
 void PagedKvCache::reset() {
@@ -76,6 +84,7 @@ void PagedKvCache::add_sequence(int32_t seq) {
   Seq& s = seqs_[seq];
   s.active = true;
   s.n_past = 0;
+  s.n_released = 0;
   s.blocks.clear();
   const KvShape& sh = store_.layout().shape;
   s.segs.assign((size_t)sh.n_layer * sh.n_kv_head * max_blocks_, KvSegment{});
@@ -83,7 +92,8 @@ void PagedKvCache::add_sequence(int32_t seq) {
 
 void PagedKvCache::remove_sequence(int32_t seq) {
   Seq& s = seq_ref(seq);
-  for (int32_t b : s.blocks) release(b);
+  for (int32_t b : s.blocks)
+    if (b != kReleased) release(b);
   s = Seq{};
 }
 
@@ -92,20 +102,44 @@ void PagedKvCache::fork(int32_t src, int32_t dst) {
   const Seq& a = seq_ref(src);
   Seq& b = seqs_[dst];
   b.n_past = a.n_past;
+  b.n_released = a.n_released;
   b.blocks = a.blocks;
   b.segs = a.segs;
-  for (int32_t blk : b.blocks) ++blocks_[blk].ref;
+  for (int32_t blk : b.blocks)
+    if (blk != kReleased) ++blocks_[blk].ref;
+  if (rings_.any()) rings_.copy_sequence(src, dst);
 }
 
 void PagedKvCache::truncate(int32_t seq, int32_t n_keep) {
   Seq& s = seq_ref(seq);
   if (n_keep < 0 || n_keep > s.n_past) fail("KV cache: cannot truncate {} tokens to {}", s.n_past, n_keep);
   const size_t keep_blocks = (size_t)(n_keep + kKvBlockRows - 1) / kKvBlockRows;
+  if (n_keep == s.n_past) return;
   while (s.blocks.size() > keep_blocks) {
-    release(s.blocks.back());
+    if (s.blocks.back() != kReleased) release(s.blocks.back());
     s.blocks.pop_back();
   }
+  s.n_released = std::min(s.n_released, (int32_t)s.blocks.size());
   s.n_past = n_keep;  // a kept partial block holds rows past n_keep: the next write copies it (prepare)
+  if (rings_.any()) fill_rings(seq);
+}
+
+void PagedKvCache::fill_rings(int32_t seq) {
+  const Seq& s = seqs_[seq];
+  const int32_t n = s.n_past;
+  // The rings need positions 0 .. sinks-1 and n - window .. n-1.
+  if (s.n_released > 0 && ((rings_.max_sinks() > 0 && n > 0) || s.n_released * kKvBlockRows > n - rings_.max_window()))
+    fail("KV cache: sequence {} cannot go back to {} tokens: the blocks before its window were released", seq, n);
+  rings_.fill(seq, n, store_, [&](int32_t p) { return cell_of(s, p); });
+}
+
+void PagedKvCache::release_behind_window(Seq& s) {
+  // The next query (position n_past) sees n_past - window + 1 on, and the
+  // rings hold the sinks: blocks wholly before that are read by no one.
+  while (s.n_released < (int32_t)s.blocks.size() && (s.n_released + 1) * kKvBlockRows <= s.n_past - rings_.max_window()) {
+    release(s.blocks[s.n_released]);
+    s.blocks[s.n_released++] = kReleased;
+  }
 }
 
 int32_t PagedKvCache::n_past_of(int32_t seq) const { return seq_ref(seq).n_past; }
@@ -131,6 +165,7 @@ int32_t PagedKvCache::reuse_prefix(int32_t seq, const int32_t* tokens, int32_t n
   }
   s.n_past = done;
   reused_ += done;
+  if (rings_.any() && done > 0) fill_rings(seq);
   return done;
 }
 
@@ -148,7 +183,8 @@ void PagedKvCache::prepare(const KvPlan& plan) {
   const int32_t last = (plan.pos0 + plan.n_tokens - 1) / kKvBlockRows;
   for (int32_t bi = plan.pos0 / kKvBlockRows; bi <= last; ++bi) {
     if (bi == (int32_t)s.blocks.size()) {
-      set_block(s, bi, allocate(bi > 0 ? s.blocks[bi - 1] : -1));
+      const int32_t parent = bi == 0 ? -1 : s.blocks[bi - 1] == kReleased ? kNoParent : s.blocks[bi - 1];
+      set_block(s, bi, allocate(parent));
       continue;
     }
     // Rows are appended in place only to a block this sequence holds alone
@@ -167,14 +203,20 @@ void PagedKvCache::prepare(const KvPlan& plan) {
 }
 
 void PagedKvCache::write(int layer, const KvPlan& plan, const float* k, const float* v) {
+  for (int h = 0; h < store_.layout().shape.n_kv_head; ++h) write_head(layer, h, plan, k, v);
+}
+
+void PagedKvCache::write_head(int layer, int kv_head, const KvPlan& plan, const float* k, const float* v) {
   const Seq& s = seqs_[plan.seq];
   const KvShape& sh = store_.layout().shape;
   const int nh = sh.n_kv_head;
+  const bool ring = rings_.streams(layer, kv_head);
   for (int32_t i = 0; i < plan.n_tokens; ++i) {
     const int32_t p = plan.pos0 + i;
-    const int32_t cell = s.blocks[p / kKvBlockRows] * kKvBlockRows + p % kKvBlockRows;
-    for (int h = 0; h < nh; ++h)
-      store_.write_row(layer, h, cell, k + ((size_t)i * nh + h) * sh.head_dim_k, v + ((size_t)i * nh + h) * sh.head_dim_v);
+    const float* kr = k + ((size_t)i * nh + kv_head) * sh.head_dim_k;
+    const float* vr = sh.v_in_k ? nullptr : v + ((size_t)i * nh + kv_head) * sh.head_dim_v;
+    store_.write_row(layer, kv_head, cell_of(s, p), kr, vr);
+    if (ring) rings_.write_row(layer, kv_head, plan.seq, p, kr, vr);
   }
 }
 
@@ -186,9 +228,11 @@ void PagedKvCache::commit(const KvPlan& plan, const int32_t* tokens) {
     blocks_[s.blocks[p / kKvBlockRows]].tokens.push_back(tokens[i]);
   }
   s.n_past = plan.pos0 + plan.n_tokens;
+  if (rings_.all()) release_behind_window(s);
 }
 
 KvView PagedKvCache::view(int layer, int kv_head, int32_t q_pos, int32_t seq) const {
+  if (rings_.streams(layer, kv_head)) return rings_.view(layer, kv_head, q_pos, seq);
   const Seq& s = seqs_[seq];
   KvView v = store_.base_view(layer, kv_head);
   const int32_t last = q_pos / kKvBlockRows;
@@ -227,8 +271,9 @@ int32_t PagedKvCache::allocate(int32_t parent) {
   Block& blk = blocks_[b];
   blk = Block{};
   blk.ref = 1;
-  // A block continuing one that was evicted while held stays out of the tree.
-  if (parent < 0 || blocks_[parent].in_tree) {
+  // A block continuing one that was evicted while held, or released
+  // (kNoParent), stays out of the tree.
+  if (parent == -1 || (parent >= 0 && blocks_[parent].in_tree)) {
     blk.in_tree = true;
     blk.parent = parent;
     children_of(parent).push_back(b);
@@ -283,7 +328,10 @@ size_t PagedKvCache::bytes_used() const {
   size_t rows = 0;
   for (const Block& b : blocks_)
     if (b.ref > 0 || b.in_tree) rows += b.tokens.size();
-  return rows * store_.bytes_per_token();
+  size_t ring_bytes = 0;
+  for (const Seq& s : seqs_)
+    if (s.active) ring_bytes += rings_.bytes_used(s.n_past);
+  return rows * store_.bytes_per_token() + ring_bytes;
 }
 
 }  // namespace kvforge

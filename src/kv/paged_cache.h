@@ -17,6 +17,15 @@
 // sequence's logits are bit-identical alone, batched with others, from a
 // shared prefix, or in a single-sequence cache with the same storage.
 //
+// Streaming heads (a window policy, the streaming heads of a per-head mixed
+// cache, a model's sliding-window layers) attend to a ring per sequence
+// (kv/seq_rings.h), exactly as the single-sequence cache does; their rows go
+// to the blocks too, for prefix sharing (a sequence that reuses a prefix
+// fills its rings from the shared blocks). When every head streams, a
+// sequence releases the blocks that fell out of its windows (they stay
+// cached for their prefix), so it holds about window / kKvBlockRows + 2
+// blocks however long it runs.
+//
 // Prefix sharing: every block is a node of a tree whose root's children are
 // first blocks and whose node's children are the blocks that continued it;
 // a block records the token ids of its filled rows. reuse_prefix walks the
@@ -30,6 +39,7 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_policy.h"
 #include "kv/kv_store.h"
+#include "kv/seq_rings.h"
 
 namespace kvforge {
 
@@ -47,8 +57,11 @@ struct PagedKvStats {
 
 class PagedKvCache final : public KvCache {
  public:
-  // Full-history policies only (any storage, hadamard); n_ctx: most tokens of
-  // one sequence; n_blocks: pool size; sequences have ids 0 .. max_seqs-1.
+  // Any storage (hadamard too), full or windowed heads (layout: resolved for
+  // the model, e.g. with limit_layer_window; n_cells of full heads unused);
+  // not token eviction or soft gates. n_ctx: most tokens of one sequence;
+  // n_blocks: pool size; sequences have ids 0 .. max_seqs-1.
+  PagedKvCache(const KvLayout& layout, int32_t n_ctx, int32_t n_blocks, int32_t max_seqs);
   PagedKvCache(const KvPolicy& policy, const KvShape& shape, int32_t n_ctx, int32_t n_blocks, int32_t max_seqs);
 
   // Sequences. A sequence exists from add_sequence (empty) to remove_sequence.
@@ -56,7 +69,9 @@ class PagedKvCache final : public KvCache {
   void remove_sequence(int32_t seq);  // releases its blocks (cached ones stay in the prefix tree)
   bool has_sequence(int32_t seq) const;
   void fork(int32_t src, int32_t dst);        // dst (absent) shares all of src's blocks
-  void truncate(int32_t seq, int32_t n_keep);  // keep the first n_keep tokens
+  // Keep the first n_keep tokens (throws when a released block would be
+  // needed again: a windowed sequence cannot go back before its window).
+  void truncate(int32_t seq, int32_t n_keep);
   // Shares the cached blocks whose tokens match tokens[0, n) (an empty
   // sequence only); at most n - 1 tokens, so that the last one is evaluated
   // and gives logits. Returns the number of tokens reused (the new n_past).
@@ -72,14 +87,15 @@ class PagedKvCache final : public KvCache {
   int32_t capacity() const override { return n_ctx_; }
   int32_t n_past() const override { return has_sequence(0) ? n_past_of(0) : 0; }
   int64_t room() const override { return n_ctx_ - n_past(); }
-  int32_t max_wave(int, int, int32_t) const override { return INT32_MAX; }
-  size_t bytes() const override { return store_.bytes(); }
+  int32_t max_wave(int layer, int kv_head, int32_t pos0) const override { return rings_.max_wave(layer, kv_head, pos0); }
+  size_t bytes() const override { return store_.bytes() + rings_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }
   size_t bytes_used() const override;
   void reset() override;  // every sequence removed, prefix tree emptied; sequence 0 added
   KvPlan plan(int32_t n_tokens) const override { return plan_for(0, n_tokens); }
   void prepare(const KvPlan& plan) override;
   void write(int layer, const KvPlan& plan, const float* k, const float* v) override;
+  void write_head(int layer, int kv_head, const KvPlan& plan, const float* k, const float* v) override;
   void commit(const KvPlan& plan, const int32_t* tokens) override;
   KvView view(int layer, int kv_head, int32_t q_pos, int32_t seq) const override;
 
@@ -95,9 +111,13 @@ class PagedKvCache final : public KvCache {
   struct Seq {
     bool active = false;
     int32_t n_past = 0;
-    std::vector<int32_t> blocks;  // block table
+    std::vector<int32_t> blocks;  // block table; kReleased: fell out of every window
+    int32_t n_released = 0;       // blocks[0 .. n_released) are kReleased
     std::vector<KvSegment> segs;  // [n_layer * n_kv_head][max_blocks_] each block's full run
   };
+
+  static constexpr int32_t kReleased = -1;
+  static constexpr int32_t kNoParent = -2;  // allocate(): a block that stays out of the prefix tree
 
   Seq& seq_ref(int32_t seq);
   const Seq& seq_ref(int32_t seq) const;
@@ -105,9 +125,13 @@ class PagedKvCache final : public KvCache {
   void release(int32_t block);
   void evict(int32_t block);  // a cached block and its subtree go back to the free list
   void set_block(Seq& s, size_t index, int32_t block);
+  int32_t cell_of(const Seq& s, int32_t pos) const { return s.blocks[pos / kKvBlockRows] * kKvBlockRows + pos % kKvBlockRows; }
+  void fill_rings(int32_t seq);       // the sequence's rings from its blocks (after prefix reuse, truncate)
+  void release_behind_window(Seq& s);  // every head streams: blocks no window reaches any more
   std::vector<int32_t>& children_of(int32_t parent) { return parent < 0 ? roots_ : blocks_[parent].children; }
 
-  KvStore store_;
+  KvStore store_;   // the pool: every head's rows, block b in cells b * kKvBlockRows ..
+  SeqRings rings_;  // streaming heads: a ring per sequence (what they attend to)
   int32_t n_ctx_ = 0;
   int32_t max_blocks_ = 0;  // per sequence
   std::vector<Block> blocks_;

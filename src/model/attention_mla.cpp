@@ -27,6 +27,7 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   const MlaWeights& W = model_.weights().layers[l].mla;
   const int H = c.n_head, dc = m.kv_lora_rank, R = m.qk_rope, P = m.qk_nope, V = m.v_head_dim;
   const int nk = m.n_rope_keys, rw = m.rope_width(), lat = dc + rw, qd = c.q_dim(), n_rot = c.rope.n_rot;
+  const int lr = mla_row_, dv = mla_dv_;  // stored row and V widths (>= lat, dc: zero padding)
   auto bias = [](const Vec& b) { return Epilogue{b.empty() ? nullptr : b.data(), Activation::None}; };
 
   // Queries (direct, or through the compressed q_a with its norm) and the
@@ -48,14 +49,19 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
       mla_cs_[(size_t)t * rw + 2 * j] = rope_cs_[(size_t)t * n_rot + 2 * src];
       mla_cs_[(size_t)t * rw + 2 * j + 1] = rope_cs_[(size_t)t * n_rot + 2 * src + 1];
     }
+  if (lr > lat)  // spread the rows [n][lat] to [n][lr], last first (in place), padding zero
+    for (int32_t t = n - 1; t >= 0; --t) {
+      std::copy_backward(&kv_[(size_t)t * lat], &kv_[(size_t)t * lat + lat], &kv_[(size_t)t * lr + lat]);
+      std::fill(&kv_[(size_t)t * lr + lat], &kv_[(size_t)(t + 1) * lr], 0.0f);
+    }
   for (int32_t t = 0; t < n; ++t) {
-    float* row = &kv_[(size_t)t * lat];
+    float* row = &kv_[(size_t)t * lr];
     if (!W.kv_a_norm.empty()) rms_norm(row, W.kv_a_norm.data(), row, 1, dc, c.norm_eps);  // c = RMSNorm(c_raw)
     for (int k = 0; k < nk; ++k) mla_rope_.apply(row + dc + k * R, 1, R, &mla_cs_[(size_t)t * rw + k * R]);
   }
 
   // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h rotated into its key's slot.
-  if (nk > 1 || P == 0) std::fill_n(qlat_.begin(), (size_t)n * H * lat, 0.0f);
+  if (nk > 1 || P == 0 || lr > lat) std::fill_n(qlat_.begin(), (size_t)n * H * lr, 0.0f);
   for (int h = 0; h < H; ++h) {
     const int key = h * nk / H;
     if (P > 0) {
@@ -64,7 +70,7 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
       matmul(W.k_b[h * W.k_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][d_c]
     }
     for (int32_t t = 0; t < n; ++t) {
-      float* ql = &qlat_[((size_t)t * H + h) * lat];
+      float* ql = &qlat_[((size_t)t * H + h) * lr];
       if (P > 0) std::copy_n(&head_y_[(size_t)t * dc], dc, ql);
       float* qr = ql + dc + key * R;
       std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, qr);
@@ -73,13 +79,13 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   }
 
   // Latent rows into the cache (V is inside them) and attention.
-  const AttnArgs args{qlat_.data(), (size_t)H * lat, olat_.data(), (size_t)H * dc, 1, H, lat, dc, c.attn_scale};
-  write_and_attend(l, runs, kv_.data(), lat, nullptr, 0, args);
+  const AttnArgs args{qlat_.data(), (size_t)H * lr, olat_.data(), (size_t)H * dv, 1, H, lr, dv, c.attn_scale};
+  write_and_attend(l, runs, kv_.data(), lr, nullptr, 0, args);
 
   // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input).
   for (int h = 0; h < H; ++h) {
     for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&olat_[((size_t)t * H + h) * dc], dc, &head_x_[(size_t)t * dc]);
+      std::copy_n(&olat_[((size_t)t * H + h) * dv], dc, &head_x_[(size_t)t * dc]);
     matmul(W.v_b[h * W.v_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][V]
     for (int32_t t = 0; t < n; ++t)
       std::copy_n(&head_y_[(size_t)t * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);

@@ -69,11 +69,22 @@ Epilogue epilogue(const Vec& bias, Activation act = Activation::None) {
 
 int32_t default_context_size(const ModelConfig& c) { return std::min(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096); }
 
+namespace {
+
+// The policy resolved for the model: its sliding-window layers keep only their window.
+KvLayout model_kv_layout(const ModelConfig& c, const KvPolicy& kv, int32_t n_ctx) {
+  KvLayout layout = resolve_kv_layout(kv, c.kv_shape(), n_ctx);
+  for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
+  return layout;
+}
+
+}  // namespace
+
 std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
                                                int32_t n_blocks) {
   if (params.n_ctx <= 0) params.n_ctx = default_context_size(c);
   if (n_blocks <= 0) n_blocks = n_seqs * PagedKvCache::blocks_for(params.n_ctx);
-  return std::make_unique<PagedKvCache>(params.kv, c.kv_shape(), params.n_ctx, n_blocks, n_seqs);
+  return std::make_unique<PagedKvCache>(model_kv_layout(c, params.kv, params.n_ctx), params.n_ctx, n_blocks, n_seqs);
 }
 
 Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
@@ -91,15 +102,16 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (params_.n_batch <= 0) fail("batch size must be positive");
   if (c.attn_softcap > 0 && kv_storage_quantized(params_.kv.storage))
     fail("--kv {}: this model soft-caps attention scores, which needs f16 or f32 KV rows", params_.kv.describe());
-  if (cache_) {  // built by the caller with params_.kv: it cannot know the model's per-layer windows
-    for (const LayerConfig& lc : c.layers) {
-      if (lc.window > 0) fail("this model has sliding-window layers, which the multi-sequence cache does not keep");
+  if (cache_) {  // built by the caller: it must keep the model's per-layer windows (make_paged_cache does)
+    for (int l = 0; l < c.n_layer; ++l) {
+      const LayerConfig& lc = c.layers[l];
       if (lc.attn == AttnBlock::MLA) fail("the multi-sequence cache does not keep latent (MLA) rows yet");
+      for (int h = 0; h < c.n_kv_head && lc.window > 0; ++h)  // a full-history head takes any wave
+        if (cache_->max_wave(l, h, lc.window) == INT32_MAX && cache_->capacity() > lc.window)
+          fail("layer {} attends to a sliding window of {} tokens, which this cache does not keep", l, lc.window);
     }
   } else {
-    KvLayout layout = resolve_kv_layout(params_.kv, c.kv_shape(), params_.n_ctx);
-    for (int l = 0; l < c.n_layer; ++l) limit_layer_window(layout, l, c.layers[l].window);
-    cache_ = make_kv_cache(layout);
+    cache_ = make_kv_cache(model_kv_layout(c, params_.kv, params_.n_ctx));
   }
 
   const size_t B = params_.n_batch;
@@ -129,16 +141,18 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
-    const size_t lat = m.kv_lora_rank + m.rope_width();
+    const KvShape stored = stored_kv_shape(c.kv_shape(), params_.kv.storage);
+    mla_row_ = stored.head_dim_k;
+    mla_dv_ = stored.head_dim_v;
     mla_cs_.resize(B * m.rope_width());
     RopeParams mr;
     mr.pairing = RopePairing::Adjacent;
     mr.n_rot = m.qk_rope;
     mla_rope_ = Rope(mr);
     qa_.resize(B * m.q_lora_rank);
-    kv_.resize(B * lat);
-    qlat_.resize(B * c.n_head * lat);
-    olat_.resize(B * c.n_head * m.kv_lora_rank);
+    kv_.resize(B * mla_row_);
+    qlat_.resize(B * c.n_head * mla_row_);
+    olat_.resize(B * c.n_head * mla_dv_);
     const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
     head_x_.resize(B * widest);
     head_y_.resize(B * widest);

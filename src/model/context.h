@@ -153,13 +153,16 @@ class Context {
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU/GeGLU only; ff: the widest FFN (dense, shared or one expert)
   std::vector<float> up_;    // [kFfnSlice][ff]
-  // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims):
+  // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims). LR
+  // and DV: the cached row's width d_c + RW and its V prefix d_c, rounded up
+  // to whole blocks for quantized storage (stored_kv_shape; zero padding).
+  int mla_row_ = 0, mla_dv_ = 0;  // LR, DV
   std::vector<float> qa_;     // [n_batch][q_lora_rank]  compressed queries
-  std::vector<float> kv_;     // [n_batch][d_c + RW]     latent rows [c_KV | k_pe], as cached
-  std::vector<float> qlat_;   // [n_batch][H][d_c + RW]  queries absorbed into the latent space
+  std::vector<float> kv_;     // [n_batch][LR]     latent rows [c_KV | k_pe | 0...], as cached
+  std::vector<float> qlat_;   // [n_batch][H][LR]  queries absorbed into the latent space
   std::vector<float> mla_cs_;  // [n_batch][RW]  cos/sin of each rope-key pair (MlaWeights::rope_pairs)
   Rope mla_rope_;              // adjacent pairs over one rope key's R dims, angles from mla_cs_
-  std::vector<float> olat_;   // [n_batch][H][d_c]       attention output in the latent space
+  std::vector<float> olat_;   // [n_batch][H][DV]  attention output in the latent space (first d_c used)
   std::vector<float> head_x_, head_y_;  // [n_batch][max(P, d_c, V)]  one head's rows, gathered
   // MoE layers:
   std::vector<float> router_;    // [kFfnSlice][n_expert]        router scores

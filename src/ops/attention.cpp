@@ -165,7 +165,7 @@ bool share_all_but_last_tile(const KvView* views, int n) {
   for (int i = 1; i < n; ++i) {
     const KvView& b = views[i];
     if (b.storage != a.storage || b.hadamard_block != a.hadamard_block || b.head_dim_k != a.head_dim_k ||
-        b.head_dim_v != a.head_dim_v || b.k_stride != a.k_stride || b.v_stride != a.v_stride ||
+        b.head_dim_v != a.head_dim_v || b.v_in_k != a.v_in_k || b.k_stride != a.k_stride || b.v_stride != a.v_stride ||
         b.count() != a.count())
       return false;
     for (int s = 0; s <= last; ++s)

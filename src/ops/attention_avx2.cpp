@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "ops/attention.h"
 #include "ops/attention_avx2.h"
@@ -139,11 +142,143 @@ void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const Kv
   }
 }
 
+// Latent rows (MLA, KvView::v_in_k): every query head of the model reads the
+// same rows, so a tile is a small GEMM, S = Q K^T then O += P V, with all
+// heads at once. Each row is converted to f32 once per tile (not once per
+// group of 4 heads) and reused from L1 by every head; scores take two rows x
+// up to 6 heads per pass (15 registers: FMA-bound, where one head per query
+// load is load-bound); V accumulates from the f32 rows. Head g's score of
+// row j is one chain over the columns in order, hsum'ed, whatever the other
+// heads and rows: each head's arithmetic depends only on its query and rows.
+template <int G>
+void latent_scores(const float* const* q, int dk, const float* rows, size_t rs, int n, float scale,
+                   float (*s)[kAttnTile]) {
+  int j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const float* k0 = rows + (size_t)j * rs;
+    const float* k1 = k0 + rs;
+    __m256 a0[G], a1[G];
+    for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
+    for (int c = 0; c < dk; c += 8) {
+      const __m256 x0 = _mm256_loadu_ps(k0 + c), x1 = _mm256_loadu_ps(k1 + c);
+      for (int g = 0; g < G; ++g) {
+        const __m256 qv = _mm256_loadu_ps(q[g] + c);
+        a0[g] = _mm256_fmadd_ps(qv, x0, a0[g]);
+        a1[g] = _mm256_fmadd_ps(qv, x1, a1[g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      s[g][j] = hsum256_ps(a0[g]) * scale;
+      s[g][j + 1] = hsum256_ps(a1[g]) * scale;
+    }
+  }
+  for (; j < n; ++j) {  // the same chains, one row
+    const float* k0 = rows + (size_t)j * rs;
+    __m256 a0[G];
+    for (int g = 0; g < G; ++g) a0[g] = _mm256_setzero_ps();
+    for (int c = 0; c < dk; c += 8) {
+      const __m256 x0 = _mm256_loadu_ps(k0 + c);
+      for (int g = 0; g < G; ++g) a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c), x0, a0[g]);
+    }
+    for (int g = 0; g < G; ++g) s[g][j] = hsum256_ps(a0[g]) * scale;
+  }
+}
+
+template <class KV>
+void latent_chunk(const float* const* q, const int32_t* r1, int n_heads, const KvView& view, const AttnChunk& c,
+                  float scale, float* part) {
+  const int dk = view.head_dim_k, dv = view.head_dim_v;
+  const size_t ks = view.k_stride / sizeof(typename KV::Elem);
+  const KvSegment& seg = view.segment(c.seg);
+  thread_local std::vector<float> tile;       // [kAttnTile][dk] f16 rows as f32
+  thread_local std::vector<float> ml;         // [n_heads][2] running max and denominator
+  thread_local std::vector<float> sbuf;       // [n_heads][kAttnTile] scores, then probabilities (+8: alignment)
+  sbuf.resize((size_t)n_heads * kAttnTile + 8);
+  float(*s)[kAttnTile] = (float(*)[kAttnTile])(((uintptr_t)sbuf.data() + 31) & ~(uintptr_t)31);
+  ml.assign((size_t)n_heads * 2, 0.0f);
+  int32_t c1 = c.r0;
+  for (int g = 0; g < n_heads; ++g) {
+    ml[2 * g] = -INFINITY;
+    c1 = std::max(c1, r1[g]);
+    std::fill(part + (size_t)g * (2 + dv) + 2, part + (size_t)(g + 1) * (2 + dv), 0.0f);
+  }
+  thread_local std::vector<float> corr;  // [n_heads] this tile's rescaling of each head's sum
+  thread_local std::vector<int> ng;      // [n_heads] rows of the tile each head sees
+  corr.resize(n_heads);
+  ng.resize(n_heads);
+  for (int32_t r0 = c.r0; r0 < c1; r0 += kAttnTile) {
+    const int n = std::min<int32_t>(kAttnTile, c1 - r0);
+    int n_all = n;
+    for (int g = 0; g < n_heads; ++g) {
+      ng[g] = std::clamp<int32_t>(r1[g] - r0, 0, n);
+      n_all = std::min(n_all, ng[g]);
+    }
+    const float* rows;  // [n][rs] the tile's rows in f32
+    size_t rs;
+    if constexpr (std::is_same_v<KV, RowF32>) {
+      rows = (const float*)seg.k + (size_t)r0 * ks;
+      rs = ks;
+    } else {
+      tile.resize((size_t)kAttnTile * dk);
+      for (int j = 0; j < n; ++j)
+        for (int col = 0; col < dk; col += 8)
+          _mm256_storeu_ps(&tile[(size_t)j * dk + col], KV::load(seg.k, (size_t)(r0 + j) * ks + col));
+      rows = tile.data();
+      rs = dk;
+    }
+    for (int h0 = 0; h0 < n_heads; h0 += 6) {
+      float(*sh)[kAttnTile] = s + h0;
+      switch (std::min(6, n_heads - h0)) {
+        case 1: latent_scores<1>(q + h0, dk, rows, rs, n, scale, sh); break;
+        case 2: latent_scores<2>(q + h0, dk, rows, rs, n, scale, sh); break;
+        case 3: latent_scores<3>(q + h0, dk, rows, rs, n, scale, sh); break;
+        case 4: latent_scores<4>(q + h0, dk, rows, rs, n, scale, sh); break;
+        case 5: latent_scores<5>(q + h0, dk, rows, rs, n, scale, sh); break;
+        default: latent_scores<6>(q + h0, dk, rows, rs, n, scale, sh); break;
+      }
+    }
+    for (int g = 0; g < n_heads; ++g) {
+      for (int j = ng[g]; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
+      corr[g] = online_softmax_tile_avx2(s[g], ml[2 * g], ml[2 * g + 1]);
+    }
+    // V (the rows' first dv values), 4 heads x 16 columns per pass.
+    for (int h0 = 0; h0 < n_heads; h0 += 4) {
+      float* ph = part + (size_t)h0 * (2 + dv);
+      const int gn = std::min(4, n_heads - h0);
+      int na = n;
+      for (int g = h0; g < h0 + gn; ++g) na = std::min(na, ng[g]);
+      for (int col = 0; col < dv; col += 8) {
+        const bool two = col + 16 <= dv;
+        auto acc = [&]<int G2>() {
+          if (two) accumulate_v<RowF32, G2, 2>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph);
+          else accumulate_v<RowF32, G2, 1>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph);
+        };
+        switch (gn) {
+          case 1: acc.template operator()<1>(); break;
+          case 2: acc.template operator()<2>(); break;
+          case 3: acc.template operator()<3>(); break;
+          default: acc.template operator()<4>(); break;
+        }
+        if (two) col += 8;
+      }
+    }
+  }
+  for (int g = 0; g < n_heads; ++g) {
+    part[(size_t)g * (2 + dv)] = ml[2 * g];
+    part[(size_t)g * (2 + dv) + 1] = ml[2 * g + 1];
+  }
+}
+
 }  // namespace
 
 bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
                              const AttnChunk& c, float scale, float* part) {
   if (view.head_dim_k % 8 != 0 || view.head_dim_v % 8 != 0) return false;
+  if (view.v_in_k) switch (view.storage) {
+      case KvStorage::F32: latent_chunk<RowF32>(q, r1, n_heads, view, c, scale, part); return true;
+      case KvStorage::F16: latent_chunk<RowF16>(q, r1, n_heads, view, c, scale, part); return true;
+      default: return false;
+    }
   switch (view.storage) {
     case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, view, c, scale, part); return true;
     case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, view, c, scale, part); return true;

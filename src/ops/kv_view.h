@@ -47,6 +47,10 @@ struct KvView {
   int hadamard_block = 0;
   int head_dim_k = 0;
   int head_dim_v = 0;
+  // Latent rows (MLA): V is the first head_dim_v values of each K row and
+  // every query head of the model reads them, so the kernels take all heads
+  // at once per tile (ops/attention_avx2.cpp).
+  bool v_in_k = false;
   size_t k_stride = 0;  // bytes from one K row to the next
   size_t v_stride = 0;  // bytes from one V row to the next
   const KvSegment* blocks = nullptr;  // [n_blocks], owned by the cache

@@ -19,6 +19,7 @@ Tolerances (measured values are printed, pytest -s):
   loader) while transformers applies it to every layer, as kvforge does; so
   Phi-3 meets llama.cpp without a window and transformers with one.
 """
+import concurrent.futures
 import functools
 import json
 
@@ -152,3 +153,24 @@ def test_phi3_longrope_short_and_long_factors(kvforge_bin, tmp_path, tmp_dir, n_
     ours = kvforge_logits(kvforge_bin, path, ids, tmp_path, "-c", ctx)
     print(f"\n[phi3 LongRoPE {n_tok} tokens vs llama.cpp] max|diff|={np.abs(ref - ours).max():.2e}")
     assert np.abs(ref - ours).max() <= 2e-2
+
+
+def test_serve_keeps_window_layers(kvforge_bin, tmp_dir):
+    """`kvforge serve` keeps a model's own sliding-window layers per sequence
+    (Gemma 3: five local layers of window 8, then a global one): concurrent
+    greedy requests, well past the window, give the text each gives alone
+    and `kvforge run`'s."""
+    from test_serve import N_CTX, Server, greedy
+    _, path = _model("gemma3", WINDOW, tmp_dir)
+    prompts = ["Hello, world! tiny tests talk", "abc def ghi jkl"]
+    s = Server(kvforge_bin, path, "--parallel", 2)
+    try:
+        c = s.client()
+        solo = [greedy(c, p, n=N_GEN, ignore_eos=True) for p in prompts]
+        with concurrent.futures.ThreadPoolExecutor(len(prompts)) as ex:
+            assert list(ex.map(lambda p: greedy(c, p, n=N_GEN, ignore_eos=True), prompts)) == solo
+        cli = run_kvforge(kvforge_bin, "run", "-m", path, "-p", prompts[0], "--temp", "0", "-n", N_GEN,
+                          "--ignore-eos", "-c", N_CTX, "-t", "2").stdout
+        assert solo[0] + "\n" == cli
+    finally:
+        assert s.stop() == 0, s.proc.stderr.read()

@@ -84,7 +84,7 @@ def test_errors_are_exceptions_with_the_engines_message(tiny):
     with pytest.raises(kvforge.Error):
         b.decode([(0, [1])])  # the sequence's context (32) is full
     with pytest.raises(kvforge.Error):
-        kvforge.BatchContext(tiny, n_seqs=2, kv="window:16")  # a multi-sequence cache keeps full histories
+        kvforge.BatchContext(tiny, n_seqs=2, kv="h2o:16")  # token eviction is single-sequence
     with pytest.raises(kvforge.Error):
         kvforge.BatchContext(tiny, n_seqs=0)
 

@@ -11,7 +11,7 @@ import torch
 
 import kvforge
 from kvforge import _core
-from kvforge.tasks import Problem
+from kvforge.tasks import Problem, make_problems
 from kvforge.train_rlkv import RlkvOptions, train_rlkv
 from kvforge.twin import Twin
 from test_heads_train import gates, train
@@ -66,6 +66,12 @@ def test_tasks_and_gate_files(smollm2_gguf, tmp_path):
     assert not _core.task_answer_correct("I do not know.", c.expected)
     with pytest.raises(kvforge.Error, match="unknown task"):
         _core.task_case(model, "nonsense", 1, 256, 0)
+    # A list of tasks is taken in turn: problem i is trial i of task i % len(list).
+    mixed = make_problems(model, "passkey,copy", 1, 3, 256)
+    assert [p.expected for p in mixed] == [c.expected, _core.task_case(model, "copy", 1, 256, 1).expected,
+                                           _core.task_case(model, "passkey", 1, 256, 2).expected]
+    with pytest.raises(ValueError, match="unknown task 'nonsense'"):
+        make_problems(model, "passkey,nonsense", 1, 3, 256)
     a = np.random.default_rng(1).uniform(-0.1, 1.1, size=(30, 3))
     path = str(tmp_path / "adapter_weights.tsv")
     _core.write_head_gates(path, a)

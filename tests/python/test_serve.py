@@ -383,14 +383,14 @@ def test_queue_limit_and_api_key(kvforge_bin, smollm2_gguf):
             assert s.stop() == 0
 
 
-def test_window_policies_refused(kvforge_bin, smollm2_gguf):
-    """The paged cache keeps full histories only: a --kv window policy is
-    refused at start with one clear error line and exit status 1."""
+def test_token_eviction_refused(kvforge_bin, smollm2_gguf):
+    """Token eviction (h2o, snapkv) is single-sequence: serve refuses it at
+    start with one clear error line and exit status 1."""
     r = subprocess.run([str(kvforge_bin), "serve", "-m", str(smollm2_gguf), "--port", "0", "-c", "256",
-                        "--kv", "window:64,sinks:4"], capture_output=True, text=True, timeout=60)
+                        "--kv", "h2o:64"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == (
-        "error: --kv window:64,sinks:4+f16: the multi-sequence (paged) cache keeps full histories only; "
-        "window policies are single-sequence")
+        "error: the multi-sequence (paged) cache keeps whole histories or windows; token eviction (h2o, snapkv) is "
+        "single-sequence")
 
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -14,6 +14,7 @@
 #include "model/generate.h"
 #include "ops/quantize.h"
 #include "tiny_model.h"
+#include "util/error.h"
 
 using namespace kvforge;
 using namespace kvforge::testing;
@@ -177,6 +178,47 @@ TEST(TinyMlaCache, BytesPerTokenAreOneLatentRowPerLayer) {
     Context ctx(*m, p);
     EXPECT_EQ(ctx.cache().bytes_per_token(), kLayers * row) << kv;
     EXPECT_EQ(ctx.cache().bytes(), kLayers * row * 64) << kv;
+  }
+}
+
+// Token eviction keeps latent rows like any other (one lane per layer: the
+// query group is all heads): a budget covering the text is the full cache bit
+// for bit; a smaller one drops rows, is independent of the batch split and
+// holds `budget` rows.
+TEST(TinyMlaCache, EvictionOnLatentRows) {
+  auto m = Model::load(write_tiny_deepseek2(temp_path("mla_evict.gguf"), false));
+  const auto toks = some_tokens(70);
+  for (const char* st : {"f16", "q8"}) {
+    const std::string s = st;
+    const auto full = all_logits(*m, toks, "full+" + s, 256, 1);
+    EXPECT_EQ(full, all_logits(*m, toks, "h2o:100,recent:8+" + s, 256, 1)) << st;
+    EXPECT_EQ(full, all_logits(*m, toks, "snapkv:100+" + s, 256, 1)) << st;
+    const auto h2o = all_logits(*m, toks, "h2o:24,recent:6+" + s, 1, 1);
+    EXPECT_EQ(h2o, all_logits(*m, toks, "h2o:24,recent:6+" + s, 64, 3)) << st;
+    EXPECT_NE(h2o, full) << st << ": nothing dropped, the test would be vacuous";
+  }
+  ContextParams p;
+  p.n_ctx = 128;
+  p.kv = parse_kv_policy("h2o:20,recent:6");
+  Context ctx(*m, p);
+  std::vector<float> logits(kVocab);
+  const auto toks2 = some_tokens(60);
+  ctx.eval(toks2.data(), 60, logits.data());
+  EXPECT_EQ(ctx.cache().bytes_used(), (size_t)20 * kLayers * (kLatent + kRope) * 2);
+}
+
+// Soft gates are per KV head; a latent row is read by every head: refused
+// with one clear error (the --kv heads:/gates: policies are refused likewise).
+TEST(TinyMlaCache, SoftGatesAreRefused) {
+  auto m = Model::load(write_tiny_deepseek2(temp_path("mla_gates.gguf"), false));
+  ContextParams p;
+  p.n_ctx = 64;
+  Context ctx(*m, p);
+  try {
+    ctx.set_gates(std::vector<float>(kLayers, 0.5f), 4, 8);
+    FAIL() << "soft gates accepted on a latent cache";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("latent (MLA) cache"), std::string::npos) << e.what();
   }
 }
 

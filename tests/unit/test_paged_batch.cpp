@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kv/kv_layout.h"
 #include "kv/paged_cache.h"
 #include "model/context.h"
 #include "tiny_model.h"
@@ -88,6 +89,23 @@ void run_interleaved(Fixture& f, const std::vector<int32_t>& seqs, const std::ve
   }
 }
 
+// Five texts of 300, 17, 530, 5 and 260 tokens in sequences 0-4, each
+// checked against its solo logits: prefill chunks that cross block
+// boundaries, then one-token decodes beside the longer prefills.
+void run_five_texts(Fixture& f, const KvPolicy& kv) {
+  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
+  std::vector<std::vector<TokenId>> texts;
+  std::vector<std::vector<float>> refs;
+  std::vector<int32_t> seqs;
+  for (int i = 0; i < 5; ++i) {
+    texts.push_back(text(lens[i], i));
+    refs.push_back(solo_logits(*f.model, texts.back(), kv));
+    if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
+    seqs.push_back(i);
+  }
+  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+}
+
 struct Case {
   TinyModelSpec spec;
   KvPolicy kv;
@@ -99,19 +117,7 @@ class PagedBatch : public ::testing::TestWithParam<Case> {};
 TEST_P(PagedBatch, BatchedEqualsSolo) {
   const Case& cs = GetParam();
   Fixture f(cs.spec, cs.kv, 16, 5);
-  const std::vector<int32_t> lens{300, 17, 530, 5, 260};
-  std::vector<std::vector<TokenId>> texts;
-  std::vector<std::vector<float>> refs;
-  std::vector<int32_t> seqs;
-  for (int i = 0; i < 5; ++i) {
-    texts.push_back(text(lens[i], i));
-    refs.push_back(solo_logits(*f.model, texts.back(), cs.kv));
-    if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
-    seqs.push_back(i);
-  }
-  // Prefill chunks that cross block boundaries, then one-token decodes
-  // beside the longer prefills.
-  run_interleaved(f, seqs, texts, refs, {37, 1, 64, 1, 1, 13});
+  run_five_texts(f, cs.kv);
   EXPECT_EQ(f.cache->stats().blocks_used, 2 + 1 + 3 + 1 + 2);
 }
 
@@ -229,7 +235,92 @@ TEST(PagedKv, EvictsLeastRecentlyUsedPrefixAndReportsExhaustion) {
   EXPECT_EQ(cache.reuse_prefix(0, yq.data(), (int32_t)yq.size()), kKvBlockRows);  // still cached
   // Every block held: the next one cannot be had.
   EXPECT_THROW(fill(0, {1}), Error);
-  EXPECT_THROW(PagedKvCache(parse_kv_policy("window:64"), shape, 1024, 3, 4), Error);
+  EXPECT_THROW(PagedKvCache(parse_kv_policy("h2o:64"), shape, 1024, 3, 4), Error);
+}
+
+// Streaming heads (window policies, per-head mixed caches) attend to a ring
+// per sequence, laid out as the single-sequence cache's: batched, chunked,
+// past the ring's wrap, each sequence's logits are bit-identical to its solo
+// run with the same policy; when every head streams, blocks behind the
+// window go back to the pool.
+struct WindowCase {
+  const char* kv;
+  int32_t blocks_used;  // after the five texts: 2+1+3+1+2 blocks unless released
+};
+void PrintTo(const WindowCase& c, std::ostream* os) { *os << c.kv; }  // test names that do not change per run
+
+class PagedWindow : public ::testing::TestWithParam<WindowCase> {};
+
+TEST_P(PagedWindow, BatchedEqualsSoloAndReleasesBlocksBehindTheWindow) {
+  const KvPolicy kv = parse_kv_policy(GetParam().kv);
+  Fixture f({.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024}, kv, 16, 5);
+  run_five_texts(f, kv);
+  EXPECT_EQ(f.cache->stats().blocks_used, GetParam().blocks_used);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, PagedWindow,
+                         ::testing::Values(
+                             // window 40: the 530-token text keeps blocks 1-2, the 300 one block 1
+                             WindowCase{"window:40,sinks:4", 7}, WindowCase{"window:33,sinks:0+q4,hadamard", 7},
+                             WindowCase{"window:200,sinks:2+q8", 8},  // only block 0 of the 530 one
+                             // full-history heads read every block: none released
+                             WindowCase{"heads:full:0-1/1-3,sinks:2,recent:24", 9}),
+                         [](const auto& info) { return std::to_string(info.index); });
+
+// A prefix shared from the blocks fills the rings of the sequence reusing it
+// (also from a block its first owner released when it fell out of the
+// window); a fork copies them; going back before a released block is an error.
+TEST(PagedWindowPrefix, SharedPrefixFillsTheRings) {
+  const KvPolicy kv = parse_kv_policy("window:40,sinks:4");
+  Fixture f({.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024}, kv, 16, 4);
+  const int32_t V = f.vocab();
+  const auto a = text(300, 1);
+  auto b = std::vector<TokenId>(a.begin(), a.begin() + 280);
+  for (TokenId t : text(40, 2)) b.push_back(t);
+  run_interleaved(f, {0}, {a}, {solo_logits(*f.model, a, kv)}, {96});
+  EXPECT_EQ(f.cache->stats().blocks_used, 1);  // block 0 fell out of the window: cached
+  EXPECT_EQ(f.cache->stats().blocks_cached, 1);
+  f.cache->add_sequence(1);
+  EXPECT_EQ(f.cache->reuse_prefix(1, b.data(), (int32_t)b.size()), 280);
+  run_interleaved(f, {1}, {b}, {solo_logits(*f.model, b, kv)}, {7, 96});
+  f.cache->fork(1, 2);
+  auto b1 = b, b2 = b;
+  b1.push_back(5);
+  b2.push_back(6);
+  std::vector<float> l1(V), l2(V);
+  f.ctx->decode({{f.cache->plan_for(1, 1), &b1.back(), l1.data()}, {f.cache->plan_for(2, 1), &b2.back(), l2.data()}});
+  EXPECT_EQ(0, std::memcmp(l1.data(), &solo_logits(*f.model, b1, kv)[(b1.size() - 1) * V], (size_t)V * 4));
+  EXPECT_EQ(0, std::memcmp(l2.data(), &solo_logits(*f.model, b2, kv)[(b2.size() - 1) * V], (size_t)V * 4));
+  EXPECT_THROW(f.cache->truncate(1, 100), Error);  // block 0 (the sinks) is gone
+}
+
+// A model's own sliding-window layers (Gemma 2/3's local layers): the layout
+// make_paged_cache builds keeps the window only in those layers, and the
+// batched logits are those of the single-sequence cache with that layout.
+TEST(PagedWindowPrefix, PerLayerWindowsEqualSolo) {
+  const TinyModelSpec spec{.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024};
+  auto model = Model::load(write_tiny_model(temp_path("paged_layers.gguf"), spec));
+  KvLayout layout = resolve_kv_layout(KvPolicy{}, model->config().kv_shape(), 1024);
+  limit_layer_window(layout, 1, 48);
+  ContextParams p;
+  p.n_ctx = 1024;
+  p.n_batch = 96;
+  p.n_threads = 2;
+  Context solo(*model, p, make_kv_cache(layout));
+  auto owned = std::make_unique<PagedKvCache>(layout, 1024, 12, 3);
+  PagedKvCache& cache = *owned;
+  Context batched(*model, p, std::move(owned));
+  const int32_t V = model->config().n_vocab;
+  const auto t = text(200, 5);
+  std::vector<float> ref(t.size() * V), got(V);
+  for (size_t i = 0; i < t.size(); i += 50) solo.eval(&t[i], 50, &ref[i * V], true);
+  cache.add_sequence(1);
+  const auto other = text(120, 6);
+  for (int32_t i = 0; i < 200; i += 25) {  // beside another sequence's decodes
+    std::vector<float> scratch(V);
+    batched.decode({{cache.plan_for(0, 25), &t[i], got.data()}, {cache.plan_for(1, 1), &other[i / 25], scratch.data()}});
+    ASSERT_EQ(0, std::memcmp(got.data(), &ref[(size_t)(i + 24) * V], (size_t)V * 4)) << "position " << i + 24;
+  }
 }
 
 }  // namespace
