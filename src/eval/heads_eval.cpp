@@ -186,7 +186,8 @@ std::string heads_eval_plot_data(const HeadsEval& e) {
 std::string heads_eval_plot_script(const HeadsEval& e, const std::string& data, const std::string& png) {
   const std::vector<std::string> methods = methods_of(e);
   std::string s = fmt::format(
-      "set terminal pngcairo size 900,600 font ',10'\nset output '{}'\n"
+      // noenhanced: file names such as adapter_weights.tsv are titles, not subscripts
+      "set terminal pngcairo size 900,600 noenhanced font ',10'\nset output '{}'\n"
       "set title 'task accuracy vs sparsity (share of streaming heads; {} sinks + {} recent)'\n"
       "set xlabel 'sparsity'\nset ylabel 'accuracy, mean over tasks (%)'\nset xrange [-0.05:1.05]\n"
       "set yrange [-5:105]\nset key bottom left\nset grid\n",
@@ -220,7 +221,7 @@ std::string gates_heatmap_data(const HeadGates& g) {
 std::string gates_heatmap_script(const HeadGates& g, const std::string& title, const std::string& data,
                                  const std::string& png) {
   return fmt::format(
-      "set terminal pngcairo size {},{} font ',10'\nset output '{}'\nset title '{}'\n"
+      "set terminal pngcairo size {},{} noenhanced font ',10'\nset output '{}'\nset title '{}'\n"
       "set xlabel 'KV head'\nset ylabel 'layer'\nset cbrange [0:1]\nset cblabel 'gate alpha'\n"
       "set palette defined (0 '#3b4cc0', 0.5 '#dddddd', 1 '#b40426')\n"
       "set xrange [-0.5:{}]\nset yrange [-0.5:{}]\nset xtics 1\nset ytics {}\n"
