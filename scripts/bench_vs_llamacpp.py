@@ -391,6 +391,25 @@ def main():
     n_ctx = max([*pp, *[d + n for d in depths for n in tg], 1])
     tests = [(p, 0, 0) for p in pp] + [(0, n, d) for d in depths for n in tg]
 
+    def report():
+        bw = statistics.median(bw_runs)
+        if a.variants:
+            results = report_variants(a, models, tests, n_ctx, bw, bw_runs)
+        else:
+            results = report_one(a, models[0], tests, n_ctx, bw, bw_runs)
+        print(f"machine load (1-minute load average at the start of each pass; {os.cpu_count()} CPUs): "
+              f"{', '.join(f'{x:.2f}' for x in loads)}")
+        print(f"\n({time.time() - t_start:.0f} s)")
+        if a.json_out:
+            pathlib.Path(a.json_out).write_text(json.dumps({
+                "model": str(model), "threads": a.threads, "n_ctx": n_ctx, "bandwidth_gbs": bw,
+                "bandwidth_passes": bw_runs, "load_average_passes": loads, "tests": results,
+                "variants": {m["label"]: str(m["path"]) for m in models} if a.variants else None,
+                "peak_rss_bytes": {m["label"]: m["rss"] for m in models} if a.variants else models[0]["rss"],
+                "kvforge_raw": {m["label"]: [list(r.values()) for r in m["kvf_runs"]] for m in models},
+                "llama_cpp_raw": {m["label"]: [list(r.values()) for r in m["llm_runs"]] for m in models}}, indent=1))
+        sys.stdout.flush()
+
     bw_runs, loads = [], []
     t_start = time.time()
     for i in range(a.passes):
@@ -412,23 +431,11 @@ def main():
                     m["llm_runs"].append(recs)
                     m["rss"]["llama.cpp"].append(peak)
                     m["rss"]["llama.cpp (net)"].append(net)
+        if a.variants and i + 1 < a.passes:  # long runs: the table so far after every pass
+            print(f"### after pass {i + 1} of {a.passes}\n")
+            report()
+    report()
 
-    bw = statistics.median(bw_runs)
-    if a.variants:
-        results = report_variants(a, models, tests, n_ctx, bw, bw_runs)
-    else:
-        results = report_one(a, models[0], tests, n_ctx, bw, bw_runs)
-    print(f"machine load (1-minute load average at the start of each pass; {os.cpu_count()} CPUs): "
-          f"{', '.join(f'{x:.2f}' for x in loads)}")
-    print(f"\n({time.time() - t_start:.0f} s)")
-    if a.json_out:
-        pathlib.Path(a.json_out).write_text(json.dumps({
-            "model": str(model), "threads": a.threads, "n_ctx": n_ctx, "bandwidth_gbs": bw,
-            "bandwidth_passes": bw_runs, "load_average_passes": loads, "tests": results,
-            "variants": {m["label"]: str(m["path"]) for m in models} if a.variants else None,
-            "peak_rss_bytes": {m["label"]: m["rss"] for m in models} if a.variants else models[0]["rss"],
-            "kvforge_raw": {m["label"]: [list(r.values()) for r in m["kvf_runs"]] for m in models},
-            "llama_cpp_raw": {m["label"]: [list(r.values()) for r in m["llm_runs"]] for m in models}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -214,32 +214,39 @@ void tilef(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int6
 // Per super-block and pair: the 8 sub-block sums, each times its 6-bit scale,
 // are added exactly in int32 lanes (madd with the scale); then one f32 fma
 // per super-block, and a scalar fma for the dmin * sum(m_j bsums) term.
-template <bool kQ5, int R>
-void tile_k4(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+// T tokens (1 or 2) share each unpacked weight vector; every (row, token)
+// keeps its own integer sums and f32 chain, so T changes no bit.
+template <bool kQ5, int R, int T>
+void tile_k4(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t0, float* y) {
   using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
   const int64_t nb = W.cols / QK_K;
   const Block* w[R];
   for (int r = 0; r < R; ++r) w[r] = (const Block*)W.row(r0 + r);
-  const BlockQ8K* a = (const BlockQ8K*)(xa + t * xs);
-  __m256 acc[R];
-  float accm[R];
-  for (int r = 0; r < R; ++r) { acc[r] = _mm256_setzero_ps(); accm[r] = 0; }
+  const BlockQ8K* a[T];
+  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
+  __m256 acc[R][T];
+  float accm[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) { acc[r][t] = _mm256_setzero_ps(); accm[r][t] = 0; }
   const __m256i m4 = _mm256_set1_epi8(15);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i isum[R];
-    int bsum[R];
+    __m256i isum[R][T];
+    int bsum[R][T];
     uint8_t sc[R][8], mn[R][8];
     for (int r = 0; r < R; ++r) {
-      isum[r] = _mm256_setzero_si256();
-      bsum[r] = 0;
-      for (int j = 0; j < 8; ++j) {
-        k4_scale_min(j, w[r][b].scales, &sc[r][j], &mn[r][j]);
-        bsum[r] += mn[r][j] * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      for (int j = 0; j < 8; ++j) k4_scale_min(j, w[r][b].scales, &sc[r][j], &mn[r][j]);
+      for (int t = 0; t < T; ++t) {
+        isum[r][t] = _mm256_setzero_si256();
+        bsum[r][t] = 0;
+        for (int j = 0; j < 8; ++j) bsum[r][t] += mn[r][j] * (a[t][b].bsums[2 * j] + a[t][b].bsums[2 * j + 1]);
       }
     }
     for (int c = 0; c < 4; ++c) {  // 64-element chunks: sub-blocks 2c, 2c+1
-      const __m256i a0 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c));
-      const __m256i a1 = _mm256_loadu_si256((const __m256i*)(a[b].qs + 64 * c + 32));
+      __m256i a0[T], a1[T];
+      for (int t = 0; t < T; ++t) {
+        a0[t] = _mm256_loadu_si256((const __m256i*)(a[t][b].qs + 64 * c));
+        a1[t] = _mm256_loadu_si256((const __m256i*)(a[t][b].qs + 64 * c + 32));
+      }
       for (int r = 0; r < R; ++r) {
         const __m256i raw = _mm256_loadu_si256((const __m256i*)(w[r][b].qs + 32 * c));
         __m256i q0 = _mm256_and_si256(raw, m4);
@@ -250,23 +257,29 @@ void tile_k4(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, in
           q0 = _mm256_or_si256(q0, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), bit), 4));
           q1 = _mm256_or_si256(q1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), bit), 4));
         }
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0), _mm256_set1_epi16(sc[r][2 * c]));
-        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1), _mm256_set1_epi16(sc[r][2 * c + 1]));
-        isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(p0, p1));
+        const __m256i s0 = _mm256_set1_epi16(sc[r][2 * c]), s1 = _mm256_set1_epi16(sc[r][2 * c + 1]);
+        for (int t = 0; t < T; ++t) {
+          const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, a0[t]), s0);
+          const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, a1[t]), s1);
+          isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_add_epi32(p0, p1));
+        }
       }
     }
-    for (int r = 0; r < R; ++r) {
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(h2f(w[r][b].d) * a[b].d), acc[r]);
-      accm[r] = std::fma(h2f(w[r][b].dmin) * a[b].d, (float)-bsum[r], accm[r]);
-    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(h2f(w[r][b].d) * a[t][b].d),
+                                    acc[r][t]);
+        accm[r][t] = std::fma(h2f(w[r][b].dmin) * a[t][b].d, (float)-bsum[r][t], accm[r][t]);
+      }
   }
-  for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = hsum(acc[r]) + accm[r];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * W.rows + r0 + r] = hsum(acc[r][t]) + accm[r][t];
 }
 
 template <class WT, int R, int T>
-struct TileK4 {  // one token at a time: the 4-row weight tile stays in L1
+struct TileK4 {  // the Tiler's token tiles (kT = 2) or single tokens
   static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
-    for (int i = 0; i < T; ++i) tile_k4<WT::value, R>(W, r, xa, xs, t + i, y);
+    tile_k4<WT::value, R, T>(W, r, xa, xs, t, y);
   }
 };
 
@@ -276,26 +289,27 @@ struct TileK4 {  // one token at a time: the 4-row weight tile stays in L1
 // with q in 0..63. maddubs(q, a) pairs (<= 2*63*127) times the 16-element
 // scale (madd) add up exactly in int32 lanes; the -32 offset is
 // -32 * sum_s scale_s * bsums_s, subtracted from lane 0 (still exact). Then
-// one f32 fma per super-block, as for Q4_K.
-template <int R>
-void tile_q6k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t, float* y) {
+// one f32 fma per super-block, as for Q4_K; T tokens as there.
+template <int R, int T>
+void tile_q6k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int64_t t0, float* y) {
   const int64_t nb = W.cols / QK_K;
   const BlockQ6_K* w[R];
   for (int r = 0; r < R; ++r) w[r] = (const BlockQ6_K*)W.row(r0 + r);
-  const BlockQ8K* a = (const BlockQ8K*)(xa + t * xs);
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const BlockQ8K* a[T];
+  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i isum[R];
-    for (int r = 0; r < R; ++r) {
-      int corr = 0;
-      for (int s = 0; s < 16; ++s) corr += w[r][b].scales[s] * a[b].bsums[s];
-      isum[r] = _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0);
-    }
+    __m256i isum[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        int corr = 0;
+        for (int s = 0; s < 16; ++s) corr += w[r][b].scales[s] * a[t][b].bsums[s];
+        isum[r][t] = _mm256_setr_epi32(-32 * corr, 0, 0, 0, 0, 0, 0, 0);
+      }
     for (int h = 0; h < 2; ++h) {
-      __m256i av[4];  // [g] activations 128h + 32g .. + 31
-      for (int g = 0; g < 4; ++g) av[g] = _mm256_loadu_si256((const __m256i*)(a[b].qs + 128 * h + 32 * g));
       for (int r = 0; r < R; ++r) {
         const BlockQ6_K& B = w[r][b];
         const __m256i l0 = _mm256_loadu_si256((const __m256i*)(B.ql + 64 * h));
@@ -309,20 +323,27 @@ void tile_q6k(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, i
           const __m256i q = _mm256_or_si256(lo4[g], _mm256_slli_epi16(hi2, 4));
           const int8_t* sc = B.scales + 8 * h + 2 * g;  // [2] for l < 16, l >= 16
           const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-          isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, av[g]), scv));
+          for (int t = 0; t < T; ++t) {
+            // activations 128h + 32g .. + 31 (L1-resident: reloaded per row)
+            const __m256i av = _mm256_loadu_si256((const __m256i*)(a[t][b].qs + 128 * h + 32 * g));
+            isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), scv));
+          }
         }
       }
     }
     for (int r = 0; r < R; ++r)
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(h2f(w[r][b].d) * a[b].d), acc[r]);
+      for (int t = 0; t < T; ++t)
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(h2f(w[r][b].d) * a[t][b].d),
+                                    acc[r][t]);
   }
-  for (int r = 0; r < R; ++r) y[t * W.rows + r0 + r] = hsum(acc[r]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * W.rows + r0 + r] = hsum(acc[r][t]);
 }
 
 template <class WT, int R, int T>
-struct TileK6 {  // one token at a time, like TileK4
+struct TileK6 {  // token tiles as TileK4
   static void run(const WeightMatrix& W, int64_t r, const uint8_t* xa, size_t xs, int64_t t, float* y) {
-    for (int i = 0; i < T; ++i) tile_q6k<R>(W, r, xa, xs, t + i, y);
+    tile_q6k<R, T>(W, r, xa, xs, t, y);
   }
 };
 

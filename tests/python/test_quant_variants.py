@@ -21,11 +21,13 @@ less smooth and the noise larger; against the dequantized weights in f32
 (transformers) kvforge and llama.cpp were about equally far off on Q4_K_M
 (mean |diff| 0.25 / 0.39 and 0.31 / 0.26 on two prompts), so the spread is
 the references', not a kvforge error. Measured here over the 38 positions
-of PROMPTS (max |diff|, mean |diff|, top-1 agreement):
+of PROMPTS (max |diff|, mean |diff|, top-1 agreement; Q4_0/Q5_0/Q5_1/IQ4_NL
+repacked 8 rows at a time, whose kernels add the same block sums in another
+f32 order than the plain ones, which moved these by up to 0.6):
 
-    Q8_0 1.25 0.19 0.97   Q6_K 1.76 0.26 0.97     Q5_0 1.31 0.17 1.00
-    Q5_K_M 1.97 0.29 0.95 Q4_K_M 2.15 0.30 0.92   IQ4_XS 1.82 0.25 0.95
-    Q3_K_M 2.69 0.30 0.97 Q2_K 1.68 0.21 1.00     Q2_K pure 3.15 0.29 0.95
+    Q8_0 1.25 0.19 0.97   Q6_K 1.75 0.26 0.97     Q5_0 1.26 0.18 0.97
+    Q5_K_M 2.56 0.27 0.97 Q4_K_M 2.15 0.30 0.95   IQ4_XS 1.53 0.21 0.92
+    Q3_K_M 2.33 0.28 0.97 Q2_K 1.55 0.25 0.97     Q2_K pure 3.20 0.30 0.89
 
 The bounds below are about 1.5x those (top-1: at most 3 to 5 of the 38
 positions may flip, each a near-tie). A real bug (a mis-read scale, a wrong
@@ -60,7 +62,7 @@ VARIANTS = {
     "Q8_0": ("Q8_0", False, 2.0, 0.3, 0.92),
     "Q6_K": ("Q6_K", False, 2.7, 0.4, 0.9),
     "Q5_0": ("Q5_0", False, 2.0, 0.3, 0.92),
-    "Q5_K_M": ("Q5_K_M", False, 3.0, 0.45, 0.87),
+    "Q5_K_M": ("Q5_K_M", False, 3.6, 0.45, 0.87),
     "Q4_K_M": ("Q4_K_M", False, 3.2, 0.45, 0.87),
     "IQ4_XS": ("IQ4_XS", False, 2.8, 0.4, 0.87),
     "Q3_K_M": ("Q3_K_M", False, 4.0, 0.45, 0.9),
