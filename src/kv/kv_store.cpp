@@ -80,11 +80,20 @@ void KvStore::write_row(int layer, int kv_head, int32_t cell, const float* k_row
     store_row(spec, block, v_row, layout_.shape.head_dim_v, data_ + h.v_off + (size_t)cell * h.v_row);
 }
 
+namespace {
+// n K rows and n V rows of one head, from cell src of (from, a) to cell dst of
+// (to, b); a and b have the same row sizes. Forward copy: with from == to and
+// dst < src it never reads what it overwrote.
+template <class Head>
+void copy_head_rows(const uint8_t* from, const Head& a, uint8_t* to, const Head& b, int32_t src, int32_t dst,
+                    int32_t n) {
+  std::copy_n(from + a.k_off + (size_t)src * a.k_row, (size_t)n * a.k_row, to + b.k_off + (size_t)dst * b.k_row);
+  std::copy_n(from + a.v_off + (size_t)src * a.v_row, (size_t)n * a.v_row, to + b.v_off + (size_t)dst * b.v_row);
+}
+}  // namespace
+
 void KvStore::copy_cells(int32_t src_cell, int32_t dst_cell, int32_t n) {
-  for (const Head& h : heads_) {
-    std::copy_n(data_ + h.k_off + (size_t)src_cell * h.k_row, (size_t)n * h.k_row, data_ + h.k_off + (size_t)dst_cell * h.k_row);
-    std::copy_n(data_ + h.v_off + (size_t)src_cell * h.v_row, (size_t)n * h.v_row, data_ + h.v_off + (size_t)dst_cell * h.v_row);
-  }
+  for (const Head& h : heads_) copy_head_rows(data_, h, data_, h, src_cell, dst_cell, n);
 }
 
 void KvStore::copy_rows_from(const KvStore& src, int layer, int kv_head, int32_t src_cell, int32_t dst_cell,
@@ -92,16 +101,12 @@ void KvStore::copy_rows_from(const KvStore& src, int layer, int kv_head, int32_t
   const Head& a = src.head(layer, kv_head);
   const Head& b = head(layer, kv_head);
   if (a.k_row != b.k_row || a.v_row != b.v_row) fail("KV store: rows of different formats cannot be copied");
-  std::copy_n(src.data_ + a.k_off + (size_t)src_cell * a.k_row, (size_t)n * a.k_row, data_ + b.k_off + (size_t)dst_cell * b.k_row);
-  std::copy_n(src.data_ + a.v_off + (size_t)src_cell * a.v_row, (size_t)n * a.v_row, data_ + b.v_off + (size_t)dst_cell * b.v_row);
+  copy_head_rows(src.data_, a, data_, b, src_cell, dst_cell, n);
 }
 
 void KvStore::move_rows(int layer, int kv_head, const std::vector<CellMove>& moves) {
   const Head& h = head(layer, kv_head);
-  for (const CellMove& m : moves) {  // dst < src: a forward copy never reads what it overwrote
-    std::copy_n(data_ + h.k_off + (size_t)m.src * h.k_row, (size_t)m.n * h.k_row, data_ + h.k_off + (size_t)m.dst * h.k_row);
-    std::copy_n(data_ + h.v_off + (size_t)m.src * h.v_row, (size_t)m.n * h.v_row, data_ + h.v_off + (size_t)m.dst * h.v_row);
-  }
+  for (const CellMove& m : moves) copy_head_rows(data_, h, data_, h, m.src, m.dst, m.n);  // each dst < its src
 }
 
 KvSegment KvStore::segment(int layer, int kv_head, int32_t first_cell, int32_t n_rows) const {
