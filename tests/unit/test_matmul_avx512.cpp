@@ -279,12 +279,14 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
       M.P = pack_matrix(M.W, M.packed.data());
       fns.push_back(GetParam().packed(t));
       ws.push_back(&M.P);
-      // Not Q8_0: the AVX2 sign trick (as llama.cpp's) wraps a -128 weight
-      // against a negative activation; quantizers write -127..127 only.
-      if (avx2_available() && t != GgmlType::Q8_0) {
+      if (avx2_available()) {
         fns.push_back(gemm_kernel_packed_avx2(t));
         ws.push_back(&M.P);
       }
+    }
+    if (avx2_available()) {  // AVX2 Q8_0: a -128 weight against a negative activation must not wrap
+      fns.push_back(gemm_kernel_avx2(t));
+      ws.push_back(&M.W);
     }
     for (size_t f = 0; f < fns.size(); ++f) {
       auto y = gemm(fns[f], *ws[f], A, n_tok);
