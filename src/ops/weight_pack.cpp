@@ -11,7 +11,8 @@ bool packable(const WeightMatrix& W) {
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
       return true;
     default: return false;
   }
@@ -57,9 +58,11 @@ void move_block(S& s, X& o, int i, bool to_plain) {
 // ---- K-quants ------------------------------------------------------------
 // Byte b (0..31) of element vector c and the element it holds: row b / 4,
 // element 4c + b % 4 (ops/weight_pack.h).
-// Q4_K: nibble of element e is (qs[32 (e / 64) + e % 32] >> 4 ((e / 32) & 1)).
-inline int q4k_get(const BlockQ4_K& B, int e) { return (B.qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) & 1))) & 15; }
-inline void q4k_set(BlockQ4_K& B, int e, int v) { B.qs[32 * (e / 64) + e % 32] |= (uint8_t)(v << (4 * ((e / 32) & 1))); }
+// Q4_K (and Q5_K): nibble of element e is (qs[32 (e / 64) + e % 32] >> 4 ((e / 32) & 1)).
+template <class B4>
+inline int q4k_get(const B4& B, int e) { return (B.qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) & 1))) & 15; }
+template <class B4>
+inline void q4k_set(B4& B, int e, int v) { B.qs[32 * (e / 64) + e % 32] |= (uint8_t)(v << (4 * ((e / 32) & 1))); }
 // Q6_K element 128h + 32g + l: low four bits in ql[64h + l + 32(g & 1)]
 // (high nibble for g >= 2), top two bits (qh[32h + l] >> 2g) & 3.
 inline uint8_t& q6k_lo(BlockQ6_K& B, int e) { return B.ql[64 * (e / 128) + e % 32 + 32 * ((e / 32) & 1)]; }
@@ -78,7 +81,10 @@ void k4_encode(const uint8_t sc[8], const uint8_t m[8], uint8_t q[12]) {
 }
 
 // Row i of a group <-> its slot in the x8 super-block (to_plain: the reverse).
-void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
+// Q4_K and Q5_K share everything but Q5_K's fifth bits (qh[l] >> j) & 1 of
+// element 32j + l.
+template <class S, class X>
+void move_block(S& s, X& o, int i, bool to_plain) requires requires { s.dmin; } {
   if (to_plain) {
     s.d = o.d[i];
     s.dmin = o.dmin[i];
@@ -89,6 +95,7 @@ void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
     }
     k4_encode(sc, m, s.scales);
     std::memset(s.qs, 0, sizeof(s.qs));
+    if constexpr (requires { s.qh; }) std::memset(s.qh, 0, sizeof(s.qh));
   } else {
     o.d[i] = s.d;
     o.dmin[i] = s.dmin;
@@ -100,6 +107,12 @@ void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
     const int shift = 4 * (c / 32);
     if (to_plain) q4k_set(s, e, (byte >> shift) & 15);
     else byte |= (uint8_t)(q4k_get(s, e) << shift);
+    if constexpr (requires { s.qh; }) {
+      uint8_t& plane = o.qh[c % 8][b];
+      const int k = c / 8, j = e / 32, l = e % 32;
+      if (to_plain) s.qh[l] |= (uint8_t)(((plane >> k) & 1) << j);
+      else plane |= (uint8_t)(((s.qh[l] >> j) & 1) << k);
+    }
   }
 }
 
@@ -160,6 +173,7 @@ void with_blocks(GgmlType t, F&& f) {
     case GgmlType::Q5_1: return f.template operator()<BlockQ5_1, BlockQ5_1x8>();
     case GgmlType::IQ4_NL: return f.template operator()<BlockIQ4_NL, BlockIQ4_NLx8>();
     case GgmlType::Q4_K: return f.template operator()<BlockQ4_K, BlockQ4_Kx8>();
+    case GgmlType::Q5_K: return f.template operator()<BlockQ5_K, BlockQ5_Kx8>();
     case GgmlType::Q6_K: return f.template operator()<BlockQ6_K, BlockQ6_Kx8>();
     default: return f.template operator()<BlockQ8_0, BlockQ8_0x8>();
   }
@@ -170,6 +184,7 @@ void with_blocks(GgmlType t, F&& f) {
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
   if (W.type == GgmlType::Q4_K) return plain / sizeof(BlockQ4_K) / kPackRows * sizeof(BlockQ4_Kx8);
+  if (W.type == GgmlType::Q5_K) return plain / sizeof(BlockQ5_K) / kPackRows * sizeof(BlockQ5_Kx8);
   return plain;
 }
 
