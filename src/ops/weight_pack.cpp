@@ -11,8 +11,8 @@ bool packable(const WeightMatrix& W) {
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q3_K: case GgmlType::Q4_K:
+    case GgmlType::Q5_K: case GgmlType::Q6_K:
       return true;
     default: return false;
   }
@@ -142,8 +142,49 @@ void move_block(BlockQ6_K& s, BlockQ6_Kx8& o, int i, bool to_plain) {
 }
 
 
+// Q3_K: scale s (0..15, stored +32) has its low four bits in nibble s / 8 of
+// scales[s % 8], its top two at bits 2 (s / 4) of scales[8 + s % 4] (the
+// inverse of q3k_scale; all 96 bits are used, so bytes come back as they were).
+void q3k_encode(const int v[16], uint8_t q[12]) {
+  std::memset(q, 0, 12);
+  for (int s = 0; s < 16; ++s) {
+    q[s % 8] |= (uint8_t)((v[s] & 15) << (4 * (s / 8)));
+    q[8 + s % 4] |= (uint8_t)(((v[s] >> 4) & 3) << (2 * (s / 4)));
+  }
+}
+
+// Q3_K element 128h + 32g + l: low two bits (qs[32h + l] >> 2g) & 3, high
+// bit (hmask[l] >> (4h + g)) & 1.
+void move_block(BlockQ3_K& s, BlockQ3_Kx8& o, int i, bool to_plain) {
+  if (to_plain) {
+    s.d = o.d[i];
+    int v[16];
+    for (int j = 0; j < 16; ++j) v[j] = o.sc[j / 2][i][j % 2] + 32;
+    q3k_encode(v, s.scales);
+    std::memset(s.qs, 0, sizeof(s.qs));
+    std::memset(s.hmask, 0, sizeof(s.hmask));
+  } else {
+    o.d[i] = s.d;
+    for (int j = 0; j < 16; ++j) o.sc[j / 2][i][j % 2] = (int8_t)(q3k_scale(s.scales, j) - 32);
+  }
+  for (int e = 0; e < QK_K; ++e) {
+    const int c = e / 4, b = 4 * i + e % 4;
+    const int h = e / 128, g = (e / 32) % 4, l = e % 32;
+    uint8_t& lo = o.ql[c % 16][b];
+    uint8_t& hi = o.qh[c % 8][b];
+    const int lsh = 2 * (c / 16), hsh = c / 8;
+    if (to_plain) {
+      s.qs[32 * h + l] |= (uint8_t)(((lo >> lsh) & 3) << (2 * g));
+      s.hmask[l] |= (uint8_t)(((hi >> hsh) & 1) << (4 * h + g));
+    } else {
+      lo |= (uint8_t)(((s.qs[32 * h + l] >> (2 * g)) & 3) << lsh);
+      hi |= (uint8_t)(((s.hmask[l] >> (4 * h + g)) & 1) << hsh);
+    }
+  }
+}
+
 template <class S>
-constexpr int64_t kElems = requires(S s) { s.dmin; } || requires(S s) { s.ql; } ? QK_K : QK;
+constexpr int64_t kElems = sizeof(S) >= 64 ? QK_K : QK;  // K-quant super-blocks: 84..210 bytes; the rest <= 34
 
 template <class S, class X>
 void pack_blocks(const WeightMatrix& W, void* dst) {
@@ -172,6 +213,7 @@ void with_blocks(GgmlType t, F&& f) {
     case GgmlType::Q5_0: return f.template operator()<BlockQ5_0, BlockQ5_0x8>();
     case GgmlType::Q5_1: return f.template operator()<BlockQ5_1, BlockQ5_1x8>();
     case GgmlType::IQ4_NL: return f.template operator()<BlockIQ4_NL, BlockIQ4_NLx8>();
+    case GgmlType::Q3_K: return f.template operator()<BlockQ3_K, BlockQ3_Kx8>();
     case GgmlType::Q4_K: return f.template operator()<BlockQ4_K, BlockQ4_Kx8>();
     case GgmlType::Q5_K: return f.template operator()<BlockQ5_K, BlockQ5_Kx8>();
     case GgmlType::Q6_K: return f.template operator()<BlockQ6_K, BlockQ6_Kx8>();
@@ -183,9 +225,10 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::Q4_K) return plain / sizeof(BlockQ4_K) / kPackRows * sizeof(BlockQ4_Kx8);
-  if (W.type == GgmlType::Q5_K) return plain / sizeof(BlockQ5_K) / kPackRows * sizeof(BlockQ5_Kx8);
-  return plain;
+  if (W.type == GgmlType::F16) return plain;
+  size_t n = 0;
+  with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
+  return n;
 }
 
 WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
