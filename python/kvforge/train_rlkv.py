@@ -108,19 +108,25 @@ def train_rlkv(o: RlkvOptions, problems: Optional[List[Problem]] = None) -> np.n
         r_mean = r_sum / n_total
         r_std = max(r_sq / n_total - r_mean ** 2, 0.0) ** 0.5
         adv = advantages(rewards, o.group, r_std) if len(batch) else rewards
-        # Answers with a zero advantage add nothing to the surrogate's gradient.
-        seqs = [(torch.tensor([p.tokens + ans]), len(p.tokens), float(a))
-                for (p, ans, _), a in zip(batch, adv) if ans and a != 0.0]
+        # Per problem, its answers with a non-zero advantage (the others add
+        # nothing to the surrogate's gradient): (prompt, answers, advantages).
+        groups = []
+        for j in range(0, len(batch), o.group):
+            kept = [(ans, float(a)) for (_, ans, _), a in zip(batch[j:j + o.group], adv[j:j + o.group])
+                    if ans and a != 0.0]
+            if kept:
+                groups.append((batch[j][0].tokens, [a for a, _ in kept], [a for _, a in kept]))
         n_tokens = dp.sum_float(sum(len(ans) for _, ans, _ in batch))
         beta_eff = adaptive_beta(r_mean, o.beta, o.tau)
-        old: List[Optional[torch.Tensor]] = [None] * len(seqs)  # log-probs of the sampling policy
+        old: List[Optional[List[torch.Tensor]]] = [None] * len(groups)  # log-probs of the sampling policy
         for _ in range(o.updates):
             twin.alpha.grad = torch.zeros_like(twin.alpha)
-            for i, (s, n, a) in enumerate(seqs):
-                lp = twin.token_logprobs(s, n - 1)[0]
+            for i, (prompt, answers, advs) in enumerate(groups):
+                lps = twin.group_logprobs(prompt, answers)  # the prompt's layers once per group
                 if old[i] is None:  # before the first update the twin's gates are the sampler's
-                    old[i] = lp.detach()
-                (-clipped_objective(lp, old[i], a, o.clip).sum() / max(n_tokens, 1.0)).backward()
+                    old[i] = [lp.detach() for lp in lps]
+                obj = sum(clipped_objective(lp, lo, a, o.clip).sum() for lp, lo, a in zip(lps, old[i], advs))
+                (-obj / max(n_tokens, 1.0)).backward()
             dp.all_reduce_sum(twin.alpha.grad)
             (beta_eff * twin.alpha.abs().mean()).backward()
             torch.nn.utils.clip_grad_norm_([twin.alpha], o.grad_clip)

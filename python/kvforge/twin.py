@@ -170,34 +170,46 @@ class Twin(torch.nn.Module):
     def _norm(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * w
 
-    def masks(self, T: int):
-        """Boolean [T][T] masks (True = visible): full causal and streaming."""
-        i = torch.arange(T)[:, None]
-        j = torch.arange(T)[None, :]
+    def masks(self, T: int, n_past: int = 0):
+        """Boolean [T][n_past + T] masks (True = visible), full causal and
+        streaming, of T queries at positions n_past.. (after a shared prefix of
+        n_past tokens) over the keys at 0..n_past + T - 1."""
+        i = torch.arange(n_past, n_past + T)[:, None]
+        j = torch.arange(n_past + T)[None, :]
         causal = j <= i
         return causal, causal & ((j < self.sinks) | (i - j < self.recent))
 
-    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Final hidden states (after the output norm) [B, T, d_model]."""
-        cfg = self.cfg
+    def _check(self, tokens, n_past: int = 0) -> torch.Tensor:
         tokens = torch.as_tensor(tokens, dtype=torch.long)
         if tokens.dim() == 1:
             tokens = tokens[None]
+        T = tokens.shape[1]
+        if n_past + T > self.cfg.n_ctx_train:
+            raise TwinError(f"{n_past + T} tokens exceed the {self.cfg.n_ctx_train} learned positions of this model")
+        if T == 0 or tokens.min() < 0 or tokens.max() >= self.cfg.n_vocab:
+            raise TwinError(f"token ids must be in [0, {self.cfg.n_vocab}) and at least one token")
+        return tokens
+
+    def _layers(self, tokens: torch.Tensor, past: Optional[list] = None) -> tuple:
+        """Runs every layer over tokens [B, T] (positions n_past.. after the
+        shared prefix `past`, a list per layer of its keys and values
+        [1][n_kv_head][n_past][head_dim], or none). Returns the final hidden
+        states [B, T, d_model] (after the output norm) and this pass's keys and
+        values per layer (the prefix of a later pass)."""
+        cfg = self.cfg
         B, T = tokens.shape
-        if T > cfg.n_ctx_train:
-            raise TwinError(f"{T} tokens exceed the {cfg.n_ctx_train} learned positions of this model")
-        if T == 0 or tokens.min() < 0 or tokens.max() >= cfg.n_vocab:
-            raise TwinError(f"token ids must be in [0, {cfg.n_vocab}) and at least one token")
+        n_past = 0 if past is None else past[0][0].shape[2]
         dtype = self.alpha.dtype
         inv = cfg.rope_base ** (-torch.arange(0, cfg.n_rot, 2, dtype=torch.float64) / cfg.n_rot)
-        ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]  # [T][n_rot / 2]
+        ang = torch.arange(n_past, n_past + T, dtype=torch.float64)[:, None] * inv[None, :]  # [T][n_rot / 2]
         cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
-        full_mask, stream_mask = self.masks(T)
+        full_mask, stream_mask = self.masks(T, n_past)
         g = cfg.n_head // cfg.n_kv_head
         # Queries of one KV group laid end to end: [B][n_kv_head][g * T][head_dim].
         full_mask, stream_mask = full_mask.repeat(g, 1), stream_mask.repeat(g, 1)
         scale = 1.0 / math.sqrt(cfg.head_dim)
         x = self.tok_embd[tokens]  # [B][T][d_model]
+        kv = []
         for l, L in enumerate(self.layers):
             h = self._norm(x, L["attn_norm"])
             q, k, v = (F.linear(h, L[w], L[b]) for w, b in (("wq", "bq"), ("wk", "bk"), ("wv", "bv")))
@@ -206,6 +218,10 @@ class Twin(torch.nn.Module):
             v = v.view(B, T, cfg.n_kv_head, cfg.head_dim)
             q = q.view(B, T, cfg.n_kv_head, g, cfg.head_dim).permute(0, 2, 3, 1, 4).reshape(B, cfg.n_kv_head, g * T, -1)
             k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B][n_kv_head][T][head_dim]
+            kv.append((k, v))
+            if past is not None:  # [B][n_kv_head][n_past + T][head_dim]
+                k = torch.cat((past[l][0].expand(B, -1, -1, -1), k), dim=2)
+                v = torch.cat((past[l][1].expand(B, -1, -1, -1), v), dim=2)
             full = F.scaled_dot_product_attention(q, k, v, attn_mask=full_mask, scale=scale)
             stream = F.scaled_dot_product_attention(q, k, v, attn_mask=stream_mask, scale=scale)
             a = self.alpha[l].view(1, cfg.n_kv_head, 1, 1)
@@ -214,7 +230,11 @@ class Twin(torch.nn.Module):
             x = x + F.linear(o, L["wo"])
             h = self._norm(x, L["ffn_norm"])
             x = x + F.linear(F.silu(F.linear(h, L["w_gate"])) * F.linear(h, L["w_up"]), L["w_down"])
-        return self._norm(x, self.out_norm)
+        return self._norm(x, self.out_norm), kv
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (after the output norm) [B, T, d_model]."""
+        return self._layers(self._check(tokens))[0]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [B, T, n_vocab] (tokens [B, T] or [T])."""
@@ -224,8 +244,25 @@ class Twin(torch.nn.Module):
         """[B, T - 1 - start]: log p(tokens[:, t + 1] | tokens[:, :t + 1]) for
         t >= start (the output layer, the largest matrix of a small model,
         runs only on those positions)."""
-        tokens = torch.as_tensor(tokens, dtype=torch.long)
-        if tokens.dim() == 1:
-            tokens = tokens[None]
+        tokens = self._check(tokens)
         logits = F.linear(self.hidden(tokens)[:, start:-1], self.output)
         return torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, start + 1:, None])[..., 0]
+
+    def group_logprobs(self, prompt, answers: list) -> list:
+        """log p of each answer's tokens after one shared prompt: a list of
+        [len(answer)] tensors, as token_logprobs(prompt + answer, len(prompt) - 1)
+        gives them, but the prompt's layers run once for the whole group
+        (answers right-padded into one batch; causal, so padding changes
+        nothing before it)."""
+        prompt = self._check(prompt)
+        if prompt.shape[0] != 1 or not answers or min(len(a) for a in answers) == 0:
+            raise TwinError("group_logprobs needs one prompt and non-empty answers")
+        n = max(len(a) for a in answers)
+        ans = self._check([list(a) + [a[-1]] * (n - len(a)) for a in answers], prompt.shape[1])  # [G][n]
+        h_prompt, past = self._layers(prompt)
+        h_ans = self._layers(ans, past)[0]  # [G][n][d_model]
+        # The hidden state before answer token t: the prompt's last, then the answer's.
+        h = torch.cat((h_prompt[:, -1:].expand(len(answers), -1, -1), h_ans[:, :-1]), dim=1)
+        lp = torch.log_softmax(F.linear(h, self.output), dim=-1).gather(-1, ans[..., None])[..., 0]  # [G][n]
+        return [lp[i, :len(a)] for i, a in enumerate(answers)]
+

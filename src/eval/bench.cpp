@@ -114,7 +114,9 @@ BenchModelInfo describe_for_bench(const Model& model, const std::string& filenam
   if (w.pos_embd.data) b += w.pos_embd.row_stride;
   info.bytes_per_token_weights = b;
 
-  info.kv_bytes_per_token = make_kv_cache(kv, c.kv_shape(), 1)->bytes_per_token();
+  // A token's rows depend on the storage only (a one-cell cache of an
+  // eviction budget or a window would not even fit).
+  info.kv_bytes_per_token = make_kv_cache(KvPolicy{0, 0, kv.storage, kv.hadamard}, c.kv_shape(), 1)->bytes_per_token();
   return info;
 }
 

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
+#include "eval/bench.h"
 #include "eval/table.h"
 #include "kv/kv_policy.h"
 #include "util/error.h"
@@ -14,25 +16,33 @@ namespace kvforge {
 
 namespace {
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / (double)v.size();
+bool has_mixed_rows(const HeadsEvalParams& params) {
+  return !params.gate_files.empty() || params.random_seeds > 0;
 }
-double sd_of(const std::vector<double>& v) {  // sample sd (n - 1)
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / (double)(v.size() - 1));
+
+// Decode tokens/s at params.speed_depth with one policy: `kvforge bench`'s tg
+// test (random tokens, one repetition after its warm-up).
+double decode_speed(const Model& model, const ContextParams& base, const KvPolicy& kv, const HeadsEvalParams& params) {
+  BenchParams bp;
+  bp.n_prompt = {};
+  bp.n_gen = {params.speed_steps};
+  bp.n_depth = {params.speed_depth};
+  bp.n_reps = 1;
+  bp.n_threads = base.n_threads;
+  bp.n_batch = base.n_batch;
+  bp.kv = kv;
+  double tps = 0;
+  run_bench(model, bp, [&](const BenchResult& r) { tps = r.avg_ts; },
+            [](const std::string& note) { fail("heads eval --speed-depth: {}", note); });
+  return tps;
 }
 
 }  // namespace
 
 int32_t heads_eval_policies(const HeadsEvalParams& params) {
   const int32_t per_sparsity = (int32_t)params.gate_files.size() + params.random_seeds + (params.window ? 1 : 0) +
-                               (params.evict ? 2 : 0);
-  return 1 + (int32_t)params.sparsities.size() * per_sparsity;
+                               (params.evict ? 2 : 0) + (params.speed_depth > 0 && has_mixed_rows(params) ? 1 : 0);
+  return 1 + (params.speed_depth > 0 ? 1 : 0) + (int32_t)params.sparsities.size() * per_sparsity;
 }
 
 HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const HeadsEvalParams& params, bool chat,
@@ -44,6 +54,8 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
   if (params.tasks.lengths.empty()) fail("heads eval: no lengths");
   for (double s : params.sparsities)
     if (!(s >= 0 && s <= 1)) fail("sparsity {} is outside [0, 1]", s);
+  if (params.speed_depth < 0 || (params.speed_depth > 0 && params.speed_steps < 1))
+    fail("heads eval: --speed-depth must be >= 0 and --speed-steps >= 1");
   HeadsEval e;
   e.params = params;
   e.length = *std::max_element(params.tasks.lengths.begin(), params.tasks.lengths.end());
@@ -79,9 +91,18 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
     kv.heads = {KvHeadChoice::Kind::File, f, 0, {}, 0.5, params.sinks, params.recent};
     resolve_kv_layout(kv, shape, e.length);
   }
+  // KV bytes at the speed depth and decode tokens/s there, of one policy.
+  auto speed_of = [&](const KvPolicy& kv) {
+    const double tps = decode_speed(model, base, kv, params);
+    if (progress) progress(++done, total, "speed: " + kv.describe());
+    return std::pair<uint64_t, double>{kv_bytes_held(resolve_kv_layout(kv, shape, params.speed_depth),
+                                                      params.speed_depth), tps};
+  };
   e.rows.push_back(row_of("full", 0, base.kv));
+  if (params.speed_depth > 0) std::tie(e.rows.back().speed_kv_bytes, e.rows.back().decode_tps) = speed_of(base.kv);
   const uint64_t bytes_per_token = make_kv_cache(base.kv, shape, 1)->bytes_per_token();
   for (double s : params.sparsities) {
+    const size_t first_mixed = e.rows.size();
     for (const std::string& f : params.gate_files) {
       KvPolicy kv = base.kv;
       kv.heads = {KvHeadChoice::Kind::File, f, 0, {}, s, params.sinks, params.recent};
@@ -104,12 +125,21 @@ HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const He
         std::vector<double> v;
         for (const auto& acc : per_seed) v.push_back(acc[t]);
         row.task_acc.push_back(mean_of(v));
-        row.task_sd.push_back(sd_of(v));
+        row.task_sd.push_back(stddev_of(v));
       }
       row.mean = mean_of(means);
-      row.sd = sd_of(means);
+      row.sd = stddev_of(means);
       row.kv_bytes = mixed_bytes = make_kv_cache(first, shape, e.length)->bytes();
       e.rows.push_back(row);
+    }
+    if (params.speed_depth > 0 && e.rows.size() > first_mixed) {  // the layout of the first mixed row
+      KvPolicy kv = base.kv;
+      const HeadsEvalRow& r = e.rows[first_mixed];
+      kv.heads = r.method == "random"
+                     ? KvHeadChoice{KvHeadChoice::Kind::Random, "", 1, {}, s, params.sinks, params.recent}
+                     : KvHeadChoice{KvHeadChoice::Kind::File, params.gate_files[0], 0, {}, s, params.sinks, params.recent};
+      const auto [bytes, tps] = speed_of(kv);
+      for (size_t i = first_mixed; i < e.rows.size(); ++i) e.rows[i].speed_kv_bytes = bytes, e.rows[i].decode_tps = tps;
     }
     if ((params.window || params.evict) && mixed_bytes == 0) {  // no random rows: the same count of streaming heads from seed 1
         KvPolicy kv = base.kv;
@@ -144,6 +174,11 @@ std::string heads_eval_table(const HeadsEval& e) {
   for (const std::string& t : e.params.tasks.tasks) headers.push_back(t), align.push_back(Align::Right);
   headers.push_back("mean");
   align.push_back(Align::Right);
+  const int32_t depth = e.params.speed_depth;
+  if (depth > 0) {
+    headers.insert(headers.end(), {fmt::format("KV bytes @{}", depth), fmt::format("decode tok/s @{}", depth)});
+    align.insert(align.end(), {Align::Right, Align::Right});
+  }
   auto cell = [](double acc, double sd, bool with_sd) {
     return with_sd ? fmt::format("{:.0f} ± {:.0f}%", acc * 100, sd * 100) : fmt_percent(acc);
   };
@@ -154,6 +189,10 @@ std::string heads_eval_table(const HeadsEval& e) {
                                  fmt::format("{:.2f} MB", r.kv_bytes / 1e6)};
     for (size_t t = 0; t < r.task_acc.size(); ++t) row.push_back(cell(r.task_acc[t], r.task_sd[t], sd));
     row.push_back(cell(r.mean, r.sd, sd));
+    if (depth > 0) {
+      row.push_back(r.decode_tps > 0 ? fmt::format("{:.2f} MB", r.speed_kv_bytes / 1e6) : "");
+      row.push_back(r.decode_tps > 0 ? fmt::format("{:.1f}", r.decode_tps) : "");
+    }
     rows.push_back(std::move(row));
   }
   return format_markdown_table(headers, rows, align);

@@ -20,6 +20,9 @@ struct HeadsEvalParams {
   int32_t sinks = 16, recent = 64;
   bool window = true;        // the window baseline at equal KV bytes
   bool evict = true;         // H2O and SnapKV baselines at equal KV bytes
+  // Decode speed at this depth (`kvforge bench`'s tg test) of the full cache
+  // and of the mixed cache at each sparsity; 0 = not measured.
+  int32_t speed_depth = 8192, speed_steps = 16;
   TaskParams tasks;
 };
 
@@ -30,6 +33,11 @@ struct HeadsEvalRow {
   std::vector<double> task_acc, task_sd;  // per task: accuracy (random: mean over seeds, sample sd)
   double mean = 0, sd = 0;                // over tasks (random: of the per-seed means)
   uint64_t kv_bytes = 0;                  // KV cache held at the longest length (kv_bytes_held)
+  // At params.speed_depth (full and head-mixed rows; 0 = not measured): the
+  // KV bytes held and decode tokens/s, one measurement per sparsity shared by
+  // the mixed rows (equal numbers of streaming heads read equal bytes).
+  uint64_t speed_kv_bytes = 0;
+  double decode_tps = 0;
 };
 
 struct HeadsEval {
@@ -42,7 +50,7 @@ struct HeadsEval {
 // A task run (one policy) finished: (runs done, total runs, its policy).
 using HeadsEvalProgress = std::function<void(int32_t, int32_t, const std::string&)>;
 
-// Task runs (policies measured) of an evaluation: what its progress counts to.
+// Task runs and speed measurements of an evaluation: what its progress counts to.
 int32_t heads_eval_policies(const HeadsEvalParams& params);
 
 HeadsEval run_heads_eval(const Model& model, const ContextParams& base, const HeadsEvalParams& params, bool chat,

@@ -80,6 +80,7 @@ struct EvalOptions {
   int32_t sinks = 16, recent = 64;
   bool no_window = false;
   bool no_evict = false;
+  int32_t speed_depth = 8192, speed_steps = 16;
   std::string tasks;
   std::string lengths = "512";
   int32_t trials = 5;
@@ -97,6 +98,8 @@ void eval(const EvalOptions& o) {
   p.recent = o.recent;
   p.window = !o.no_window;
   p.evict = !o.no_evict;
+  p.speed_depth = o.speed_depth;
+  p.speed_steps = o.speed_steps;
   if (!o.tasks.empty()) p.tasks.tasks = split_list(o.tasks);
   for (const std::string& t : p.tasks.tasks)
     if (std::find(task_names().begin(), task_names().end(), t) == task_names().end())
@@ -121,17 +124,24 @@ void eval(const EvalOptions& o) {
   std::printf("%s", table.c_str());
   std::ofstream md(fs::path(o.out) / "heads-eval.md");
   md << fmt::format("# kvforge heads eval\n\ntasks {}, lengths {}, {} trials per (task, length), seed {}; KV bytes "
-                    "counted at {} tokens; {} sinks + {} recent tokens per streaming head; {:.0f} s\n\n",
+                    "counted at {} tokens; {} sinks + {} recent tokens per streaming head; {}; {:.0f} s\n\n",
                     fmt::join(p.tasks.tasks, ","), o.lengths, p.tasks.trials, p.tasks.seed, e.length, p.sinks,
-                    p.recent, e.seconds)
+                    p.recent,
+                    p.speed_depth > 0 ? fmt::format("decode speed: {} steps at depth {}, {} threads", p.speed_steps,
+                                                    p.speed_depth, cp.n_threads > 0 ? fmt::to_string(cp.n_threads)
+                                                                                    : std::string("all physical"))
+                                      : std::string("no speed measured"),
+                    e.seconds)
      << table;
   nlohmann::json rows = nlohmann::json::array();
   for (const HeadsEvalRow& r : e.rows)
     rows.push_back({{"method", r.method}, {"sparsity", r.sparsity}, {"policy", r.policy}, {"task_accuracy", r.task_acc},
-                    {"task_sd", r.task_sd}, {"mean", r.mean}, {"sd", r.sd}, {"kv_bytes", r.kv_bytes}});
+                    {"task_sd", r.task_sd}, {"mean", r.mean}, {"sd", r.sd}, {"kv_bytes", r.kv_bytes},
+                    {"speed_kv_bytes", r.speed_kv_bytes}, {"decode_tps", r.decode_tps}});
   std::ofstream(fs::path(o.out) / "heads-eval.json")
       << nlohmann::json{{"tasks", p.tasks.tasks}, {"lengths", p.tasks.lengths}, {"trials", p.tasks.trials},
-                        {"seed", p.tasks.seed}, {"length_for_bytes", e.length}, {"rows", rows}, {"seconds", e.seconds}}
+                        {"seed", p.tasks.seed}, {"length_for_bytes", e.length}, {"speed_depth", p.speed_depth},
+                        {"speed_steps", p.speed_steps}, {"rows", rows}, {"seconds", e.seconds}}
              .dump(2)
       << "\n";
   draw_with_gnuplot(o.out, "heads-eval", heads_eval_plot_data(e), [&](const std::string& d, const std::string& png) {
@@ -179,6 +189,11 @@ CommandRegistrar reg(58, [](CLI::App& root) {
   e->add_option("--recent", eo->recent, "Recent tokens of a streaming head")->check(CLI::PositiveNumber)->capture_default_str();
   e->add_flag("--no-window", eo->no_window, "Leave out the window baseline");
   e->add_flag("--no-evict", eo->no_evict, "Leave out the H2O and SnapKV baselines");
+  e->add_option("--speed-depth", eo->speed_depth,
+                 "Decode tok/s and KV bytes at this depth for the full and each mixed cache (0 = skip)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  e->add_option("--speed-steps", eo->speed_steps, "Decode steps timed at --speed-depth")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   e->add_option("--tasks", eo->tasks, fmt::format("Tasks (default: {})", fmt::join(default_task_names(), ",")));
   e->add_option("--lengths", eo->lengths, "Prompt lengths in tokens; KV bytes are counted at the longest")
       ->capture_default_str();

@@ -41,12 +41,12 @@ void PackedWeights::pack(ModelWeights& w) {
       m = it->second;
       return;
     }
-    const size_t n = (size_t)m.rows * m.row_stride;
+    const size_t n = packed_bytes(m);
     void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail("cannot allocate {} bytes for repacked weights", n);
     buffers_.push_back({p, n});
     const WeightMatrix packed = pack_matrix(m, p);
-    release_pages(m.data, n);
+    release_pages(m.data, (size_t)m.rows * m.row_stride);
     done.emplace(m.data, packed);
     m = packed;
   };

@@ -40,12 +40,13 @@ struct Tiler {
 };
 
 // x8-interleaved layouts (ops/weight_pack.h): per group of kPackRows rows,
-// tiles of kT tokens, then single tokens.
+// tiles of kT tokens, then single tokens. kElems: elements per block
+// (QK, or QK_K for the K-quants).
 // Tile<T>::run(blocks, nb, xa, xs, t, rows, r, y).
-template <int kT, class Block, template <int> class Tile>
+template <int kT, class Block, template <int> class Tile, int kElems = QK>
 void gemm_x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
              float* y) {
-  const int64_t nb = W.cols / QK;
+  const int64_t nb = W.cols / kElems;
   for (int64_t r = r0; r < r1; r += kPackRows) {
     const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
     int64_t t = t0;

@@ -68,12 +68,14 @@ inline __m256i q5_high(const uint8_t* qh) {
 }
 
 // ---- 32-element block formats -------------------------------------------
-// Signed weights (Q8_0, Q4_0 after -8, Q5_0 after -16, IQ4_NL's grid values,
-// all within -128..127): the int dot uses maddubs with |a| as
-// the unsigned operand and w carrying a's sign.
+// Signed weights (Q4_0 after -8, Q5_0 after -16, IQ4_NL's grid values, all
+// within -127..127): the int dot uses maddubs with |a| as the unsigned
+// operand and w carrying a's sign. Q8_0 (kFull) may hold -128, whose
+// negation wraps, so there |w| is the unsigned operand (abs(-128) = 128 as
+// u8) and a (-127..127) carries w's sign; pairs <= 2*128*127 < 32767.
 struct WQ8_0 {
   using Block = BlockQ8_0;
-  static constexpr bool kSigned = true, kMin = false;
+  static constexpr bool kSigned = true, kMin = false, kFull = true;
   static __m256i q(const Block& b) { return _mm256_loadu_si256((const __m256i*)b.qs); }
 };
 struct WQ4_0 {
@@ -146,8 +148,11 @@ void tile32(const WeightMatrix& W, int64_t r0, const uint8_t* xa, size_t xs, int
       alignas(16) float sc[4];
       _mm_store_ps(sc, _mm_mul_ps(dw4, _mm_set1_ps(a[t][b].d)));
       for (int r = 0; r < R; ++r) {
-        const __m256i p16 = WT::kSigned ? _mm256_maddubs_epi16(au, _mm256_sign_epi8(wq[r], aq))
-                                        : _mm256_maddubs_epi16(wq[r], aq);
+        __m256i p16;
+        if constexpr (requires { WT::kFull; })
+          p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(wq[r]), _mm256_sign_epi8(aq, wq[r]));
+        else if constexpr (WT::kSigned) p16 = _mm256_maddubs_epi16(au, _mm256_sign_epi8(wq[r], aq));
+        else p16 = _mm256_maddubs_epi16(wq[r], aq);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
         acc[r][t] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&sc[r]), acc[r][t]);
       }

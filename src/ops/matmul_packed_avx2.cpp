@@ -152,15 +152,16 @@ void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_
 }
 
 // ---- Q8_0x8 ----------------------------------------------------------------
-// Signed weights: maddubs(|a|, sign(w, a)), pair sums <= 2*127*128 < 32767.
+// Signed weights -128..127: maddubs(|w|, sign(a, w)) (|-128| = 128 as u8;
+// a is -127..127, so negating it cannot wrap as negating w = -128 would),
+// pair sums <= 2*128*127 < 32767.
 inline __m256i q8x8_dot(const BlockQ8_0x8& B, const int8_t* aq) {
   const __m256i a = _mm256_loadu_si256((const __m256i*)aq);
-  const __m256i au = _mm256_sign_epi8(a, a);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i s[8];
   for (int i = 0; i < 8; ++i) {
     const __m256i wq = _mm256_loadu_si256((const __m256i*)B.qs[i]);
-    s[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(wq, a)), ones);
+    s[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(a, wq)), ones);
   }
   // Per 128-bit half [r0 r1 r2 r3] partial sums (unpack trees, see
   // nib_x8_dot), then the halves added.
@@ -329,7 +330,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
-    default: return nullptr;
+    default: return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
   }
 }
 

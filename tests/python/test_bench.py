@@ -70,6 +70,19 @@ def test_bench_no_cache_and_speedup(kvforge_bin, smollm2_gguf):
     assert j["speedup"] == pytest.approx(j["ts_cache"] / j["ts_no_cache"])
 
 
+def test_bench_with_token_eviction(kvforge_bin, smollm2_gguf):
+    """Eviction budgets and windows are larger than the one-token cache the
+    byte count per token is taken from: bench must still run them, and an
+    H2O cache of 16 tokens holds 16 of the 40 at depth 40."""
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "-p", "0", "-n", "2", "-d", "40", "-r", "1", "-t", "2",
+                    "--bw-gbs", "10", "--kv", "h2o:16;snapkv:16,window:4;window:16", "-o", "jsonl", timeout=120)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [j["kv_policy"].split("+")[0] for j in lines] == ["h2o:16,recent:8", "snapkv:16,window:4,pool:7",
+                                                            "window:16,sinks:4"], lines
+    h2o = lines[0]
+    assert h2o["avg_ts"] > 0 and h2o["bytes_per_token_cache"] == 16 * 23040
+
+
 def test_bandwidth_probe(kvforge_bin):
     r = run_kvforge(kvforge_bin, "bench", "--bandwidth", "-t", "2", "--bw-size", "32", timeout=60)
     assert re.search(r"memory read bandwidth: [\d.]+ GB/s \(2 threads", r.stdout)

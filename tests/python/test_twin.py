@@ -103,6 +103,30 @@ def test_gradient_matches_central_differences(tiny_path):
     assert [n for n, p in twin.named_parameters() if p.requires_grad] == ["alpha"]
 
 
+def test_group_logprobs_equal_one_sequence_at_a_time(tiny_path):
+    """The shared-prompt pass of a group (what RLKV's trainer recomputes)
+    gives each answer's log-probs and alpha's gradient as the sequences do
+    one by one: the same f64 math in another order (<= 1e-12), and the
+    answers reach past the streaming window, so a wrong mask offset shows."""
+    twin = Twin.from_gguf(tiny_path, sinks=2, recent=4, dtype=torch.float64)
+    twin.set_gates(np.random.default_rng(2).uniform(0.2, 0.8, size=(2, 2)))
+    prompt, answers = IDS[:17], [IDS[20:26], IDS[3:5], IDS[30:36], [7]]
+    twin.zero_grad()
+    group = twin.group_logprobs(prompt, answers)
+    sum(lp.sum() * (i + 1) for i, lp in enumerate(group)).backward()
+    grad = twin.alpha.grad.clone()
+    twin.zero_grad()
+    one = [twin.token_logprobs(torch.tensor([prompt + a]), len(prompt) - 1)[0] for a in answers]
+    sum(lp.sum() * (i + 1) for i, lp in enumerate(one)).backward()
+    assert [len(lp) for lp in group] == [len(a) for a in answers]
+    for g, o in zip(group, one):
+        np.testing.assert_allclose(g.detach().numpy(), o.detach().numpy(), rtol=0, atol=1e-12)
+    assert grad.abs().min() > 1e-4
+    np.testing.assert_allclose(grad.numpy(), twin.alpha.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(TwinError, match="non-empty answers"):
+        twin.group_logprobs(prompt, [[1], []])
+
+
 def test_twin_matches_engine_on_smollm2(smollm2_gguf):
     model = kvforge.Model.load(str(smollm2_gguf))
     ids = model.tokenize("In 1969, Neil Armstrong became the first person to walk on the Moon. He said:")

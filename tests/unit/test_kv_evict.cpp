@@ -4,13 +4,21 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <map>
+#include <random>
 #include <set>
 
 #include "kv/cell_table.h"
 #include "kv/evict_select.h"
 #include "kv/kv_policy.h"
+#include "kv_test_view.h"
 #include "model/context.h"
+#include "ops/attention_weights.h"
+#include "ops/ggml_types.h"
+#include "ops/hadamard.h"
+#include "ops/quantize.h"
 #include "naive_llama.h"
 #include "simd_levels.h"
 #include "tiny_llama.h"
@@ -238,6 +246,51 @@ TEST(KvEvict, H2oGeneratesPastItsBudgetInConstantMemory) {
   EXPECT_EQ(ctx.n_past(), 200);
   EXPECT_EQ(ctx.cache().bytes_used(), ctx.cache().bytes());
   EXPECT_EQ(ctx.cache().bytes(), 20 * ctx.cache().bytes_per_token());
+}
+
+// The weights eviction scores by: rows scored several at a time (one row's
+// dot product still adds its terms in order) give the bits of the plain
+// loop, one row at a time, for every storage, soft cap and ragged tail.
+TEST(AttentionWeights, RowsTogetherEqualOneRowAtATime) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0, 1);
+  const int dk = 64, group = 3;
+  for (KvStorage st : {KvStorage::F16, KvStorage::F32, KvStorage::Q8_0, KvStorage::Q4_0})
+    for (auto [n1, n2] : {std::pair{1, 0}, {7, 0}, {13, 6}, {130, 21}})
+      for (float cap : {0.0f, 5.0f}) {
+        const int n = n1 + n2;
+        const size_t row = kv_row_bytes(st, dk);
+        std::vector<uint8_t> k((size_t)n * row);
+        std::vector<float> x(dk), q((size_t)group * dk), kf(dk);
+        for (int r = 0; r < n; ++r) {
+          for (float& v : x) v = 2.0f * nd(rng);
+          quantize_row(kv_storage_type(st), x.data(), k.data() + (size_t)r * row, dk);
+        }
+        for (float& v : q) v = nd(rng);
+        const KvView view = test::rows_view(st, dk, dk, k.data(), k.data(), n1, n2, st == KvStorage::Q4_0);
+        const float scale = 0.125f;
+        std::vector<float> got(n, 0.5f), want(n, 0.5f);
+        attn_weights_add(q.data(), group, view, scale, cap, got.data());
+        std::vector<float> qr = q;
+        if (view.hadamard_block)
+          for (int g = 0; g < group; ++g) hadamard_rotate(&qr[(size_t)g * dk], dk, view.hadamard_block);
+        for (int g = 0; g < group; ++g) {
+          std::vector<float> s(n);
+          for (int r = 0; r < n; ++r) {
+            dequantize_row(kv_storage_type(st), k.data() + (size_t)r * row, kf.data(), dk);
+            float d = 0;
+            for (int e = 0; e < dk; ++e) d += qr[(size_t)g * dk + e] * kf[e];
+            d *= scale;
+            s[r] = cap > 0 ? cap * std::tanh(d / cap) : d;
+          }
+          const float m = *std::max_element(s.begin(), s.end());
+          float l = 0;
+          for (float& v : s) l += v = std::exp(v - m);
+          for (int r = 0; r < n; ++r) want[r] += s[r] / l;
+        }
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), n * sizeof(float)))
+            << kv_storage_name(st) << " rows " << n1 << "+" << n2 << " cap " << cap;
+      }
 }
 
 }  // namespace

@@ -62,8 +62,8 @@ int64_t block_of(GgmlType t) {
     default: return 1;
   }
 }
-const GgmlType kPackedTypes[] = {GgmlType::Q4_0,   GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                                  GgmlType::IQ4_NL, GgmlType::Q8_0, GgmlType::F16};
+const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
+                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -178,6 +178,7 @@ TEST_P(Avx512Kernels, PackedMatchesScalarReference) {
   const double eps = std::numeric_limits<float>::epsilon();
   for (GgmlType t : kPackedTypes)
     for (int64_t cols : {32, 64, 576, 1536}) {
+      if (cols % block_of(t) != 0) continue;
       const int64_t rows = 24, n_tok = 7;
       auto M = make_mat(t, rows, cols, (uint32_t)cols);
       auto A = make_acts(t, n_tok, cols, 3);
@@ -219,6 +220,10 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
       auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
       ASSERT_EQ(0, std::memcmp(yp.data(), yp2.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << cols;
+      if (act_format(t) == ActFormat::Q8K) {  // the packed K-quants: the reference's own steps (kpack_x8.h)
+        auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+        ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed ref " << (int)t;
+      }
     }
 }
 
@@ -275,16 +280,18 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
     std::vector<GemmFn> fns = {GetParam().plain(t), gemm_kernel_ref(t)};
     std::vector<const WeightMatrix*> ws = {&M.W, &M.W};
     if (packable(M.W)) {
-      M.packed.resize(rb * rows);
+      M.packed.resize(packed_bytes(M.W));
       M.P = pack_matrix(M.W, M.packed.data());
       fns.push_back(GetParam().packed(t));
       ws.push_back(&M.P);
-      // Not Q8_0: the AVX2 sign trick (as llama.cpp's) wraps a -128 weight
-      // against a negative activation; quantizers write -127..127 only.
-      if (avx2_available() && t != GgmlType::Q8_0) {
+      if (avx2_available()) {
         fns.push_back(gemm_kernel_packed_avx2(t));
         ws.push_back(&M.P);
       }
+    }
+    if (avx2_available()) {  // AVX2 Q8_0: a -128 weight against a negative activation must not wrap
+      fns.push_back(gemm_kernel_avx2(t));
+      ws.push_back(&M.W);
     }
     for (size_t f = 0; f < fns.size(); ++f) {
       auto y = gemm(fns[f], *ws[f], A, n_tok);

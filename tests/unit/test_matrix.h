@@ -70,7 +70,7 @@ inline TestMatrix make_matrix(GgmlType t, int64_t rows, int64_t cols, uint32_t s
   m.deq.resize(rows * cols);
   for (int64_t r = 0; r < rows; ++r) get_row(m.W, r, m.deq.data() + r * cols);
   if (packable(m.W)) {
-    m.packed.resize(rb * rows);
+    m.packed.resize(packed_bytes(m.W));
     m.P = pack_matrix(m.W, m.packed.data());
   }
   return m;

@@ -12,6 +12,7 @@
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
 #include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "test_matrix.h"
@@ -23,8 +24,12 @@ namespace {
 
 constexpr auto make_packed = test::make_matrix;  // every type used here is packable
 
-const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1,   GgmlType::Q5_0, GgmlType::Q5_1,
-                               GgmlType::IQ4_NL, GgmlType::Q8_0, GgmlType::F16};
+const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
+                               GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
+
+bool kquant(GgmlType t) { return act_format(t) == ActFormat::Q8K; }
+// A column count of the given size class that t's blocks divide.
+int64_t cols_for(GgmlType t, int64_t cols) { return kquant(t) ? (cols + 255) / 256 * 256 : cols; }
 
 std::vector<float> randn(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -46,13 +51,17 @@ std::vector<float> run(const WeightMatrix& W, const float* x, int64_t n_tok, int
 
 TEST(WeightPack, GetRowUnchanged) {
   for (GgmlType t : kPackTypes) {
-    auto m = make_packed(t, 24, 96, 1);
+    const int64_t cols = cols_for(t, 96);
+    auto m = make_packed(t, 24, cols, 1);
     ASSERT_TRUE(packable(m.W));
-    std::vector<float> a(96), b(96);
+    std::vector<float> a(cols), b(cols);
+    std::vector<uint8_t> row(m.W.row_stride);
     for (int64_t r = 0; r < 24; ++r) {
       get_row(m.W, r, a.data());
       get_row(m.P, r, b.data());
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * 96)) << (int)t << " row " << r;
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * cols)) << (int)t << " row " << r;
+      gather_row(m.P, r, row.data());  // the very bytes (K-quant scales re-encoded)
+      ASSERT_EQ(0, std::memcmp(row.data(), m.W.row(r), row.size())) << (int)t << " row " << r;
     }
   }
 }
@@ -64,6 +73,7 @@ TEST(WeightPack, GetRowUnchanged) {
 TEST(WeightPack, MatchesPlainReference) {
   for (GgmlType t : kPackTypes)
     for (int64_t cols : {64, 576, 1536}) {
+      if (kquant(t)) cols = cols_for(t, cols);
       auto m = make_packed(t, 40, cols, 2);  // 5 groups: pairs of groups and a single one
       auto x = randn(5 * cols, 3);
       const auto ref = [&] {
@@ -89,10 +99,11 @@ TEST(WeightPack, BatchInvariantBitForBit) {
   for (SimdLevel lvl : simd_levels()) {
     ScopedSimdLevel at(lvl);
     for (GgmlType t : kPackTypes) {
-      auto m = make_packed(t, 200, 576, 4);  // 25 groups
-      auto x = randn(70 * 576, 5);
+      const int64_t cols = cols_for(t, 576);
+      auto m = make_packed(t, 200, cols, 4);  // 25 groups
+      auto x = randn(70 * cols, 5);
       std::vector<std::vector<float>> alone(70);
-      for (int64_t tk = 0; tk < 70; ++tk) alone[tk] = run(m.P, x.data() + tk * 576, 1, 1);
+      for (int64_t tk = 0; tk < 70; ++tk) alone[tk] = run(m.P, x.data() + tk * cols, 1, 1);
       for (int64_t n_tok : {1, 3, 4, 5, 9, 70})
         for (int threads : {1, 2, 3}) {
           auto y = run(m.P, x.data(), n_tok, threads);
@@ -101,6 +112,26 @@ TEST(WeightPack, BatchInvariantBitForBit) {
                 << (int)t << " n_tok " << n_tok << " threads " << threads << " token " << tk << " level "
                 << simd_level_name(lvl);
         }
+    }
+  }
+}
+
+// The packed K-quant kernels take the scalar reference's own steps on exact
+// integer sums (ops/kpack_x8.h): the same bits as the plain reference, at
+// every SIMD level, tiles of 4 tokens and single ones.
+TEST(WeightPack, KQuantBitIdenticalToReference) {
+  for (GgmlType t : {GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    auto m = make_packed(t, 24, 768, 9);
+    auto x = randn(6 * 768, 10);
+    for (int i = 0; i < 6 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
+    const auto ref = [&] {
+      ScopedSimdLevel at(SimdLevel::Scalar);
+      return run(m.W, x.data(), 6, 1);
+    }();
+    for (SimdLevel lvl : simd_levels()) {
+      ScopedSimdLevel at(lvl);
+      auto y = run(m.P, x.data(), 6, 2);
+      ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), y.size() * sizeof(float))) << (int)t << " " << simd_level_name(lvl);
     }
   }
 }
