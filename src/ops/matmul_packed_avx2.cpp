@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 
 #include "ops/gemm_tiling.h"
@@ -152,23 +153,11 @@ void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_
 }
 
 // ---- Q8_0x8 ----------------------------------------------------------------
-// Signed weights -128..127: maddubs(|w|, sign(a, w)) (|-128| = 128 as u8;
-// a is -127..127, so negating it cannot wrap as negating w = -128 would),
-// pair sums <= 2*128*127 < 32767.
-inline __m256i q8x8_dot(const BlockQ8_0x8& B, const int8_t* aq) {
-  const __m256i a = _mm256_loadu_si256((const __m256i*)aq);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s[8];
-  for (int i = 0; i < 8; ++i) {
-    const __m256i wq = _mm256_loadu_si256((const __m256i*)B.qs[i]);
-    s[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(a, wq)), ones);
-  }
-  // Per 128-bit half [r0 r1 r2 r3] partial sums (unpack trees, see
-  // nib_x8_dot), then the halves added.
-  const __m256i h03 = sum4_epi32(s), h47 = sum4_epi32(s + 4);
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
-}
-
+// Element vector c (ops/weight_pack.h) holds elements 4c..4c+3 of the 8 rows:
+// against those 4 activations in every dword, maddubs + madd give each row
+// its partial dot in its own lane (no horizontal sums). Weights -128..127:
+// maddubs(|w|, sign(a, w)) (|-128| = 128 as u8; a is -127..127, so negating
+// it cannot wrap as negating w = -128 would), pairs <= 2*128*127 < 32767.
 template <int T>
 void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
                  int64_t r0, float* y) {
@@ -176,16 +165,26 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
-    for (int t = 0; t < T; ++t) {
-      const __m256 isum = _mm256_cvtepi32_ps(q8x8_dot(w[b], a[t][b].qs));
-      acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i wq = _mm256_loadu_si256((const __m256i*)w[b].qs[c]);
+      const __m256i wu = _mm256_abs_epi8(wq);
+      for (int t = 0; t < T; ++t) {
+        int32_t a4;
+        std::memcpy(&a4, a[t][b].qs + 4 * c, 4);
+        const __m256i p = _mm256_maddubs_epi16(wu, _mm256_sign_epi8(_mm256_set1_epi32(a4), wq));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+      }
     }
+    for (int t = 0; t < T; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
-
 
 template <GgmlType kType>
 struct TileNib {

@@ -36,8 +36,11 @@ void move_block(S& s, X& o, int i, bool to_plain) {
   auto mv = [&](auto& plain, auto& packed) { to_plain ? (void)(plain = packed) : (void)(packed = plain); };
   mv(s.d, o.d[i]);
   if constexpr (requires { s.m; }) mv(s.m, o.m[i]);
-  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: row order
-    to_plain ? std::memcpy(s.qs, o.qs[i], 32) : std::memcpy(o.qs[i], s.qs, 32);
+  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: element vectors
+    for (int e = 0; e < QK; ++e) {
+      int8_t& q = o.qs[e / 4][4 * i + e % 4];
+      to_plain ? (void)(s.qs[e] = q) : (void)(q = s.qs[e]);
+    }
   } else {
     to_plain ? std::memcpy(s.qs, q4_slot(o, i), 16) : std::memcpy(q4_slot(o, i), s.qs, 16);
   }

@@ -14,7 +14,8 @@
 //           whose nibble lands in byte j of the k-th 32-byte nibble vector
 //           (k = 2p: low nibbles of qs[p], k = 2p + 1: its high nibbles), so
 //           a kernel gets those bits with one shift and one mask.
-//   Q8_0x8: d[8] (fp16, row order), qs[8][32] (row order).
+//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: element vectors, as the
+//           K-quants' below: byte 4i + p of qs[c] is row i's element 4c + p.
 // K-quants (256-element super-blocks): the quants as "element vectors" E_c
 // (c = 0..63): 32 bytes holding elements 4c..4c+3 of the 8 rows, row i's
 // four in bytes 4i..4i+3, so one maddubs/dpbusd against the four activations
