@@ -1,18 +1,18 @@
 #pragma once
-// The parts of the x8 K-quant kernels (ops/weight_pack.h: Q4_Kx8, Q6_Kx8)
+// The parts of the x8 K-quant kernels (ops/weight_pack.h: Q3_Kx8, Q4_Kx8,
+// Q5_Kx8, Q6_Kx8)
 // that do not depend on the SIMD level: the tile loop over super-blocks and
 // tokens, the sub-block scale vectors, and per super-block the min / offset
 // sums and the reference's f32 steps. Each ISA's file
 // (matmul_kpack_avx2.cpp, matmul_kpack_avx512.cpp) supplies only the integer
-// sums A of the sub-block dots, as a class Sums with
-//   template <int T> static void q4k(const BlockQ4_Kx8&, const BlockQ8K* const* a, int64_t b, __m256i* A);
-//   template <int T> static void q6k(const BlockQ6_Kx8&, const BlockQ8K* const* a, int64_t b, __m256i* A);
-// (lane i = row i, one __m256i per token). AVX2 intrinsics only, and internal
+// sums A of the sub-block dots, as a class Sums with, per block type X,
+//   template <int T> static void sums(const X&, const BlockQ8K* const* a, int64_t b, __m256i* A);
+// (A += the sums, lane i = row i, one __m256i per token of a[0..T-1]). AVX2 intrinsics only, and internal
 // linkage: every including file keeps its own copy, built with its own
 // flags (see backend/simd_avx512.h).
 //
 // Per (row, token) and super-block the result is the exact int32 sums of
-// dot_q4_k / dot_q6_k (matmul_ref.cpp), A (and Q4_K's B), then the
+// dot_q3_k / dot_q4_k / dot_q5_k / dot_q6_k (matmul_ref.cpp), A (and Q4_K's, Q5_K's B), then the
 // reference's own f32 steps, one rounding each (never fused: see
 // rounded()). So every level gives the scalar reference's bits, and each
 // (row, token) runs the same steps whatever tile or thread split it sits in
@@ -20,6 +20,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
@@ -76,15 +77,19 @@ inline __m256i scale_dup16(const void* p, const ScaleIdx& idx, int odd) {
   return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i*)idx.v[odd]));
 }
 
-// Dword i: (sc_i, sc_i) of sub-block j of a Q4_Kx8 / s of a Q6_Kx8 block.
-inline __m256i q4k_scale(const BlockQ4_Kx8& B, int j) { return scale_dup16(B.sc[j & ~1], kQ4kIdx, j & 1); }
-inline __m256i q6k_scale(const BlockQ6_Kx8& B, int s) {
+// Dword i: (sc_i, sc_i) of sub-block j of a Q4_Kx8 / Q5_Kx8, s of a Q6_Kx8 /
+// Q3_Kx8 block (signed scale pairs).
+template <class X>  // Q4_Kx8, Q5_Kx8
+inline __m256i q4k_scale(const X& B, int j) { return scale_dup16(B.sc[j & ~1], kQ4kIdx, j & 1); }
+template <class X>  // Q6_Kx8, Q3_Kx8
+inline __m256i q6k_scale(const X& B, int s) {
   return _mm256_srai_epi16(scale_dup16(B.sc[s / 2], kQ6kIdx, s & 1), 8);
 }
 
 // Q4_K: B = sum_j m_j (bsums[2j] + bsums[2j+1]), the mins of sub-blocks
 // 2p, 2p+1 times the pair p of those sums per madd.
-inline __m256i q4k_mins(const BlockQ4_Kx8& B, const BlockQ8K& a) {
+template <class X>  // Q4_Kx8, Q5_Kx8
+inline __m256i q4k_mins(const X& B, const BlockQ8K& a) {
   const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i*)a.bsums), _mm_loadu_si128((const __m128i*)(a.bsums + 8)));
   __m256i m = _mm256_setzero_si256();
   for (int p = 0; p < 4; ++p) {
@@ -95,8 +100,10 @@ inline __m256i q4k_mins(const BlockQ4_Kx8& B, const BlockQ8K& a) {
   return m;
 }
 
-// Q6_K: sum_s sc_s bsums[s] (the -32 offset's share), scale pairs x bsum pairs.
-inline __m256i q6k_offset(const BlockQ6_Kx8& B, const BlockQ8K& a) {
+// Q6_K, Q3_K: sum_s sc_s bsums[s] (times the offset, 32 or 4: the share of
+// q = u - offset with u >= 0 what the kernels multiply), scale pairs x bsum pairs.
+template <class X>
+inline __m256i q6k_offset(const X& B, const BlockQ8K& a) {
   __m256i corr = _mm256_setzero_si256();
   for (int p = 0; p < 8; ++p) {
     int32_t pair;
@@ -107,72 +114,57 @@ inline __m256i q6k_offset(const BlockQ6_Kx8& B, const BlockQ8K& a) {
   return corr;
 }
 
-template <class Sums, int T>
-void tile_q4k(const BlockQ4_Kx8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-              int64_t r0, float* y) {
+// One tile: T tokens x the 8 rows of a group, over all super-blocks.
+template <class Sums, class X, int T>
+void tile(const X* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0, float* y) {
   const BlockQ8K* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    const X& B = w[b];
     __m256i A[T];
     for (int t = 0; t < T; ++t) A[t] = _mm256_setzero_si256();
-    Sums::template q4k<T>(w[b], a, b, A);
-    const __m256 d = load_d8(w[b].d), dmin = load_d8(w[b].dmin);
-    for (int t = 0; t < T; ++t) {  // s += d_a * (d * A - dmin * B)
-      const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(A[t])));
-      const __m256 mB = rounded(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(q4k_mins(w[b], a[t][b]))));
-      acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), _mm256_sub_ps(dA, mB))));
+    Sums::template sums<T>(B, a, b, A);
+    const __m256 d = load_d8(B.d);
+    for (int t = 0; t < T; ++t) {
+      const __m256 da = _mm256_set1_ps(a[t][b].d);
+      if constexpr (requires { B.dmin; }) {  // Q4_K, Q5_K: s += d_a * (d * A - dmin * B)
+        const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(A[t])));
+        const __m256 mB = rounded(_mm256_mul_ps(load_d8(B.dmin), _mm256_cvtepi32_ps(q4k_mins(B, a[t][b]))));
+        acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(da, _mm256_sub_ps(dA, mB))));
+      } else {  // Q6_K, Q3_K: s += d_a * (d * A), A = sum sc (u a) - offset * sum sc bsums
+        constexpr int kLog2Offset = std::is_same_v<X, BlockQ3_Kx8> ? 2 : 5;
+        const __m256i Ai = _mm256_sub_epi32(A[t], _mm256_slli_epi32(q6k_offset(B, a[t][b]), kLog2Offset));
+        const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(Ai)));
+        acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(da, dA)));
+      }
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
 
-template <class Sums, int T>
-void tile_q6k(const BlockQ6_Kx8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-              int64_t r0, float* y) {
-  const BlockQ8K* a[T];
-  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i A[T];
-    for (int t = 0; t < T; ++t) A[t] = _mm256_setzero_si256();
-    Sums::template q6k<T>(w[b], a, b, A);
-    const __m256 d = load_d8(w[b].d);
-    for (int t = 0; t < T; ++t) {  // s += d_a * (d * A), A = sum sc (q a) - 32 sum sc bsums
-      const __m256i Ai = _mm256_sub_epi32(A[t], _mm256_slli_epi32(q6k_offset(w[b], a[t][b]), 5));
-      const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(Ai)));
-      acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
-    }
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
-}
-
-template <class Sums>
-struct Tiles {
+template <class Sums, class X>
+struct Tile {
   template <int T>
-  struct Q4K {
-    static void run(const BlockQ4_Kx8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                    int64_t r, float* y) {
-      tile_q4k<Sums, T>(w, nb, xa, xs, t, rows, r, y);
-    }
-  };
-  template <int T>
-  struct Q6K {
-    static void run(const BlockQ6_Kx8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                    int64_t r, float* y) {
-      tile_q6k<Sums, T>(w, nb, xa, xs, t, rows, r, y);
+  struct Of {
+    static void run(const X* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows, int64_t r,
+                    float* y) {
+      tile<Sums, X, T>(w, nb, xa, xs, t, rows, r, y);
     }
   };
 };
+template <int kT, class Sums, class X>
+constexpr GemmFn gemm_x8k = tiling::gemm_x8<kT, X, Tile<Sums, X>::template Of, QK_K>;
 
-// The GemmFn of Q4_K / Q6_K (nullptr for other types), tiles of kT tokens.
+// The GemmFn of Q3_K / Q4_K / Q5_K / Q6_K (nullptr for other types), tiles of kT tokens.
 template <int kT, class Sums>
 GemmFn gemm_kernel(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_K: return tiling::gemm_x8<kT, BlockQ4_Kx8, Tiles<Sums>::template Q4K, QK_K>;
-    case GgmlType::Q6_K: return tiling::gemm_x8<kT, BlockQ6_Kx8, Tiles<Sums>::template Q6K, QK_K>;
+    case GgmlType::Q3_K: return gemm_x8k<kT, Sums, BlockQ3_Kx8>;
+    case GgmlType::Q4_K: return gemm_x8k<kT, Sums, BlockQ4_Kx8>;
+    case GgmlType::Q5_K: return gemm_x8k<kT, Sums, BlockQ5_Kx8>;
+    case GgmlType::Q6_K: return gemm_x8k<kT, Sums, BlockQ6_Kx8>;
     default: return nullptr;
   }
 }

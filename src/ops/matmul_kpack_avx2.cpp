@@ -9,6 +9,8 @@
 // horizontal sums and no scale decoding in the loop: integer dots only.
 #include <immintrin.h>
 
+#include <utility>
+
 #include "ops/kpack_x8.h"
 #include "ops/matmul_kernels.h"
 
@@ -73,14 +75,70 @@ inline void q6k_quarter(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t 
   }
 }
 
+// Q5_K, sub-block J: element vectors 8J+k, nibbles as Q4_K's, fifth bit
+// (qh[k] >> J) & 1. maddubs pairs <= 2*31*127 = 7874: four of them <=
+// 31496 per int16 sum, two sums per sub-block.
+template <int J, int T>
+inline void q5k_sub(const BlockQ5_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  const __m256i m4 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
+  const __m256i scv = q4k_scale(B, J);
+  __m256i p[2][T];
+  for (int t = 0; t < T; ++t) p[0][t] = p[1][t] = _mm256_setzero_si256();
+  for (int k = 0; k < 8; ++k) {
+    const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[(8 * J + k) % 32]);
+    const __m256i h = _mm256_loadu_si256((const __m256i*)B.qh[k]);
+    // bit J to bit 4 (16-bit shifts: what crosses a byte is masked off)
+    const __m256i hb = J <= 4 ? _mm256_slli_epi16(h, 4 - J) : _mm256_srli_epi16(h, J - 4);
+    const __m256i q = _mm256_or_si256(_mm256_and_si256(J >= 4 ? _mm256_srli_epi16(raw, 4) : raw, m4),
+                                      _mm256_and_si256(hb, m16));
+    for (int t = 0; t < T; ++t)
+      p[k / 4][t] = _mm256_add_epi16(p[k / 4][t], _mm256_maddubs_epi16(q, act4(a[t][b], 8 * J + k)));
+  }
+  for (int t = 0; t < T; ++t)
+    A[t] = _mm256_add_epi32(A[t], _mm256_add_epi32(_mm256_madd_epi16(p[0][t], scv), _mm256_madd_epi16(p[1][t], scv)));
+}
+
+// Q3_K, sub-block S (quarter Q = S / 4): element vectors c = 4S..4S+3, low
+// two bits (ql[c mod 16] >> 2Q) & 3, high bit J = c / 8 = 2Q + (S % 4) / 2
+// of qh[c mod 8]: u = low + 4 high in 0..7 (q = u - 4, the 4 is
+// kpack::q6k_offset's). maddubs pairs <= 2*7*127 = 1778, four <= 7112.
+template <int S, int T>
+inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  constexpr int Q = S / 4, J = 2 * Q + (S % 4) / 2;
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m256i scv = q6k_scale(B, S);
+  __m256i p[T];
+  for (int t = 0; t < T; ++t) p[t] = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    const int c = 4 * S + k;
+    const __m256i l = _mm256_loadu_si256((const __m256i*)B.ql[c % 16]);
+    const __m256i h = _mm256_loadu_si256((const __m256i*)B.qh[c % 8]);
+    // bit J to bit 2 (16-bit shifts: what crosses a byte is masked off)
+    const __m256i hb = J <= 2 ? _mm256_slli_epi16(h, 2 - J) : _mm256_srli_epi16(h, J - 2);
+    const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2 * Q), m3), _mm256_and_si256(hb, m4));
+    for (int t = 0; t < T; ++t) p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(u, act4(a[t][b], c)));
+  }
+  for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], scv));
+}
+
 struct SumsAvx2 {
   template <int T>
-  static void q4k(const BlockQ4_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  static void sums(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    [&]<int... S>(std::integer_sequence<int, S...>) { (q3k_sub<S, T>(B, a, b, A), ...); }(
+        std::make_integer_sequence<int, 16>{});
+  }
+  template <int T>
+  static void sums(const BlockQ4_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
     q4k_half<0, T>(B, a, b, A);
     q4k_half<1, T>(B, a, b, A);
   }
   template <int T>
-  static void q6k(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  static void sums(const BlockQ5_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    [&]<int... J>(std::integer_sequence<int, J...>) { (q5k_sub<J, T>(B, a, b, A), ...); }(
+        std::make_integer_sequence<int, 8>{});
+  }
+  template <int T>
+  static void sums(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
     q6k_quarter<0, T>(B, a, b, A);
     q6k_quarter<1, T>(B, a, b, A);
     q6k_quarter<2, T>(B, a, b, A);

@@ -8,6 +8,7 @@
 #include "backend/simd_avx512.h"
 
 #include <cstring>
+#include <utility>
 
 #include "ops/kpack_x8.h"
 #include "ops/matmul_kernels.h"
@@ -79,24 +80,86 @@ inline void q6k_quarter(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t 
   }
 }
 
+// Q5_K, sub-block J, bits as in the AVX2 kernel; per int16 lane four
+// maddubs pairs, <= 4*2*31*127 = 31496.
+template <int J, int T>
+inline void q5k_sub(const BlockQ5_Kx8& B, const BlockQ8K* const* a, int64_t b, __m512i* A) {
+  const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
+  const __m512i scv = both_halves(q4k_scale(B, J));
+  __m512i p[T];
+  for (int t = 0; t < T; ++t) p[t] = _mm512_setzero_si512();
+  for (int k = 0; k < 8; k += 2) {
+    const __m512i raw = _mm512_loadu_si512((const void*)B.qs[(8 * J + k) % 32]);
+    const __m512i h = _mm512_loadu_si512((const void*)B.qh[k]);
+    const __m512i hb = J <= 4 ? _mm512_slli_epi16(h, 4 - J) : _mm512_srli_epi16(h, J - 4);
+    const __m512i q = _mm512_or_si512(_mm512_and_si512(J >= 4 ? _mm512_srli_epi16(raw, 4) : raw, m4),
+                                      _mm512_and_si512(hb, m16));
+    for (int t = 0; t < T; ++t) p[t] = _mm512_add_epi16(p[t], _mm512_maddubs_epi16(q, act8(a[t][b], 8 * J + k)));
+  }
+  for (int t = 0; t < T; ++t) A[t] = _mm512_dpwssd_epi32(A[t], p[t], scv);
+}
+
+// Q3_K, sub-block S, bits as in the AVX2 kernel (element vectors c, c + 1
+// share their shifts); per int16 lane two maddubs pairs, <= 2*2*7*127.
+template <int S, int T>
+inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m512i* A) {
+  constexpr int Q = S / 4, J = 2 * Q + (S % 4) / 2;
+  const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+  const __m512i scv = both_halves(q6k_scale(B, S));
+  __m512i e[2];
+  for (int k = 0; k < 2; ++k) {
+    const int c = 4 * S + 2 * k;
+    const __m512i l = _mm512_loadu_si512((const void*)B.ql[c % 16]);
+    const __m512i h = _mm512_loadu_si512((const void*)B.qh[c % 8]);
+    const __m512i hb = J <= 2 ? _mm512_slli_epi16(h, 2 - J) : _mm512_srli_epi16(h, J - 2);
+    e[k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 2 * Q), m3), _mm512_and_si512(hb, m4));
+  }
+  for (int t = 0; t < T; ++t) {
+    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * S)),
+                                       _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * S + 2)));
+    A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
+  }
+}
+
+// The zmm sums of one block type's function F, folded to 8 lanes.
+template <int T, class F>
+inline void folded(__m256i* A, F&& f) {
+  __m512i s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
+  f(s);
+  for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], fold_halves(s[t]));
+}
+
 struct SumsAvx512 {
   template <int T>
-  static void q4k(const BlockQ4_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
-    __m512i s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
-    q4k_half<0, T>(B, a, b, s);
-    q4k_half<1, T>(B, a, b, s);
-    for (int t = 0; t < T; ++t) A[t] = fold_halves(s[t]);
+  static void sums(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      [&]<int... S>(std::integer_sequence<int, S...>) { (q3k_sub<S, T>(B, a, b, s), ...); }(
+          std::make_integer_sequence<int, 16>{});
+    });
   }
   template <int T>
-  static void q6k(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
-    __m512i s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
-    q6k_quarter<0, T>(B, a, b, s);
-    q6k_quarter<1, T>(B, a, b, s);
-    q6k_quarter<2, T>(B, a, b, s);
-    q6k_quarter<3, T>(B, a, b, s);
-    for (int t = 0; t < T; ++t) A[t] = fold_halves(s[t]);
+  static void sums(const BlockQ4_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      q4k_half<0, T>(B, a, b, s);
+      q4k_half<1, T>(B, a, b, s);
+    });
+  }
+  template <int T>
+  static void sums(const BlockQ5_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      [&]<int... J>(std::integer_sequence<int, J...>) { (q5k_sub<J, T>(B, a, b, s), ...); }(
+          std::make_integer_sequence<int, 8>{});
+    });
+  }
+  template <int T>
+  static void sums(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      q6k_quarter<0, T>(B, a, b, s);
+      q6k_quarter<1, T>(B, a, b, s);
+      q6k_quarter<2, T>(B, a, b, s);
+      q6k_quarter<3, T>(B, a, b, s);
+    });
   }
 };
 

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 
 #include "ops/gemm_tiling.h"
@@ -32,9 +33,16 @@ constexpr int kT = 4;  // tokens per tile
 // -16..15, IQ4_NL -127..113) as maddubs(|a|, w * sign(a)). Partial sums stay
 // int16 as long as they provably fit, then madd widens to int32:
 //   kWiden 0: Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 =
-//             4064; lo + hi and two phaddw levels: <= 4 * 2 * 4064 = 32512.
+//             4064; lo + hi and two add levels: <= 4 * 2 * 4064 = 32512.
 //   kWiden 1: Q5_1 pairs <= 2*31*127 = 7874; lo + hi <= 15748, then int32.
 //   kWiden 2: IQ4_NL pairs <= 2*127*127 = 32258: each widened at once.
+// [sum of v[0]'s 4 int32 | .. v[3]'s] per 128-bit half.
+inline __m256i sum4_epi32(const __m256i v[4]) {
+  const __m256i v01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+  const __m256i v23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(v01, v23), _mm256_unpackhi_epi64(v01, v23));
+}
+
 template <bool kSigned, int kWiden>
 inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const int8_t* aq) {
   const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)aq));
@@ -54,12 +62,20 @@ inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const in
     else if constexpr (kWiden == 1) s[p] = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones);
     else s[p] = _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
   }
+  // The sums of rows 0..3 (low half) and 4..7 (high): unpack-and-add trees,
+  // not hadds (3 uops and half the throughput each on Zen 3; with several
+  // tokens per tile the reduction is what bounds the kernel).
   if constexpr (kWiden == 0) {
-    // Per 128-bit lane: [row p partials x8] -> [r0 r0 r1 r1 r2 r2 r3 r3] pairs.
-    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3]));
-    return _mm256_madd_epi16(h, ones);  // lanes: rows 0..3 | 4..7
+    // Per 128-bit half: [a0 b0 a1 b1 ..] of rows 0, 1 (and 2, 3), then
+    // [A0 B0 C0 D0 A1 B1 C1 D1], reordered to pairs [A0 A1 B0 B1 ..] for madd.
+    const __m256i v01 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[0], s[1]), _mm256_unpackhi_epi16(s[0], s[1]));
+    const __m256i v23 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[2], s[3]), _mm256_unpackhi_epi16(s[2], s[3]));
+    const __m256i x = _mm256_add_epi16(_mm256_unpacklo_epi32(v01, v23), _mm256_unpackhi_epi32(v01, v23));
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
+                                           0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+    return _mm256_madd_epi16(_mm256_shuffle_epi8(x, pairs), ones);  // lanes: rows 0..3 | 4..7
   } else {
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    return sum4_epi32(s);
   }
 }
 
@@ -137,23 +153,11 @@ void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_
 }
 
 // ---- Q8_0x8 ----------------------------------------------------------------
-// Signed weights -128..127: maddubs(|w|, sign(a, w)) (|-128| = 128 as u8;
-// a is -127..127, so negating it cannot wrap as negating w = -128 would),
-// pair sums <= 2*128*127 < 32767.
-inline __m256i q8x8_dot(const BlockQ8_0x8& B, const int8_t* aq) {
-  const __m256i a = _mm256_loadu_si256((const __m256i*)aq);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s[8];
-  for (int i = 0; i < 8; ++i) {
-    const __m256i wq = _mm256_loadu_si256((const __m256i*)B.qs[i]);
-    s[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(a, wq)), ones);
-  }
-  // hadd tree: per 128-bit lane [r0 r1 r2 r3] partial sums, then add lanes.
-  const __m256i h03 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-  const __m256i h47 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
-}
-
+// Element vector c (ops/weight_pack.h) holds elements 4c..4c+3 of the 8 rows:
+// against those 4 activations in every dword, maddubs + madd give each row
+// its partial dot in its own lane (no horizontal sums). Weights -128..127:
+// maddubs(|w|, sign(a, w)) (|-128| = 128 as u8; a is -127..127, so negating
+// it cannot wrap as negating w = -128 would), pairs <= 2*128*127 < 32767.
 template <int T>
 void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
                  int64_t r0, float* y) {
@@ -161,16 +165,26 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
-    for (int t = 0; t < T; ++t) {
-      const __m256 isum = _mm256_cvtepi32_ps(q8x8_dot(w[b], a[t][b].qs));
-      acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i wq = _mm256_loadu_si256((const __m256i*)w[b].qs[c]);
+      const __m256i wu = _mm256_abs_epi8(wq);
+      for (int t = 0; t < T; ++t) {
+        int32_t a4;
+        std::memcpy(&a4, a[t][b].qs + 4 * c, 4);
+        const __m256i p = _mm256_maddubs_epi16(wu, _mm256_sign_epi8(_mm256_set1_epi32(a4), wq));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+      }
     }
+    for (int t = 0; t < T; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
-
 
 template <GgmlType kType>
 struct TileNib {
@@ -315,7 +329,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
-    default: return gemm_kernel_kpack_avx2(t);  // Q4_K, Q6_K (matmul_kpack_avx2.cpp) or nullptr
+    default: return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
   }
 }
 

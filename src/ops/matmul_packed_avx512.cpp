@@ -12,6 +12,7 @@
 // Compiled natively and emulated (backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
 
+#include <cstring>
 #include <type_traits>
 
 #include "ops/gemm_tiling.h"
@@ -24,13 +25,6 @@ namespace kvforge::KVFORGE_AVX512_NS {
 namespace {
 
 constexpr int kT = 4;  // tokens per tile
-
-// Lanes (0, 8, 1, 9, 2, 10, 3, 11) of v: where the reduction trees below leave
-// the row sums, picked into row order in the low 256 bits.
-inline __m256i pick_rows(__m512i v) {
-  const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 11, 3, 10, 2, 9, 1, 8, 0);
-  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, v));
-}
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
 // q[v] (v = 0, 1) = qs[2v], qs[2v+1]: 128-bit lanes hold the 16 nibble bytes
@@ -140,24 +134,28 @@ void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_
 }
 
 // ---- Q8_0x8 ----------------------------------------------------------------
-// wq[v] = rows 2v, 2v+1 (256 bits each) as q + 128 (unsigned); the activation
-// block sits in both halves. Each dot starts at -128 * (sum of its four
-// activation bytes). Bounds: |lane| <= 4 * 255 * 127, exact in int32.
+// Element vectors (ops/weight_pack.h) c, c + 1 per zmm, as q + 128
+// (unsigned), against activations 4c..4c+7 (dwords of the low half: the
+// first four): dpbusd gives each row its partial dots in its own lanes, the
+// halves are added at the end of the block, and -128 x (sum of the block's
+// activations) brings the bias back. |lane| <= 32 * 255 * 127: exact in
+// int32, the AVX2 kernel's integers.
 inline __m256i q8x8_dot(const __m512i wq[4], const int8_t* aq) {
-  const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)aq));
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i base = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8((char)0x80), a));
-  __m512i s[4];  // [v] 8 partial dots of row 2v (low half), 8 of row 2v+1
-  for (int v = 0; v < 4; ++v) s[v] = _mm512_dpbusd_epi32(base, wq[v], a);
-  // Per 128-bit lane: [A0+A2, B0+B2, A1+A3, B1+B3] for pairs (s0, s1), (s2, s3),
-  // then the 64-bit halves of both added: [A, B, C, D] partial row sums.
-  const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
-  const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
-  __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
-  // 128-bit lanes 0, 1 hold halves of rows 0, 2, 4, 6; lanes 2, 3 of rows 1,
-  // 3, 5, 7: add each pair of lanes (lanes 0 and 2 get the sums).
-  u = _mm512_add_epi32(u, _mm512_shuffle_i32x4(u, u, 0xB1));
-  return pick_rows(u);
+  const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i s = _mm512_setzero_si512();
+  for (int v = 0; v < 4; ++v) {
+    int64_t a8;
+    std::memcpy(&a8, aq + 8 * v, 8);
+    s = _mm512_dpbusd_epi32(s, wq[v], _mm512_permutexvar_epi32(idx, _mm512_set1_epi64(a8)));
+  }
+  // sum of the 32 activations: sad over a + 128 (unsigned) minus 32 * 128
+  const __m256i au = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)aq), _mm256_set1_epi8((char)0x80));
+  const __m256i sad = _mm256_sad_epu8(au, _mm256_setzero_si256());  // 4 x 64-bit partial sums
+  __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+  s2 = _mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2));
+  const int32_t asum = _mm_cvtsi128_si32(s2) - 32 * 128;
+  const __m256i folded = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+  return _mm256_sub_epi32(folded, _mm256_set1_epi32(128 * asum));
 }
 
 template <int T>
@@ -179,7 +177,6 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
-
 
 template <GgmlType kType>
 struct TileNib {
@@ -349,7 +346,7 @@ GemmFn gemm_kernel_packed_avx512(GgmlType t) {
     case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
-    default: return gemm_kernel_kpack_avx512(t);  // Q4_K, Q6_K (matmul_kpack_avx512.cpp) or nullptr
+    default: return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
   }
 }
 

@@ -11,7 +11,8 @@ bool packable(const WeightMatrix& W) {
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q3_K: case GgmlType::Q4_K:
+    case GgmlType::Q5_K: case GgmlType::Q6_K:
       return true;
     default: return false;
   }
@@ -35,8 +36,11 @@ void move_block(S& s, X& o, int i, bool to_plain) {
   auto mv = [&](auto& plain, auto& packed) { to_plain ? (void)(plain = packed) : (void)(packed = plain); };
   mv(s.d, o.d[i]);
   if constexpr (requires { s.m; }) mv(s.m, o.m[i]);
-  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: row order
-    to_plain ? std::memcpy(s.qs, o.qs[i], 32) : std::memcpy(o.qs[i], s.qs, 32);
+  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: element vectors
+    for (int e = 0; e < QK; ++e) {
+      int8_t& q = o.qs[e / 4][4 * i + e % 4];
+      to_plain ? (void)(s.qs[e] = q) : (void)(q = s.qs[e]);
+    }
   } else {
     to_plain ? std::memcpy(s.qs, q4_slot(o, i), 16) : std::memcpy(q4_slot(o, i), s.qs, 16);
   }
@@ -57,9 +61,11 @@ void move_block(S& s, X& o, int i, bool to_plain) {
 // ---- K-quants ------------------------------------------------------------
 // Byte b (0..31) of element vector c and the element it holds: row b / 4,
 // element 4c + b % 4 (ops/weight_pack.h).
-// Q4_K: nibble of element e is (qs[32 (e / 64) + e % 32] >> 4 ((e / 32) & 1)).
-inline int q4k_get(const BlockQ4_K& B, int e) { return (B.qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) & 1))) & 15; }
-inline void q4k_set(BlockQ4_K& B, int e, int v) { B.qs[32 * (e / 64) + e % 32] |= (uint8_t)(v << (4 * ((e / 32) & 1))); }
+// Q4_K (and Q5_K): nibble of element e is (qs[32 (e / 64) + e % 32] >> 4 ((e / 32) & 1)).
+template <class B4>
+inline int q4k_get(const B4& B, int e) { return (B.qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) & 1))) & 15; }
+template <class B4>
+inline void q4k_set(B4& B, int e, int v) { B.qs[32 * (e / 64) + e % 32] |= (uint8_t)(v << (4 * ((e / 32) & 1))); }
 // Q6_K element 128h + 32g + l: low four bits in ql[64h + l + 32(g & 1)]
 // (high nibble for g >= 2), top two bits (qh[32h + l] >> 2g) & 3.
 inline uint8_t& q6k_lo(BlockQ6_K& B, int e) { return B.ql[64 * (e / 128) + e % 32 + 32 * ((e / 32) & 1)]; }
@@ -78,7 +84,10 @@ void k4_encode(const uint8_t sc[8], const uint8_t m[8], uint8_t q[12]) {
 }
 
 // Row i of a group <-> its slot in the x8 super-block (to_plain: the reverse).
-void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
+// Q4_K and Q5_K share everything but Q5_K's fifth bits (qh[l] >> j) & 1 of
+// element 32j + l.
+template <class S, class X>
+void move_block(S& s, X& o, int i, bool to_plain) requires requires { s.dmin; } {
   if (to_plain) {
     s.d = o.d[i];
     s.dmin = o.dmin[i];
@@ -89,6 +98,7 @@ void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
     }
     k4_encode(sc, m, s.scales);
     std::memset(s.qs, 0, sizeof(s.qs));
+    if constexpr (requires { s.qh; }) std::memset(s.qh, 0, sizeof(s.qh));
   } else {
     o.d[i] = s.d;
     o.dmin[i] = s.dmin;
@@ -100,6 +110,12 @@ void move_block(BlockQ4_K& s, BlockQ4_Kx8& o, int i, bool to_plain) {
     const int shift = 4 * (c / 32);
     if (to_plain) q4k_set(s, e, (byte >> shift) & 15);
     else byte |= (uint8_t)(q4k_get(s, e) << shift);
+    if constexpr (requires { s.qh; }) {
+      uint8_t& plane = o.qh[c % 8][b];
+      const int k = c / 8, j = e / 32, l = e % 32;
+      if (to_plain) s.qh[l] |= (uint8_t)(((plane >> k) & 1) << j);
+      else plane |= (uint8_t)(((s.qh[l] >> j) & 1) << k);
+    }
   }
 }
 
@@ -129,8 +145,49 @@ void move_block(BlockQ6_K& s, BlockQ6_Kx8& o, int i, bool to_plain) {
 }
 
 
+// Q3_K: scale s (0..15, stored +32) has its low four bits in nibble s / 8 of
+// scales[s % 8], its top two at bits 2 (s / 4) of scales[8 + s % 4] (the
+// inverse of q3k_scale; all 96 bits are used, so bytes come back as they were).
+void q3k_encode(const int v[16], uint8_t q[12]) {
+  std::memset(q, 0, 12);
+  for (int s = 0; s < 16; ++s) {
+    q[s % 8] |= (uint8_t)((v[s] & 15) << (4 * (s / 8)));
+    q[8 + s % 4] |= (uint8_t)(((v[s] >> 4) & 3) << (2 * (s / 4)));
+  }
+}
+
+// Q3_K element 128h + 32g + l: low two bits (qs[32h + l] >> 2g) & 3, high
+// bit (hmask[l] >> (4h + g)) & 1.
+void move_block(BlockQ3_K& s, BlockQ3_Kx8& o, int i, bool to_plain) {
+  if (to_plain) {
+    s.d = o.d[i];
+    int v[16];
+    for (int j = 0; j < 16; ++j) v[j] = o.sc[j / 2][i][j % 2] + 32;
+    q3k_encode(v, s.scales);
+    std::memset(s.qs, 0, sizeof(s.qs));
+    std::memset(s.hmask, 0, sizeof(s.hmask));
+  } else {
+    o.d[i] = s.d;
+    for (int j = 0; j < 16; ++j) o.sc[j / 2][i][j % 2] = (int8_t)(q3k_scale(s.scales, j) - 32);
+  }
+  for (int e = 0; e < QK_K; ++e) {
+    const int c = e / 4, b = 4 * i + e % 4;
+    const int h = e / 128, g = (e / 32) % 4, l = e % 32;
+    uint8_t& lo = o.ql[c % 16][b];
+    uint8_t& hi = o.qh[c % 8][b];
+    const int lsh = 2 * (c / 16), hsh = c / 8;
+    if (to_plain) {
+      s.qs[32 * h + l] |= (uint8_t)(((lo >> lsh) & 3) << (2 * g));
+      s.hmask[l] |= (uint8_t)(((hi >> hsh) & 1) << (4 * h + g));
+    } else {
+      lo |= (uint8_t)(((s.qs[32 * h + l] >> (2 * g)) & 3) << lsh);
+      hi |= (uint8_t)(((s.hmask[l] >> (4 * h + g)) & 1) << hsh);
+    }
+  }
+}
+
 template <class S>
-constexpr int64_t kElems = requires(S s) { s.dmin; } || requires(S s) { s.ql; } ? QK_K : QK;
+constexpr int64_t kElems = sizeof(S) >= 64 ? QK_K : QK;  // K-quant super-blocks: 84..210 bytes; the rest <= 34
 
 template <class S, class X>
 void pack_blocks(const WeightMatrix& W, void* dst) {
@@ -159,7 +216,9 @@ void with_blocks(GgmlType t, F&& f) {
     case GgmlType::Q5_0: return f.template operator()<BlockQ5_0, BlockQ5_0x8>();
     case GgmlType::Q5_1: return f.template operator()<BlockQ5_1, BlockQ5_1x8>();
     case GgmlType::IQ4_NL: return f.template operator()<BlockIQ4_NL, BlockIQ4_NLx8>();
+    case GgmlType::Q3_K: return f.template operator()<BlockQ3_K, BlockQ3_Kx8>();
     case GgmlType::Q4_K: return f.template operator()<BlockQ4_K, BlockQ4_Kx8>();
+    case GgmlType::Q5_K: return f.template operator()<BlockQ5_K, BlockQ5_Kx8>();
     case GgmlType::Q6_K: return f.template operator()<BlockQ6_K, BlockQ6_Kx8>();
     default: return f.template operator()<BlockQ8_0, BlockQ8_0x8>();
   }
@@ -169,8 +228,10 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::Q4_K) return plain / sizeof(BlockQ4_K) / kPackRows * sizeof(BlockQ4_Kx8);
-  return plain;
+  if (W.type == GgmlType::F16) return plain;
+  size_t n = 0;
+  with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
+  return n;
 }
 
 WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {

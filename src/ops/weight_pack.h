@@ -14,7 +14,8 @@
 //           whose nibble lands in byte j of the k-th 32-byte nibble vector
 //           (k = 2p: low nibbles of qs[p], k = 2p + 1: its high nibbles), so
 //           a kernel gets those bits with one shift and one mask.
-//   Q8_0x8: d[8] (fp16, row order), qs[8][32] (row order).
+//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: element vectors, as the
+//           K-quants' below: byte 4i + p of qs[c] is row i's element 4c + p.
 // K-quants (256-element super-blocks): the quants as "element vectors" E_c
 // (c = 0..63): 32 bytes holding elements 4c..4c+3 of the 8 rows, row i's
 // four in bytes 4i..4i+3, so one maddubs/dpbusd against the four activations
@@ -25,6 +26,14 @@
 //           qs[32][32]: byte b of qs[m] holds E_m's byte b in its low
 //           nibble and E_{m+32}'s in its high one. 1184 bytes, 32 more
 //           than the 8 rows' 1152: the scales no longer share bits.
+//   Q5_Kx8: Q4_Kx8, then qh[8][32]: bit k of byte b of qh[n] is the fifth
+//           bit of E_{n+8k}'s byte b (so sub-block j's are bit j of qh[0..7]).
+//           1440 bytes, 32 more than the 8 rows'.
+//   Q3_Kx8: d[8], sc[p][8][2] (the scales - 32 of sub-blocks 2p, 2p+1 side
+//           by side, as Q6_Kx8's), ql[16][32]: bits 2k, 2k+1 of byte b of
+//           ql[n] are the low two bits of E_{n+16k}'s byte b, qh[8][32]: bit
+//           k of byte b of qh[n] is its hmask bit of E_{n+8k}'s byte b.
+//           912 bytes, 32 more than the 8 rows' (unpacked scales).
 //   Q6_Kx8: d[8], sc[p][8][2] (int8 scales of sub-blocks 2p, 2p+1 side by
 //           side), ql[32][32] (low four bits, nibbles as Q4_Kx8's qs),
 //           qh[16][32]: bits 2k, 2k+1 of byte b of qh[n] are the top two
@@ -76,6 +85,15 @@ struct BlockQ4_Kx8 {
   uint8_t mn[4][8][2];
   uint8_t qs[32][32];
 };
+struct BlockQ5_Kx8 : BlockQ4_Kx8 {
+  uint8_t qh[8][32];
+};
+struct BlockQ3_Kx8 {
+  fp16_t d[8];
+  int8_t sc[8][8][2];
+  uint8_t ql[16][32];
+  uint8_t qh[8][32];
+};
 struct BlockQ6_Kx8 {
   fp16_t d[8];
   int8_t sc[8][8][2];
@@ -83,7 +101,9 @@ struct BlockQ6_Kx8 {
   uint8_t qh[16][32];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32);
+static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K) + 32);
 static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K));
+static_assert(sizeof(BlockQ3_Kx8) == 8 * sizeof(BlockQ3_K) + 32);
 static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1));
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 static_assert(sizeof(BlockIQ4_NLx8) == 8 * sizeof(BlockIQ4_NL));
@@ -92,9 +112,9 @@ static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
 // Whether W (plain layout) can be packed: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
-// Q8_0, Q4_K, Q6_K or F16, rows % 8 == 0 (F16 also cols % 8 == 0).
+// Q8_0, Q3_K, Q4_K, Q5_K, Q6_K or F16, rows % 8 == 0 (F16 also cols % 8 == 0).
 bool packable(const WeightMatrix& W);
-// Bytes of W's packed form (W.rows * W.row_stride, more for Q4_K).
+// Bytes of W's packed form (W.rows * W.row_stride, more for Q3_K, Q4_K, Q5_K).
 size_t packed_bytes(const WeightMatrix& W);
 // Writes W's packed form into dst (packed_bytes(W) bytes). Returns the
 // packed view (data = dst, interleave = kPackRows).

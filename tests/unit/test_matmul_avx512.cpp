@@ -63,7 +63,7 @@ int64_t block_of(GgmlType t) {
   }
 }
 const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                                  GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16};
+                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -220,7 +220,7 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
       auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
       ASSERT_EQ(0, std::memcmp(yp.data(), yp2.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << cols;
-      if (t == GgmlType::Q4_K || t == GgmlType::Q6_K) {  // the reference's own steps (ops/kpack_x8.h)
+      if (act_format(t) == ActFormat::Q8K) {  // the packed K-quants: the reference's own steps (kpack_x8.h)
         auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
         ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed ref " << (int)t;
       }

@@ -12,6 +12,7 @@
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
 #include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "test_matrix.h"
@@ -24,9 +25,9 @@ namespace {
 constexpr auto make_packed = test::make_matrix;  // every type used here is packable
 
 const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                               GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16};
+                               GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
 
-bool kquant(GgmlType t) { return t == GgmlType::Q4_K || t == GgmlType::Q6_K; }
+bool kquant(GgmlType t) { return act_format(t) == ActFormat::Q8K; }
 // A column count of the given size class that t's blocks divide.
 int64_t cols_for(GgmlType t, int64_t cols) { return kquant(t) ? (cols + 255) / 256 * 256 : cols; }
 
@@ -119,7 +120,7 @@ TEST(WeightPack, BatchInvariantBitForBit) {
 // integer sums (ops/kpack_x8.h): the same bits as the plain reference, at
 // every SIMD level, tiles of 4 tokens and single ones.
 TEST(WeightPack, KQuantBitIdenticalToReference) {
-  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType t : {GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     auto m = make_packed(t, 24, 768, 9);
     auto x = randn(6 * 768, 10);
     for (int i = 0; i < 6 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
