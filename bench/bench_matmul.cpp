@@ -68,6 +68,15 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// A decode step of 1 and 8 sequences (the server's batches) on one thread:
+// how much of the per-token work batching saves.
+void shapes_decode(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 8})
+    for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}})
+      b->Args({r, c, n_tok, 1});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
 // projection and a Llama-like 2048x2048.
 void shapes_k(benchmark::internal::Benchmark* b) {
@@ -116,6 +125,8 @@ BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q5_K, GgmlType::Q5_K)->Apply(shapes_k);

@@ -78,18 +78,25 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
     decode_steps(max_seq, 1);  // warm-up: pages, scratch buffers, thread pool
     for (int32_t g : params.n_gen) {
       if (g <= 0) continue;
+      // Repetitions alternate over the sequence counts (1, 8, 1, 8, ...), so
+      // that a machine whose load drifts shifts every count alike and the
+      // speed-ups stay comparable.
+      std::vector<ParallelBenchResult> rs(n_parallel.size());
+      for (int rep = 0; rep < std::max(1, params.n_reps); ++rep)
+        for (size_t i = 0; i < n_parallel.size(); ++i) {
+          const int32_t n = n_parallel[i];
+          fork_all(n, d);
+          rs[i].samples_ts.push_back((double)n * g / decode_steps(n, g));
+        }
       double one = 0;
-      for (int32_t n : n_parallel) {
-        ParallelBenchResult r;
+      for (size_t i = 0; i < n_parallel.size(); ++i) {
+        ParallelBenchResult& r = rs[i];
+        const int32_t n = n_parallel[i];
         r.name = fmt::format("tg{} x{} @ d{}", g, n, d);
         r.n_seq = n;
         r.n_gen = g;
         r.n_depth = d;
         r.n_threads = ctx.n_threads();
-        for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
-          fork_all(n, d);
-          r.samples_ts.push_back((double)n * g / decode_steps(n, g));
-        }
         r.avg_ts = mean_of(r.samples_ts);
         r.stddev_ts = stddev_of(r.samples_ts);
         if (n == 1) one = r.avg_ts;

@@ -48,6 +48,10 @@ class KvCache {
   virtual ~KvCache() = default;
 
   virtual std::string describe() const = 0;  // e.g. "window:1024,sinks:4+q8, 1028 cells"
+  // The rows as stored: latent rows in quantized storage are padded to whole
+  // blocks (stored_kv_shape in kv_layout.h), and the forward pass writes and
+  // reads them at that width.
+  virtual KvShape shape() const = 0;
   virtual int32_t capacity() const = 0;      // cells of the largest (layer, head)
   virtual int32_t n_past() const = 0;        // position the next token gets
   // How many more tokens the cache accepts: capacity - n_past for a full

@@ -47,6 +47,7 @@ class LayoutCache final : public KvCache {
 
   size_t bytes() const override { return store_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }
+  KvShape shape() const override { return store_.layout().shape; }
   size_t bytes_used() const override {
     return store_.bytes_of_rows([&](int l, int h) { return map(l, h).used(n_past_); });
   }

@@ -166,7 +166,22 @@ int32_t PagedKvCache::reuse_prefix(int32_t seq, const int32_t* tokens, int32_t n
   s.n_past = done;
   reused_ += done;
   if (rings_.any() && done > 0) fill_rings(seq);
+  if (rings_.all()) release_behind_window(s);  // the rings hold what the windows need (blocks_to_reserve)
   return done;
+}
+
+int32_t PagedKvCache::blocks_to_reserve(const KvLayout& layout, int32_t n_tokens, int32_t max_chunk) {
+  int32_t window = 0;
+  for (const KvHeadSpec& h : layout.heads) {
+    if (h.window == 0) return blocks_for(n_tokens);  // a full-history head keeps every block
+    window = std::max(window, h.window);
+  }
+  // Before a chunk the sequence holds the blocks from n_past - window on
+  // (release_behind_window); writing it adds those up to n_past + chunk - 1.
+  // A span of window + chunk rows touches at most ceil(span / 256) + 1
+  // blocks; one more for a copy-on-write.
+  const int64_t span = (int64_t)window + std::max(max_chunk, 1);
+  return (int32_t)std::min<int64_t>(blocks_for(n_tokens), (span + kKvBlockRows - 1) / kKvBlockRows + 2);
 }
 
 KvPlan PagedKvCache::plan_for(int32_t seq, int32_t n_tokens) const {

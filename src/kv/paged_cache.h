@@ -80,6 +80,14 @@ class PagedKvCache final : public KvCache {
   KvPlan plan_for(int32_t seq, int32_t n_tokens) const;  // throws if the sequence's context is full
   // Blocks a sequence of n_tokens holds at most (plus one for a copy).
   static int32_t blocks_for(int32_t n_tokens) { return (n_tokens + kKvBlockRows - 1) / kKvBlockRows + 1; }
+  // The same for a sequence fed in chunks of at most max_chunk tokens in a
+  // cache of this layout: when every head streams, the blocks its windows
+  // reach plus those of the chunk being written (blocks behind the window
+  // are released), if that is fewer. What admission reserves.
+  static int32_t blocks_to_reserve(const KvLayout& layout, int32_t n_tokens, int32_t max_chunk);
+  int32_t blocks_to_reserve(int32_t n_tokens, int32_t max_chunk) const {
+    return blocks_to_reserve(store_.layout(), n_tokens, max_chunk);
+  }
   PagedKvStats stats() const;
 
   // KvCache: single-sequence calls (n_past, room, plan) are about sequence 0.
@@ -90,6 +98,7 @@ class PagedKvCache final : public KvCache {
   int32_t max_wave(int layer, int kv_head, int32_t pos0) const override { return rings_.max_wave(layer, kv_head, pos0); }
   size_t bytes() const override { return store_.bytes() + rings_.bytes(); }
   size_t bytes_per_token() const override { return store_.bytes_per_token(); }
+  KvShape shape() const override { return store_.layout().shape; }
   size_t bytes_used() const override;
   void reset() override;  // every sequence removed, prefix tree emptied; sequence 0 added
   KvPlan plan(int32_t n_tokens) const override { return plan_for(0, n_tokens); }

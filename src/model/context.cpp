@@ -83,8 +83,9 @@ KvLayout model_kv_layout(const ModelConfig& c, const KvPolicy& kv, int32_t n_ctx
 std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
                                                int32_t n_blocks) {
   if (params.n_ctx <= 0) params.n_ctx = default_context_size(c);
-  if (n_blocks <= 0) n_blocks = n_seqs * PagedKvCache::blocks_for(params.n_ctx);
-  return std::make_unique<PagedKvCache>(model_kv_layout(c, params.kv, params.n_ctx), params.n_ctx, n_blocks, n_seqs);
+  const KvLayout layout = model_kv_layout(c, params.kv, params.n_ctx);
+  if (n_blocks <= 0) n_blocks = n_seqs * PagedKvCache::blocks_to_reserve(layout, params.n_ctx, params.n_batch);
+  return std::make_unique<PagedKvCache>(layout, params.n_ctx, n_blocks, n_seqs);
 }
 
 Context::Context(const Model& model, const ContextParams& params) : Context(model, params, nullptr) {}
@@ -105,7 +106,6 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (cache_) {  // built by the caller: it must keep the model's per-layer windows (make_paged_cache does)
     for (int l = 0; l < c.n_layer; ++l) {
       const LayerConfig& lc = c.layers[l];
-      if (lc.attn == AttnBlock::MLA) fail("the multi-sequence cache does not keep latent (MLA) rows yet");
       for (int h = 0; h < c.n_kv_head && lc.window > 0; ++h)  // a full-history head takes any wave
         if (cache_->max_wave(l, h, lc.window) == INT32_MAX && cache_->capacity() > lc.window)
           fail("layer {} attends to a sliding window of {} tokens, which this cache does not keep", l, lc.window);
@@ -141,7 +141,7 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
   if (c.position == PositionKind::Rope) rope_cs_.resize(B * c.rope.n_rot);
   if (any_mla) {
     const MlaConfig& m = c.mla;
-    const KvShape stored = stored_kv_shape(c.kv_shape(), params_.kv.storage);
+    const KvShape stored = cache_->shape();  // the caller's cache may store other rows than params_.kv
     mla_row_ = stored.head_dim_k;
     mla_dv_ = stored.head_dim_v;
     mla_cs_.resize(B * m.rope_width());

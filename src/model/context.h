@@ -38,8 +38,10 @@ int32_t default_context_size(const ModelConfig& c);
 
 // A multi-sequence cache for Context(model, params, cache): sequences 0 ..
 // n_seqs-1 (sequence 0 added), params.kv's storage, n_blocks blocks (0:
-// enough for every sequence to grow to params.n_ctx, plus one each for a
-// copy-on-write). Resolves params.n_ctx = 0 to the default size.
+// enough for every sequence to grow to params.n_ctx in batches of
+// params.n_batch, plus one each for a copy-on-write: n_seqs *
+// PagedKvCache::blocks_to_reserve). Resolves params.n_ctx = 0 to the
+// default size.
 std::unique_ptr<PagedKvCache> make_paged_cache(const ModelConfig& c, ContextParams& params, int32_t n_seqs,
                                                int32_t n_blocks = 0);
 

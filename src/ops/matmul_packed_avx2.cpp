@@ -33,9 +33,16 @@ constexpr int kT = 4;  // tokens per tile
 // -16..15, IQ4_NL -127..113) as maddubs(|a|, w * sign(a)). Partial sums stay
 // int16 as long as they provably fit, then madd widens to int32:
 //   kWiden 0: Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 =
-//             4064; lo + hi and two phaddw levels: <= 4 * 2 * 4064 = 32512.
+//             4064; lo + hi and two add levels: <= 4 * 2 * 4064 = 32512.
 //   kWiden 1: Q5_1 pairs <= 2*31*127 = 7874; lo + hi <= 15748, then int32.
 //   kWiden 2: IQ4_NL pairs <= 2*127*127 = 32258: each widened at once.
+// [sum of v[0]'s 4 int32 | .. v[3]'s] per 128-bit half.
+inline __m256i sum4_epi32(const __m256i v[4]) {
+  const __m256i v01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+  const __m256i v23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(v01, v23), _mm256_unpackhi_epi64(v01, v23));
+}
+
 template <bool kSigned, int kWiden>
 inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const int8_t* aq) {
   const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)aq));
@@ -55,12 +62,20 @@ inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const in
     else if constexpr (kWiden == 1) s[p] = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones);
     else s[p] = _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
   }
+  // The sums of rows 0..3 (low half) and 4..7 (high): unpack-and-add trees,
+  // not hadds (3 uops and half the throughput each on Zen 3; with several
+  // tokens per tile the reduction is what bounds the kernel).
   if constexpr (kWiden == 0) {
-    // Per 128-bit lane: [row p partials x8] -> [r0 r0 r1 r1 r2 r2 r3 r3] pairs.
-    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(s[0], s[1]), _mm256_hadd_epi16(s[2], s[3]));
-    return _mm256_madd_epi16(h, ones);  // lanes: rows 0..3 | 4..7
+    // Per 128-bit half: [a0 b0 a1 b1 ..] of rows 0, 1 (and 2, 3), then
+    // [A0 B0 C0 D0 A1 B1 C1 D1], reordered to pairs [A0 A1 B0 B1 ..] for madd.
+    const __m256i v01 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[0], s[1]), _mm256_unpackhi_epi16(s[0], s[1]));
+    const __m256i v23 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[2], s[3]), _mm256_unpackhi_epi16(s[2], s[3]));
+    const __m256i x = _mm256_add_epi16(_mm256_unpacklo_epi32(v01, v23), _mm256_unpackhi_epi32(v01, v23));
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
+                                           0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+    return _mm256_madd_epi16(_mm256_shuffle_epi8(x, pairs), ones);  // lanes: rows 0..3 | 4..7
   } else {
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    return sum4_epi32(s);
   }
 }
 

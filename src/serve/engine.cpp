@@ -141,7 +141,7 @@ void Engine::admit() {
     const auto free_slot = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.job; });
     if (free_slot == slots_.end()) break;
     const CompletionParams& p = job->params_;
-    const int32_t need = PagedKvCache::blocks_for((int32_t)p.prompt.size() + p.max_tokens);
+    const int32_t need = cache_->blocks_to_reserve((int32_t)p.prompt.size() + p.max_tokens, params_.context.n_batch);
     if (blocks_reserved_ + need > n_blocks) break;
     const int32_t seq = (int32_t)(free_slot - slots_.begin());
     Slot& s = *free_slot;

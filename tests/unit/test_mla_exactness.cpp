@@ -1,4 +1,4 @@
-// The exactness contract on a tiny random MLA + MoE model (deepseek2: one
+// The exactness contract on a tiny random MLA + MoE model (tiny_deepseek2.h: one
 // dense layer, then mixture-of-experts layers with shared experts and a
 // selection bias): logits bit-identical whatever the prefill batch size and
 // thread count, and cached generation equal to recomputation, with latent
@@ -6,13 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 #include <vector>
 
-#include "gguf/gguf.h"
 #include "model/context.h"
 #include "model/generate.h"
-#include "ops/quantize.h"
+#include "tiny_deepseek2.h"
 #include "tiny_model.h"
 #include "util/error.h"
 
@@ -21,93 +19,7 @@ using namespace kvforge::testing;
 
 namespace {
 
-constexpr int kVocab = 257, kD = 64, kHeads = 4, kLatent = 64, kRope = 32, kNope = 32, kV = 32, kLayers = 3;
-constexpr int kExperts = 8, kUsed = 3, kFfExp = 32, kFf = 96;
-
-std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
-  std::mt19937 rng(5);
-  gguf::Writer w;
-  const std::string a = "deepseek2";
-  w.set_string("general.architecture", a);
-  w.set_u32(a + ".block_count", kLayers);
-  w.set_u32(a + ".embedding_length", kD);
-  w.set_u32(a + ".feed_forward_length", kFf);
-  w.set_u32(a + ".attention.head_count", kHeads);
-  w.set_u32(a + ".attention.head_count_kv", 1);
-  w.set_u32(a + ".context_length", 512);
-  w.set_f32(a + ".attention.layer_norm_rms_epsilon", 1e-6f);
-  w.set_u32(a + ".attention.q_lora_rank", q_lora ? 32 : 0);
-  w.set_u32(a + ".attention.kv_lora_rank", kLatent);
-  w.set_u32(a + ".attention.key_length", kLatent + kRope);
-  w.set_u32(a + ".attention.value_length", kLatent);
-  w.set_u32(a + ".attention.key_length_mla", kNope + kRope);
-  w.set_u32(a + ".attention.value_length_mla", kV);
-  w.set_u32(a + ".rope.dimension_count", kRope);
-  w.set_u32(a + ".leading_dense_block_count", 1);
-  w.set_u32(a + ".expert_count", kExperts);
-  w.set_u32(a + ".expert_used_count", kUsed);
-  w.set_u32(a + ".expert_shared_count", 1);
-  w.set_u32(a + ".expert_feed_forward_length", kFfExp);
-  w.set_u32(a + ".expert_gating_func", 2);
-  w.set_f32(a + ".expert_weights_scale", 1.5f);
-  w.set_string("tokenizer.ggml.model", "gpt2");
-  std::vector<std::string> toks;
-  for (int i = 0; i < kVocab; ++i) toks.push_back(std::to_string(i));
-  w.set_string_array("tokenizer.ggml.tokens", toks);
-
-  // Q8_0 matrices ([n][rows][cols], n = 1 for 2-D), so the quantized matmul
-  // paths are what is checked; norms and the bias f32.
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  auto matrix = [&](const std::string& name, int rows, int cols, int n = 1) {
-    std::vector<float> x((size_t)n * rows * cols);
-    for (float& v : x) v = nd(rng) * 2.0f / std::sqrt((float)cols);
-    std::vector<uint8_t> q(row_bytes(GgmlType::Q8_0, cols) * rows * n);
-    quantize_row(GgmlType::Q8_0, x.data(), q.data(), (int64_t)x.size());
-    if (n == 1) w.add_tensor(name, GgmlType::Q8_0, {cols, rows}, q.data());
-    else w.add_tensor(name, GgmlType::Q8_0, {cols, rows, n}, q.data());
-  };
-  auto vec = [&](const std::string& name, int n, float mean) {
-    std::vector<float> v(n);
-    for (float& x : v) x = mean + 0.1f * nd(rng);
-    w.add_tensor(name, GgmlType::F32, {n}, v.data());
-  };
-  matrix("token_embd.weight", kVocab, kD);
-  vec("output_norm.weight", kD, 1.0f);
-  matrix("output.weight", kVocab, kD);
-  for (int i = 0; i < kLayers; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    vec(p + "attn_norm.weight", kD, 1.0f);
-    vec(p + "ffn_norm.weight", kD, 1.0f);
-    if (q_lora) {
-      matrix(p + "attn_q_a.weight", 32, kD);
-      vec(p + "attn_q_a_norm.weight", 32, 1.0f);
-      matrix(p + "attn_q_b.weight", kHeads * (kNope + kRope), 32);
-    } else {
-      matrix(p + "attn_q.weight", kHeads * (kNope + kRope), kD);
-    }
-    matrix(p + "attn_kv_a_mqa.weight", kLatent + kRope, kD);
-    vec(p + "attn_kv_a_norm.weight", kLatent, 1.0f);
-    matrix(p + "attn_k_b.weight", kLatent, kNope, kHeads);
-    matrix(p + "attn_v_b.weight", kV, kLatent, kHeads);
-    matrix(p + "attn_output.weight", kD, kHeads * kV);
-    if (i == 0) {
-      matrix(p + "ffn_gate.weight", kFf, kD);
-      matrix(p + "ffn_up.weight", kFf, kD);
-      matrix(p + "ffn_down.weight", kD, kFf);
-      continue;
-    }
-    matrix(p + "ffn_gate_inp.weight", kExperts, kD);
-    vec(p + "exp_probs_b.bias", kExperts, 0.0f);
-    matrix(p + "ffn_gate_exps.weight", kFfExp, kD, kExperts);
-    matrix(p + "ffn_up_exps.weight", kFfExp, kD, kExperts);
-    matrix(p + "ffn_down_exps.weight", kD, kFfExp, kExperts);
-    matrix(p + "ffn_gate_shexp.weight", kFfExp, kD);
-    matrix(p + "ffn_up_shexp.weight", kFfExp, kD);
-    matrix(p + "ffn_down_shexp.weight", kD, kFfExp);
-  }
-  w.write(path);
-  return path;
-}
+using namespace kvforge::testing::tiny_deepseek2;
 
 std::vector<TokenId> some_tokens(int n) {
   std::vector<TokenId> t;

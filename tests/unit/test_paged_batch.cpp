@@ -7,11 +7,15 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "kv/kv_layout.h"
 #include "kv/paged_cache.h"
 #include "model/context.h"
+#include "model/convert_mla.h"
+#include "tiny_deepseek2.h"
 #include "tiny_model.h"
 #include "util/error.h"
 
@@ -43,8 +47,10 @@ struct Fixture {
   PagedKvCache* cache = nullptr;  // owned by ctx
   std::unique_ptr<Context> ctx;
 
-  Fixture(const TinyModelSpec& spec, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2) {
-    model = Model::load(write_tiny_model(temp_path("paged.gguf"), spec));
+  Fixture(const TinyModelSpec& spec, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs)
+      : Fixture(write_tiny_model(temp_path("paged.gguf"), spec), kv, n_blocks, n_seqs) {}
+  Fixture(const std::string& model_path, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2) {
+    model = Model::load(model_path);
     const ModelConfig& c = model->config();
     auto pc = std::make_unique<PagedKvCache>(kv, c.kv_shape(), 1024,
                                              n_blocks, n_seqs);
@@ -107,7 +113,7 @@ void run_five_texts(Fixture& f, const KvPolicy& kv) {
 }
 
 struct Case {
-  TinyModelSpec spec;
+  std::function<std::string()> write;  // the model, written to a temp file; returns its path
   KvPolicy kv;
   std::string name;
 };
@@ -116,14 +122,14 @@ class PagedBatch : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PagedBatch, BatchedEqualsSolo) {
   const Case& cs = GetParam();
-  Fixture f(cs.spec, cs.kv, 16, 5);
+  Fixture f(cs.write(), cs.kv, 16, 5);
   run_five_texts(f, cs.kv);
   EXPECT_EQ(f.cache->stats().blocks_used, 2 + 1 + 3 + 1 + 2);
 }
 
 TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
   const Case& cs = GetParam();
-  Fixture f(cs.spec, cs.kv, 16, 4);
+  Fixture f(cs.write(), cs.kv, 16, 4);
   const int32_t V = f.vocab();
   // A's text; B = A's first 280 tokens (block 0 whole, block 1 partly) then
   // its own; C = all of A's 300 plus more (reuses the partial block in place).
@@ -177,22 +183,47 @@ TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
 // A 1024-token model. Specs and policies are built as named values, not
 // braced in place: GCC 12 warns falsely (-Wmaybe-uninitialized) about the
 // strings of aggregates initialised inside an initializer list.
-TinyModelSpec spec_of(const char* arch, int d_model, int n_kv_head, GgmlType weights) {
+std::function<std::string()> tiny(const char* arch, int d_model, int n_kv_head, GgmlType weights) {
   TinyModelSpec s;
   s.arch = arch;
   s.d_model = d_model;
   s.n_kv_head = n_kv_head;
   s.n_ctx_train = 1024;
   s.weight_type = weights;
-  return s;
+  return [s] { return write_tiny_model(temp_path("paged.gguf"), s); };
+}
+
+// Latent (MLA) rows, one per token and layer: a tiny deepseek2, and a tiny
+// llama turned into an MLA model by convert-mla (latent 16 + a rope key of 8
+// per KV head: rows of 32 values).
+std::function<std::string()> deepseek2(bool q_lora) {
+  return [q_lora] { return write_tiny_deepseek2(temp_path("paged_mla.gguf"), q_lora); };
+}
+std::string converted_llama() {
+  TinyModelSpec s;
+  s.n_ctx_train = 1024;
+  ConvertMlaParams p;
+  p.input = write_tiny_model(temp_path("paged_gqa.gguf"), s);
+  p.output = temp_path("paged_converted.gguf");
+  p.kv_dim = 16;
+  p.rope_dims = 8;
+  p.method = MlaMethod::Svd;  // from the weights alone: no calibration text
+  p.n_threads = 2;
+  convert_mla(p);
+  return p.output;
 }
 
 std::vector<Case> cases() {
   return {
-    {spec_of("llama", 64, 2, GgmlType::Q4_1), parse_kv_policy("f16"), "llama_q41_f16"},
+    {tiny("llama", 64, 2, GgmlType::Q4_1), parse_kv_policy("f16"), "llama_q41_f16"},
     // Quantized rows need head dims that are multiples of 32.
-    {spec_of("llama", 128, 4, GgmlType::Q8_0), parse_kv_policy("q8"), "llama_q80_q8"},
-    {spec_of("gpt2", 128, 4, GgmlType::F16), parse_kv_policy("q4,hadamard"), "gpt2_f16_q4h"},
+    {tiny("llama", 128, 4, GgmlType::Q8_0), parse_kv_policy("q8"), "llama_q80_q8"},
+    {tiny("gpt2", 128, 4, GgmlType::F16), parse_kv_policy("q4,hadamard"), "gpt2_f16_q4h"},
+    {deepseek2(false), parse_kv_policy("f16"), "deepseek2_latent_f16"},
+    {deepseek2(true), parse_kv_policy("q8"), "deepseek2_qlora_latent_q8"},
+    {converted_llama, parse_kv_policy("f16"), "converted_latent_f16"},
+    // 32 values, V the first 16: stored as one q4 block, V padded to 32
+    {converted_llama, parse_kv_policy("q4,hadamard"), "converted_latent_q4h"},
   };
 }
 INSTANTIATE_TEST_SUITE_P(Models, PagedBatch, ::testing::ValuesIn(cases()),
@@ -292,6 +323,32 @@ TEST(PagedWindowPrefix, SharedPrefixFillsTheRings) {
   EXPECT_EQ(0, std::memcmp(l1.data(), &solo_logits(*f.model, b1, kv)[(b1.size() - 1) * V], (size_t)V * 4));
   EXPECT_EQ(0, std::memcmp(l2.data(), &solo_logits(*f.model, b2, kv)[(b2.size() - 1) * V], (size_t)V * 4));
   EXPECT_THROW(f.cache->truncate(1, 100), Error);  // block 0 (the sinks) is gone
+}
+
+// Admission reserves, for a sequence whose every head streams, only the
+// blocks its window and one chunk reach (blocks_to_reserve): a pool of
+// exactly that per sequence serves three long texts fed in chunks of up to
+// 96, one of them reusing another's prefix (whose blocks behind the window
+// it releases at once), with the solo logits.
+TEST(PagedWindowPrefix, PoolOfReservedBlocksSuffices) {
+  const KvPolicy kv = parse_kv_policy("window:40,sinks:4");
+  const KvShape any_shape{2, 4, 32, 32};
+  const int32_t reserve = PagedKvCache::blocks_to_reserve(resolve_kv_layout(kv, any_shape, 1024), 1000, 96);
+  EXPECT_EQ(reserve, 3);  // 40 + 96 rows touch at most 2 blocks, + 1 for a copy
+  EXPECT_EQ(PagedKvCache::blocks_to_reserve(resolve_kv_layout(KvPolicy{}, any_shape, 1024), 1000, 96),
+            PagedKvCache::blocks_for(1000));
+  EXPECT_EQ(PagedKvCache::blocks_to_reserve(resolve_kv_layout(kv, any_shape, 1024), 100, 96), 2);  // short text
+  Fixture f({.d_model = 128, .n_kv_head = 4, .n_ctx_train = 1024}, kv, 3 * reserve, 3);
+  const auto a = text(700, 1), c = text(650, 3);
+  auto b = std::vector<TokenId>(a.begin(), a.begin() + 600);
+  for (TokenId t : text(100, 2)) b.push_back(t);
+  run_interleaved(f, {0}, {a}, {solo_logits(*f.model, a, kv)}, {96});
+  f.cache->add_sequence(1);
+  EXPECT_EQ(f.cache->reuse_prefix(1, b.data(), (int32_t)b.size()), 600);
+  EXPECT_LE(f.cache->stats().blocks_used, 2 * reserve);
+  f.cache->add_sequence(2);
+  run_interleaved(f, {0, 1, 2}, {a, b, c}, {solo_logits(*f.model, a, kv), solo_logits(*f.model, b, kv),
+                                            solo_logits(*f.model, c, kv)}, {96, 1, 61, 1});
 }
 
 // A model's own sliding-window layers (Gemma 2/3's local layers): the layout
