@@ -72,6 +72,10 @@ CommandRegistrar reg(70, [](CLI::App& root) {
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, MlaRopeChoice>{{"high", MlaRopeChoice::HighFreq}, {"norm", MlaRopeChoice::Norm}}))
       ->default_str("high");
+  c->add_option("--proj-type", o->p.proj_type,
+                "Storage of the latent projections: f16 (half the bytes each decoded token reads) or f32")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, GgmlType>{{"f16", GgmlType::F16}, {"f32", GgmlType::F32}}))
+      ->default_str("f16");
   c->add_option("--calib", o->calib, "Calibration text (default: the second half of the pinned evaluation text)");
   c->add_option("--calib-tokens", o->p.calib_tokens, "Calibration tokens (the text's first N)")
       ->check(CLI::Range(64, 1 << 20))

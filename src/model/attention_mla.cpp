@@ -61,17 +61,21 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   }
 
   // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h rotated into its key's slot.
+  // The projections run in one call, the heads sharing a matrix (a KV
+  // group of a conversion) stacked as its rows: head_x_ [H][n][P] -> head_y_
+  // [H][n][d_c].
   if (nk > 1 || P == 0 || lr > lat) std::fill_n(qlat_.begin(), (size_t)n * H * lr, 0.0f);
+  if (P > 0) {
+    for (int h = 0; h < H; ++h)
+      for (int32_t t = 0; t < n; ++t)
+        std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[((size_t)h * n + t) * P]);
+    per_head_matmul(W.k_b, H, n, P, dc);
+  }
   for (int h = 0; h < H; ++h) {
     const int key = h * nk / H;
-    if (P > 0) {
-      for (int32_t t = 0; t < n; ++t)
-        std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[(size_t)t * P]);
-      matmul(W.k_b[h * W.k_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][d_c]
-    }
     for (int32_t t = 0; t < n; ++t) {
       float* ql = &qlat_[((size_t)t * H + h) * lr];
-      if (P > 0) std::copy_n(&head_y_[(size_t)t * dc], dc, ql);
+      if (P > 0) std::copy_n(&head_y_[((size_t)h * n + t) * dc], dc, ql);
       float* qr = ql + dc + key * R;
       std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, qr);
       mla_rope_.apply(qr, 1, R, &mla_cs_[(size_t)t * rw + key * R]);
@@ -82,14 +86,32 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
   const AttnArgs args{qlat_.data(), (size_t)H * lr, olat_.data(), (size_t)H * dv, 1, H, lr, dv, c.attn_scale};
   write_and_attend(l, runs, kv_.data(), lr, nullptr, 0, args);
 
-  // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input).
-  for (int h = 0; h < H; ++h) {
+  // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input), likewise in one
+  // call: head_x_ [H][n][d_c] -> head_y_ [H][n][V].
+  for (int h = 0; h < H; ++h)
     for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&olat_[((size_t)t * H + h) * dv], dc, &head_x_[(size_t)t * dc]);
-    matmul(W.v_b[h * W.v_b.size() / H], head_x_.data(), n, head_y_.data(), pool_, scratch_);  // [n][V]
+      std::copy_n(&olat_[((size_t)t * H + h) * dv], dc, &head_x_[((size_t)h * n + t) * dc]);
+  per_head_matmul(W.v_b, H, n, dc, V);
+  for (int h = 0; h < H; ++h)
     for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&head_y_[(size_t)t * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);
+      std::copy_n(&head_y_[((size_t)h * n + t) * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);
+}
+
+// head_y_ [H][n][out] = mats[h * U / H] head_x_ [H][n][in] for the U
+// matrices (U divides H): matrix u's input is the H/U heads' rows from
+// u * (H/U) on, contiguous; each row's product is batch-invariant like any
+// matmul, so stacking heads as rows changes no bit.
+void Context::per_head_matmul(const std::vector<WeightMatrix>& mats, int H, int32_t n, int in, int out) {
+  const int U = (int)mats.size(), rows = H / U * n;
+  std::vector<const WeightMatrix*> ws(U);
+  std::vector<const float*> xs(U);
+  std::vector<float*> ys(U);
+  for (int u = 0; u < U; ++u) {
+    ws[u] = &mats[u];
+    xs[u] = &head_x_[(size_t)u * rows * in];
+    ys[u] = &head_y_[(size_t)u * rows * out];
   }
+  matmul_each(ws.data(), xs.data(), ys.data(), U, rows, pool_, scratch_);
 }
 
 }  // namespace kvforge

@@ -154,8 +154,8 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     qlat_.resize(B * c.n_head * mla_row_);
     olat_.resize(B * c.n_head * mla_dv_);
     const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
-    head_x_.resize(B * widest);
-    head_y_.resize(B * widest);
+    head_x_.resize(B * c.n_head * widest);
+    head_y_.resize(B * c.n_head * widest);
   }
   if (any_moe) {
     const MoeConfig& e = c.moe;

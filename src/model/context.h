@@ -103,6 +103,7 @@ class Context {
   // feed-forward blocks map ns rows xs: [ns][d_model] to out: [ns][d_model].
   void attention_gqa(int layer, const std::vector<BatchRun>& runs, int32_t n);
   void attention_mla(int layer, const std::vector<BatchRun>& runs, int32_t n);  // model/attention_mla.cpp
+  void per_head_matmul(const std::vector<WeightMatrix>& mats, int H, int32_t n, int in, int out);  // likewise
   void ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, float* out);
   void ffn_moe(const LayerWeights& L, const float* xs, int32_t ns, float* out);  // model/ffn_moe.cpp
   // Gated feed-forward: out = down(act(gate xs) * up xs), act = silu (SwiGLU)
@@ -165,7 +166,7 @@ class Context {
   std::vector<float> mla_cs_;  // [n_batch][RW]  cos/sin of each rope-key pair (MlaWeights::rope_pairs)
   Rope mla_rope_;              // adjacent pairs over one rope key's R dims, angles from mla_cs_
   std::vector<float> olat_;   // [n_batch][H][DV]  attention output in the latent space (first d_c used)
-  std::vector<float> head_x_, head_y_;  // [n_batch][max(P, d_c, V)]  one head's rows, gathered
+  std::vector<float> head_x_, head_y_;  // [H][n_batch][max(P, d_c, V)]  the heads' rows, gathered
   // MoE layers:
   std::vector<float> router_;    // [kFfnSlice][n_expert]        router scores
   std::vector<int32_t> sel_;     // [kFfnSlice][n_expert_used]   chosen experts, best first

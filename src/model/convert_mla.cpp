@@ -12,6 +12,7 @@
 #include "model/context.h"
 #include "model/mla_converted.h"
 #include "model/model.h"
+#include "ops/quantize.h"
 #include "util/error.h"
 
 namespace kvforge {
@@ -212,6 +213,16 @@ LayerOut convert_layer(const ModelConfig& c, const LayerWeights& L, const LayerS
 // The tensor's shape as the writer takes it.
 std::vector<int64_t> shape_of(const gguf::TensorInfo& t) { return {t.ne, t.ne + t.n_dims}; }
 
+// A latent projection (f32 values, ne[0] per row) stored as type t.
+void add_projection(gguf::Writer& w, const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v,
+                    GgmlType t) {
+  if (t == GgmlType::F32) return w.add_tensor(name, t, shape, v.data());
+  const int64_t n = shape[0], rows = (int64_t)v.size() / n;
+  std::vector<uint8_t> q(row_bytes(t, n) * rows);
+  for (int64_t r = 0; r < rows; ++r) quantize_row(t, &v[r * n], &q[r * row_bytes(t, n)], n);
+  w.add_tensor(name, t, shape, q.data());
+}
+
 void add_layer(gguf::Writer& w, const ModelConfig& c, const gguf::File& f, const std::string& p, const LayerOut& o,
                const ConvertMlaParams& params) {
   const int d = c.d_model, G = c.n_kv_head, D = params.kv_dim, V = c.head_dim_v;
@@ -229,10 +240,10 @@ void add_layer(gguf::Writer& w, const ModelConfig& c, const gguf::File& f, const
     for (size_t r = 0; r < b.size(); ++r) b[r] = ((const float*)qbias->data)[o.q_rows[r]];
     w.add_tensor(p + "attn_q.bias", GgmlType::F32, {(int64_t)b.size()}, b.data());
   }
-  w.add_tensor(p + "attn_kv_a_mqa.weight", GgmlType::F32, {d, lat}, o.kv_a.data());
+  add_projection(w, p + "attn_kv_a_mqa.weight", {d, lat}, o.kv_a, params.proj_type);
   if (!o.kv_a_bias.empty()) w.add_tensor(p + "attn_kv_a_mqa.bias", GgmlType::F32, {lat}, o.kv_a_bias.data());
-  if (P > 0) w.add_tensor(p + "attn_k_b.weight", GgmlType::F32, {P, D, G}, o.k_b.data());
-  w.add_tensor(p + "attn_v_b.weight", GgmlType::F32, {D, V, G}, o.v_b.data());
+  if (P > 0) add_projection(w, p + "attn_k_b.weight", {P, D, G}, o.k_b, params.proj_type);
+  add_projection(w, p + "attn_v_b.weight", {D, V, G}, o.v_b, params.proj_type);
 }
 
 bool replaced(const std::string& name) {

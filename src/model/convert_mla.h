@@ -35,6 +35,10 @@ struct ConvertMlaParams {
   int rope_dims = 0;  // R, rotary dims kept per KV head
   MlaMethod method = MlaMethod::Activation;
   MlaRopeChoice rope_choice = MlaRopeChoice::HighFreq;
+  // Storage of the latent projections (kv_a, k_b, v_b): f16 halves the bytes
+  // every decoded token reads from them; f32 keeps the factorisation's
+  // rounding only (the full-rank test).
+  GgmlType proj_type = GgmlType::F16;
   std::string calib_text;     // calibration text (activation, norm)
   std::string calib_name;     // what it is, for messages and the metadata
   int32_t calib_tokens = 2048;  // at most this many of the text's first tokens

@@ -43,11 +43,17 @@ Kernel pick_kernel(const WeightMatrix& W) {
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Converts the n_tok activation rows x [n_tok][cols] into format fmt in
-// scratch (parallel over tokens when there are enough of them to pay for a
-// pool hand-off); f32 is used in place.
+// Bytes of the n_tok activation rows [n_tok][cols] in format fmt (0 for
+// f32, which is used in place).
+size_t activation_bytes(ActFormat fmt, int64_t cols, int64_t n_tok) {
+  return fmt == ActFormat::F32 ? 0 : (size_t)n_tok * act_row_bytes(fmt, cols);
+}
+
+// Converts the n_tok activation rows x [n_tok][cols] into format fmt at q
+// (activation_bytes of them; parallel over tokens when there are enough of
+// them to pay for a pool hand-off); f32 is used in place.
 const uint8_t* prepare_activations(ActFormat fmt, int64_t cols, const float* x, int64_t n_tok, ThreadPool& pool,
-                                   MatmulScratch& scratch, size_t* stride) {
+                                   uint8_t* q, size_t* stride) {
   if (fmt == ActFormat::F32) {
     *stride = (size_t)cols * sizeof(float);
     return (const uint8_t*)x;
@@ -55,9 +61,7 @@ const uint8_t* prepare_activations(ActFormat fmt, int64_t cols, const float* x, 
   const int64_t block = fmt == ActFormat::Q8A ? QK : fmt == ActFormat::Q8K ? QK_K : 1;
   if (cols % block != 0) throw Error("matmul: cols not a multiple of the block size");
   *stride = act_row_bytes(fmt, cols);
-  if (scratch.qx.size() < (size_t)n_tok * *stride) scratch.qx.resize((size_t)n_tok * *stride);
-  uint8_t* q = scratch.qx.data();  // [n_tok][stride]
-  const size_t s = *stride;
+  const size_t s = *stride;  // q: [n_tok][s]
   auto convert_rows = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const float* xt = x + t * cols;
@@ -115,42 +119,74 @@ bool has_epilogue(const Epilogue* eps, int i) {
   return eps && (eps[i].bias || eps[i].act != Activation::None);
 }
 
+// ys[i] = Ws[i] xs[i] for all i in one pool hand-off. Matrices that read the
+// same input in the same format share its converted activations.
+void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats,
+                 int64_t n_tok, ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
+  if (n_tok <= 0 || n_mats <= 0) return;
+  struct Mat {
+    Kernel k;
+    Split sp;
+    int64_t first = 0;  // its first task
+    int act_of = 0;     // the matrix whose activations it reads
+    size_t act_at = 0;  // their offset in scratch.qx
+  };
+  std::vector<Mat> ms(n_mats);
+  int64_t n_tasks = 0;
+  size_t act_bytes = 0;
+  for (int i = 0; i < n_mats; ++i) {
+    Mat& m = ms[i];
+    m.k = pick_kernel(*Ws[i]);
+    m.sp = split_for(*Ws[i], n_tok, pool.size(), n_mats);
+    m.first = n_tasks;
+    n_tasks += Ws[i]->rows > 0 ? m.sp.n_tasks() : 0;
+    m.act_of = i;
+    for (int j = 0; j < i; ++j)
+      if (xs[j] == xs[i] && ms[j].k.act == m.k.act && Ws[j]->cols == Ws[i]->cols) {
+        m.act_of = j;
+        break;
+      }
+    if (m.act_of == i) {
+      m.act_at = act_bytes;
+      act_bytes += activation_bytes(m.k.act, Ws[i]->cols, n_tok);
+    }
+  }
+  if (scratch.qx.size() < act_bytes) scratch.qx.resize(act_bytes);
+  std::vector<const uint8_t*> xa(n_mats);
+  std::vector<size_t> xstride(n_mats);
+  for (int i = 0; i < n_mats; ++i) {
+    const int j = ms[i].act_of;
+    if (j == i)
+      xa[i] = prepare_activations(ms[i].k.act, Ws[i]->cols, xs[i], n_tok, pool, scratch.qx.data() + ms[i].act_at,
+                                  &xstride[i]);
+    else
+      xa[i] = xa[j], xstride[i] = xstride[j];
+  }
+  pool.parallel_for(n_tasks, [&](int64_t task, int) {
+    int i = 0;
+    while (i + 1 < n_mats && task >= ms[i + 1].first) ++i;
+    const WeightMatrix& W = *Ws[i];
+    const Split& s = ms[i].sp;
+    const int64_t local = task - ms[i].first;
+    const int64_t ri = local / s.n_tb, ti = local % s.n_tb;
+    const int64_t r0 = ri * s.rc, r1 = std::min(W.rows, r0 + s.rc);
+    const int64_t t0 = ti * s.tb, t1 = std::min(n_tok, t0 + s.tb);
+    ms[i].k.fn(W, xa[i], xstride[i], r0, r1, t0, t1, ys[i]);
+    if (has_epilogue(eps, i)) apply_epilogue(eps[i], ys[i], W.rows, r0, r1, t0, t1);
+  });
+}
+
 }  // namespace
 
 void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
                  ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
-  if (n_tok <= 0 || n_mats <= 0) return;
-  constexpr int kMaxMats = 4;
-  Kernel k[kMaxMats];
-  bool shared = n_mats <= kMaxMats;  // one activation buffer serves all matrices
-  for (int i = 0; i < n_mats && shared; ++i) {
-    k[i] = pick_kernel(*Ws[i]);
-    shared = k[i].act == k[0].act && Ws[i]->cols == Ws[0]->cols;
-  }
-  if (!shared) {  // one call per matrix, each with its own epilogue
-    for (int i = 0; i < n_mats; ++i) matmul(*Ws[i], x, n_tok, ys[i], pool, scratch, eps ? eps[i] : Epilogue{});
-    return;
-  }
-  Split sp[kMaxMats];
-  int64_t first[kMaxMats + 1] = {0};  // task ranges per matrix
-  for (int i = 0; i < n_mats; ++i) {
-    sp[i] = split_for(*Ws[i], n_tok, pool.size(), n_mats);
-    first[i + 1] = first[i] + (Ws[i]->rows > 0 ? sp[i].n_tasks() : 0);
-  }
-  size_t xs = 0;
-  const uint8_t* xa = prepare_activations(k[0].act, Ws[0]->cols, x, n_tok, pool, scratch, &xs);
-  pool.parallel_for(first[n_mats], [&](int64_t task, int) {
-    int i = 0;
-    while (task >= first[i + 1]) ++i;
-    const WeightMatrix& W = *Ws[i];
-    const Split& s = sp[i];
-    const int64_t local = task - first[i];
-    const int64_t ri = local / s.n_tb, ti = local % s.n_tb;
-    const int64_t r0 = ri * s.rc, r1 = std::min(W.rows, r0 + s.rc);
-    const int64_t t0 = ti * s.tb, t1 = std::min(n_tok, t0 + s.tb);
-    k[i].fn(W, xa, xs, r0, r1, t0, t1, ys[i]);
-    if (has_epilogue(eps, i)) apply_epilogue(eps[i], ys[i], W.rows, r0, r1, t0, t1);
-  });
+  std::vector<const float*> xs(n_mats, x);
+  matmul_impl(Ws, xs.data(), ys, n_mats, n_tok, pool, scratch, eps);
+}
+
+void matmul_each(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats, int64_t n_tok,
+                 ThreadPool& pool, MatmulScratch& scratch) {
+  matmul_impl(Ws, xs, ys, n_mats, n_tok, pool, scratch, nullptr);
 }
 
 void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool,

@@ -60,6 +60,12 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
 void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
                  ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps = nullptr);
 
+// Several matrices, each applied to its own input, in one pool hand-off (the
+// per-head projections of latent attention): ys[i] = Ws[i] xs[i], xs[i]:
+// [n_tok][Ws[i]->cols], each y[t][r] exactly as matmul() gives it.
+void matmul_each(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats, int64_t n_tok,
+                 ThreadPool& pool, MatmulScratch& scratch);
+
 // Dequantizes row r of W into out[cols] (embedding lookup).
 void get_row(const WeightMatrix& W, int64_t r, float* out);
 

@@ -13,8 +13,9 @@ from gguf_fixtures import add_llama_cpp_vocab, randomize_
 N_VOCAB = 300
 
 
-def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense=1, sigmoid_bias=None):
-    """A tiny random DeepSeek model. version 2: softmax gating, weights times
+def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense=1, sigmoid_bias=None, shape=None):
+    """A tiny random DeepSeek model (shape: config entries that replace the
+    tiny ones, e.g. a benchmark's). version 2: softmax gating, weights times
     routed_scaling_factor; version 3: sigmoid gating with the selection bias
     (e_score_correction_bias) and top-k renormalisation. n_group = topk_group
     = 1 (llama.cpp's deepseek2 does not group). Widths are multiples of 32 so
@@ -27,6 +28,7 @@ def random_deepseek(version, seed=0, q_lora=True, yarn=False, n_layer=3, n_dense
                   q_lora_rank=48 if q_lora else None, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=32,
                   v_head_dim=32, max_position_embeddings=4096, rms_norm_eps=1e-6, routed_scaling_factor=1.5,
                   tie_word_embeddings=False)
+    common.update(shape or {})
     if yarn:  # a 4x extension of a 64-token training context
         common["max_position_embeddings"] = 256
         common["rope_parameters"] = dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,

@@ -311,6 +311,38 @@ TEST(Matmul, EpilogueEqualsSeparateSteps) {
   EXPECT_EQ(0, std::memcmp(y1.data(), fused.data(), y1.size() * sizeof(float)));
 }
 
+// matmul_each (the per-head projections of latent attention): each matrix
+// on its own input gets exactly what matmul gives it, with inputs of
+// different widths and formats (of three Q8_0 matrices two share an input,
+// converted once, and one has its own) and more matrices than threads.
+TEST(Matmul, EachEqualsSeparateCalls) {
+  const int64_t n_tok = 5;
+  auto A = make_matrix(GgmlType::F16, 96, 56, 21);
+  auto B = make_matrix(GgmlType::F32, 64, 96, 22);
+  auto C = make_matrix(GgmlType::Q8_0, 40, 64, 23);
+  auto D = make_matrix(GgmlType::Q8_0, 24, 64, 24);
+  auto E = make_matrix(GgmlType::Q8_0, 16, 64, 28);
+  auto xa = randn(n_tok * 56, 25), xb = randn(n_tok * 96, 26), xc = randn(n_tok * 64, 27);
+  auto xd = randn(n_tok * 64, 29);
+  const WeightMatrix* Ws[5] = {&A.W, &B.W, &C.W, &D.W, &E.W};
+  const float* xs[5] = {xa.data(), xb.data(), xc.data(), xd.data(), xc.data()};
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    MatmulScratch scratch;
+    std::vector<std::vector<float>> ys(5);
+    float* yp[5];
+    for (int i = 0; i < 5; ++i) {
+      ys[i].assign(n_tok * Ws[i]->rows, std::numeric_limits<float>::quiet_NaN());
+      yp[i] = ys[i].data();
+    }
+    matmul_each(Ws, xs, yp, 5, n_tok, pool, scratch);
+    for (int i = 0; i < 5; ++i) {
+      auto want = run(*Ws[i], xs[i], n_tok, threads, simd_level());
+      ASSERT_EQ(0, std::memcmp(want.data(), ys[i].data(), want.size() * sizeof(float))) << i << " " << threads;
+    }
+  }
+}
+
 TEST(Matmul, LargeBatchManyRowsInvariant) {
   // 512 tokens x 203 rows exercises several token blocks and row chunks.
   const int64_t rows = 203, cols = 256, n_tok = 512;
