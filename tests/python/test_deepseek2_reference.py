@@ -129,11 +129,11 @@ def test_bad_files_give_one_clear_error(kvforge_bin, models, tmp_path, drop, ove
 @pytest.mark.parametrize("args,expect", [
     (["run", "-p", "Hi", "-n", 1, "--kv", "heads:random:1,sparsity:0.5"], "per-head mixed caches"),
     (["run", "-p", "Hi", "-n", 1, "--kv", "heads:full:0-0"], "per-head mixed caches"),
-    (["serve", "--port", 0], "multi-sequence cache does not keep latent (MLA) rows"),
 ])
 def test_unsupported_policies_refuse_mla(kvforge_bin, models, tmp_path, args, expect):
-    """What cannot run a latent cache yet (per-head policies, the paged
-    multi-sequence cache of `serve`) says so in one line, before any work."""
+    """What cannot run a latent cache (per-head policies: all heads read the
+    one latent row) says so in one line, before any work. (`serve` keeps
+    latent rows in its paged blocks: test_serve_mla.py.)"""
     path = _write(models, "v2-direct-q", tmp_path)
     r = run_kvforge(kvforge_bin, args[0], "-m", path, *args[1:], check=False, timeout=60)
     assert r.returncode == 1
