@@ -1,19 +1,19 @@
 #pragma once
 // The parts of the x8 K-quant kernels (ops/weight_pack.h: Q3_Kx8, Q4_Kx8,
-// Q5_Kx8, Q6_Kx8)
-// that do not depend on the SIMD level: the tile loop over super-blocks and
-// tokens, the sub-block scale vectors, and per super-block the min / offset
-// sums and the reference's f32 steps. Each ISA's file
-// (matmul_kpack_avx2.cpp, matmul_kpack_avx512.cpp) supplies only the integer
-// sums A of the sub-block dots, as a class Sums with, per block type X,
-//   template <int T> static void sums(const X&, const BlockQ8K* const* a, int64_t b, __m256i* A);
-// (A += the sums, lane i = row i, one __m256i per token of a[0..T-1]). AVX2 intrinsics only, and internal
-// linkage: every including file keeps its own copy, built with its own
-// flags (see backend/simd_avx512.h).
+// Q5_Kx8, Q6_Kx8) that do not depend on the SIMD level: the tile loop over
+// super-blocks and tokens, the sub-block scale vectors, and per super-block
+// the min / offset sums and the reference's f32 steps. Each ISA's file
+// (matmul_kpack_avx2.cpp, matmul_kpack_avx512.cpp) supplies only the
+// integer sums A of the sub-block dots, as a class Sums with, per block X,
+//   template <int T>
+//   static void sums(const X&, const BlockQ8K* const* a, int64_t b, __m256i* A);
+// (A += the sums, lane i = row i, one __m256i per token of a[0..T-1]).
+// AVX2 intrinsics only, and internal linkage: every including file keeps
+// its own copy, built with its own flags (see backend/simd_avx512.h).
 //
 // Per (row, token) and super-block the result is the exact int32 sums of
-// dot_q3_k / dot_q4_k / dot_q5_k / dot_q6_k (matmul_ref.cpp), A (and Q4_K's, Q5_K's B), then the
-// reference's own f32 steps, one rounding each (never fused: see
+// dot_q3_k .. dot_q6_k (matmul_ref.cpp), A (and Q4_K's, Q5_K's B), then
+// the reference's own f32 steps, one rounding each (never fused: see
 // rounded()). So every level gives the scalar reference's bits, and each
 // (row, token) runs the same steps whatever tile or thread split it sits in
 // (batch invariance).

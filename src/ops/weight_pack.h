@@ -2,9 +2,11 @@
 // Interleaved ("x8") weight layouts, made once at load: the blocks of 8
 // consecutive rows are stored side by side, so a kernel reads one
 // sequential stream, converts 8 row scales with one instruction and gets one
-// f32 lane per row. Same bytes as the original (no expansion).
+// f32 lane per row. Same bytes as the original, except the K-quants whose
+// shared-bit scales are unpacked (Q3_K, Q4_K, Q5_K: 32 bytes more per 8
+// rows and super-block, under 3 %; packed_bytes()).
 //
-// Packed matrix = [rows/8 groups][cols/32 blocks] of:
+// Packed matrix = [rows/8 groups][cols/32 blocks (K-quants: cols/256)] of:
 //   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: qs[p] = the 16 nibble
 //           bytes of row p, then those of row p+4 (so one 32-byte load feeds
 //           two rows; low nibbles = elements 0..15, high = 16..31).
@@ -33,7 +35,7 @@
 //           by side, as Q6_Kx8's), ql[16][32]: bits 2k, 2k+1 of byte b of
 //           ql[n] are the low two bits of E_{n+16k}'s byte b, qh[8][32]: bit
 //           k of byte b of qh[n] is its hmask bit of E_{n+8k}'s byte b.
-//           912 bytes, 32 more than the 8 rows' (unpacked scales).
+//           912 bytes, 32 more than the 8 rows'.
 //   Q6_Kx8: d[8], sc[p][8][2] (int8 scales of sub-blocks 2p, 2p+1 side by
 //           side), ql[32][32] (low four bits, nibbles as Q4_Kx8's qs),
 //           qh[16][32]: bits 2k, 2k+1 of byte b of qh[n] are the top two
