@@ -101,9 +101,9 @@ class Context:
     One running sequence over a Model: its KV cache, threads and buffers. Not shared between threads (one Context per thread).
     """
 
-    def __init__(self, model: Model, n_ctx: int = 0, n_batch: int = 256, n_threads: int = 0, kv: str = 'full') -> None:
+    def __init__(self, model: Model, n_ctx: int = 0, n_batch: int = 256, n_threads: int = 0, kv: str = 'full', mla_attn: str = 'absorbed') -> None:
         """
-        n_ctx: cache capacity in tokens (0 = min(training context, 4096)); n_threads: 0 = physical cores; kv: a cache policy as spelled by the CLI's --kv (e.g. 'window:256,sinks:4+q8').
+        n_ctx: cache capacity in tokens (0 = min(training context, 4096)); n_threads: 0 = physical cores; kv: a cache policy as spelled by the CLI's --kv (e.g. 'window:256,sinks:4+q8'); mla_attn: latent (MLA) attention path, as the CLI's --mla-attn (absorbed, naive, auto).
         """
 
     @property

@@ -59,6 +59,7 @@ ContextParams BenchParams::context(int32_t n_ctx_needed) const {
   cp.n_batch = n_batch;
   cp.n_threads = n_threads;
   cp.kv = kv;
+  cp.mla_attn = mla_attn;
   return cp;
 }
 

@@ -32,8 +32,9 @@ struct BenchParams {
   KvPolicy kv;
   bool use_cache = true; // false: tg tests recompute the sequence every step
   uint64_t seed = 1234;  // random token ids
+  MlaAttn mla_attn = MlaAttn::Absorbed;  // latent (MLA) attention path
 
-  // The context of these tests: n_batch, n_threads, kv, and n_ctx when -c
+  // The context of these tests: n_batch, n_threads, kv, mla_attn, and n_ctx when -c
   // gave none (else the -c value).
   ContextParams context(int32_t n_ctx_needed) const;
 };

@@ -30,6 +30,7 @@ struct BenchOptions {
   std::vector<int> n_threads;
   std::string kv = "full";
   std::string kv_type;
+  std::string mla_attn = "absorbed";
   bool no_cache = false;
   std::string output = "md";
   std::string json_out;
@@ -300,6 +301,7 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies), or several separated by ';': "
                                "every test runs per policy, and each gets its peak RSS")->capture_default_str();
   c->add_option("--kv-type", o->kv_type, "KV-cache storage precision (f16, f32); overrides the storage part of --kv");
+  add_mla_attn_option(*c, o->mla_attn);
   c->add_flag("--no-cache", o->no_cache, "Generation tests without the cache: each token recomputes the whole sequence");
   c->add_option("-o,--output", o->output, "Output format: md or jsonl")->capture_default_str();
   c->add_option("--json-out", o->json_out, "Also write the JSON lines to this file");
@@ -319,6 +321,7 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   c->add_option("--seed", o->tests.seed, "Seed of the random token ids")->capture_default_str();
   c->callback([o, depth] {
     if (!o->n_parallel.empty() && depth->count() == 0) o->tests.n_depth = {0};
+    o->tests.mla_attn = parse_mla_attn(o->mla_attn);
     run_bench_command(*o);
   });
 });

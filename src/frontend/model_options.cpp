@@ -17,6 +17,7 @@ void ModelOptions::add_to(CLI::App& app) {
   app.add_flag("--no-repack", no_repack, "Keep the file's weight layout instead of the interleaved one (A/B measurements)");
   app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], heads:..., gates:FILE, h2o:B, snapkv:B, f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")
       ->capture_default_str();
+  add_mla_attn_option(app, mla_attn);
   app.add_option("--kv-type", kv_type, "KV-cache storage precision (f16, f32, q8, q4); overrides the storage part of --kv");
 }
 
@@ -35,7 +36,17 @@ ContextParams ModelOptions::context_params() const {
   p.n_threads = n_threads;
   p.kv = parse_kv_policy(kv);
   if (!kv_type.empty()) p.kv.storage = parse_kv_storage(kv_type);
+  p.mla_attn = parse_mla_attn(mla_attn);
   return p;
+}
+
+void add_mla_attn_option(CLI::App& app, std::string& value) {
+  app.add_option("--mla-attn", value,
+                 "Latent (MLA) attention: absorbed (default), naive (K/V decompressed per head; both exact across "
+                 "batch splits), or auto (naive for long prefill batches: faster, but logits then depend on the "
+                 "batch split)")
+      ->check(CLI::IsMember({"absorbed", "naive", "auto"}))
+      ->capture_default_str();
 }
 
 void SamplingOptions::add_to(CLI::App& app) {

@@ -19,6 +19,7 @@ struct ModelOptions {
   std::string kv_type;       // --kv-type (shorthand for the storage part of --kv)
   std::string kv = "full";   // --kv POLICY
   bool no_repack = false;    // --no-repack
+  std::string mla_attn = "absorbed";  // --mla-attn (latent attention path)
 
   void add_to(CLI::App& app);
   std::unique_ptr<Model> load_model() const;          // resolves the default model
@@ -31,6 +32,9 @@ struct SamplingOptions {
   void add_to(CLI::App& app);
   SamplingParams resolve() const;  // validated
 };
+
+// --mla-attn into value (ModelOptions, and commands with their own options).
+void add_mla_attn_option(CLI::App& app, std::string& value);
 
 // "1.23 KB"-style sizes for summaries.
 std::string human_bytes(double bytes);

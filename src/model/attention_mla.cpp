@@ -14,6 +14,10 @@
 // that head, so each token's result is batch-invariant like every matmul;
 // the attention runs through the shared fused kernels (ops/attention.h) with
 // a view whose V is a prefix of the K rows.
+//
+// The naive path (--mla-attn naive|auto, model/attention_mla_naive.cpp)
+// shares everything up to the cache write: the same rows are cached, and
+// its queries are the heads' own [q_nope | q_pe].
 #include <algorithm>
 
 #include "model/context.h"
@@ -60,41 +64,71 @@ void Context::attention_mla(int l, const std::vector<BatchRun>& runs, int32_t n)
     for (int k = 0; k < nk; ++k) mla_rope_.apply(row + dc + k * R, 1, R, &mla_cs_[(size_t)t * rw + k * R]);
   }
 
-  // Absorb: q~_h = W_UK,h^T q_nope,h; q_pe,h rotated into its key's slot.
-  // The projections run in one call, the heads sharing a matrix (a KV
-  // group of a conversion) stacked as its rows: head_x_ [H][n][P] -> head_y_
-  // [H][n][d_c].
-  if (nk > 1 || P == 0 || lr > lat) std::fill_n(qlat_.begin(), (size_t)n * H * lr, 0.0f);
-  if (P > 0) {
-    for (int h = 0; h < H; ++h)
-      for (int32_t t = 0; t < n; ++t)
-        std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k], P, &head_x_[((size_t)h * n + t) * P]);
-    per_head_matmul(W.k_b, H, n, P, dc);
+  // Which path each run's queries take (--mla-attn), and each head's q_pe
+  // rotated in place with its rope key's angles (both paths read it).
+  bool any_naive = false;
+  mla_rows_.clear();  // the rows to absorb
+  for (int32_t row0 = 0; const BatchRun& r : runs) {
+    const bool naive = params_.mla_attn == MlaAttn::Naive ||
+                       (params_.mla_attn == MlaAttn::Auto && r.plan.n_tokens >= kMlaNaiveMinTokens);
+    any_naive |= naive;
+    if (params_.mla_attn != MlaAttn::Absorbed) std::fill_n(&mla_naive_.row_naive[row0], r.plan.n_tokens, naive);
+    if (!naive || cache_->observes())
+      for (int32_t t = row0; t < row0 + r.plan.n_tokens; ++t) mla_rows_.push_back(t);
+    row0 += r.plan.n_tokens;
   }
-  for (int h = 0; h < H; ++h) {
-    const int key = h * nk / H;
-    for (int32_t t = 0; t < n; ++t) {
-      float* ql = &qlat_[((size_t)t * H + h) * lr];
-      if (P > 0) std::copy_n(&head_y_[((size_t)h * n + t) * dc], dc, ql);
-      float* qr = ql + dc + key * R;
-      std::copy_n(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], R, qr);
-      mla_rope_.apply(qr, 1, R, &mla_cs_[(size_t)t * rw + key * R]);
+  for (int32_t t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h)
+      mla_rope_.apply(&q_[(size_t)t * qd + (size_t)h * c.head_dim_k + P], 1, R, &mla_cs_[(size_t)t * rw + h * nk / H * R]);
+
+  // Absorb: q~_h = W_UK,h^T q_nope,h, q_pe,h in its key's slot, for the
+  // absorbed rows (and for all when the cache scores rows with the queries:
+  // token eviction sees the absorbed ones whatever the path). The heads
+  // sharing a matrix (a KV group of a conversion) are stacked as its rows,
+  // mla_block_ tokens per call: head_x_ [H][nb][P] -> head_y_ [H][nb][d_c].
+  const std::vector<int32_t>& qrows = mla_rows_;
+  if (nk > 1 || P == 0 || lr > lat)
+    for (int32_t t : qrows) std::fill_n(&qlat_[(size_t)t * H * lr], (size_t)H * lr, 0.0f);
+  for (size_t i0 = 0; i0 < qrows.size(); i0 += mla_block_) {
+    const int32_t nb = (int32_t)std::min<size_t>(mla_block_, qrows.size() - i0);
+    const int32_t* rows = &qrows[i0];
+    if (P > 0) {
+      for (int h = 0; h < H; ++h)
+        for (int32_t i = 0; i < nb; ++i)
+          std::copy_n(&q_[(size_t)rows[i] * qd + (size_t)h * c.head_dim_k], P, &head_x_[((size_t)h * nb + i) * P]);
+      per_head_matmul(W.k_b, H, nb, P, dc);
     }
+    for (int h = 0; h < H; ++h)
+      for (int32_t i = 0; i < nb; ++i) {
+        float* ql = &qlat_[((size_t)rows[i] * H + h) * lr];
+        if (P > 0) std::copy_n(&head_y_[((size_t)h * nb + i) * dc], dc, ql);
+        std::copy_n(&q_[(size_t)rows[i] * qd + (size_t)h * c.head_dim_k + P], R, ql + dc + h * nk / H * R);
+      }
   }
 
-  // Latent rows into the cache (V is inside them) and attention.
-  const AttnArgs args{qlat_.data(), (size_t)H * lr, olat_.data(), (size_t)H * dv, 1, H, lr, dv, c.attn_scale};
+  // Latent rows into the cache (V is inside them) and attention. The naive
+  // path reads the heads' own queries and writes attn_ directly.
+  AttnArgs args{qlat_.data(), (size_t)H * lr, olat_.data(), (size_t)H * dv, 1, H, lr, dv, c.attn_scale};
+  const int U = (int)W.v_b.size();
+  const AttnArgs naive{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), U, H / U, c.head_dim_k, V,
+                       c.attn_scale};
+  if (any_naive) args.naive = &naive;
   write_and_attend(l, runs, kv_.data(), lr, nullptr, 0, args);
 
-  // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input), likewise in one
-  // call: head_x_ [H][n][d_c] -> head_y_ [H][n][V].
-  for (int h = 0; h < H; ++h)
-    for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&olat_[((size_t)t * H + h) * dv], dc, &head_x_[((size_t)h * n + t) * dc]);
-  per_head_matmul(W.v_b, H, n, dc, V);
-  for (int h = 0; h < H; ++h)
-    for (int32_t t = 0; t < n; ++t)
-      std::copy_n(&head_y_[((size_t)h * n + t) * V], V, &attn_[(size_t)t * c.attn_dim() + (size_t)h * V]);
+  // o_h = W_UV,h o~_h into attn_ ([n][H * V], W_o's input) for the absorbed
+  // rows, likewise: head_x_ [H][nb][d_c] -> head_y_ [H][nb][V].
+  if (any_naive) std::erase_if(mla_rows_, [&](int32_t t) { return mla_naive_.row_naive[t] != 0; });
+  for (size_t i0 = 0; i0 < mla_rows_.size(); i0 += mla_block_) {
+    const int32_t nb = (int32_t)std::min<size_t>(mla_block_, mla_rows_.size() - i0);
+    const int32_t* rows = &mla_rows_[i0];
+    for (int h = 0; h < H; ++h)
+      for (int32_t i = 0; i < nb; ++i)
+        std::copy_n(&olat_[((size_t)rows[i] * H + h) * dv], dc, &head_x_[((size_t)h * nb + i) * dc]);
+    per_head_matmul(W.v_b, H, nb, dc, V);
+    for (int h = 0; h < H; ++h)
+      for (int32_t i = 0; i < nb; ++i)
+        std::copy_n(&head_y_[((size_t)h * nb + i) * V], V, &attn_[(size_t)rows[i] * c.attn_dim() + (size_t)h * V]);
+  }
 }
 
 // head_y_ [H][n][out] = mats[h * U / H] head_x_ [H][n][in] for the U

@@ -153,9 +153,16 @@ Context::Context(const Model& model, const ContextParams& params, std::unique_pt
     kv_.resize(B * mla_row_);
     qlat_.resize(B * c.n_head * mla_row_);
     olat_.resize(B * c.n_head * mla_dv_);
+    // The per-head projections take mla_block_ tokens per call, so that
+    // head_x_ and head_y_ stay within 16 MiB each (or one token's H rows)
+    // whatever the batch: 512 tokens of V3's 128 heads x 512 would be 128 MiB.
     const size_t widest = std::max({m.qk_nope, m.kv_lora_rank, m.v_head_dim});
-    head_x_.resize(B * c.n_head * widest);
-    head_y_.resize(B * c.n_head * widest);
+    constexpr size_t kHeadScratchFloats = (size_t)4 << 20;
+    mla_block_ = (int32_t)std::clamp<size_t>(kHeadScratchFloats / (c.n_head * widest), 1, B);
+    head_x_.resize((size_t)mla_block_ * c.n_head * widest);
+    head_y_.resize((size_t)mla_block_ * c.n_head * widest);
+    mla_rows_.reserve(B);
+    if (params_.mla_attn != MlaAttn::Absorbed) mla_naive_.prepare(model, params_.n_batch);
   }
   if (any_moe) {
     const MoeConfig& e = c.moe;
@@ -375,7 +382,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
   }
   // Uniform caches (or every head with room): waves of all heads together.
   if (seq_heads_.empty() || (int)seq_heads_.size() == nh) {
-    if (seq_heads_.empty() || runs.size() > 1) {
+    if (seq_heads_.empty() || runs.size() > 1 || a.naive) {  // naive latent attention decompresses per wave
       wave_done_.assign(runs.size(), 0);
       for (bool more = true; more;) {
         more = false;
@@ -492,6 +499,7 @@ void Context::attend_head(int layer, int kv_head, int32_t pos, int32_t seq, cons
 // the same merge, so a query's result depends neither on the batch nor on
 // the other sequences in it.
 void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads) {
+  if (a.naive) return attention_mla_naive(layer, waves, a);
   const ModelConfig& c = model_.config();
   const int group = a.group, dv = a.dv, n_kv_head = a.n_kv_head;
   // Where a task's query heads start, and their outputs.
@@ -501,7 +509,11 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   auto out_of = [&](const AttnPair& p, int32_t t = 0) {
     return a.out + (size_t)(p.row + t) * a.out_row + (size_t)p.head * group * dv;
   };
-  auto view_of = [&](const AttnPair& p, int32_t t = 0) { return cache_->view(layer, p.head, p.pos + t, p.seq); };
+  auto view_of = [&](const AttnPair& p, int32_t t = 0) {
+    if (a.rows) return a.rows->map(cache_->view(layer, 0, p.pos + t, p.seq), p.head);  // naive MLA: head = unit
+    return cache_->view(layer, p.head, p.pos + t, p.seq);
+  };
+  auto gate_of = [&](const AttnPair& p) { return a.rows ? 1.0f : cache_->gate(layer, p.head); };
   // Soft-capped scores have one (scalar) chunk kernel, used by the split path.
   const float cap = c.attn_softcap;
   auto prefill_wave = [&](const KvPlan& p) {
@@ -532,7 +544,7 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   if (n_prefill > 0)
     pool_.parallel_for(n_prefill, [&](int64_t i, int) {
       const AttnPair& p = tasks[i];
-      if (cache_->gate(layer, p.head) != 1.0f) {  // soft gate: full and streaming views, blended
+      if (gate_of(p) != 1.0f) {  // soft gate: full and streaming views, blended
         for (int32_t t = 0; t < p.n_tok; ++t) attend_head(layer, p.head, p.pos + t, p.seq, a, q_of(p, t), out_of(p, t));
         return;
       }
@@ -553,7 +565,6 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   std::vector<int64_t>& first = attn_first_;  // [pairs + 1] item ranges
   items.clear();
   first.assign(1, 0);
-  auto gate_of = [&](const AttnPair& p) { return cache_->gate(layer, p.head); };
   for (int64_t p = n_prefill; p < (int64_t)tasks.size(); ++p) {
     if (gate_of(tasks[p]) != 0.0f) {  // gate 0: the streaming view only
       attn_chunks(view_of(tasks[p]), chunks);

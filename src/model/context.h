@@ -9,16 +9,30 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_policy.h"
 #include "kv/paged_cache.h"
+#include "model/mla_naive.h"
 #include "model/model.h"
 #include "ops/attention.h"
 
 namespace kvforge {
+
+// How latent (MLA) layers attend (--mla-attn, model/attention_mla*.cpp).
+// Absorbed: the heads score the latent rows directly; Naive: K and V are
+// decompressed per head for the rows attended, then ordinary attention.
+// Both are batch-invariant; they differ only by rounding. Auto: naive for a
+// sequence's kMlaNaiveMinTokens or more tokens in one forward pass (long
+// prefills), absorbed otherwise (decode) -- faster, but prefill and decode
+// then round differently, so logits depend on the batch split.
+enum class MlaAttn : uint8_t { Absorbed, Naive, Auto };
+MlaAttn parse_mla_attn(const std::string& name);  // "absorbed" | "naive" | "auto"; throws kvforge::Error
+const char* mla_attn_name(MlaAttn a);
+constexpr int32_t kMlaNaiveMinTokens = 128;  // Auto's crossover (README: Latent cache)
 
 struct ContextParams {
   int32_t n_ctx = 0;     // cache capacity in tokens; 0 = min(training context, 4096)
   int32_t n_batch = 256; // tokens per forward pass during prefill
   int n_threads = 0;     // 0 = physical cores
   KvPolicy kv;          // cache policy (--kv)
+  MlaAttn mla_attn = MlaAttn::Absorbed;  // latent (MLA) layers only
 };
 
 // Progress of one eval() call: (tokens done, tokens in the call), reported
@@ -121,7 +135,15 @@ class Context {
     size_t out_row;
     int n_kv_head, group, dk, dv;
     float scale;
+    // MLA: the naive path's arguments when rows of the batch take it
+    // (MlaNaive::row_naive), else null; in that path, the decompressed rows
+    // that head h's views map to (model/attention_mla_naive.cpp).
+    const AttnArgs* naive = nullptr;
+    const LatentRows* rows = nullptr;
   };
+  // Attention of the waves of latent rows with a.naive set: the absorbed
+  // ones as usual, the naive ones over their decompressed rows.
+  void attention_mla_naive(int layer, const std::vector<Wave>& waves, const AttnArgs& a);
   // Writes the runs' K/V rows (k: row t at k + t * k_row, v likewise; v null
   // for latent rows) and attends, in waves per head (see the .cpp).
   void write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
@@ -166,7 +188,10 @@ class Context {
   std::vector<float> mla_cs_;  // [n_batch][RW]  cos/sin of each rope-key pair (MlaWeights::rope_pairs)
   Rope mla_rope_;              // adjacent pairs over one rope key's R dims, angles from mla_cs_
   std::vector<float> olat_;   // [n_batch][H][DV]  attention output in the latent space (first d_c used)
-  std::vector<float> head_x_, head_y_;  // [H][n_batch][max(P, d_c, V)]  the heads' rows, gathered
+  std::vector<float> head_x_, head_y_;  // [H][mla_block_][max(P, d_c, V)]  the heads' rows, gathered
+  int32_t mla_block_ = 0;  // tokens per per-head projection call (bounds head_x_, head_y_)
+  std::vector<int32_t> mla_rows_;  // batch rows that take the absorbed path
+  MlaNaive mla_naive_;             // the naive path (--mla-attn naive|auto) only
   // MoE layers:
   std::vector<float> router_;    // [kFfnSlice][n_expert]        router scores
   std::vector<int32_t> sel_;     // [kFfnSlice][n_expert_used]   chosen experts, best first

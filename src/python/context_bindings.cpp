@@ -29,18 +29,20 @@ void bind_context(nb::module_& m) {
       .def(
           "__init__",
           [](ContextHandle* self, const Model& model, int32_t n_ctx, int32_t n_batch, int n_threads,
-             const std::string& kv) {
+             const std::string& kv, const std::string& mla_attn) {
             ContextParams p;
             p.n_ctx = n_ctx;
             p.n_batch = n_batch;
             p.n_threads = n_threads;
             p.kv = parse_kv_policy(kv);
+            p.mla_attn = parse_mla_attn(mla_attn);
             new (self) ContextHandle(model, p);
           },
           nb::arg("model"), nb::arg("n_ctx") = 0, nb::arg("n_batch") = 256, nb::arg("n_threads") = 0,
-          nb::arg("kv") = "full", nb::keep_alive<1, 2>(),
+          nb::arg("kv") = "full", nb::arg("mla_attn") = "absorbed", nb::keep_alive<1, 2>(),
           "n_ctx: cache capacity in tokens (0 = min(training context, 4096)); n_threads: 0 = physical "
-          "cores; kv: a cache policy as spelled by the CLI's --kv (e.g. 'window:256,sinks:4+q8').")
+          "cores; kv: a cache policy as spelled by the CLI's --kv (e.g. 'window:256,sinks:4+q8'); "
+          "mla_attn: latent (MLA) attention path, as the CLI's --mla-attn (absorbed, naive, auto).")
       .def_prop_ro("n_past", [](ContextHandle& h) { return h.ctx.n_past(); })
       .def_prop_ro("n_ctx", [](ContextHandle& h) { return h.ctx.n_ctx(); })
       .def_prop_ro("n_threads", [](ContextHandle& h) { return h.ctx.n_threads(); })

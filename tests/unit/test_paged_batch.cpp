@@ -31,11 +31,13 @@ std::vector<TokenId> text(int n, int salt) {
 }
 
 // Logits of every position of toks, evaluated alone in a plain cache.
-std::vector<float> solo_logits(const Model& m, const std::vector<TokenId>& toks, const KvPolicy& kv) {
+std::vector<float> solo_logits(const Model& m, const std::vector<TokenId>& toks, const KvPolicy& kv,
+                               MlaAttn mla_attn = MlaAttn::Absorbed) {
   ContextParams p;
   p.n_ctx = 1024;
   p.n_threads = 2;
   p.kv = kv;
+  p.mla_attn = mla_attn;
   Context ctx(m, p);
   std::vector<float> out(toks.size() * m.config().n_vocab);
   ctx.eval(toks.data(), (int32_t)toks.size(), out.data(), true);
@@ -49,7 +51,8 @@ struct Fixture {
 
   Fixture(const TinyModelSpec& spec, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs)
       : Fixture(write_tiny_model(temp_path("paged.gguf"), spec), kv, n_blocks, n_seqs) {}
-  Fixture(const std::string& model_path, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2) {
+  Fixture(const std::string& model_path, const KvPolicy& kv, int32_t n_blocks, int32_t n_seqs, int threads = 2,
+          MlaAttn mla_attn = MlaAttn::Absorbed) {
     model = Model::load(model_path);
     const ModelConfig& c = model->config();
     auto pc = std::make_unique<PagedKvCache>(kv, c.kv_shape(), 1024,
@@ -59,6 +62,7 @@ struct Fixture {
     p.n_ctx = 1024;
     p.n_batch = 96;
     p.n_threads = threads;
+    p.mla_attn = mla_attn;
     ctx = std::make_unique<Context>(*model, p, std::move(pc));
   }
   int32_t vocab() const { return model->config().n_vocab; }
@@ -98,14 +102,14 @@ void run_interleaved(Fixture& f, const std::vector<int32_t>& seqs, const std::ve
 // Five texts of 300, 17, 530, 5 and 260 tokens in sequences 0-4, each
 // checked against its solo logits: prefill chunks that cross block
 // boundaries, then one-token decodes beside the longer prefills.
-void run_five_texts(Fixture& f, const KvPolicy& kv) {
+void run_five_texts(Fixture& f, const KvPolicy& kv, MlaAttn mla_attn = MlaAttn::Absorbed) {
   const std::vector<int32_t> lens{300, 17, 530, 5, 260};
   std::vector<std::vector<TokenId>> texts;
   std::vector<std::vector<float>> refs;
   std::vector<int32_t> seqs;
   for (int i = 0; i < 5; ++i) {
     texts.push_back(text(lens[i], i));
-    refs.push_back(solo_logits(*f.model, texts.back(), kv));
+    refs.push_back(solo_logits(*f.model, texts.back(), kv, mla_attn));
     if (i > 0) f.cache->add_sequence(i);  // 0 exists from the start
     seqs.push_back(i);
   }
@@ -116,21 +120,25 @@ struct Case {
   std::function<std::string()> write;  // the model, written to a temp file; returns its path
   KvPolicy kv;
   std::string name;
+  MlaAttn mla_attn = MlaAttn::Absorbed;
 };
 
 class PagedBatch : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PagedBatch, BatchedEqualsSolo) {
   const Case& cs = GetParam();
-  Fixture f(cs.write(), cs.kv, 16, 5);
-  run_five_texts(f, cs.kv);
+  Fixture f(cs.write(), cs.kv, 16, 5, 2, cs.mla_attn);
+  run_five_texts(f, cs.kv, cs.mla_attn);
   EXPECT_EQ(f.cache->stats().blocks_used, 2 + 1 + 3 + 1 + 2);
 }
 
 TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
   const Case& cs = GetParam();
-  Fixture f(cs.write(), cs.kv, 16, 4);
+  Fixture f(cs.write(), cs.kv, 16, 4, 2, cs.mla_attn);
   const int32_t V = f.vocab();
+  auto solo_logits = [&](const Model& m, const std::vector<TokenId>& toks, const KvPolicy& kv) {
+    return ::solo_logits(m, toks, kv, cs.mla_attn);
+  };
   // A's text; B = A's first 280 tokens (block 0 whole, block 1 partly) then
   // its own; C = all of A's 300 plus more (reuses the partial block in place).
   const auto a = text(300, 1);
@@ -199,19 +207,7 @@ std::function<std::string()> tiny(const char* arch, int d_model, int n_kv_head, 
 std::function<std::string()> deepseek2(bool q_lora) {
   return [q_lora] { return write_tiny_deepseek2(temp_path("paged_mla.gguf"), q_lora); };
 }
-std::string converted_llama() {
-  TinyModelSpec s;
-  s.n_ctx_train = 1024;
-  ConvertMlaParams p;
-  p.input = write_tiny_model(temp_path("paged_gqa.gguf"), s);
-  p.output = temp_path("paged_converted.gguf");
-  p.kv_dim = 16;
-  p.rope_dims = 8;
-  p.method = MlaMethod::Svd;  // from the weights alone: no calibration text
-  p.n_threads = 2;
-  convert_mla(p);
-  return p.output;
-}
+std::string converted_llama() { return write_converted_tiny_llama("paged"); }
 
 std::vector<Case> cases() {
   return {
@@ -224,6 +220,9 @@ std::vector<Case> cases() {
     {converted_llama, parse_kv_policy("f16"), "converted_latent_f16"},
     // 32 values, V the first 16: stored as one q4 block, V padded to 32
     {converted_llama, parse_kv_policy("q4,hadamard"), "converted_latent_q4h"},
+    // The naive latent path (K/V decompressed per head) over block tables
+    {deepseek2(true), parse_kv_policy("q8"), "deepseek2_qlora_latent_q8_naive", MlaAttn::Naive},
+    {converted_llama, parse_kv_policy("q4,hadamard"), "converted_latent_q4h_naive", MlaAttn::Naive},
   };
 }
 INSTANTIATE_TEST_SUITE_P(Models, PagedBatch, ::testing::ValuesIn(cases()),

@@ -5,13 +5,22 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "model/convert_mla.h"
 #include "ops/quantize.h"
+#include "tiny_model.h"
 
 namespace kvforge::testing {
 
 using namespace tiny_deepseek2;
 
 std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
+  TinyDeepseek2Spec s;
+  s.q_lora = q_lora;
+  return write_tiny_deepseek2(path, s);
+}
+
+std::string write_tiny_deepseek2(const std::string& path, const TinyDeepseek2Spec& spec) {
+  const bool q_lora = spec.q_lora, moe = spec.moe;
   std::mt19937 rng(5);
   gguf::Writer w;
   const std::string a = "deepseek2";
@@ -30,7 +39,7 @@ std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
   w.set_u32(a + ".attention.key_length_mla", kNope + kRope);
   w.set_u32(a + ".attention.value_length_mla", kV);
   w.set_u32(a + ".rope.dimension_count", kRope);
-  w.set_u32(a + ".leading_dense_block_count", 1);
+  w.set_u32(a + ".leading_dense_block_count", moe ? 1 : kLayers);
   w.set_u32(a + ".expert_count", kExperts);
   w.set_u32(a + ".expert_used_count", kUsed);
   w.set_u32(a + ".expert_shared_count", 1);
@@ -42,16 +51,18 @@ std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
   for (int i = 0; i < kVocab; ++i) toks.push_back(std::to_string(i));
   w.set_string_array("tokenizer.ggml.tokens", toks);
 
-  // Q8_0 matrices ([n][rows][cols], n = 1 for 2-D), so the quantized matmul
-  // paths are what is checked; norms and the bias f32.
+  // Matrices ([n][rows][cols], n = 1 for 2-D) in spec.weights (Q8_0 by
+  // default, so the quantized matmul paths are what is checked); norms and
+  // the bias f32.
   std::normal_distribution<float> nd(0.0f, 1.0f);
+  const GgmlType wt = spec.weights;
   auto matrix = [&](const std::string& name, int rows, int cols, int n = 1) {
     std::vector<float> x((size_t)n * rows * cols);
-    for (float& v : x) v = nd(rng) * 2.0f / std::sqrt((float)cols);
-    std::vector<uint8_t> q(row_bytes(GgmlType::Q8_0, cols) * rows * n);
-    quantize_row(GgmlType::Q8_0, x.data(), q.data(), (int64_t)x.size());
-    if (n == 1) w.add_tensor(name, GgmlType::Q8_0, {cols, rows}, q.data());
-    else w.add_tensor(name, GgmlType::Q8_0, {cols, rows, n}, q.data());
+    for (float& v : x) v = nd(rng) * spec.gain / std::sqrt((float)cols);
+    std::vector<uint8_t> q(row_bytes(wt, cols) * rows * n);
+    quantize_row(wt, x.data(), q.data(), (int64_t)x.size());
+    if (n == 1) w.add_tensor(name, wt, {cols, rows}, q.data());
+    else w.add_tensor(name, wt, {cols, rows, n}, q.data());
   };
   auto vec = [&](const std::string& name, int n, float mean) {
     std::vector<float> v(n);
@@ -77,7 +88,7 @@ std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
     matrix(p + "attn_k_b.weight", kLatent, kNope, kHeads);
     matrix(p + "attn_v_b.weight", kV, kLatent, kHeads);
     matrix(p + "attn_output.weight", kD, kHeads * kV);
-    if (i == 0) {
+    if (i == 0 || !moe) {
       matrix(p + "ffn_gate.weight", kFf, kD);
       matrix(p + "ffn_up.weight", kFf, kD);
       matrix(p + "ffn_down.weight", kD, kFf);
@@ -94,6 +105,21 @@ std::string write_tiny_deepseek2(const std::string& path, bool q_lora) {
   }
   w.write(path);
   return path;
+}
+
+std::string write_converted_tiny_llama(const std::string& prefix, GgmlType weights) {
+  TinyModelSpec s;
+  s.n_ctx_train = 1024;
+  s.weight_type = weights;
+  ConvertMlaParams p;
+  p.input = write_tiny_model(temp_path(prefix + "_gqa.gguf"), s);
+  p.output = temp_path(prefix + "_converted.gguf");
+  p.kv_dim = 16;
+  p.rope_dims = 8;
+  p.method = MlaMethod::Svd;  // from the weights alone: no calibration text
+  p.n_threads = 2;
+  convert_mla(p);
+  return p.output;
 }
 
 }  // namespace kvforge::testing
