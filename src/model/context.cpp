@@ -521,7 +521,10 @@ void Context::attention(int layer, const std::vector<Wave>& waves, const AttnArg
   };
   std::vector<AttnPair>& tasks = attn_pairs_;  // prefill tasks first, then the decode pairs
   tasks.clear();
-  const int32_t kb = kAttnMaxTokens;
+  // Tokens per task: as many as the joint kernel takes (kAttnMaxHeads query
+  // heads), a power of two so that runs stay inside one tile.
+  int32_t kb = kAttnMaxTokens;
+  while (kb > 1 && kb * group > kAttnMaxHeads) kb /= 2;
   for (const Wave& w : waves) {
     const KvPlan& p = w.plan;
     if (!prefill_wave(p)) continue;

@@ -59,8 +59,9 @@ void attend(const float* q, int n_group, const KvView& view, float scale, float*
 // ([n_group][head_dim_v]) gets exactly what attend(qs[i], n_group, views[i],
 // scale, outs[i]) gives. When the views differ only in the last few rows
 // (consecutive positions of one sequence) each K/V row is loaded once for all
-// of them; otherwise the tokens run one by one.
-constexpr int kAttnMaxTokens = 4;
+// of them (at most kAttnMaxHeads query heads in all); otherwise the tokens
+// run one by one.
+constexpr int kAttnMaxTokens = 16;  // divides kAttnTile
 void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n_group, float scale,
                    float* const* outs);
 

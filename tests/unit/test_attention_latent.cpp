@@ -5,6 +5,7 @@
 // attend_tokens) and any grouping of heads give the same bits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -68,7 +69,8 @@ TEST(AttentionLatent, AllHeadsKernelMatchesScalarReference) {
 TEST(AttentionLatent, EachHeadIndependentOfGroupingAndTokens) {
   std::mt19937 rng(8);
   std::normal_distribution<float> nd(0, 1);
-  const int dk = 120, dv = 96, group = 9, n = 300, n_tok = kAttnMaxTokens;
+  // As many tokens as the joint kernel takes (kAttnMaxHeads heads in all).
+  const int dk = 120, dv = 96, group = 9, n = 300, n_tok = std::min(kAttnMaxTokens, kAttnMaxHeads / group);
   for (KvStorage st : {KvStorage::F32, KvStorage::F16}) {
     const Latent L(st, n, dk, dv, rng);
     std::vector<float> q((size_t)n_tok * group * dk), joint((size_t)n_tok * group * dv), alone(joint.size());
