@@ -31,28 +31,27 @@ constexpr int kT = 4;  // tokens per tile
 // the f32 steps: the AVX2 scheme (matmul_packed_avx2.cpp) on two element
 // vectors per zmm (qs[m], qs[m + 1] for m = 0, 2: E_c and E_{c+1}, c = m
 // from the low nibbles, c = m + 4 from the high ones), dpbusd against their
-// activations (4c..4c+7: the low half's four, then the high half's). dpbusd
-// takes the weights unsigned: Q4_1 0..15 and Q5_1 0..31 as they are, Q4_0 /
-// Q5_0 as q (0..15 / 0..31) less 8 / 16 x (the activations' sum, dpbusd'd
-// the same way into its own lanes), IQ4_NL as table value + 128 (1..241)
-// less 128 x that sum. |lane| <= 16 * 255 * 127: exact in int32, the same
+// activations (4c..4c+7: the low half's four, then the high half's), picked
+// by one permute from the block's 32 activation bytes in both halves.
+// dpbusd multiplies unsigned by signed bytes: Q4_1 (0..15) and Q5_1 (0..31)
+// weights go in as they are, against the activations; the signed ones
+// (Q4_0 q - 8, Q5_0 q - 16, IQ4_NL -127..113) against the activations +
+// 128 (1..255), less 128 x (the row's weight sum, dpbusd'd once per block
+// for all tokens). |lane| <= 16 * 255 * 127: exact in int32, the same
 // integers as the AVX2 kernels; the halves are added once per block.
 
-// Activations 4c..4c+3 in the dwords of the low half, 4c+4..4c+7 in the high one.
-inline __m512i act8(const BlockQ8A& a, int c) {
-  int64_t v;
-  std::memcpy(&v, a.qs + 4 * c, 8);
-  const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  return _mm512_permutexvar_epi32(idx, _mm512_set1_epi64(v));
+// Dword indices of E_c's activations: c in the low half, c + 1 in the high one.
+inline __m512i act_idx(int c) {
+  return _mm512_inserti64x4(_mm512_set1_epi32(c), _mm256_set1_epi32(c + 1), 1);
 }
 
-// IQ4_NL's table values + 128, the unsigned bytes dpbusd takes.
-struct BiasedGrid {
-  alignas(16) uint8_t v[16];
+// IQ4_NL's table as bytes for the shuffle.
+struct Grid {
+  alignas(16) int8_t v[16];
 };
-constexpr BiasedGrid kIq4nlBiased = [] {
-  BiasedGrid g{};
-  for (int i = 0; i < 16; ++i) g.v[i] = (uint8_t)(kIq4nlValues[i] + 128);
+constexpr Grid kIq4nlGrid = [] {
+  Grid g{};
+  for (int i = 0; i < 16; ++i) g.v[i] = kIq4nlValues[i];
   return g;
 }();
 
@@ -60,13 +59,17 @@ struct NibSumsAvx512 {
   template <GgmlType kType, int T>
   static void sums(const typename nibpack::Nib<kType>::Block& B, const BlockQ8A* const* a, int64_t b, __m256i* A) {
     using L = nibpack::Nib<kType>;
-    constexpr int kOffset = L::kTable ? 128 : L::kOffset;
-    const __m512i m4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512();
-    __m512i qh = zero, grid = zero;
+    constexpr bool kSigned = !L::kMin;
+    const __m512i m4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512(), bias = _mm512_set1_epi8((char)0x80);
+    __m512i qh = zero, grid = zero, corr = zero;
     if constexpr (L::kQ5) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)B.qh));
-    if constexpr (L::kTable) grid = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)kIq4nlBiased.v));
-    __m512i s[T], corr[T];
-    for (int t = 0; t < T; ++t) s[t] = corr[t] = zero;
+    if constexpr (L::kTable) grid = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)kIq4nlGrid.v));
+    __m512i act[T], s[T];  // [token] the 32 activations in both halves (+ 128 for signed weights); sums
+    for (int t = 0; t < T; ++t) {
+      act[t] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)a[t][b].qs));
+      if constexpr (kSigned) act[t] = _mm512_xor_si512(act[t], bias);
+      s[t] = zero;
+    }
 #pragma GCC unroll 2
     for (int m = 0; m < 4; m += 2) {
       const __m512i raw = _mm512_loadu_si512((const void*)B.qs[m]);
@@ -80,15 +83,17 @@ struct NibSumsAvx512 {
           e = _mm512_or_si512(e, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, sel), _mm512_set1_epi8(16)));
         }
         if constexpr (L::kTable) e = _mm512_shuffle_epi8(grid, e);
+        else if constexpr (kSigned) e = _mm512_sub_epi8(e, _mm512_set1_epi8((char)L::kOffset));
+        if constexpr (kSigned) corr = _mm512_dpbusd_epi32(corr, bias, e);  // 128 x the weights
+        const __m512i idx = act_idx(c);
         for (int t = 0; t < T; ++t) {
-          const __m512i av = act8(a[t][b], c);
-          s[t] = _mm512_dpbusd_epi32(s[t], e, av);
-          if constexpr (kOffset != 0) corr[t] = _mm512_dpbusd_epi32(corr[t], _mm512_set1_epi8((char)kOffset), av);
+          const __m512i av = _mm512_permutexvar_epi32(idx, act[t]);
+          s[t] = kSigned ? _mm512_dpbusd_epi32(s[t], av, e) : _mm512_dpbusd_epi32(s[t], e, av);
         }
       }
     }
     for (int t = 0; t < T; ++t) {
-      const __m512i v = kOffset != 0 ? _mm512_sub_epi32(s[t], corr[t]) : s[t];
+      const __m512i v = kSigned ? _mm512_sub_epi32(s[t], corr) : s[t];
       A[t] = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
     }
   }
