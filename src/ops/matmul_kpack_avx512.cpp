@@ -2,7 +2,8 @@
 // rest and the contract): the AVX2 scheme (matmul_kpack_avx2.cpp) on two
 // element vectors per zmm (the 256-bit halves: vectors c and c + 1, both
 // rows 0..7), vpdpwssd applying the sub-block scale and accumulating; the
-// halves are added once per super-block. Exact integers, so the results are
+// halves are added once per super-block (IQ4_XS: vpdpbusd on the table
+// values + 128, vpmulld by the scale). Exact integers, so the results are
 // the scalar reference's bits like the AVX2 kernels'.
 // Compiled natively and emulated (backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
@@ -121,6 +122,29 @@ inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, _
   }
 }
 
+// IQ4_XS, half H (sub-blocks 4H..4H+3, nibbles as Q4_K's) looked up in the
+// IQ4_NL table + 128 (u8): vpdpbusd sums (v + 128) a exactly in int32, from
+// -64 * (the sub-block's activation sum) in each half, so the two halves
+// together hold sum v a; then vpmulld by the lane's scale.
+template <int H, int T>
+inline void iq4xs_half(const BlockIQ4_XSx8& B, const BlockQ8K* const* a, int64_t b, __m512i* A) {
+  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i grid = _mm512_broadcast_i32x4(
+      _mm_xor_si128(_mm_loadu_si128((const __m128i*)kIq4nlValues), _mm_set1_epi8((char)0x80)));
+  for (int jj = 0; jj < 4; ++jj) {
+    const int j = 4 * H + jj;
+    const __m512i scv = both_halves(iq4xs_scale32(B, j));
+    __m512i s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_set1_epi32(-64 * (a[t][b].bsums[2 * j] + a[t][b].bsums[2 * j + 1]));
+    for (int k = 0; k < 8; k += 2) {
+      const __m512i raw = _mm512_loadu_si512((const void*)B.qs[8 * jj + k]);
+      const __m512i u = _mm512_shuffle_epi8(grid, _mm512_and_si512(H ? _mm512_srli_epi16(raw, 4) : raw, m4));
+      for (int t = 0; t < T; ++t) s[t] = _mm512_dpbusd_epi32(s[t], u, act8(a[t][b], 8 * j + k));
+    }
+    for (int t = 0; t < T; ++t) A[t] = _mm512_add_epi32(A[t], _mm512_mullo_epi32(s[t], scv));
+  }
+}
+
 // The zmm sums of one block type's function F, folded to 8 lanes.
 template <int T, class F>
 inline void folded(__m256i* A, F&& f) {
@@ -159,6 +183,13 @@ struct SumsAvx512 {
       q6k_quarter<1, T>(B, a, b, s);
       q6k_quarter<2, T>(B, a, b, s);
       q6k_quarter<3, T>(B, a, b, s);
+    });
+  }
+  template <int T>
+  static void sums(const BlockIQ4_XSx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      iq4xs_half<0, T>(B, a, b, s);
+      iq4xs_half<1, T>(B, a, b, s);
     });
   }
 };
