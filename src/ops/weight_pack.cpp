@@ -20,34 +20,23 @@ bool packable(const WeightMatrix& W) {
 
 namespace {
 
-// Position of row-in-group i's 16 nibble bytes inside a nibble x8 block's qs.
-template <class X>
-uint8_t* q4_slot(X& b, int i) { return &b.qs[i % 4][16 * (i / 4)]; }
-
-// Fifth bit of element e of row-in-group i in a Q5 x8 block's bit plane:
-// its nibble is in byte 16 (i / 4) + e % 16 of vector k = 2 (i % 4) + e / 16.
-inline int q5_plane_byte(int i, int e) { return 16 * (i / 4) + e % 16; }
-inline int q5_plane_bit(int i, int e) { return 2 * (i % 4) + e / 16; }
-
 // Copies plain block s into slot i of x8 block o (to_plain: the reverse).
-// Same fields, other places: d (and m) in row order, the quants as above.
+// Same fields, other places: d (and m) in row order; the quants as element
+// vectors (ops/weight_pack.h): Q8_0's byte 4i + e % 4 of qs[e / 4] is row
+// i's element e; the nibble types' byte 4i + j of qs[m] is row i's qs byte
+// 4m + j (elements 4m + j and 16 + 4m + j: E_m's and E_{m+4}'s byte 4i + j),
+// and bit e / 4 of qh[4i + e % 4] its element e's fifth bit.
 template <class S, class X>
 void move_block(S& s, X& o, int i, bool to_plain) {
   auto mv = [&](auto& plain, auto& packed) { to_plain ? (void)(plain = packed) : (void)(packed = plain); };
   mv(s.d, o.d[i]);
   if constexpr (requires { s.m; }) mv(s.m, o.m[i]);
-  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: element vectors
-    for (int e = 0; e < QK; ++e) {
-      int8_t& q = o.qs[e / 4][4 * i + e % 4];
-      to_plain ? (void)(s.qs[e] = q) : (void)(q = s.qs[e]);
-    }
-  } else {
-    to_plain ? std::memcpy(s.qs, q4_slot(o, i), 16) : std::memcpy(q4_slot(o, i), s.qs, 16);
-  }
+  constexpr int kBytes = sizeof(s.qs);  // Q8_0: 32 elements; nibbles: 16 bytes of two
+  for (int e = 0; e < kBytes; ++e) mv(s.qs[e], o.qs[e / 4][4 * i + e % 4]);
   if constexpr (requires { s.qh; }) {
     for (int e = 0; e < QK; ++e) {
-      uint8_t& plane = o.qh[q5_plane_byte(i, e)];
-      const int k = q5_plane_bit(i, e);
+      uint8_t& plane = o.qh[4 * i + e % 4];
+      const int k = e / 4;
       if (to_plain) {
         if (e % 8 == 0) s.qh[e / 8] = 0;
         s.qh[e / 8] |= (uint8_t)(((plane >> k) & 1) << (e % 8));

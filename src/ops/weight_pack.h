@@ -6,22 +6,22 @@
 // shared-bit scales are unpacked (Q3_K, Q4_K, Q5_K: 32 bytes more per 8
 // rows and super-block, IQ4_XS 16 more, under 3 %; packed_bytes()).
 //
-// Packed matrix = [rows/8 groups][cols/32 blocks (K-quants: cols/256)] of:
-//   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: qs[p] = the 16 nibble
-//           bytes of row p, then those of row p+4 (so one 32-byte load feeds
-//           two rows; low nibbles = elements 0..15, high = 16..31).
+// Packed matrix = [rows/8 groups][cols/32 blocks (K-quants: cols/256)] of
+// blocks whose quants are "element vectors" E_c: 32 bytes holding elements
+// 4c..4c+3 of the 8 rows, row i's four in bytes 4i..4i+3, so one
+// maddubs/dpbusd against the four activations broadcast to every dword
+// gives each row's partial dot in its own 32-bit lane (no horizontal sums).
+//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: qs[c] = E_c.
+//   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: byte b of qs[m] holds
+//           E_m's byte b in its low nibble and E_{m+4}'s in its high one
+//           (elements 4m..4m+3 and 16+4m..16+4m+3: so byte 4i + j of qs[m]
+//           is simply row i's plain qs byte 4m + j).
 //   Q4_0x8 (also IQ4_NL): d[8], qs[4][32] as in Q4_1x8.
 //   Q5_0x8, Q5_1x8: as Q4_0x8 / Q4_1x8 plus the fifth bits as one 32-byte
-//           bit plane qh: bit k of qh[j] is the fifth bit of the element
-//           whose nibble lands in byte j of the k-th 32-byte nibble vector
-//           (k = 2p: low nibbles of qs[p], k = 2p + 1: its high nibbles), so
-//           a kernel gets those bits with one shift and one mask.
-//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: element vectors, as the
-//           K-quants' below: byte 4i + p of qs[c] is row i's element 4c + p.
-// K-quants (256-element super-blocks): the quants as "element vectors" E_c
-// (c = 0..63): 32 bytes holding elements 4c..4c+3 of the 8 rows, row i's
-// four in bytes 4i..4i+3, so one maddubs/dpbusd against the four activations
-// broadcast to every dword gives each row's partial dot in its own lane.
+//           bit plane qh: bit c of qh[b] is the fifth bit of E_c's byte b,
+//           so a kernel gets E_c's with one shift and one mask.
+//   (ops/nibpack_x8.h has the nibble kernels' shared part.)
+// K-quants (256-element super-blocks): element vectors E_c, c = 0..63.
 // The sub-block scales are unpacked to bytes at pack time (row order).
 //   Q4_Kx8: d[8], dmin[8], sc[j][8] (sub-block j's six-bit scales),
 //           mn[p][8][2] (the mins of sub-blocks 2p, 2p+1 side by side),

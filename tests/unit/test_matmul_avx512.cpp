@@ -348,6 +348,62 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
   }
 }
 
+// The packed nibble kernels (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; ops/nibpack_x8.h)
+// take the scalar reference's own f32 steps on exact integer block dots:
+// bit for bit the reference, on this ISA and on AVX2, for 1, 3, 5 groups
+// and token counts that leave every tile remainder. The weights are random
+// bytes (every nibble and fifth bit occurs; random signed scales and mins),
+// with some blocks at the extremes: all nibbles 0 or 15, all fifth bits set
+// or clear (IQ4_NL: all -127 or 113), and tokens whose every activation is
+// +-127, which drive the int16 partial sums of the AVX2 kernels to their
+// bounds. A saturating sum, a wrong element order or an fma where the
+// reference rounds twice changes bits here.
+TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
+  std::mt19937 rng(41);
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL})
+    for (int64_t rows : {8, 24, 40})
+      for (int64_t cols : {32, 96, 576}) {
+        const TypeTraits& tr = type_traits(t);
+        const size_t rb = row_bytes(t, cols);
+        Mat M;
+        M.plain.resize(rb * rows);
+        for (auto& b : M.plain) b = (uint8_t)rng();
+        const bool q5 = t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
+        std::uniform_real_distribution<float> u(1e-4f, 2e-3f);
+        for (size_t o = 0; o < M.plain.size(); o += tr.block_bytes) {
+          uint8_t* blk = M.plain.data() + o;
+          const int kind = (int)(rng() % 4);  // 0, 1: random; 2: all q = 0; 3: all q = max
+          if (kind >= 2) {
+            std::memset(blk + tr.block_bytes - QK / 2, kind == 2 ? 0x00 : 0xff, QK / 2);  // every layout ends with qs
+            if (q5) std::memset(blk + tr.block_bytes - QK / 2 - 4, kind == 2 ? 0x00 : 0xff, 4);
+          }
+          for (size_t off : test::fp16_fields(t)) {
+            const fp16_t h = fp32_to_fp16(rng() % 2 ? u(rng) : -u(rng));
+            std::memcpy(blk + off, &h, 2);
+          }
+        }
+        M.W = WeightMatrix{t, rows, cols, M.plain.data(), rb};
+        M.packed.resize(packed_bytes(M.W));
+        M.P = pack_matrix(M.W, M.packed.data());
+        const int64_t n_tok = 9;
+        Acts A = make_acts(t, n_tok, cols, (uint32_t)(rows + cols));
+        for (int64_t i = 0; i < cols; ++i) {  // token 1: all -127; token 4: +-127
+          A.x[1 * cols + i] = -1.0f;
+          A.x[4 * cols + i] = rng() % 2 ? 3.0f : -3.0f;
+        }
+        for (int64_t k : {1, 4}) quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
+        const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+        std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)}};
+        if (avx2_available()) fns.push_back({"AVX2", gemm_kernel_packed_avx2(t)});
+        for (auto [name, fn] : fns)
+          for (int64_t nt : {1, 3, 4, 9}) {  // one token, a partial tile, a full one, tiles + remainder
+            const auto y = gemm(fn, M.P, A, nt);
+            ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)))
+                << name << " type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << nt;
+          }
+      }
+}
+
 // Batch invariance: the output of (r, t) is the same bits whatever range of
 // rows and tokens the call covers, including a token alone.
 TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
