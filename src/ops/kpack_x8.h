@@ -184,10 +184,11 @@ struct Tile {
 template <int kT, class Sums, class X>
 constexpr GemmFn gemm_x8k = tiling::gemm_x8<kT, X, Tile<Sums, X>::template Of, QK_K>;
 
-// The GemmFn of Q3_K .. Q6_K, IQ4_XS (nullptr for other types), tiles of kT tokens.
+// The GemmFn of Q2_K .. Q6_K, IQ4_XS (nullptr for other types), tiles of kT tokens.
 template <int kT, class Sums>
 GemmFn gemm_kernel(GgmlType t) {
   switch (t) {
+    case GgmlType::Q2_K: return gemm_x8k<kT, Sums, BlockQ2_Kx8>;
     case GgmlType::Q3_K: return gemm_x8k<kT, Sums, BlockQ3_Kx8>;
     case GgmlType::Q4_K: return gemm_x8k<kT, Sums, BlockQ4_Kx8>;
     case GgmlType::Q5_K: return gemm_x8k<kT, Sums, BlockQ5_Kx8>;

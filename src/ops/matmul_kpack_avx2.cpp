@@ -122,6 +122,22 @@ inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, _
   for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], scv));
 }
 
+// Q2_K, sub-block S (quarter Q = S / 4): element vectors c = 4S..4S+3,
+// u = (qs[c mod 16] >> 2Q) & 3; maddubs pairs <= 2*3*127 = 762, four <= 3048.
+template <int S, int T>
+inline void q2k_sub(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i scv = q2k_scale(B, S);
+  __m256i p[T];
+  for (int t = 0; t < T; ++t) p[t] = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    const int c = 4 * S + k;
+    const __m256i u = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i*)B.qs[c % 16]), 2 * (S / 4)), m3);
+    for (int t = 0; t < T; ++t) p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(u, act4(a[t][b], c)));
+  }
+  for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], scv));
+}
+
 // IQ4_XS, half H: sub-blocks j = 4H..4H+3, element vectors 8j..8j+7 = the
 // low (H = 0) or high nibbles of qs[8(j - 4H) ..], looked up in the signed
 // IQ4_NL table (-127..113): maddubs(|v|, a * sign(v)), pairs <= 2*127*127 =
@@ -146,6 +162,11 @@ inline void iq4xs_half(const BlockIQ4_XSx8& B, const BlockQ8K* const* a, int64_t
 }
 
 struct SumsAvx2 {
+  template <int T>
+  static void sums(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    [&]<int... S>(std::integer_sequence<int, S...>) { (q2k_sub<S, T>(B, a, b, A), ...); }(
+        std::make_integer_sequence<int, 16>{});
+  }
   template <int T>
   static void sums(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
     [&]<int... S>(std::integer_sequence<int, S...>) { (q3k_sub<S, T>(B, a, b, A), ...); }(

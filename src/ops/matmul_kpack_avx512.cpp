@@ -122,6 +122,24 @@ inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, _
   }
 }
 
+// Q2_K, sub-block S, bits as in the AVX2 kernel; per int16 lane two maddubs
+// pairs, <= 2*2*3*127 = 1524.
+template <int S, int T>
+inline void q2k_sub(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m512i* A) {
+  const __m512i m3 = _mm512_set1_epi8(3);
+  const __m512i scv = both_halves(q2k_scale(B, S));
+  __m512i e[2];
+  for (int k = 0; k < 2; ++k) {
+    const __m512i l = _mm512_loadu_si512((const void*)B.qs[(4 * S + 2 * k) % 16]);
+    e[k] = _mm512_and_si512(_mm512_srli_epi16(l, 2 * (S / 4)), m3);
+  }
+  for (int t = 0; t < T; ++t) {
+    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * S)),
+                                       _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * S + 2)));
+    A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
+  }
+}
+
 // IQ4_XS, half H (sub-blocks 4H..4H+3, nibbles as Q4_K's) looked up in the
 // IQ4_NL table + 128 (u8): vpdpbusd sums (v + 128) a exactly in int32, from
 // -64 * (the sub-block's activation sum) in each half, so the two halves
@@ -155,6 +173,13 @@ inline void folded(__m256i* A, F&& f) {
 }
 
 struct SumsAvx512 {
+  template <int T>
+  static void sums(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    folded<T>(A, [&](__m512i* s) {
+      [&]<int... S>(std::integer_sequence<int, S...>) { (q2k_sub<S, T>(B, a, b, s), ...); }(
+          std::make_integer_sequence<int, 16>{});
+    });
+  }
   template <int T>
   static void sums(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
     folded<T>(A, [&](__m512i* s) {

@@ -11,7 +11,7 @@ bool packable(const WeightMatrix& W) {
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q3_K:
+    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K:
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::IQ4_XS:
       return true;
     default: return false;

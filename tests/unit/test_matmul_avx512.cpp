@@ -64,7 +64,7 @@ int64_t block_of(GgmlType t) {
 }
 const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
                                   GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
-                                  GgmlType::IQ4_XS, GgmlType::F16};
+                                  GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -322,7 +322,7 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
   for (int64_t k = 0; k < n_tok; ++k)
     quantize_act_q8k_ref(A.x.data() + k * cols, (BlockQ8K*)(A.qa.data() + k * A.stride), cols);
   const fp16_t one = fp32_to_fp16(1.0f);
-  for (GgmlType t : {GgmlType::IQ4_XS}) {
+  for (GgmlType t : {GgmlType::IQ4_XS, GgmlType::Q2_K}) {
     auto M = make_mat(t, rows, cols, 19);
     const int64_t nb = cols / QK_K;
     for (int64_t r = 0; r < 8; ++r)
@@ -335,6 +335,11 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
           B.scales_h = (uint16_t)(r % 2 ? 0xFFFF : rng());
           for (auto& v : B.scales_l) v = r % 2 ? 0xFF : r == 0 ? 0x00 : ends[rng() % 4];  // scale - 32: 31 or -32
           for (auto& v : B.qs) v = r == 0 ? 0x00 : ends[rng() % 4];                        // -127 or 113
+        } else {
+          auto& B = *(BlockQ2_K*)blk;
+          B.d = B.dmin = one;
+          for (auto& v : B.scales) v = r < 4 ? 0xFF : ends[rng() % 4];  // scale, min: 15 or 0
+          for (auto& v : B.qs) v = r == 0 ? 0xFF : ends[rng() % 4];      // q = 3 or 0
         }
       }
     M.P = pack_matrix(M.W, M.packed.data());
