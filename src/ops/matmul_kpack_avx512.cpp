@@ -35,6 +35,17 @@ inline __m256i fold_halves(__m512i v) {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+// Sub-block s of 16 elements (element vectors 4s, 4s+1 in e[0], 4s+2, 4s+3
+// in e[1], unsigned) times its scale pairs scv, into A.
+template <int T>
+inline void sub16(const __m512i* e, const BlockQ8K* const* a, int64_t b, int s, __m512i scv, __m512i* A) {
+  for (int t = 0; t < T; ++t) {
+    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * s)),
+                                       _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * s + 2)));
+    A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
+  }
+}
+
 // Q4_K, half H (sub-blocks 4H..4H+3): per int16 lane four maddubs pairs,
 // <= 4*2*15*127 = 15240.
 template <int H, int T>
@@ -73,11 +84,7 @@ inline void q6k_quarter(const BlockQ6_Kx8& B, const BlockQ8K* const* a, int64_t 
                        : Q == 2 ? h : _mm512_srli_epi16(h, 2);
       e[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
     }
-    for (int t = 0; t < T; ++t) {
-      const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * s)),
-                                         _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * s + 2)));
-      A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
-    }
+    sub16<T>(e, a, b, s, scv, A);
   }
 }
 
@@ -115,11 +122,7 @@ inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, _
     const __m512i hb = J <= 2 ? _mm512_slli_epi16(h, 2 - J) : _mm512_srli_epi16(h, J - 2);
     e[k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 2 * Q), m3), _mm512_and_si512(hb, m4));
   }
-  for (int t = 0; t < T; ++t) {
-    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * S)),
-                                       _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * S + 2)));
-    A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
-  }
+  sub16<T>(e, a, b, S, scv, A);
 }
 
 // Q2_K, sub-block S, bits as in the AVX2 kernel; per int16 lane two maddubs
@@ -133,11 +136,7 @@ inline void q2k_sub(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, _
     const __m512i l = _mm512_loadu_si512((const void*)B.qs[(4 * S + 2 * k) % 16]);
     e[k] = _mm512_and_si512(_mm512_srli_epi16(l, 2 * (S / 4)), m3);
   }
-  for (int t = 0; t < T; ++t) {
-    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(e[0], act8(a[t][b], 4 * S)),
-                                       _mm512_maddubs_epi16(e[1], act8(a[t][b], 4 * S + 2)));
-    A[t] = _mm512_dpwssd_epi32(A[t], p, scv);
-  }
+  sub16<T>(e, a, b, S, scv, A);
 }
 
 // IQ4_XS, half H (sub-blocks 4H..4H+3, nibbles as Q4_K's) looked up in the
