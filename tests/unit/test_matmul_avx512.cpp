@@ -63,7 +63,8 @@ int64_t block_of(GgmlType t) {
   }
 }
 const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
+                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                                  GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -301,6 +302,53 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
           for (int64_t i = 0; i < cols; ++i) exact += (int64_t)wq[r * cols + i] * (int64_t)A.x[k * cols + i];
           ASSERT_EQ(y[k * rows + r], (float)exact) << "type " << (int)t << " kernel " << f << " r " << r << " t " << k;
         }
+    }
+  }
+}
+
+// Extreme bytes for the x8 K-quant layouts whose integer sums run closest to
+// the int16 limits: IQ4_XS grid values -127 and 113 (the AVX2 kernel's
+// maddubs pairs reach 2*127*127 = 32258: two of them added before widening
+// would saturate) and Q2_K q = 3 with scale and min 15, against activations
+// +-127 (token 0 all -127, token 1 all 127), all scales at their ends, d = 1
+// (dmin = 1). Packed AVX-512 and AVX2 kernels must give the scalar
+// reference's bits; rows 0..7 hold only the extremes, the rest random bytes.
+TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
+  const int64_t rows = 24, cols = 512, n_tok = 6;
+  std::mt19937 rng(17);
+  Acts A = make_acts(GgmlType::Q4_K, n_tok, cols, 1);
+  const float xv[] = {-127, -100, 0, 50, 127};
+  for (int64_t i = 0; i < n_tok * cols; ++i) A.x[i] = i < cols ? -127.0f : i < 2 * cols ? 127.0f : xv[rng() % 5];
+  for (int64_t k = 0; k < n_tok; ++k)
+    quantize_act_q8k_ref(A.x.data() + k * cols, (BlockQ8K*)(A.qa.data() + k * A.stride), cols);
+  const fp16_t one = fp32_to_fp16(1.0f);
+  for (GgmlType t : {GgmlType::IQ4_XS, GgmlType::Q2_K}) {
+    auto M = make_mat(t, rows, cols, 19);
+    const int64_t nb = cols / QK_K;
+    for (int64_t r = 0; r < 8; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = M.plain.data() + r * M.W.row_stride + b * (M.W.row_stride / nb);
+        const uint8_t ends[] = {0x00, 0xFF, 0xF0, 0x0F};  // nibbles / 2-bit fields and scales at their ends
+        if (t == GgmlType::IQ4_XS) {
+          auto& B = *(BlockIQ4_XS*)blk;
+          B.d = one;
+          B.scales_h = (uint16_t)(r % 2 ? 0xFFFF : rng());
+          for (auto& v : B.scales_l) v = r % 2 ? 0xFF : r == 0 ? 0x00 : ends[rng() % 4];  // scale - 32: 31 or -32
+          for (auto& v : B.qs) v = r == 0 ? 0x00 : ends[rng() % 4];                        // -127 or 113
+        } else {
+          auto& B = *(BlockQ2_K*)blk;
+          B.d = B.dmin = one;
+          for (auto& v : B.scales) v = r < 4 ? 0xFF : ends[rng() % 4];  // scale, min: 15 or 0
+          for (auto& v : B.qs) v = r == 0 ? 0xFF : ends[rng() % 4];      // q = 3 or 0
+        }
+      }
+    M.P = pack_matrix(M.W, M.packed.data());
+    const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+    const auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
+    ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t;
+    if (avx2_available()) {
+      const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+      ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t;
     }
   }
 }
