@@ -35,7 +35,7 @@ void run_matmul(benchmark::State& st, GgmlType t, bool packed) {
   WeightMatrix W{t, rows, cols, data.data(), rb};
   std::vector<uint8_t> packed_data;  // [rows/8][...] the load-time x8 layout
   if (packed) {
-    packed_data.resize(data.size());
+    packed_data.resize(packed_bytes(W));  // K-quants: more than data (unpacked scales)
     W = pack_matrix(W, packed_data.data());
   }
   std::vector<float> x(n_tok * cols), y(n_tok * rows);
@@ -56,7 +56,7 @@ void run_matmul(benchmark::State& st, GgmlType t, bool packed) {
 }
 
 void BM_Matmul(benchmark::State& st, GgmlType t) { run_matmul(st, t, false); }
-// The layout the model loader uses for Q4_1, Q8_0 and F16 (ops/weight_pack.h).
+// The layout the model loader uses (ops/weight_pack.h: every packable type).
 void BM_MatmulPacked(benchmark::State& st, GgmlType t) { run_matmul(st, t, true); }
 
 void shapes(benchmark::internal::Benchmark* b) {
@@ -132,6 +132,11 @@ BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q5_K, GgmlType::Q5_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q6_K, GgmlType::Q6_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q8_0_ref, GgmlType::Q8_0)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, Q2_K, GgmlType::Q2_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_Matmul, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q2_K, GgmlType::Q2_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

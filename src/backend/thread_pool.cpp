@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/op_timer.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define KVFORGE_PAUSE() _mm_pause()
@@ -114,6 +116,9 @@ void ThreadPool::run(int64_t n_tasks, Trampoline call, const void* fn) {
     for (int64_t t = 0; t < n_tasks; ++t) call(fn, t, 0);
     return;
   }
+  OpTimer* const tm = timer_;
+  const int64_t t_start = tm ? OpTimer::now() : 0;
+  int64_t own = 0;  // the caller's own tasks: the enclosing op's time
   for (int64_t first = 0; first < n_tasks; first += (int64_t)kIdxMask) {
     const int64_t n = std::min<int64_t>((int64_t)kIdxMask, n_tasks - first);
     s.call = call;
@@ -126,13 +131,16 @@ void ThreadPool::run(int64_t n_tasks, Trampoline call, const void* fn) {
       std::lock_guard<std::mutex> lock(s.mu);
       s.cv.notify_all();
     }
+    const int64_t t_own = tm ? OpTimer::now() : 0;
     s.run_tasks(g, 0);
+    if (tm) own += OpTimer::now() - t_own;
     for (int spin = 0; s.done.load(std::memory_order_acquire) != n; ++spin) {
       if (spin < kSpinBeforeSleep) KVFORGE_PAUSE();
       else std::this_thread::yield();  // a worker holding a task was descheduled: let it run
     }
   }
   s.fn = nullptr;
+  if (tm) tm->add(Op::PoolWait, OpTimer::now() - t_start - own, 0);
 }
 
 int default_thread_count() {

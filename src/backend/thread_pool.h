@@ -12,6 +12,8 @@
 
 namespace kvforge {
 
+struct OpTimer;
+
 class ThreadPool {
  public:
   // n_threads counts the calling thread, which always takes part in the work.
@@ -21,6 +23,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
+
+  // With a timer (null: off), every job's hand-off and the caller's wait
+  // for the other threads' tasks are recorded as Op::PoolWait.
+  void set_timer(OpTimer* t) { timer_ = t; }
 
   // Calls fn(task, thread_index) for every task in [0, n_tasks). Tasks are
   // claimed from a shared counter, so uneven tasks balance out. Blocks until
@@ -38,6 +44,7 @@ class ThreadPool {
   struct Impl;
   int n_threads_;
   std::unique_ptr<Impl> impl_;
+  OpTimer* timer_ = nullptr;
 };
 
 // Number of physical cores (hyper-threads share a core's bandwidth and

@@ -13,6 +13,7 @@
 
 #include "backend/bandwidth.h"
 #include "eval/bench.h"
+#include "eval/bench_op_times.h"
 #include "eval/bench_parallel.h"
 #include "eval/list_options.h"
 #include "frontend/command.h"
@@ -40,6 +41,7 @@ struct BenchOptions {
   int32_t cache_speedup = 0;
   int32_t speedup_prompt = 16;
   std::vector<int32_t> n_parallel;  // --parallel: batched decode of N sequences instead of the tests
+  bool op_times = false;            // --op-times: time per op kind of decode steps instead of the tests
 };
 
 std::string fmt_params(double n) {
@@ -81,6 +83,35 @@ class MarkdownTable {
   static constexpr bool kRight[] = {false, true, true, false, true, false, true, true, true, true};
   bool kv_;
 };
+
+// One --op-times test: a markdown table, or one JSON line.
+template <class Emit>
+void print_op_times(const OpTimesResult& r, double gbs, bool md, Emit&& emit_json, const nlohmann::json& fields) {
+  const double step_gbs = r.bytes_per_token / (r.ms_per_token * 1e6);
+  if (md) {
+    std::printf("\nop times, tg%d @ d%d, %d threads: %.3f ms/token (%.1f t/s); %.1f MB/token read at %.1f GB/s",
+                r.n_gen, r.n_depth, r.n_threads, r.ms_per_token, 1e3 / r.ms_per_token, r.bytes_per_token / 1e6,
+                step_gbs);
+    if (gbs > 0) std::printf(" = %.1f%% of the %.1f GB/s bandwidth", 100 * step_gbs / gbs, gbs);
+    std::printf("\n\n| op | calls/token | ms/token | %% of step | MB/token | GB/s |\n|---|---:|---:|---:|---:|---:|\n");
+    for (const OpTimesRow& o : r.rows)
+      std::printf("| %s | %s | %.4f | %.1f%% | %s | %s |\n", o.op.c_str(),
+                  o.calls > 0 ? fmt::format("{:.1f}", o.calls).c_str() : "", o.ms, 100 * o.share,
+                  o.bytes ? fmt::format("{:.2f}", o.bytes / 1e6).c_str() : "",
+                  o.bytes ? fmt::format("{:.1f}", o.gbs).c_str() : "");
+    std::fflush(stdout);
+  }
+  nlohmann::json ops = nlohmann::json::array();
+  for (const OpTimesRow& o : r.rows)
+    ops.push_back({{"op", o.op}, {"calls_per_token", o.calls}, {"ms_per_token", o.ms}, {"share", o.share},
+                   {"bytes_per_token", o.bytes}, {"gbs", o.gbs}});
+  nlohmann::json j = fields;
+  j.update({{"test", "op_times"}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth}, {"n_threads", r.n_threads},
+            {"ms_per_token", r.ms_per_token}, {"bytes_per_token", r.bytes_per_token},
+            {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)}, {"ops", ops},
+            {"test_time", iso_now()}});
+  emit_json(j);
+}
 
 void run_bench_command(const BenchOptions& o) {
   if (o.output != "md" && o.output != "jsonl") fail("-o must be md or jsonl, not '{}'", o.output);
@@ -208,6 +239,18 @@ void run_bench_command(const BenchOptions& o) {
     return;
   }
 
+  if (o.op_times) {
+    if (policies.size() > 1) fail("--op-times takes one --kv policy");
+    if (!p.use_cache) fail("--op-times times cached decode steps; drop --no-cache");
+    for (int t : threads) {
+      p.n_threads = t;
+      for (int32_t d : p.n_depth)
+        for (int32_t n : p.n_gen)
+          if (n > 0) print_op_times(run_op_times(*model, p, d, n), bw[t].gbs, md, emit_json, model_fields);
+    }
+    return;
+  }
+
   MarkdownTable table(kv_column);
   if (md) table.header();
   int32_t last_ctx = 0;
@@ -318,9 +361,13 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                 "Instead of the tests: decode N sequences together in one batch per step, for each N of a list "
                 "(e.g. 1,2,4,8,16), and report the aggregate tokens/s and the speed-up over 1")
       ->delimiter(',')->check(CLI::PositiveNumber);
+  c->add_flag("--op-times", o->op_times,
+              "Instead of the tests: time each op kind of the decode steps (-n at each depth -d, default 0) and "
+              "print ms/token, share of the step, bytes read and GB/s per op");
   c->add_option("--seed", o->tests.seed, "Seed of the random token ids")->capture_default_str();
   c->callback([o, depth] {
-    if (!o->n_parallel.empty() && depth->count() == 0) o->tests.n_depth = {0};
+    if ((!o->n_parallel.empty() || o->op_times) && depth->count() == 0) o->tests.n_depth = {0};
+    if (!o->n_parallel.empty() && o->op_times) fail("--op-times and --parallel are separate tests: pick one");
     o->tests.mla_attn = parse_mla_attn(o->mla_attn);
     run_bench_command(*o);
   });

@@ -27,8 +27,9 @@ void over_tokens(ThreadPool& pool, int32_t n, Fn&& fn) {
 }
 
 // y = norm(x) per token row ([n][d_model]).
-void normalize(ThreadPool& pool, const ModelConfig& c, const Vec& w, const Vec& b, const float* x, float* y,
-               int32_t n) {
+void normalize(ThreadPool& pool, OpTimer* tm, const ModelConfig& c, const Vec& w, const Vec& b, const float* x,
+               float* y, int32_t n) {
+  OpScope timed(tm, Op::Norm);
   const int d = c.d_model;
   over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
     const float* xs = x + (size_t)t0 * d;
@@ -39,15 +40,18 @@ void normalize(ThreadPool& pool, const ModelConfig& c, const Vec& w, const Vec& 
 }
 
 // The residual add x += y over [n][d_model].
-void add_residual(ThreadPool& pool, int d, float* x, const float* y, int32_t n) {
+void add_residual(ThreadPool& pool, OpTimer* tm, int d, float* x, const float* y, int32_t n) {
+  OpScope timed(tm, Op::Residual);
   over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
     add_inplace(x + (size_t)t0 * d, y + (size_t)t0 * d, (int64_t)(t1 - t0) * d);
   });
 }
 
 // Optional per-head RMSNorm (empty w: none) of x: [n][n_heads][head_dim_k] (queries or keys), in place.
-void norm_heads(ThreadPool& pool, const ModelConfig& c, const Vec& w, float* x, int32_t n, int n_heads) {
+void norm_heads(ThreadPool& pool, OpTimer* tm, const ModelConfig& c, const Vec& w, float* x, int32_t n,
+                int n_heads) {
   if (w.empty()) return;
+  OpScope timed(tm, Op::QkNorm);
   const size_t row = (size_t)n_heads * c.head_dim_k;
   over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
     rms_norm(x + t0 * row, w.data(), x + t0 * row, (int64_t)(t1 - t0) * n_heads, c.head_dim_k, c.norm_eps);
@@ -228,46 +232,59 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       pos_[t] = r.plan.pos0 + i;
     }
 
-  // Token (and learned position) embeddings.
-  for (int32_t t = 0; t < n; ++t) {
-    get_row(w.tok_embd, tok_[t], &x_[(size_t)t * d]);
-    if (c.embd_scale != 0)
-      for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
-    if (c.position == PositionKind::Learned) {
-      get_row(w.pos_embd, pos_[t], tmp_.data());
-      add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
+  {  // Token (and learned position) embeddings.
+    OpScope timed(timer_, Op::Embed);
+    for (int32_t t = 0; t < n; ++t) {
+      get_row(w.tok_embd, tok_[t], &x_[(size_t)t * d]);
+      if (c.embd_scale != 0)
+        for (int i = 0; i < d; ++i) x_[(size_t)t * d + i] *= c.embd_scale;
+      if (c.position == PositionKind::Learned) {
+        get_row(w.pos_embd, pos_[t], tmp_.data());
+        add_inplace(&x_[(size_t)t * d], tmp_.data(), d);
+      }
     }
+    // RoPE angles of each token, computed once for all layers.
+    if (c.position == PositionKind::Rope)
+      for (int32_t t = 0; t < n; ++t) rope_.angles(pos_[t], &rope_cs_[(size_t)t * c.rope.n_rot]);
+    if (!rope_local_cs_.empty())
+      for (int32_t t = 0; t < n; ++t) rope_local_.angles(pos_[t], &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
   }
-  // RoPE angles of each token, computed once for all layers.
-  if (c.position == PositionKind::Rope)
-    for (int32_t t = 0; t < n; ++t) rope_.angles(pos_[t], &rope_cs_[(size_t)t * c.rope.n_rot]);
-  if (!rope_local_cs_.empty())
-    for (int32_t t = 0; t < n; ++t) rope_local_.angles(pos_[t], &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(norm(x)).
-    normalize(pool_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
-    if (c.layers[l].attn == AttnBlock::MLA) attention_mla(l, runs, n);
-    else attention_gqa(l, runs, n);
-    matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
-    if (!L.attn_post_norm.empty()) normalize(pool_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
-    add_residual(pool_, d, x_.data(), tmp_.data(), n);
+    normalize(pool_, timer_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
+    if (c.layers[l].attn == AttnBlock::MLA) {
+      OpScope timed(timer_, Op::Attention);
+      attention_mla(l, runs, n);
+    } else {
+      attention_gqa(l, runs, n);
+    }
+    {
+      OpScope timed(timer_, Op::OMatmul);
+      matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
+    }
+    if (!L.attn_post_norm.empty()) normalize(pool_, timer_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
+    add_residual(pool_, timer_, d, x_.data(), tmp_.data(), n);
 
     // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a
     // time: the [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
-    normalize(pool_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
+    normalize(pool_, timer_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
     for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
       float* out = &tmp_[(size_t)s0 * d];
-      if (c.layers[l].ffn == FfnBlock::MoE) ffn_moe(L, xs, ns, out);
-      else ffn_dense(L, xs, ns, out);
+      if (c.layers[l].ffn == FfnBlock::MoE) {
+        OpScope timed(timer_, Op::Moe);
+        ffn_moe(L, xs, ns, out);
+      } else {
+        ffn_dense(L, xs, ns, out);
+      }
     }
-    if (!L.ffn_post_norm.empty()) normalize(pool_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
-    add_residual(pool_, d, x_.data(), tmp_.data(), n);
+    if (!L.ffn_post_norm.empty()) normalize(pool_, timer_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
+    add_residual(pool_, timer_, d, x_.data(), tmp_.data(), n);
   }
   for (const BatchRun& r : runs) cache_->commit(r.plan, r.tokens);
   output_logits(runs);
@@ -294,13 +311,16 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
   if (rows == 0) return;
   for (int32_t i = 0; i < rows; ++i)  // gathered to the front of tmp_ ([rows][d_model])
     std::copy_n(&x_[(size_t)logit_rows_[i] * d], d, &tmp_[(size_t)i * d]);
-  normalize(pool_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
+  normalize(pool_, timer_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
   float* out = only->logits;  // straight into the caller's buffer when one run wants logits
   if (n_wanting > 1) {
     logits_.resize((size_t)rows * c.n_vocab);
     out = logits_.data();
   }
-  matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
+  {
+    OpScope timed(timer_, Op::OutputMatmul);
+    matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
+  }
   softcap_inplace(out, (size_t)rows * c.n_vocab, c.logit_softcap);
   if (n_wanting == 1) return;
   const float* src = logits_.data();
@@ -320,11 +340,13 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
     const WeightMatrix* Ws[3] = {&L.wq, &L.wk, &L.wv};
     float* ys[3] = {q_.data(), k_.data(), v_.data()};
     const Epilogue eps[3] = {epilogue(L.bq), epilogue(L.bk), epilogue(L.bv)};
+    OpScope timed(timer_, Op::QkvMatmul);
     matmul_many(Ws, ys, 3, xn_.data(), n, pool_, scratch_, eps);
   }
-  norm_heads(pool_, c, L.q_norm, q_.data(), n, c.n_head);
-  norm_heads(pool_, c, L.k_norm, k_.data(), n, c.n_kv_head);
+  norm_heads(pool_, timer_, c, L.q_norm, q_.data(), n, c.n_head);
+  norm_heads(pool_, timer_, c, L.k_norm, k_.data(), n, c.n_kv_head);
   if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+    OpScope timed(timer_, Op::Rope);
     const bool local = c.layers[l].rope == LayerRope::Local;
     const Rope& r = local ? rope_local_ : rope_;
     const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
@@ -337,6 +359,7 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
   if (observer_) observer_(l, xn_.data(), q_.data(), k_.data(), n);
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
                       c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
+  OpScope timed(timer_, Op::Attention);
   write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
 }
 
@@ -344,7 +367,11 @@ void Context::ffn_dense(const LayerWeights& L, const float* xs, int32_t ns, floa
   const ModelConfig& c = model_.config();
   if (c.ffn != FfnKind::GELU)
     return gated_ffn(L.w_gate, L.w_up, L.w_down, L.b_up, L.b_down, c.ffn == FfnKind::GeGLU, xs, ns, out);
-  matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
+  {
+    OpScope timed(timer_, Op::GateUpMatmul);
+    matmul(L.w_up, xs, ns, up_.data(), pool_, scratch_, epilogue(L.b_up, Activation::GELU));
+  }
+  OpScope timed(timer_, Op::DownMatmul);
   matmul(L.w_down, up_.data(), ns, out, pool_, scratch_, epilogue(L.b_down));
 }
 
@@ -353,9 +380,16 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
   const WeightMatrix* Ws[2] = {&gate, &up};  // gate and up in one pool hand-off
   float* ys[2] = {gate_.data(), up_.data()};
   const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(b_up)};
-  matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-  if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
-  else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  {
+    OpScope timed(timer_, Op::GateUpMatmul);
+    matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
+  }
+  {
+    OpScope timed(timer_, Op::Glu);
+    if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+    else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+  }
+  OpScope timed(timer_, Op::DownMatmul);
   matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
 }
 
@@ -396,6 +430,7 @@ void Context::write_and_attend(int layer, const std::vector<BatchRun>& runs, con
           int32_t nw = p.n_tokens - done;
           for (int h = 0; h < nh; ++h) nw = std::min(nw, cache_->max_wave(layer, h, p.pos0 + done));
           waves_.push_back({{p.seq, p.pos0 + done, nw}, row0 + done});
+          OpScope timed(timer_, Op::KvWrite);
           cache_->write(layer, waves_.back().plan, k_at(row0 + done), v_at(row0 + done));
           done += nw;
           more |= done < p.n_tokens;

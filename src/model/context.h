@@ -12,6 +12,7 @@
 #include "model/mla_naive.h"
 #include "model/model.h"
 #include "ops/attention.h"
+#include "util/op_timer.h"
 
 namespace kvforge {
 
@@ -101,6 +102,13 @@ class Context {
   using AttnObserver = std::function<void(int layer, const float* xn, const float* q, const float* k, int32_t n)>;
   void observe_attention_inputs(AttnObserver fn) { observer_ = std::move(fn); }
   int n_threads() const { return pool_.size(); }
+  // Per-op timing of every later forward pass into *t (null: off; see
+  // util/op_timer.h). The caller owns t and keeps it alive while set.
+  void set_op_timer(OpTimer* t) {
+    timer_ = t;
+    scratch_.timer = t;
+    pool_.set_timer(t);
+  }
 
  private:
   // A run's tokens, or a wave of them, whose rows start at row0 of the batch.
@@ -166,6 +174,7 @@ class Context {
   std::unique_ptr<KvCache> cache_;
   MatmulScratch scratch_;
   AttnObserver observer_;
+  OpTimer* timer_ = nullptr;  // per-op timing, when set
   Rope rope_, rope_local_;  // the model's RoPEs for this context size (LongRoPE picks its factors by it)
 
   // Activations for up to n_batch tokens:

@@ -1,6 +1,6 @@
 #pragma once
-// The parts of the x8 K-quant kernels (ops/weight_pack.h: Q3_Kx8, Q4_Kx8,
-// Q5_Kx8, Q6_Kx8) that do not depend on the SIMD level: the tile loop over
+// The parts of the x8 K-quant kernels (ops/weight_pack.h: Q2_Kx8, Q3_Kx8,
+// Q4_Kx8, Q5_Kx8, Q6_Kx8, IQ4_XSx8) that do not depend on the SIMD level: the tile loop over
 // super-blocks and tokens, the sub-block scale vectors, and per super-block
 // the min / offset sums and the reference's f32 steps. Each ISA's file
 // (matmul_kpack_avx2.cpp, matmul_kpack_avx512.cpp) supplies only the
@@ -12,7 +12,8 @@
 // its own copy, built with its own flags (see backend/simd_avx512.h).
 //
 // Per (row, token) and super-block the result is the exact int32 sums of
-// dot_q3_k .. dot_q6_k (matmul_ref.cpp), A (and Q4_K's, Q5_K's B), then
+// dot_q2_k .. dot_q6_k, dot_iq4_xs (matmul_ref.cpp), A (and Q2_K's, Q4_K's,
+// Q5_K's B), then
 // the reference's own f32 steps, one rounding each (never fused: see
 // rounded()). So every level gives the scalar reference's bits, and each
 // (row, token) runs the same steps whatever tile or thread split it sits in
@@ -78,24 +79,44 @@ inline __m256i scale_dup16(const void* p, const ScaleIdx& idx, int odd) {
 }
 
 // Dword i: (sc_i, sc_i) of sub-block j of a Q4_Kx8 / Q5_Kx8, s of a Q6_Kx8 /
-// Q3_Kx8 block (signed scale pairs).
+// Q3_Kx8 / IQ4_XSx8 block (signed scale pairs), s of a Q2_Kx8 (its low nibble).
 template <class X>  // Q4_Kx8, Q5_Kx8
 inline __m256i q4k_scale(const X& B, int j) { return scale_dup16(B.sc[j & ~1], kQ4kIdx, j & 1); }
-template <class X>  // Q6_Kx8, Q3_Kx8
+template <class X>  // Q6_Kx8, Q3_Kx8, IQ4_XSx8
 inline __m256i q6k_scale(const X& B, int s) {
   return _mm256_srai_epi16(scale_dup16(B.sc[s / 2], kQ6kIdx, s & 1), 8);
+}
+inline __m256i q2k_scale(const BlockQ2_Kx8& B, int s) {
+  return _mm256_and_si256(scale_dup16(B.sc[s / 2], kQ6kIdx, s & 1), _mm256_set1_epi16(15));
+}
+// Dword i: sub-block j's scale of an IQ4_XSx8 block as an int32.
+inline __m256i iq4xs_scale32(const BlockIQ4_XSx8& B, int j) {
+  return _mm256_srai_epi32(scale_dup16(B.sc[j / 2], kQ6kIdx, j & 1), 24);
 }
 
 // Q4_K: B = sum_j m_j (bsums[2j] + bsums[2j+1]), the mins of sub-blocks
 // 2p, 2p+1 times the pair p of those sums per madd.
 template <class X>  // Q4_Kx8, Q5_Kx8
-inline __m256i q4k_mins(const X& B, const BlockQ8K& a) {
+inline __m256i mins(const X& B, const BlockQ8K& a) {
   const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i*)a.bsums), _mm_loadu_si128((const __m128i*)(a.bsums + 8)));
   __m256i m = _mm256_setzero_si256();
   for (int p = 0; p < 4; ++p) {
     const __m256i mp = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)B.mn[p]));
     const __m256i bp = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(bs), _mm256_set1_epi32(p));
     m = _mm256_add_epi32(m, _mm256_madd_epi16(mp, bp));
+  }
+  return m;
+}
+
+// Q2_K: B = sum_s m_s bsums[s], m_s the high nibble of scale byte s, pairs
+// of sub-blocks per madd.
+inline __m256i mins(const BlockQ2_Kx8& B, const BlockQ8K& a) {
+  __m256i m = _mm256_setzero_si256();
+  for (int p = 0; p < 8; ++p) {
+    int32_t pair;
+    std::memcpy(&pair, a.bsums + 2 * p, 4);
+    const __m256i mp = _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)B.sc[p])), 4);
+    m = _mm256_add_epi32(m, _mm256_madd_epi16(mp, _mm256_set1_epi32(pair)));
   }
   return m;
 }
@@ -114,6 +135,11 @@ inline __m256i q6k_offset(const X& B, const BlockQ8K& a) {
   return corr;
 }
 
+// log2 of the offset that Q3_K's (4) and Q6_K's (32) kernels multiply
+// unsigned quants without; IQ4_XS's quants are signed (-1: none).
+template <class X>
+constexpr int kLog2Offset = std::is_same_v<X, BlockQ3_Kx8> ? 2 : std::is_same_v<X, BlockQ6_Kx8> ? 5 : -1;
+
 // One tile: T tokens x the 8 rows of a group, over all super-blocks.
 template <class Sums, class X, int T>
 void tile(const X* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0, float* y) {
@@ -129,13 +155,14 @@ void tile(const X* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int6
     const __m256 d = load_d8(B.d);
     for (int t = 0; t < T; ++t) {
       const __m256 da = _mm256_set1_ps(a[t][b].d);
-      if constexpr (requires { B.dmin; }) {  // Q4_K, Q5_K: s += d_a * (d * A - dmin * B)
+      if constexpr (requires { B.dmin; }) {  // Q2_K, Q4_K, Q5_K: s += d_a * (d * A - dmin * B)
         const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(A[t])));
-        const __m256 mB = rounded(_mm256_mul_ps(load_d8(B.dmin), _mm256_cvtepi32_ps(q4k_mins(B, a[t][b]))));
+        const __m256 mB = rounded(_mm256_mul_ps(load_d8(B.dmin), _mm256_cvtepi32_ps(mins(B, a[t][b]))));
         acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(da, _mm256_sub_ps(dA, mB))));
-      } else {  // Q6_K, Q3_K: s += d_a * (d * A), A = sum sc (u a) - offset * sum sc bsums
-        constexpr int kLog2Offset = std::is_same_v<X, BlockQ3_Kx8> ? 2 : 5;
-        const __m256i Ai = _mm256_sub_epi32(A[t], _mm256_slli_epi32(q6k_offset(B, a[t][b]), kLog2Offset));
+      } else {  // Q3_K, Q6_K, IQ4_XS: s += d_a * (d * A), A = sum sc (u a) - offset * sum sc bsums
+        __m256i Ai = A[t];
+        if constexpr (kLog2Offset<X> >= 0)
+          Ai = _mm256_sub_epi32(Ai, _mm256_slli_epi32(q6k_offset(B, a[t][b]), kLog2Offset<X>));
         const __m256 dA = rounded(_mm256_mul_ps(d, _mm256_cvtepi32_ps(Ai)));
         acc[t] = _mm256_add_ps(acc[t], rounded(_mm256_mul_ps(da, dA)));
       }
@@ -157,14 +184,16 @@ struct Tile {
 template <int kT, class Sums, class X>
 constexpr GemmFn gemm_x8k = tiling::gemm_x8<kT, X, Tile<Sums, X>::template Of, QK_K>;
 
-// The GemmFn of Q3_K / Q4_K / Q5_K / Q6_K (nullptr for other types), tiles of kT tokens.
+// The GemmFn of Q2_K .. Q6_K, IQ4_XS (nullptr for other types), tiles of kT tokens.
 template <int kT, class Sums>
 GemmFn gemm_kernel(GgmlType t) {
   switch (t) {
+    case GgmlType::Q2_K: return gemm_x8k<kT, Sums, BlockQ2_Kx8>;
     case GgmlType::Q3_K: return gemm_x8k<kT, Sums, BlockQ3_Kx8>;
     case GgmlType::Q4_K: return gemm_x8k<kT, Sums, BlockQ4_Kx8>;
     case GgmlType::Q5_K: return gemm_x8k<kT, Sums, BlockQ5_Kx8>;
     case GgmlType::Q6_K: return gemm_x8k<kT, Sums, BlockQ6_Kx8>;
+    case GgmlType::IQ4_XS: return gemm_x8k<kT, Sums, BlockIQ4_XSx8>;
     default: return nullptr;
   }
 }

@@ -15,6 +15,7 @@
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "util/error.h"
+#include "util/op_timer.h"
 
 namespace kvforge {
 
@@ -154,13 +155,16 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
   if (scratch.qx.size() < act_bytes) scratch.qx.resize(act_bytes);
   std::vector<const uint8_t*> xa(n_mats);
   std::vector<size_t> xstride(n_mats);
-  for (int i = 0; i < n_mats; ++i) {
-    const int j = ms[i].act_of;
-    if (j == i)
-      xa[i] = prepare_activations(ms[i].k.act, Ws[i]->cols, xs[i], n_tok, pool, scratch.qx.data() + ms[i].act_at,
-                                  &xstride[i]);
-    else
-      xa[i] = xa[j], xstride[i] = xstride[j];
+  {
+    OpScope timed(scratch.timer, Op::Quantize);
+    for (int i = 0; i < n_mats; ++i) {
+      const int j = ms[i].act_of;
+      if (j == i)
+        xa[i] = prepare_activations(ms[i].k.act, Ws[i]->cols, xs[i], n_tok, pool, scratch.qx.data() + ms[i].act_at,
+                                    &xstride[i]);
+      else
+        xa[i] = xa[j], xstride[i] = xstride[j];
+    }
   }
   pool.parallel_for(n_tasks, [&](int64_t task, int) {
     int i = 0;

@@ -8,6 +8,7 @@
 namespace kvforge {
 
 class ThreadPool;
+struct OpTimer;
 
 // A weight matrix [rows][cols] as stored in the model file (row-major, each
 // row row_stride bytes of `type`).
@@ -31,6 +32,7 @@ WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n);
 // Reused buffers for activations quantized to 8 bits (grows, never shrinks).
 struct MatmulScratch {
   std::vector<uint8_t> qx;
+  OpTimer* timer = nullptr;  // non-null: the conversion is timed as Op::Quantize (util/op_timer.h)
 };
 
 // Applied to each block of outputs right after its product, in the same

@@ -34,14 +34,14 @@ GemmFn gemm_kernel_lowbit_avx2(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_ke
 // are then multiples of kPackRows.
 GemmFn gemm_kernel_packed_ref(GgmlType t);
 GemmFn gemm_kernel_packed_avx2(GgmlType t);
-GemmFn gemm_kernel_kpack_avx2(GgmlType t);  // Q3_K..Q6_K part of gemm_kernel_packed_avx2
+GemmFn gemm_kernel_kpack_avx2(GgmlType t);  // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx2
 
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels; nullptr where there is none (the
 // dispatch then falls back to AVX2). Call only at SimdLevel::AVX512.
 namespace avx512 {
 GemmFn gemm_kernel_avx512(GgmlType t);
 GemmFn gemm_kernel_packed_avx512(GgmlType t);
-GemmFn gemm_kernel_kpack_avx512(GgmlType t);   // Q3_K..Q6_K part of gemm_kernel_packed_avx512
+GemmFn gemm_kernel_kpack_avx512(GgmlType t);   // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx512
 GemmFn gemm_kernel_kquant_avx512(GgmlType t);  // Q4_K/Q5_K/Q6_K part of gemm_kernel_avx512
 GemmFn gemm_kernel_lowbit_avx512(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx512
 }  // namespace avx512

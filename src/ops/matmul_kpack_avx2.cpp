@@ -7,6 +7,7 @@
 // sub-block sums stay int16 while they provably fit, then madd with the
 // sub-block's scale (dword i = (sc_i, sc_i)) widens them to int32. No
 // horizontal sums and no scale decoding in the loop: integer dots only.
+// IQ4_XS's signed table values go through maddubs as |v| against a * sign(v).
 #include <immintrin.h>
 
 #include <utility>
@@ -121,7 +122,51 @@ inline void q3k_sub(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, _
   for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], scv));
 }
 
+// Q2_K, sub-block S (quarter Q = S / 4): element vectors c = 4S..4S+3,
+// u = (qs[c mod 16] >> 2Q) & 3; maddubs pairs <= 2*3*127 = 762, four <= 3048.
+template <int S, int T>
+inline void q2k_sub(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i scv = q2k_scale(B, S);
+  __m256i p[T];
+  for (int t = 0; t < T; ++t) p[t] = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    const int c = 4 * S + k;
+    const __m256i u = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i*)B.qs[c % 16]), 2 * (S / 4)), m3);
+    for (int t = 0; t < T; ++t) p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(u, act4(a[t][b], c)));
+  }
+  for (int t = 0; t < T; ++t) A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], scv));
+}
+
+// IQ4_XS, half H: sub-blocks j = 4H..4H+3, element vectors 8j..8j+7 = the
+// low (H = 0) or high nibbles of qs[8(j - 4H) ..], looked up in the signed
+// IQ4_NL table (-127..113): maddubs(|v|, a * sign(v)), pairs <= 2*127*127 =
+// 32258, so each is widened by the madd with the scale at once.
+template <int H, int T>
+inline void iq4xs_half(const BlockIQ4_XSx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
+  for (int jj = 0; jj < 4; ++jj) {
+    const int j = 4 * H + jj;
+    const __m256i scv = q6k_scale(B, j);
+    for (int k = 0; k < 8; ++k) {
+      const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[8 * jj + k]);
+      const __m256i v = _mm256_shuffle_epi8(grid, _mm256_and_si256(H ? _mm256_srli_epi16(raw, 4) : raw, m4));
+      const __m256i u = _mm256_sign_epi8(v, v);
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(u, _mm256_sign_epi8(act4(a[t][b], 8 * j + k), v));
+        A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p, scv));
+      }
+    }
+  }
+}
+
 struct SumsAvx2 {
+  template <int T>
+  static void sums(const BlockQ2_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    [&]<int... S>(std::integer_sequence<int, S...>) { (q2k_sub<S, T>(B, a, b, A), ...); }(
+        std::make_integer_sequence<int, 16>{});
+  }
   template <int T>
   static void sums(const BlockQ3_Kx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
     [&]<int... S>(std::integer_sequence<int, S...>) { (q3k_sub<S, T>(B, a, b, A), ...); }(
@@ -143,6 +188,11 @@ struct SumsAvx2 {
     q6k_quarter<1, T>(B, a, b, A);
     q6k_quarter<2, T>(B, a, b, A);
     q6k_quarter<3, T>(B, a, b, A);
+  }
+  template <int T>
+  static void sums(const BlockIQ4_XSx8& B, const BlockQ8K* const* a, int64_t b, __m256i* A) {
+    iq4xs_half<0, T>(B, a, b, A);
+    iq4xs_half<1, T>(B, a, b, A);
   }
 };
 

@@ -3,18 +3,19 @@
 // One 8-lane f32 accumulator per (8-row group, token): lane i is row i. Per
 // 32-element block the integer dot of each row is exact (int16/int32 lanes,
 // no overflow: |q_w| <= 15 or 128, |q_a| <= 127), so the order in which the
-// lanes are added up does not matter; then one f32 fma per block (and one
-// more for the Q4_1/Q5_1 min term) into that row's lane. Every (row, token) thus
-// follows one fixed chain over the blocks, whether the token runs in a tile
-// of kT or alone: y[t][r] is independent of n_tok and of the thread split.
+// lanes are added up does not matter; then the f32 steps into that row's
+// lane: for the nibble types the scalar reference's own (ops/nibpack_x8.h:
+// its bits), for Q8_0 one fma per block. Every (row, token) thus follows
+// one fixed chain over the blocks, whether the token runs in a tile of kT or
+// alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
+#include "ops/nibpack_x8.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "util/fp16.h"
@@ -23,134 +24,59 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;  // tokens per tile
+constexpr int kT = 4;     // tokens per tile
+constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
-// Exact int32 dots of the 8 rows with one activation block, lane i = row i.
-// w_lo[p]/w_hi[p]: the weights of rows p (low 128 bits) and p+4 (high),
-// elements 0..15 and 16..31, as bytes. Unsigned weights (Q4_1 0..15, Q5_1
+// The exact int32 block dots of ops/nibpack_x8.h, which has the tile loop and
+// the f32 steps. Element vector E_c (c = 0..7: the low nibbles of qs[c], or
+// the high ones of qs[c - 4]) times the four activations 4c..4c+3 broadcast
+// to every dword gives, through maddubs, two int16 partial dots per row in
+// that row's dword: no horizontal sums. Unsigned weights (Q4_1 0..15, Q5_1
 // 0..31) go into maddubs as they are; signed ones (Q4_0 -8..7, Q5_0
-// -16..15, IQ4_NL -127..113) as maddubs(|a|, w * sign(a)). Partial sums stay
-// int16 as long as they provably fit, then madd widens to int32:
-//   kWiden 0: Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 =
-//             4064; lo + hi and two add levels: <= 4 * 2 * 4064 = 32512.
-//   kWiden 1: Q5_1 pairs <= 2*31*127 = 7874; lo + hi <= 15748, then int32.
-//   kWiden 2: IQ4_NL pairs <= 2*127*127 = 32258: each widened at once.
-// [sum of v[0]'s 4 int32 | .. v[3]'s] per 128-bit half.
-inline __m256i sum4_epi32(const __m256i v[4]) {
-  const __m256i v01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
-  const __m256i v23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
-  return _mm256_add_epi32(_mm256_unpacklo_epi64(v01, v23), _mm256_unpackhi_epi64(v01, v23));
-}
-
-template <bool kSigned, int kWiden>
-inline __m256i nib_x8_dot(const __m256i w_lo[4], const __m256i w_hi[4], const int8_t* aq) {
-  const __m256i a_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)aq));
-  const __m256i a_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(aq + 16)));
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s[4];
-  for (int p = 0; p < 4; ++p) {
-    __m256i pl, ph;
-    if constexpr (kSigned) {
-      pl = _mm256_maddubs_epi16(_mm256_sign_epi8(a_lo, a_lo), _mm256_sign_epi8(w_lo[p], a_lo));
-      ph = _mm256_maddubs_epi16(_mm256_sign_epi8(a_hi, a_hi), _mm256_sign_epi8(w_hi[p], a_hi));
-    } else {
-      pl = _mm256_maddubs_epi16(w_lo[p], a_lo);
-      ph = _mm256_maddubs_epi16(w_hi[p], a_hi);
-    }
-    if constexpr (kWiden == 0) s[p] = _mm256_add_epi16(pl, ph);
-    else if constexpr (kWiden == 1) s[p] = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones);
-    else s[p] = _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones));
-  }
-  // The sums of rows 0..3 (low half) and 4..7 (high): unpack-and-add trees,
-  // not hadds (3 uops and half the throughput each on Zen 3; with several
-  // tokens per tile the reduction is what bounds the kernel).
-  if constexpr (kWiden == 0) {
-    // Per 128-bit half: [a0 b0 a1 b1 ..] of rows 0, 1 (and 2, 3), then
-    // [A0 B0 C0 D0 A1 B1 C1 D1], reordered to pairs [A0 A1 B0 B1 ..] for madd.
-    const __m256i v01 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[0], s[1]), _mm256_unpackhi_epi16(s[0], s[1]));
-    const __m256i v23 = _mm256_add_epi16(_mm256_unpacklo_epi16(s[2], s[3]), _mm256_unpackhi_epi16(s[2], s[3]));
-    const __m256i x = _mm256_add_epi16(_mm256_unpacklo_epi32(v01, v23), _mm256_unpackhi_epi32(v01, v23));
-    const __m256i pairs = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
-                                           0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
-    return _mm256_madd_epi16(_mm256_shuffle_epi8(x, pairs), ones);  // lanes: rows 0..3 | 4..7
-  } else {
-    return sum4_epi32(s);
-  }
-}
-
-// The fifth bits of nibble vector k (ops/weight_pack.h) as bytes 0 or 16:
-// bit k of every plane byte moved to bit 4. A 16-bit shift drags bits of the
-// neighbouring byte along, but only into bits 0..3 (left) or 5..7 (right).
-inline __m256i q5_high_x8(__m256i plane, int k) {
-  const __m256i v = k <= 4 ? _mm256_slli_epi16(plane, 4 - k) : _mm256_srli_epi16(plane, k - 4);
-  return _mm256_and_si256(v, _mm256_set1_epi8(16));
-}
-
-// Weights of one x8 block as the bytes nib_x8_dot takes, per layout.
-template <GgmlType kType>
-struct NibX8 {
-  static constexpr bool kQ5 = kType == GgmlType::Q5_0 || kType == GgmlType::Q5_1;
-  static constexpr bool kMin = kType == GgmlType::Q4_1 || kType == GgmlType::Q5_1;
-  static constexpr bool kSigned = !kMin;
-  static constexpr int kWiden = kType == GgmlType::IQ4_NL ? 2 : kType == GgmlType::Q5_1 ? 1 : 0;
-  using Block = std::conditional_t<kType == GgmlType::Q4_1, BlockQ4_1x8,
-                std::conditional_t<kType == GgmlType::Q5_0, BlockQ5_0x8,
-                std::conditional_t<kType == GgmlType::Q5_1, BlockQ5_1x8, BlockQ4_0x8>>>;
-
-  static void weights(const Block& B, __m256i lo[4], __m256i hi[4]) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    for (int p = 0; p < 4; ++p) {
-      const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[p]);
-      lo[p] = _mm256_and_si256(raw, m4);
-      hi[p] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-    }
-    if constexpr (kQ5) {
-      const __m256i plane = _mm256_loadu_si256((const __m256i*)B.qh);
-      for (int p = 0; p < 4; ++p) {
-        lo[p] = _mm256_or_si256(lo[p], q5_high_x8(plane, 2 * p));
-        hi[p] = _mm256_or_si256(hi[p], q5_high_x8(plane, 2 * p + 1));
-      }
-    }
-    if constexpr (kType == GgmlType::IQ4_NL) {
-      const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
-      for (int p = 0; p < 4; ++p) {
-        lo[p] = _mm256_shuffle_epi8(grid, lo[p]);
-        hi[p] = _mm256_shuffle_epi8(grid, hi[p]);
-      }
-    } else if constexpr (kSigned) {  // Q4_0: q - 8, Q5_0: q - 16
-      const __m256i off = _mm256_set1_epi8(kQ5 ? 16 : 8);
-      for (int p = 0; p < 4; ++p) {
-        lo[p] = _mm256_sub_epi8(lo[p], off);
-        hi[p] = _mm256_sub_epi8(hi[p], off);
+// -16..15, IQ4_NL -127..113) as maddubs(|w|, a * sign(w)). The int16 sums
+// stay below 2^15 while kPerInt16 products are added, then madd widens:
+//   Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 = 4064:
+//   all 8 of a block <= 32512; Q5_1 2*31*127 = 7874: 4 <= 31496; IQ4_NL
+//   2*127*127 = 32258: each widened at once.
+struct NibSumsAvx2 {
+  template <GgmlType kType, int T>
+  static void sums(const typename nibpack::Nib<kType>::Block& B, const BlockQ8A* const* a, int64_t b, __m256i* A) {
+    using L = nibpack::Nib<kType>;
+    constexpr int kPerInt16 = kType == GgmlType::IQ4_NL ? 1 : kType == GgmlType::Q5_1 ? 4 : 8;
+    constexpr bool kSigned = !L::kMin;
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256i qh = _mm256_setzero_si256(), grid = qh;
+    if constexpr (L::kQ5) qh = _mm256_loadu_si256((const __m256i*)B.qh);
+    if constexpr (L::kTable) grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
+    __m256i p[T];
+    for (int t = 0; t < T; ++t) A[t] = p[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) {
+      const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[m]);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const int c = m + 4 * h;
+        __m256i e = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, m4);
+        if constexpr (L::kQ5) e = _mm256_or_si256(e, nibpack::q5_fifth(qh, c));
+        if constexpr (L::kTable) e = _mm256_shuffle_epi8(grid, e);
+        else if constexpr (kSigned) e = _mm256_sub_epi8(e, _mm256_set1_epi8((char)L::kOffset));
+        const __m256i u = kSigned ? _mm256_abs_epi8(e) : e;
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = nibpack::act4(a[t][b], c);
+          p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(u, kSigned ? _mm256_sign_epi8(av, e) : av));
+          asm("" : "+x"(p[t]));  // one running sum per token: GCC would regroup the adds and spill
+        }
+        if ((2 * m + h + 1) % kPerInt16 == 0) {  // products so far: 2m + h + 1
+          for (int t = 0; t < T; ++t) {
+            A[t] = _mm256_add_epi32(A[t], _mm256_madd_epi16(p[t], ones));
+            p[t] = _mm256_setzero_si256();
+          }
+        }
       }
     }
   }
 };
-
-template <GgmlType kType, int T>
-void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
-  using L = NibX8<kType>;
-  const BlockQ8A* a[T];
-  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const auto& B = w[b];
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.d));
-    __m256 mw = _mm256_setzero_ps();
-    if constexpr (L::kMin) mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.m));
-    __m256i lo[4], hi[4];
-    L::weights(B, lo, hi);
-    for (int t = 0; t < T; ++t) {
-      const __m256 isum = _mm256_cvtepi32_ps(nib_x8_dot<L::kSigned, L::kWiden>(lo, hi, a[t][b].qs));
-      acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
-      if constexpr (L::kMin) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t][b].s), acc[t]);
-    }
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
-}
 
 // ---- Q8_0x8 ----------------------------------------------------------------
 // Element vector c (ops/weight_pack.h) holds elements 4c..4c+3 of the 8 rows:
@@ -186,18 +112,6 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
 
-template <GgmlType kType>
-struct TileNib {
-  template <int T>
-  struct Tile {
-    static void run(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t,
-                    int64_t rows, int64_t r, float* y) {
-      tile_nib_x8<kType, T>(w, nb, xa, xs, t, rows, r, y);
-    }
-  };
-};
-template <GgmlType kType>
-constexpr GemmFn gemm_nib_x8 = tiling::gemm_x8<kT, typename NibX8<kType>::Block, TileNib<kType>::template Tile>;
 template <int T>
 struct TileQ8_0 {
   static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
@@ -322,15 +236,12 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
 
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_0: return gemm_nib_x8<GgmlType::Q4_0>;
-    case GgmlType::Q4_1: return gemm_nib_x8<GgmlType::Q4_1>;
-    case GgmlType::Q5_0: return gemm_nib_x8<GgmlType::Q5_0>;
-    case GgmlType::Q5_1: return gemm_nib_x8<GgmlType::Q5_1>;
-    case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
-    default: return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
+    default: break;
   }
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
+  return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
 }
 
 }  // namespace kvforge

@@ -1,22 +1,22 @@
 // AVX-512 VNNI kernels for the interleaved x8 layouts (ops/weight_pack.h).
 //
 // Per (8-row group, block, token) the 8 exact int32 row dots come from 512-bit
-// dpbusd (u8 x s8 -> int32, four products per lane) plus a fixed shuffle/add
-// tree; then the f32 chain of matmul_packed_avx2.cpp: one 8-lane accumulator
-// per (group, token), lane i = row i, one fma per block with d_w * d_a (and
-// one with m_w * s_a for Q4_1 and Q5_1). The integer dots are exact in both, so the
-// results are bit-identical to the AVX2 packed kernels, and batch invariant
-// for the same reason (one fixed chain per (row, token)).
+// dpbusd (u8 x s8 -> int32, four products per lane); then the f32 chain of
+// matmul_packed_avx2.cpp: one 8-lane accumulator per (group, token), lane
+// i = row i (nibble types: the scalar reference's steps, ops/nibpack_x8.h;
+// Q8_0: one fma per block with d_w * d_a). The integer dots are exact in
+// both, so the results are bit-identical to the AVX2 packed kernels, and
+// batch invariant for the same reason (one fixed chain per (row, token)).
 // F16 (element-interleaved): two groups per zmm, each lane the same fma chain
 // over the columns as the AVX2 kernel (see its section below).
 // Compiled natively and emulated (backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
 
 #include <cstring>
-#include <type_traits>
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
+#include "ops/nibpack_x8.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 
@@ -24,114 +24,81 @@ namespace kvforge::KVFORGE_AVX512_NS {
 
 namespace {
 
-constexpr int kT = 4;  // tokens per tile
+constexpr int kT = 4;     // tokens per tile
+constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
-// q[v] (v = 0, 1) = qs[2v], qs[2v+1]: 128-bit lanes hold the 16 nibble bytes
-// of rows 2v, 2v+4, 2v+1, 2v+5; low nibbles are elements 0..15, high ones
-// 16..31. dpbusd takes the weights unsigned: Q4_1 0..15 and Q5_1 0..31 as
-// they are, Q4_0 / Q5_0 as q (0..15 / 0..31) with the dot started at
-// -8 / -16 x (sum of the activations), IQ4_NL as grid value + 128 (1..241)
-// started at -128 x that sum. |lane| <= 4 * 2 * 255 * 127: exact in int32,
-// the same integers as the AVX2 kernels.
-inline __m256i nib_x8_dot(const __m512i lo[2], const __m512i hi[2], const int8_t* aq, int offset) {
-  const __m512i a_lo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)aq));
-  const __m512i a_hi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(aq + 16)));
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i start = zero;
-  if (offset) {  // -offset x (the four activations of each lane, low and high half)
-    const __m512i off = _mm512_set1_epi8((char)offset);
-    start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, off, a_lo), off, a_hi));
-  }
-  __m512i s[2];  // [v] 4 partial dots per 128-bit lane (one row per lane)
-  for (int v = 0; v < 2; ++v) s[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo[v], a_lo), hi[v], a_hi);
-  // Per 128-bit lane with rows A (from s[0]) and B (s[1]):
-  // [A0+A2, B0+B2, A1+A3, B1+B3], then + its high 64 bits -> [A, B, ., .].
-  __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
-  u = _mm512_add_epi32(u, _mm512_unpackhi_epi64(u, u));
-  // Lanes 0/1: rows 0, 2; 4/5: rows 4, 6; 8/9: rows 1, 3; 12/13: rows 5, 7.
-  const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 5, 12, 4, 9, 1, 8, 0);
-  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, u));
+// The exact int32 block dots of ops/nibpack_x8.h, which has the tile loop and
+// the f32 steps: the AVX2 scheme (matmul_packed_avx2.cpp) on two element
+// vectors per zmm (qs[m], qs[m + 1] for m = 0, 2: E_c and E_{c+1}, c = m
+// from the low nibbles, c = m + 4 from the high ones), dpbusd against their
+// activations (4c..4c+7: the low half's four, then the high half's), picked
+// by one permute from the block's 32 activation bytes in both halves.
+// dpbusd multiplies unsigned by signed bytes: Q4_1 (0..15) and Q5_1 (0..31)
+// weights go in as they are, against the activations; the signed ones
+// (Q4_0 q - 8, Q5_0 q - 16, IQ4_NL -127..113) against the activations +
+// 128 (1..255), less 128 x (the row's weight sum, dpbusd'd once per block
+// for all tokens). |lane| <= 16 * 255 * 127: exact in int32, the same
+// integers as the AVX2 kernels; the halves are added once per block.
+
+// Dword indices of E_c's activations: c in the low half, c + 1 in the high one.
+inline __m512i act_idx(int c) {
+  return _mm512_inserti64x4(_mm512_set1_epi32(c), _mm256_set1_epi32(c + 1), 1);
 }
 
-// IQ4_NL's grid values + 128, the unsigned bytes dpbusd takes.
-struct BiasedGrid {
-  alignas(16) uint8_t v[16];
+// IQ4_NL's table as bytes for the shuffle.
+struct Grid {
+  alignas(16) int8_t v[16];
 };
-constexpr BiasedGrid kIq4nlBiased = [] {
-  BiasedGrid g{};
-  for (int i = 0; i < 16; ++i) g.v[i] = (uint8_t)(kIq4nlValues[i] + 128);
+constexpr Grid kIq4nlGrid = [] {
+  Grid g{};
+  for (int i = 0; i < 16; ++i) g.v[i] = kIq4nlValues[i];
   return g;
 }();
 
-// Per layout: the block type, whether a min term follows, the dot's offset.
-template <GgmlType kType>
-struct NibX8 {
-  static constexpr bool kQ5 = kType == GgmlType::Q5_0 || kType == GgmlType::Q5_1;
-  static constexpr bool kMin = kType == GgmlType::Q4_1 || kType == GgmlType::Q5_1;
-  static constexpr int kOffset = kType == GgmlType::Q4_0 ? 8 : kType == GgmlType::Q5_0 ? 16
-                               : kType == GgmlType::IQ4_NL ? 128 : 0;
-  using Block = std::conditional_t<kType == GgmlType::Q4_1, BlockQ4_1x8,
-                std::conditional_t<kType == GgmlType::Q5_0, BlockQ5_0x8,
-                std::conditional_t<kType == GgmlType::Q5_1, BlockQ5_1x8, BlockQ4_0x8>>>;
-
-  // lo[v] / hi[v]: the unsigned weight bytes of q[v]'s low / high nibbles.
-  // Nibble vector k of the layout (ops/weight_pack.h) is the low 256 bits of
-  // lo[v] for k = 4v, its high 256 bits for k = 4v + 2, and of hi[v] for
-  // 4v + 1, 4v + 3: the fifth bits are bit k of the bit plane, tested per
-  // half and added as 16.
-  static void weights(const Block& B, __m512i lo[2], __m512i hi[2]) {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    for (int v = 0; v < 2; ++v) {
-      const __m512i raw = _mm512_loadu_si512((const void*)B.qs[2 * v]);
-      lo[v] = _mm512_and_si512(raw, m4);
-      hi[v] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+struct NibSumsAvx512 {
+  template <GgmlType kType, int T>
+  static void sums(const typename nibpack::Nib<kType>::Block& B, const BlockQ8A* const* a, int64_t b, __m256i* A) {
+    using L = nibpack::Nib<kType>;
+    constexpr bool kSigned = !L::kMin;
+    const __m512i m4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512(), bias = _mm512_set1_epi8((char)0x80);
+    __m512i qh = zero, grid = zero, corr = zero;
+    if constexpr (L::kQ5) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)B.qh));
+    if constexpr (L::kTable) grid = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)kIq4nlGrid.v));
+    __m512i act[T], s[T];  // [token] the 32 activations in both halves (+ 128 for signed weights); sums
+    for (int t = 0; t < T; ++t) {
+      act[t] = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)a[t][b].qs));
+      if constexpr (kSigned) act[t] = _mm512_xor_si512(act[t], bias);
+      s[t] = zero;
     }
-    if constexpr (kQ5) {
-      const __m512i plane = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)B.qh));
-      const __m512i sixteen = _mm512_set1_epi8(16);
-      for (int v = 0; v < 2; ++v) {
-        const __m512i sel_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * v))),
-                                                  _mm256_set1_epi8((char)(1 << (4 * v + 2))), 1);
-        const __m512i sel_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * v + 1))),
-                                                  _mm256_set1_epi8((char)(1 << (4 * v + 3))), 1);
-        lo[v] = _mm512_or_si512(lo[v], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(plane, sel_lo), sixteen));
-        hi[v] = _mm512_or_si512(hi[v], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(plane, sel_hi), sixteen));
+#pragma GCC unroll 2
+    for (int m = 0; m < 4; m += 2) {
+      const __m512i raw = _mm512_loadu_si512((const void*)B.qs[m]);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const int c = m + 4 * h;  // E_c in the low half, E_{c+1} in the high one
+        __m512i e = _mm512_and_si512(h ? _mm512_srli_epi16(raw, 4) : raw, m4);
+        if constexpr (L::kQ5) {  // bit c (low half) or c + 1 (high half) of qh, as 16
+          const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << c)),
+                                                 _mm256_set1_epi8((char)(1 << (c + 1))), 1);
+          e = _mm512_or_si512(e, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, sel), _mm512_set1_epi8(16)));
+        }
+        if constexpr (L::kTable) e = _mm512_shuffle_epi8(grid, e);
+        else if constexpr (kSigned) e = _mm512_sub_epi8(e, _mm512_set1_epi8((char)L::kOffset));
+        if constexpr (kSigned) corr = _mm512_dpbusd_epi32(corr, bias, e);  // 128 x the weights
+        const __m512i idx = act_idx(c);
+        for (int t = 0; t < T; ++t) {
+          const __m512i av = _mm512_permutexvar_epi32(idx, act[t]);
+          s[t] = kSigned ? _mm512_dpbusd_epi32(s[t], av, e) : _mm512_dpbusd_epi32(s[t], e, av);
+        }
       }
     }
-    if constexpr (kType == GgmlType::IQ4_NL) {
-      const __m512i grid = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)kIq4nlBiased.v));
-      for (int v = 0; v < 2; ++v) {
-        lo[v] = _mm512_shuffle_epi8(grid, lo[v]);
-        hi[v] = _mm512_shuffle_epi8(grid, hi[v]);
-      }
+    for (int t = 0; t < T; ++t) {
+      const __m512i v = kSigned ? _mm512_sub_epi32(s[t], corr) : s[t];
+      A[t] = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
     }
   }
 };
-
-template <GgmlType kType, int T>
-void tile_nib_x8(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
-  using L = NibX8<kType>;
-  const BlockQ8A* a[T];
-  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const auto& B = w[b];
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.d));
-    __m256 mw = _mm256_setzero_ps();
-    if constexpr (L::kMin) mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)B.m));
-    __m512i lo[2], hi[2];
-    L::weights(B, lo, hi);
-    for (int t = 0; t < T; ++t) {
-      const __m256 isum = _mm256_cvtepi32_ps(nib_x8_dot(lo, hi, a[t][b].qs, L::kOffset));
-      acc[t] = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
-      if constexpr (L::kMin) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t][b].s), acc[t]);
-    }
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
-}
 
 // ---- Q8_0x8 ----------------------------------------------------------------
 // Element vectors (ops/weight_pack.h) c, c + 1 per zmm, as q + 128
@@ -178,18 +145,6 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
 }
 
-template <GgmlType kType>
-struct TileNib {
-  template <int T>
-  struct Tile {
-    static void run(const typename NibX8<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t,
-                    int64_t rows, int64_t r, float* y) {
-      tile_nib_x8<kType, T>(w, nb, xa, xs, t, rows, r, y);
-    }
-  };
-};
-template <GgmlType kType>
-constexpr GemmFn gemm_nib_x8 = tiling::gemm_x8<kT, typename NibX8<kType>::Block, TileNib<kType>::template Tile>;
 template <int T>
 struct TileQ8_0 {
   static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
@@ -339,15 +294,12 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
 
 GemmFn gemm_kernel_packed_avx512(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_0: return gemm_nib_x8<GgmlType::Q4_0>;
-    case GgmlType::Q4_1: return gemm_nib_x8<GgmlType::Q4_1>;
-    case GgmlType::Q5_0: return gemm_nib_x8<GgmlType::Q5_0>;
-    case GgmlType::Q5_1: return gemm_nib_x8<GgmlType::Q5_1>;
-    case GgmlType::IQ4_NL: return gemm_nib_x8<GgmlType::IQ4_NL>;
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
-    default: return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
+    default: break;
   }
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx512>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
+  return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
 }
 
 }  // namespace kvforge::KVFORGE_AVX512_NS

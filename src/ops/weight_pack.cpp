@@ -11,8 +11,8 @@ bool packable(const WeightMatrix& W) {
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q3_K: case GgmlType::Q4_K:
-    case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K:
+    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::IQ4_XS:
       return true;
     default: return false;
   }
@@ -20,34 +20,23 @@ bool packable(const WeightMatrix& W) {
 
 namespace {
 
-// Position of row-in-group i's 16 nibble bytes inside a nibble x8 block's qs.
-template <class X>
-uint8_t* q4_slot(X& b, int i) { return &b.qs[i % 4][16 * (i / 4)]; }
-
-// Fifth bit of element e of row-in-group i in a Q5 x8 block's bit plane:
-// its nibble is in byte 16 (i / 4) + e % 16 of vector k = 2 (i % 4) + e / 16.
-inline int q5_plane_byte(int i, int e) { return 16 * (i / 4) + e % 16; }
-inline int q5_plane_bit(int i, int e) { return 2 * (i % 4) + e / 16; }
-
 // Copies plain block s into slot i of x8 block o (to_plain: the reverse).
-// Same fields, other places: d (and m) in row order, the quants as above.
+// Same fields, other places: d (and m) in row order; the quants as element
+// vectors (ops/weight_pack.h): Q8_0's byte 4i + e % 4 of qs[e / 4] is row
+// i's element e; the nibble types' byte 4i + j of qs[m] is row i's qs byte
+// 4m + j (elements 4m + j and 16 + 4m + j: E_m's and E_{m+4}'s byte 4i + j),
+// and bit e / 4 of qh[4i + e % 4] its element e's fifth bit.
 template <class S, class X>
 void move_block(S& s, X& o, int i, bool to_plain) {
   auto mv = [&](auto& plain, auto& packed) { to_plain ? (void)(plain = packed) : (void)(packed = plain); };
   mv(s.d, o.d[i]);
   if constexpr (requires { s.m; }) mv(s.m, o.m[i]);
-  if constexpr (sizeof(s.qs) == 32) {  // Q8_0: element vectors
-    for (int e = 0; e < QK; ++e) {
-      int8_t& q = o.qs[e / 4][4 * i + e % 4];
-      to_plain ? (void)(s.qs[e] = q) : (void)(q = s.qs[e]);
-    }
-  } else {
-    to_plain ? std::memcpy(s.qs, q4_slot(o, i), 16) : std::memcpy(q4_slot(o, i), s.qs, 16);
-  }
+  constexpr int kBytes = sizeof(s.qs);  // Q8_0: 32 elements; nibbles: 16 bytes of two
+  for (int e = 0; e < kBytes; ++e) mv(s.qs[e], o.qs[e / 4][4 * i + e % 4]);
   if constexpr (requires { s.qh; }) {
     for (int e = 0; e < QK; ++e) {
-      uint8_t& plane = o.qh[q5_plane_byte(i, e)];
-      const int k = q5_plane_bit(i, e);
+      uint8_t& plane = o.qh[4 * i + e % 4];
+      const int k = e / 4;
       if (to_plain) {
         if (e % 8 == 0) s.qh[e / 8] = 0;
         s.qh[e / 8] |= (uint8_t)(((plane >> k) & 1) << (e % 8));
@@ -186,6 +175,57 @@ void move_block(BlockQ3_K& s, BlockQ3_Kx8& o, int i, bool to_plain) {
   }
 }
 
+// Q2_K element 128h + 32g + l: (qs[32h + l] >> 2g) & 3 (ggml_types.h); the
+// scale bytes (scale | min << 4) move unchanged.
+void move_block(BlockQ2_K& s, BlockQ2_Kx8& o, int i, bool to_plain) {
+  if (to_plain) {
+    s.d = o.d[i];
+    s.dmin = o.dmin[i];
+    for (int j = 0; j < 16; ++j) s.scales[j] = o.sc[j / 2][i][j % 2];
+    std::memset(s.qs, 0, sizeof(s.qs));
+  } else {
+    o.d[i] = s.d;
+    o.dmin[i] = s.dmin;
+    for (int j = 0; j < 16; ++j) o.sc[j / 2][i][j % 2] = s.scales[j];
+  }
+  for (int e = 0; e < QK_K; ++e) {
+    const int c = e / 4, b = 4 * i + e % 4;
+    uint8_t& q = o.qs[c % 16][b];
+    uint8_t& p = s.qs[32 * (e / 128) + e % 32];
+    const int sh = 2 * ((e / 32) % 4), xsh = 2 * (c / 16);
+    if (to_plain) p |= (uint8_t)(((q >> xsh) & 3) << sh);
+    else q |= (uint8_t)(((p >> sh) & 3) << xsh);
+  }
+}
+
+// IQ4_XS element 32j + l: nibble l / 16 of qs[16j + l % 16]; scale j stored
+// +32 in scales_l (low four bits) and scales_h (top two). All 48 scale bits
+// are used, so the bytes come back as they were.
+void move_block(BlockIQ4_XS& s, BlockIQ4_XSx8& o, int i, bool to_plain) {
+  if (to_plain) {
+    s.d = o.d[i];
+    s.scales_h = 0;
+    std::memset(s.scales_l, 0, sizeof(s.scales_l));
+    for (int j = 0; j < 8; ++j) {
+      const int v = o.sc[j / 2][i][j % 2] + 32;
+      s.scales_l[j / 2] |= (uint8_t)((v & 15) << (4 * (j % 2)));
+      s.scales_h |= (uint16_t)(((v >> 4) & 3) << (2 * j));
+    }
+    std::memset(s.qs, 0, sizeof(s.qs));
+  } else {
+    o.d[i] = s.d;
+    for (int j = 0; j < 8; ++j) o.sc[j / 2][i][j % 2] = (int8_t)(iq4xs_scale(s, j) - 32);
+  }
+  for (int e = 0; e < QK_K; ++e) {
+    const int c = e / 4, b = 4 * i + e % 4;
+    uint8_t& q = o.qs[c % 32][b];
+    uint8_t& p = s.qs[16 * (e / 32) + e % 16];
+    const int sh = 4 * ((e % 32) / 16), xsh = 4 * (c / 32);
+    if (to_plain) p |= (uint8_t)(((q >> xsh) & 15) << sh);
+    else q |= (uint8_t)(((p >> sh) & 15) << xsh);
+  }
+}
+
 template <class S>
 constexpr int64_t kElems = sizeof(S) >= 64 ? QK_K : QK;  // K-quant super-blocks: 84..210 bytes; the rest <= 34
 
@@ -216,10 +256,12 @@ void with_blocks(GgmlType t, F&& f) {
     case GgmlType::Q5_0: return f.template operator()<BlockQ5_0, BlockQ5_0x8>();
     case GgmlType::Q5_1: return f.template operator()<BlockQ5_1, BlockQ5_1x8>();
     case GgmlType::IQ4_NL: return f.template operator()<BlockIQ4_NL, BlockIQ4_NLx8>();
+    case GgmlType::Q2_K: return f.template operator()<BlockQ2_K, BlockQ2_Kx8>();
     case GgmlType::Q3_K: return f.template operator()<BlockQ3_K, BlockQ3_Kx8>();
     case GgmlType::Q4_K: return f.template operator()<BlockQ4_K, BlockQ4_Kx8>();
     case GgmlType::Q5_K: return f.template operator()<BlockQ5_K, BlockQ5_Kx8>();
     case GgmlType::Q6_K: return f.template operator()<BlockQ6_K, BlockQ6_Kx8>();
+    case GgmlType::IQ4_XS: return f.template operator()<BlockIQ4_XS, BlockIQ4_XSx8>();
     default: return f.template operator()<BlockQ8_0, BlockQ8_0x8>();
   }
 }

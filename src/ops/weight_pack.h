@@ -4,24 +4,24 @@
 // sequential stream, converts 8 row scales with one instruction and gets one
 // f32 lane per row. Same bytes as the original, except the K-quants whose
 // shared-bit scales are unpacked (Q3_K, Q4_K, Q5_K: 32 bytes more per 8
-// rows and super-block, under 3 %; packed_bytes()).
+// rows and super-block, IQ4_XS 16 more, under 3 %; packed_bytes()).
 //
-// Packed matrix = [rows/8 groups][cols/32 blocks (K-quants: cols/256)] of:
-//   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: qs[p] = the 16 nibble
-//           bytes of row p, then those of row p+4 (so one 32-byte load feeds
-//           two rows; low nibbles = elements 0..15, high = 16..31).
+// Packed matrix = [rows/8 groups][cols/32 blocks (K-quants: cols/256)] of
+// blocks whose quants are "element vectors" E_c: 32 bytes holding elements
+// 4c..4c+3 of the 8 rows, row i's four in bytes 4i..4i+3, so one
+// maddubs/dpbusd against the four activations broadcast to every dword
+// gives each row's partial dot in its own 32-bit lane (no horizontal sums).
+//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: qs[c] = E_c.
+//   Q4_1x8: d[8], m[8] (fp16, row order), qs[4][32]: byte b of qs[m] holds
+//           E_m's byte b in its low nibble and E_{m+4}'s in its high one
+//           (elements 4m..4m+3 and 16+4m..16+4m+3: so byte 4i + j of qs[m]
+//           is simply row i's plain qs byte 4m + j).
 //   Q4_0x8 (also IQ4_NL): d[8], qs[4][32] as in Q4_1x8.
 //   Q5_0x8, Q5_1x8: as Q4_0x8 / Q4_1x8 plus the fifth bits as one 32-byte
-//           bit plane qh: bit k of qh[j] is the fifth bit of the element
-//           whose nibble lands in byte j of the k-th 32-byte nibble vector
-//           (k = 2p: low nibbles of qs[p], k = 2p + 1: its high nibbles), so
-//           a kernel gets those bits with one shift and one mask.
-//   Q8_0x8: d[8] (fp16, row order), qs[8][32]: element vectors, as the
-//           K-quants' below: byte 4i + p of qs[c] is row i's element 4c + p.
-// K-quants (256-element super-blocks): the quants as "element vectors" E_c
-// (c = 0..63): 32 bytes holding elements 4c..4c+3 of the 8 rows, row i's
-// four in bytes 4i..4i+3, so one maddubs/dpbusd against the four activations
-// broadcast to every dword gives each row's partial dot in its own lane.
+//           bit plane qh: bit c of qh[b] is the fifth bit of E_c's byte b,
+//           so a kernel gets E_c's with one shift and one mask.
+//   (ops/nibpack_x8.h has the nibble kernels' shared part.)
+// K-quants (256-element super-blocks): element vectors E_c, c = 0..63.
 // The sub-block scales are unpacked to bytes at pack time (row order).
 //   Q4_Kx8: d[8], dmin[8], sc[j][8] (sub-block j's six-bit scales),
 //           mn[p][8][2] (the mins of sub-blocks 2p, 2p+1 side by side),
@@ -40,6 +40,13 @@
 //           side), ql[32][32] (low four bits, nibbles as Q4_Kx8's qs),
 //           qh[16][32]: bits 2k, 2k+1 of byte b of qh[n] are the top two
 //           bits of E_{n+16k}'s byte b. Same 1680 bytes as the 8 rows.
+//   Q2_Kx8: d[8], dmin[8], sc[p][8][2] (the plain scale bytes, scale in the
+//           low nibble and min in the high one, of sub-blocks 2p, 2p+1 side
+//           by side), qs[16][32]: bits 2k, 2k+1 of byte b of qs[n] are
+//           E_{n+16k}'s byte b. Same 672 bytes as the 8 rows.
+//   IQ4_XSx8: d[8], sc[p][8][2] (the scales - 32 of sub-blocks 2p, 2p+1 side
+//           by side), qs[32][32]: the IQ4_NL table indices, nibbles as
+//           Q4_Kx8's qs. 1104 bytes, 16 more than the 8 rows'.
 // F16 is interleaved element by element instead: group g holds
 //   [cols][8] fp16, element k of rows 8g..8g+7 side by side,
 // so one 16-byte load is one column of 8 rows (a lane per row) and a GEMM
@@ -102,6 +109,19 @@ struct BlockQ6_Kx8 {
   uint8_t ql[32][32];
   uint8_t qh[16][32];
 };
+struct BlockQ2_Kx8 {
+  fp16_t d[8];
+  fp16_t dmin[8];
+  uint8_t sc[8][8][2];
+  uint8_t qs[16][32];
+};
+struct BlockIQ4_XSx8 {
+  fp16_t d[8];
+  int8_t sc[4][8][2];
+  uint8_t qs[32][32];
+};
+static_assert(sizeof(BlockQ2_Kx8) == 8 * sizeof(BlockQ2_K));
+static_assert(sizeof(BlockIQ4_XSx8) == 8 * sizeof(BlockIQ4_XS) + 16);
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32);
 static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K) + 32);
 static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K));
@@ -114,9 +134,11 @@ static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
 // Whether W (plain layout) can be packed: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
-// Q8_0, Q3_K, Q4_K, Q5_K, Q6_K or F16, rows % 8 == 0 (F16 also cols % 8 == 0).
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS or F16, rows % 8 == 0 (F16 also
+// cols % 8 == 0).
 bool packable(const WeightMatrix& W);
-// Bytes of W's packed form (W.rows * W.row_stride, more for Q3_K, Q4_K, Q5_K).
+// Bytes of W's packed form (W.rows * W.row_stride, more for Q3_K, Q4_K, Q5_K,
+// IQ4_XS).
 size_t packed_bytes(const WeightMatrix& W);
 // Writes W's packed form into dst (packed_bytes(W) bytes). Returns the
 // packed view (data = dst, interleave = kPackRows).

@@ -130,3 +130,31 @@ def test_bench_parallel(kvforge_bin, smollm2_gguf):
     assert row.rstrip().endswith("|  |")  # no 1-sequence run to compare with
     bad = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--parallel", "8", "-b", "4", check=False)
     assert bad.returncode == 1 and "error: --parallel 8 needs a batch of at least 8 tokens (-b)" in bad.stderr
+
+
+def test_bench_op_times(kvforge_bin, smollm2_gguf):
+    """--op-times: per-op time of decode steps; the rows add up to the step,
+    and the bytes per op are the model's matrices by role and the KV rows read."""
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "3", "-d", "0,16", "-r", "1",
+                    "-t", "2", "--bw-gbs", "10", "-o", "jsonl", timeout=120)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(j["test"], j["n_depth"], j["n_gen"], j["n_threads"]) for j in lines] == [
+        ("op_times", 0, 3, 2), ("op_times", 16, 3, 2)]
+    for j in lines:
+        ops = {o["op"]: o for o in j["ops"]}
+        assert sum(o["ms_per_token"] for o in j["ops"]) == pytest.approx(j["ms_per_token"], rel=1e-6)
+        assert sum(o["share"] for o in j["ops"]) == pytest.approx(1.0, rel=1e-6)
+        assert ops["norms"]["calls_per_token"] == 61 and ops["matmul Q/K/V"]["calls_per_token"] == 30
+        assert ops["pool hand-off + wait"]["calls_per_token"] > 0
+        # Q4_1: 20 bytes per 32 weights; Q, K, V are 576x576, 192x576 and 192x576, in 30 layers.
+        assert ops["matmul Q/K/V"]["bytes_per_token"] == 30 * (576 + 2 * 192) * 576 // 32 * 20
+        assert ops["matmul ffn gate+up"]["bytes_per_token"] == 30 * 2 * 1536 * 576 // 32 * 20
+        assert ops["matmul attn output"]["gbs"] > 0 and j["bandwidth_gbs"] == 10
+    # step i at depth 16 reads 16 + i + 1 cached tokens of 23,040 bytes: 18 on average
+    assert {o["op"]: o for o in lines[1]["ops"]}["attention"]["bytes_per_token"] == 18 * 23040
+    md = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "2", "-r", "1", "-t", "1",
+                     "--bw-gbs", "10", timeout=120).stdout
+    assert re.search(r"op times, tg2 @ d0, 1 threads: [\d.]+ ms/token .* of the 10.0 GB/s bandwidth", md)
+    assert "| matmul output head |" in md and "pool hand-off" not in md  # one thread: no pool jobs
+    bad = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "--parallel", "2", check=False)
+    assert bad.returncode == 1 and "error: --op-times and --parallel" in bad.stderr

@@ -63,7 +63,8 @@ int64_t block_of(GgmlType t) {
   }
 }
 const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
+                                  GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                                  GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -303,6 +304,110 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
         }
     }
   }
+}
+
+// Extreme bytes for the x8 K-quant layouts whose integer sums run closest to
+// the int16 limits: IQ4_XS grid values -127 and 113 (the AVX2 kernel's
+// maddubs pairs reach 2*127*127 = 32258: two of them added before widening
+// would saturate) and Q2_K q = 3 with scale and min 15, against activations
+// +-127 (token 0 all -127, token 1 all 127), all scales at their ends, d = 1
+// (dmin = 1). Packed AVX-512 and AVX2 kernels must give the scalar
+// reference's bits; rows 0..7 hold only the extremes, the rest random bytes.
+TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
+  const int64_t rows = 24, cols = 512, n_tok = 6;
+  std::mt19937 rng(17);
+  Acts A = make_acts(GgmlType::Q4_K, n_tok, cols, 1);
+  const float xv[] = {-127, -100, 0, 50, 127};
+  for (int64_t i = 0; i < n_tok * cols; ++i) A.x[i] = i < cols ? -127.0f : i < 2 * cols ? 127.0f : xv[rng() % 5];
+  for (int64_t k = 0; k < n_tok; ++k)
+    quantize_act_q8k_ref(A.x.data() + k * cols, (BlockQ8K*)(A.qa.data() + k * A.stride), cols);
+  const fp16_t one = fp32_to_fp16(1.0f);
+  for (GgmlType t : {GgmlType::IQ4_XS, GgmlType::Q2_K}) {
+    auto M = make_mat(t, rows, cols, 19);
+    const int64_t nb = cols / QK_K;
+    for (int64_t r = 0; r < 8; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = M.plain.data() + r * M.W.row_stride + b * (M.W.row_stride / nb);
+        const uint8_t ends[] = {0x00, 0xFF, 0xF0, 0x0F};  // nibbles / 2-bit fields and scales at their ends
+        if (t == GgmlType::IQ4_XS) {
+          auto& B = *(BlockIQ4_XS*)blk;
+          B.d = one;
+          B.scales_h = (uint16_t)(r % 2 ? 0xFFFF : rng());
+          for (auto& v : B.scales_l) v = r % 2 ? 0xFF : r == 0 ? 0x00 : ends[rng() % 4];  // scale - 32: 31 or -32
+          for (auto& v : B.qs) v = r == 0 ? 0x00 : ends[rng() % 4];                        // -127 or 113
+        } else {
+          auto& B = *(BlockQ2_K*)blk;
+          B.d = B.dmin = one;
+          for (auto& v : B.scales) v = r < 4 ? 0xFF : ends[rng() % 4];  // scale, min: 15 or 0
+          for (auto& v : B.qs) v = r == 0 ? 0xFF : ends[rng() % 4];      // q = 3 or 0
+        }
+      }
+    M.P = pack_matrix(M.W, M.packed.data());
+    const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+    const auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
+    ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t;
+    if (avx2_available()) {
+      const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+      ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t;
+    }
+  }
+}
+
+// The packed nibble kernels (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; ops/nibpack_x8.h)
+// take the scalar reference's own f32 steps on exact integer block dots:
+// bit for bit the reference, on this ISA and on AVX2, for 1, 3, 5 groups
+// and token counts that take every tile size (8, 4, 1) alone and together.
+// The weights are random bytes (every nibble and fifth bit occurs; random
+// signed scales and mins),
+// with some blocks at the extremes: all nibbles 0 or 15, all fifth bits set
+// or clear (IQ4_NL: all -127 or 113), and tokens whose every activation is
+// +-127, which drive the int16 partial sums of the AVX2 kernels to their
+// bounds. A saturating sum, a wrong element order or an fma where the
+// reference rounds twice changes bits here.
+TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
+  std::mt19937 rng(41);
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL})
+    for (int64_t rows : {8, 24, 40})
+      for (int64_t cols : {32, 96, 576}) {
+        const TypeTraits& tr = type_traits(t);
+        const size_t rb = row_bytes(t, cols);
+        Mat M;
+        M.plain.resize(rb * rows);
+        for (auto& b : M.plain) b = (uint8_t)rng();
+        const bool q5 = t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
+        std::uniform_real_distribution<float> u(1e-4f, 2e-3f);
+        for (size_t o = 0; o < M.plain.size(); o += tr.block_bytes) {
+          uint8_t* blk = M.plain.data() + o;
+          const int kind = (int)(rng() % 4);  // 0, 1: random; 2: all q = 0; 3: all q = max
+          if (kind >= 2) {
+            std::memset(blk + tr.block_bytes - QK / 2, kind == 2 ? 0x00 : 0xff, QK / 2);  // every layout ends with qs
+            if (q5) std::memset(blk + tr.block_bytes - QK / 2 - 4, kind == 2 ? 0x00 : 0xff, 4);
+          }
+          for (size_t off : test::fp16_fields(t)) {
+            const fp16_t h = fp32_to_fp16(rng() % 2 ? u(rng) : -u(rng));
+            std::memcpy(blk + off, &h, 2);
+          }
+        }
+        M.W = WeightMatrix{t, rows, cols, M.plain.data(), rb};
+        M.packed.resize(packed_bytes(M.W));
+        M.P = pack_matrix(M.W, M.packed.data());
+        const int64_t n_tok = 13;
+        Acts A = make_acts(t, n_tok, cols, (uint32_t)(rows + cols));
+        for (int64_t i = 0; i < cols; ++i) {  // token 1: all -127; token 4: +-127
+          A.x[1 * cols + i] = -1.0f;
+          A.x[4 * cols + i] = rng() % 2 ? 3.0f : -3.0f;
+        }
+        for (int64_t k : {1, 4}) quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
+        const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
+        std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)}};
+        if (avx2_available()) fns.push_back({"AVX2", gemm_kernel_packed_avx2(t)});
+        for (auto [name, fn] : fns)
+          for (int64_t nt : {1, 3, 4, 9, 13}) {  // tiles of 8, 4 and 1 token(s), alone and together
+            const auto y = gemm(fn, M.P, A, nt);
+            ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)))
+                << name << " type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << nt;
+          }
+      }
 }
 
 // Batch invariance: the output of (r, t) is the same bits whatever range of

@@ -350,6 +350,25 @@ TEST(PagedWindowPrefix, PoolOfReservedBlocksSuffices) {
                                             solo_logits(*f.model, c, kv)}, {96, 1, 61, 1});
 }
 
+// Latent (MLA) rows under a window policy: the one latent row per token and
+// layer streams through the same rings as per-head rows, batched = solo, and
+// blocks behind the window go back to the pool (as in PagedWindow).
+class PagedWindowLatent : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PagedWindowLatent, BatchedEqualsSoloAndReleasesBlocksBehindTheWindow) {
+  const Case& cs = GetParam();
+  Fixture f(cs.write(), cs.kv, 16, 5);
+  run_five_texts(f, cs.kv);
+  EXPECT_EQ(f.cache->stats().blocks_used, 7);  // as window:40 in PagedWindow
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, PagedWindowLatent,
+                         ::testing::Values(Case{deepseek2(false), parse_kv_policy("window:40,sinks:4"),
+                                                "deepseek2_latent_window"},
+                                           Case{converted_llama, parse_kv_policy("window:40,sinks:2+q8"),
+                                                "converted_latent_window_q8"}),
+                         [](const auto& info) { return info.param.name; });
+
 // A model's own sliding-window layers (Gemma 2/3's local layers): the layout
 // make_paged_cache builds keeps the window only in those layers, and the
 // batched logits are those of the single-sequence cache with that layout.

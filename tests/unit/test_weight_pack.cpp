@@ -25,7 +25,8 @@ namespace {
 constexpr auto make_packed = test::make_matrix;  // every type used here is packable
 
 const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
-                               GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16};
+                               GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                               GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
 
 bool kquant(GgmlType t) { return act_format(t) == ActFormat::Q8K; }
 // A column count of the given size class that t's blocks divide.
@@ -116,11 +117,13 @@ TEST(WeightPack, BatchInvariantBitForBit) {
   }
 }
 
-// The packed K-quant kernels take the scalar reference's own steps on exact
-// integer sums (ops/kpack_x8.h): the same bits as the plain reference, at
-// every SIMD level, tiles of 4 tokens and single ones.
-TEST(WeightPack, KQuantBitIdenticalToReference) {
-  for (GgmlType t : {GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+// The packed K-quant and nibble kernels take the scalar reference's own
+// steps on exact integer sums (ops/kpack_x8.h, ops/nibpack_x8.h): the same
+// bits as the plain reference, at every SIMD level, tiles of 4 tokens and
+// single ones.
+TEST(WeightPack, QuantBitIdenticalToReference) {
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q3_K,
+                     GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS, GgmlType::Q2_K}) {
     auto m = make_packed(t, 24, 768, 9);
     auto x = randn(6 * 768, 10);
     for (int i = 0; i < 6 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere

@@ -1,0 +1,37 @@
+#pragma once
+// `kvforge bench --op-times`: where a decode step's time goes. Prefills D
+// random tokens, then times single-token decode steps with an OpTimer
+// (util/op_timer.h) set on the context: the time of each op kind summed
+// over layers, per token, its share of the step, and the bytes it reads
+// (weights by matmul role, the used KV cache for attention), so that each
+// row gets its own GB/s.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "eval/bench.h"
+
+namespace kvforge {
+
+struct OpTimesRow {
+  std::string op;
+  double calls = 0;          // per token (PoolWait: pool jobs)
+  double ms = 0;             // per token
+  double share = 0;          // of the measured step
+  uint64_t bytes = 0;        // read per token (0: not counted)
+  double gbs = 0;            // bytes / time (0 when bytes is)
+};
+
+struct OpTimesResult {
+  int n_threads = 0;
+  int32_t n_depth = 0, n_gen = 0;
+  double ms_per_token = 0;   // wall time of a decode step
+  uint64_t bytes_per_token = 0;  // weights + used KV cache
+  std::vector<OpTimesRow> rows;  // op kinds that ran, then "other (untimed)"
+};
+
+// params: n_threads, n_reps (the steps of all repetitions are summed), kv,
+// n_batch, seed. One test per depth.
+OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_t n_depth, int32_t n_gen);
+
+}  // namespace kvforge
