@@ -40,8 +40,8 @@ struct Tiler {
 };
 
 // x8-interleaved layouts (ops/weight_pack.h): per group of kPackRows rows,
-// tiles of kT tokens, then single tokens. kElems: elements per block
-// (QK, or QK_K for the K-quants).
+// tiles of kT tokens, then (kT > 4) one of 4, then single tokens. kElems:
+// elements per block (QK, or QK_K for the K-quants).
 // Tile<T>::run(blocks, nb, xa, xs, t, rows, r, y).
 template <int kT, class Block, template <int> class Tile, int kElems = QK>
 void gemm_x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
@@ -51,6 +51,11 @@ void gemm_x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, in
     const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
     int64_t t = t0;
     for (; t + kT <= t1; t += kT) Tile<kT>::run(w, nb, xa, xs, t, W.rows, r, y);
+    if constexpr (kT > 4)
+      if (t + 4 <= t1) {
+        Tile<4>::run(w, nb, xa, xs, t, W.rows, r, y);
+        t += 4;
+      }
     for (; t < t1; ++t) Tile<1>::run(w, nb, xa, xs, t, W.rows, r, y);
   }
 }

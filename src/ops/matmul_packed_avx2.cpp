@@ -24,7 +24,8 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;  // tokens per tile
+constexpr int kT = 4;     // tokens per tile
+constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
 // The exact int32 block dots of ops/nibpack_x8.h, which has the tile loop and
@@ -239,7 +240,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::F16: return gemm_f16x8;
     default: break;
   }
-  if (GemmFn f = nibpack::gemm_kernel<kT, NibSumsAvx2>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
   return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
 }
 

@@ -29,7 +29,10 @@ f32 order than the plain ones, which moved these by up to 0.6):
     Q5_K_M 2.56 0.27 0.97 Q4_K_M 2.15 0.30 0.95   IQ4_XS 1.53 0.21 0.92
     Q3_K_M 2.33 0.28 0.97 Q2_K 1.55 0.25 0.97     Q2_K pure 3.20 0.30 0.89
 
-The bounds below are about 1.5x those (top-1: at most 3 to 5 of the 38
+With the nibble x8 kernels in element-vector order (which give the scalar
+reference's bits) Q2_K pure measured 2.67 0.32 0.87: the same spread, one
+more near-tie flipped (5 of 38) in that most degraded file.
+The bounds below are about 1.5x those (top-1: at most 3 to 6 of the 38
 positions may flip, each a near-tie). A real bug (a mis-read scale, a wrong
 bit, a swapped nibble) moves every logit by whole units and flips most
 top-1 tokens; the kernels themselves are checked exactly in the unit tests.
@@ -67,7 +70,7 @@ VARIANTS = {
     "IQ4_XS": ("IQ4_XS", False, 2.8, 0.4, 0.87),
     "Q3_K_M": ("Q3_K_M", False, 4.0, 0.45, 0.9),
     "Q2_K": ("Q2_K", False, 2.6, 0.35, 0.92),
-    "Q2_K-pure": ("Q2_K", True, 4.7, 0.45, 0.87),
+    "Q2_K-pure": ("Q2_K", True, 4.7, 0.45, 0.84),
 }
 GREEDY_TIE = 1.0
 

@@ -356,8 +356,9 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
 // The packed nibble kernels (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; ops/nibpack_x8.h)
 // take the scalar reference's own f32 steps on exact integer block dots:
 // bit for bit the reference, on this ISA and on AVX2, for 1, 3, 5 groups
-// and token counts that leave every tile remainder. The weights are random
-// bytes (every nibble and fifth bit occurs; random signed scales and mins),
+// and token counts that take every tile size (8, 4, 1) alone and together.
+// The weights are random bytes (every nibble and fifth bit occurs; random
+// signed scales and mins),
 // with some blocks at the extremes: all nibbles 0 or 15, all fifth bits set
 // or clear (IQ4_NL: all -127 or 113), and tokens whose every activation is
 // +-127, which drive the int16 partial sums of the AVX2 kernels to their
@@ -390,7 +391,7 @@ TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
         M.W = WeightMatrix{t, rows, cols, M.plain.data(), rb};
         M.packed.resize(packed_bytes(M.W));
         M.P = pack_matrix(M.W, M.packed.data());
-        const int64_t n_tok = 9;
+        const int64_t n_tok = 13;
         Acts A = make_acts(t, n_tok, cols, (uint32_t)(rows + cols));
         for (int64_t i = 0; i < cols; ++i) {  // token 1: all -127; token 4: +-127
           A.x[1 * cols + i] = -1.0f;
@@ -401,7 +402,7 @@ TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
         std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)}};
         if (avx2_available()) fns.push_back({"AVX2", gemm_kernel_packed_avx2(t)});
         for (auto [name, fn] : fns)
-          for (int64_t nt : {1, 3, 4, 9}) {  // one token, a partial tile, a full one, tiles + remainder
+          for (int64_t nt : {1, 3, 4, 9, 13}) {  // tiles of 8, 4 and 1 token(s), alone and together
             const auto y = gemm(fn, M.P, A, nt);
             ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)))
                 << name << " type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << nt;
