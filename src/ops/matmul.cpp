@@ -116,6 +116,25 @@ void apply_epilogue(const Epilogue& ep, float* y, int64_t rows, int64_t r0, int6
   }
 }
 
+// n values of T on the stack when n <= N (the 1 to 3 matrices of a decode
+// step's matmuls: no heap allocation per call), else on the heap.
+template <class T, int N>
+class SmallArray {
+ public:
+  explicit SmallArray(int n) : p_(local_) {
+    if (n > N) heap_.resize(n), p_ = heap_.data();
+  }
+  T& operator[](int i) { return p_[i]; }
+  T* data() { return p_; }
+  SmallArray(const SmallArray&) = delete;
+  SmallArray& operator=(const SmallArray&) = delete;
+
+ private:
+  T local_[N]{};
+  std::vector<T> heap_;
+  T* p_;
+};
+
 bool has_epilogue(const Epilogue* eps, int i) {
   return eps && (eps[i].bias || eps[i].act != Activation::None);
 }
@@ -132,7 +151,7 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
     int act_of = 0;     // the matrix whose activations it reads
     size_t act_at = 0;  // their offset in scratch.qx
   };
-  std::vector<Mat> ms(n_mats);
+  SmallArray<Mat, 4> ms(n_mats);
   int64_t n_tasks = 0;
   size_t act_bytes = 0;
   for (int i = 0; i < n_mats; ++i) {
@@ -153,8 +172,8 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
     }
   }
   if (scratch.qx.size() < act_bytes) scratch.qx.resize(act_bytes);
-  std::vector<const uint8_t*> xa(n_mats);
-  std::vector<size_t> xstride(n_mats);
+  SmallArray<const uint8_t*, 4> xa(n_mats);
+  SmallArray<size_t, 4> xstride(n_mats);
   {
     OpScope timed(scratch.timer, Op::Quantize);
     for (int i = 0; i < n_mats; ++i) {
@@ -184,7 +203,8 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
 
 void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x, int64_t n_tok,
                  ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
-  std::vector<const float*> xs(n_mats, x);
+  SmallArray<const float*, 4> xs(n_mats);
+  for (int i = 0; i < n_mats; ++i) xs[i] = x;
   matmul_impl(Ws, xs.data(), ys, n_mats, n_tok, pool, scratch, eps);
 }
 
