@@ -58,7 +58,8 @@ def generate_params(**options) -> GenerateParams:
 class Context(_core.Context):
     """One running sequence over a Model (its KV cache, threads and buffers).
 
-    Context(model, n_ctx=0, n_batch=256, n_threads=0, kv="full"). The model
+    Context(model, n_ctx=0, n_batch=256, n_threads=0, kv="full",
+    mla_attn="absorbed"). The model
     stays alive while the context exists. Use one Context per thread.
     """
 

@@ -141,3 +141,17 @@ def test_unsupported_policies_refuse_mla(kvforge_bin, models, tmp_path, args, ex
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
+
+
+def test_python_set_gates_refused_on_latent_cache(models, tmp_path):
+    """Python's per-head soft gates (kvforge.set_gates) on an MLA model: every
+    head reads the one latent row, so there is no per-head history to gate;
+    refused with a clear kvforge.Error, and the context still works."""
+    import kvforge
+    path = _write(models, "v2-direct-q", tmp_path)
+    model = kvforge.Model.load(str(path))
+    ctx = kvforge.Context(model, n_ctx=64, n_threads=1)
+    c = model.config
+    with pytest.raises(kvforge.Error, match=r"latent \(MLA\) cache"):
+        ctx.set_gates(np.full((c.n_layer, c.n_kv_head), 0.5, dtype=np.float32), 4, 8)
+    assert ctx.eval(IDS[:5]).shape[-1] == c.n_vocab
