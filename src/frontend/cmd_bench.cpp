@@ -242,6 +242,8 @@ void run_bench_command(const BenchOptions& o) {
   if (o.op_times) {
     if (policies.size() > 1) fail("--op-times takes one --kv policy");
     if (!p.use_cache) fail("--op-times times cached decode steps; drop --no-cache");
+    if (std::none_of(p.n_gen.begin(), p.n_gen.end(), [](int32_t n) { return n > 0; }))
+      fail("--op-times times decode steps: give -n > 0");
     for (int t : threads) {
       p.n_threads = t;
       for (int32_t d : p.n_depth)

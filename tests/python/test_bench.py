@@ -158,3 +158,5 @@ def test_bench_op_times(kvforge_bin, smollm2_gguf):
     assert "| matmul output head |" in md and "pool hand-off" not in md  # one thread: no pool jobs
     bad = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "--parallel", "2", check=False)
     assert bad.returncode == 1 and "error: --op-times and --parallel" in bad.stderr
+    none = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "0", check=False)
+    assert none.returncode == 1 and "error: --op-times times decode steps: give -n > 0" in none.stderr
