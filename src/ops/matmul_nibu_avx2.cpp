@@ -34,44 +34,57 @@ constexpr int kT = 8;  // tokens per tile (then 4, then 1)
 template <GgmlType kType>
 constexpr int kBias = kType == GgmlType::Q4_0 ? 8 : 16;
 
-// T tokens from t0 x the 8 rows of a group, over all blocks. bias: [T][nb]
-// dwords, the start of every row's int16 lane pair for that token and block.
-template <GgmlType kType, int T>
+// T tokens from t0 x G groups of 8 rows from r0 (w: G x nb blocks), over
+// all blocks: each broadcast of 4 activations serves G element vectors.
+// bias: [T][nb] dwords, the start of every row's int16 lane pair.
+template <GgmlType kType, int G, int T>
 void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, const int32_t* bias,
           int64_t t0, int64_t rows, int64_t r0, float* y) {
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  __m256 acc[G][T];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const auto& B = w[b];
-    __m256i qh = _mm256_setzero_si256(), p[T];
-    if constexpr (Nib<kType>::kQ5) qh = _mm256_loadu_si256((const __m256i*)B.qh);
-    for (int t = 0; t < T; ++t) p[t] = _mm256_set1_epi32(bias[t * nb + b]);
+    __m256i qh[G], p[G][T];
+    for (int g = 0; g < G; ++g) {
+      if constexpr (Nib<kType>::kQ5) qh[g] = _mm256_loadu_si256((const __m256i*)w[g * nb + b].qh);
+      for (int t = 0; t < T; ++t) p[g][t] = _mm256_set1_epi32(bias[t * nb + b]);
+    }
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) {
-      const __m256i raw = _mm256_loadu_si256((const __m256i*)B.qs[m]);
+      __m256i raw[G];
+      for (int g = 0; g < G; ++g) raw[g] = _mm256_loadu_si256((const __m256i*)w[g * nb + b].qs[m]);
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const int c = m + 4 * h;
-        __m256i q = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, m4);
-        if constexpr (Nib<kType>::kQ5) q = _mm256_or_si256(q, nibpack::q5_fifth(qh, c));
+        __m256i q[G];
+        for (int g = 0; g < G; ++g) {
+          q[g] = _mm256_and_si256(h ? _mm256_srli_epi16(raw[g], 4) : raw[g], m4);
+          if constexpr (Nib<kType>::kQ5) q[g] = _mm256_or_si256(q[g], nibpack::q5_fifth(qh[g], c));
+        }
         for (int t = 0; t < T; ++t) {
-          p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(q, nibpack::act4(a[t][b], c)));
-          asm("" : "+x"(p[t]));  // one running sum per token: GCC would regroup the adds and spill
+          const __m256i av = nibpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(q[g], av));
+            asm("" : "+x"(p[g][t]));  // one running sum per token: GCC would regroup the adds and spill
+          }
         }
       }
     }
-    const __m256 d = nibpack::load_d8(B.d);
     for (int t = 0; t < T; ++t) {
-      // The reference's steps (ops/nibpack_x8.h): s += isum * (d_w * d_a).
-      const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[t], ones));
-      const __m256 dd = nibpack::rounded(_mm256_mul_ps(d, _mm256_set1_ps(a[t][b].d)));
-      acc[t] = _mm256_add_ps(acc[t], nibpack::rounded(_mm256_mul_ps(isum, dd)));
+      const __m256 da = _mm256_set1_ps(a[t][b].d);
+      for (int g = 0; g < G; ++g) {
+        // The reference's steps (ops/nibpack_x8.h): s += isum * (d_w * d_a).
+        const __m256 isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[g][t], ones));
+        const __m256 dd = nibpack::rounded(_mm256_mul_ps(nibpack::load_d8(w[g * nb + b].d), da));
+        acc[g][t] = _mm256_add_ps(acc[g][t], nibpack::rounded(_mm256_mul_ps(isum, dd)));
+      }
     }
   }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + g * kPackRows, acc[g][t]);
 }
 
 // Per token and block the dword (lo, hi) = -bias * (sum of a[4c] + a[4c + 1],
@@ -100,16 +113,23 @@ void gemm(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64
   thread_local std::vector<int32_t> bias;  // [t1 - t0][nb]
   bias.resize((size_t)((t1 - t0) * nb));
   lane_bias(xa + t0 * xs, xs, t1 - t0, nb, kBias<kType>, bias.data());
-  for (int64_t r = r0; r < r1; r += kPackRows) {
+  const auto at = [&](int64_t t) { return bias.data() + (t - t0) * nb; };
+  int64_t r = r0;
+  for (; r + 2 * kPackRows <= r1; r += 2 * kPackRows) {  // pairs of groups: tiles of 4 tokens, then single ones
     const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
-    const auto at = [&](int64_t t) { return bias.data() + (t - t0) * nb; };
     int64_t t = t0;
-    for (; t + kT <= t1; t += kT) tile<kType, kT>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+    for (; t + 4 <= t1; t += 4) tile<kType, 2, 4>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+    for (; t < t1; ++t) tile<kType, 2, 1>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+  }
+  if (r < r1) {  // a last single group: tiles of 8, 4, 1 tokens
+    const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
+    int64_t t = t0;
+    for (; t + kT <= t1; t += kT) tile<kType, 1, kT>(w, nb, xa, xs, at(t), t, W.rows, r, y);
     if (t + 4 <= t1) {
-      tile<kType, 4>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+      tile<kType, 1, 4>(w, nb, xa, xs, at(t), t, W.rows, r, y);
       t += 4;
     }
-    for (; t < t1; ++t) tile<kType, 1>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+    for (; t < t1; ++t) tile<kType, 1, 1>(w, nb, xa, xs, at(t), t, W.rows, r, y);
   }
 }
 
