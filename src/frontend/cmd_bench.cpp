@@ -167,6 +167,7 @@ void run_bench_command(const BenchOptions& o) {
         if (n > 0) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
   }
   warn_beyond_training(model->config(), max_positions, "the largest bench test");
+  warn_mla_attn_unused(model->config(), o.mla_attn);
   BenchParams p = o.tests;
   // --kv "P1;P2;...": every test per policy, each with its own peak RSS.
   std::vector<KvPolicy> policies;
