@@ -62,6 +62,19 @@ inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, co
     for (int u = 0; u < U; ++u) _mm256_storeu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u, acc[g][u]);
 }
 
+// Asks for rows [r0, r1) (d elements each, stride elements apart) ahead of
+// their use: between two decode steps the weights stream through every
+// cache, so a sequence's cached rows come back from memory, and the rows of
+// a head are too few for the hardware prefetcher to ramp up.
+template <class KV>
+inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, int32_t r1) {
+  const size_t bytes = (size_t)d * sizeof(typename KV::Elem);
+  for (int32_t r = r0; r < r1; ++r) {
+    const char* row = (const char*)base + (size_t)r * stride * sizeof(typename KV::Elem);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
+  }
+}
+
 // G heads over rows [c0, r1[g]) of one segment; every r1[g] lies in the last
 // tile of [c0, max r1), so the heads share all tiles but that one's tail.
 // Head g's arithmetic is the same whatever the other heads are. ks, vs: row
@@ -78,8 +91,11 @@ void chunk(const float* const* q, int dk, int dv, size_t ks, size_t vs, const Kv
     c1 = std::max(c1, r1[g]);
     std::fill(part + (size_t)g * (2 + dv) + 2, part + (size_t)(g + 1) * (2 + dv), 0.0f);
   }
+  prefetch_rows<KV>(seg.k, ks, dk, c0, std::min<int32_t>(c0 + kAttnTile, c1));
   for (int32_t r0 = c0; r0 < c1; r0 += kAttnTile) {
     const int n = std::min<int32_t>(kAttnTile, c1 - r0);
+    prefetch_rows<KV>(seg.v, vs, dv, r0, r0 + n);  // used after the scores
+    prefetch_rows<KV>(seg.k, ks, dk, r0 + n, std::min<int32_t>(r0 + n + kAttnTile, c1));  // the next tile's
     int ng[G], n_all = n;  // rows of the tile each head sees; all heads see n_all
     for (int g = 0; g < G; ++g) {
       ng[g] = std::clamp<int32_t>(r1[g] - r0, 0, n);
