@@ -83,6 +83,13 @@ void shapes_decode(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// Prefill on one thread (pp512 of kvforge bench -t 1 runs 64-token
+// matmuls): the SmolLM2 projections.
+void shapes_prefill1(benchmark::internal::Benchmark* b) {
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576}, {576, 1536}}) b->Args({r, c, 64, 1});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
 // projection and a Llama-like 2048x2048.
 void shapes_k(benchmark::internal::Benchmark* b) {
@@ -145,6 +152,7 @@ BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_prefill, GgmlType::Q8_0)->Apply(shapes_prefill1);
 BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q5_K, GgmlType::Q5_K)->Apply(shapes_k);
