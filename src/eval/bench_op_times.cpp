@@ -71,10 +71,16 @@ OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_
     }
   }
 
-  OpTimesResult r;
+  OpTimesResult r = op_times_result(model, timer, wall_ns, steps, kv_bytes);
   r.n_threads = ctx.n_threads();
   r.n_depth = n_depth;
   r.n_gen = n_gen;
+  return r;
+}
+
+OpTimesResult op_times_result(const Model& model, const OpTimer& timer, int64_t wall_ns, int64_t steps,
+                              uint64_t kv_bytes) {
+  OpTimesResult r;
   r.ms_per_token = wall_ns / 1e6 / steps;
   std::array<uint64_t, (int)Op::kCount> bytes = weight_bytes_by_op(model);
   bytes[(int)Op::Attention] = kv_bytes / steps;

@@ -4,7 +4,8 @@
 // (util/op_timer.h) set on the context: the time of each op kind summed
 // over layers, per token, its share of the step, and the bytes it reads
 // (weights by matmul role, the used KV cache for attention), so that each
-// row gets its own GB/s.
+// row gets its own GB/s. With --parallel the same table is kept for the
+// batched steps of N sequences (eval/bench_parallel.h), per step.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,11 +25,19 @@ struct OpTimesRow {
 
 struct OpTimesResult {
   int n_threads = 0;
+  int32_t n_seq = 1;         // sequences per step (> 1: --parallel; "per token" is then per step)
   int32_t n_depth = 0, n_gen = 0;
   double ms_per_token = 0;   // wall time of a decode step
   uint64_t bytes_per_token = 0;  // weights + used KV cache
   std::vector<OpTimesRow> rows;  // op kinds that ran, then "other (untimed)"
 };
+
+struct OpTimer;
+
+// The table of a timer that ran over `steps` decode steps taking wall_ns in
+// all and reading kv_bytes of cached rows in all.
+OpTimesResult op_times_result(const Model& model, const OpTimer& timer, int64_t wall_ns, int64_t steps,
+                              uint64_t kv_bytes);
 
 // params: n_threads, n_reps (the steps of all repetitions are summed), kv,
 // n_batch, seed. One test per depth.

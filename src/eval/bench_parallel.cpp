@@ -10,11 +10,12 @@
 #include "kv/paged_cache.h"
 #include "model/context.h"
 #include "util/error.h"
+#include "util/op_timer.h"
 
 namespace kvforge {
 
 void run_parallel_bench(const Model& model, const BenchParams& params, std::vector<int32_t> n_parallel,
-                        const std::function<void(const ParallelBenchResult&)>& on_result) {
+                        const std::function<void(const ParallelBenchResult&)>& on_result, bool op_times) {
   const ModelConfig& c = model.config();
   std::sort(n_parallel.begin(), n_parallel.end());
   n_parallel.erase(std::unique(n_parallel.begin(), n_parallel.end()), n_parallel.end());
@@ -43,9 +44,11 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
   std::vector<TokenId> step(max_seq);                       // [max_seq] this step's tokens
   const auto progress = prefill_progress("prefill");
 
-  // Steps all n sequences g times; returns the seconds taken.
-  auto decode_steps = [&](int32_t n, int32_t g) {
+  // Steps all n sequences g times, timing their ops into *timer if given;
+  // returns the seconds taken.
+  auto decode_steps = [&](int32_t n, int32_t g, OpTimer* timer = nullptr) {
     std::vector<BatchRun> runs(n);
+    ctx.set_op_timer(timer);
     const auto t0 = std::chrono::steady_clock::now();
     for (int32_t i = 0; i < g; ++i) {
       for (int32_t s = 0; s < n; ++s) {
@@ -54,7 +57,9 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
       }
       ctx.decode(runs);
     }
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ctx.set_op_timer(nullptr);
+    return sec;
   };
   // Sequence 0 back to the depth d, the others forked from it.
   auto fork_all = [&](int32_t n, int32_t d) {
@@ -82,11 +87,15 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
       // that a machine whose load drifts shifts every count alike and the
       // speed-ups stay comparable.
       std::vector<ParallelBenchResult> rs(n_parallel.size());
+      std::vector<OpTimer> timers(op_times ? n_parallel.size() : 0);
+      std::vector<double> seconds(n_parallel.size());
       for (int rep = 0; rep < std::max(1, params.n_reps); ++rep)
         for (size_t i = 0; i < n_parallel.size(); ++i) {
           const int32_t n = n_parallel[i];
           fork_all(n, d);
-          rs[i].samples_ts.push_back((double)n * g / decode_steps(n, g));
+          const double sec = decode_steps(n, g, op_times ? &timers[i] : nullptr);
+          seconds[i] += sec;
+          rs[i].samples_ts.push_back((double)n * g / sec);
         }
       double one = 0;
       for (size_t i = 0; i < n_parallel.size(); ++i) {
@@ -101,6 +110,17 @@ void run_parallel_bench(const Model& model, const BenchParams& params, std::vect
         r.stddev_ts = stddev_of(r.samples_ts);
         if (n == 1) one = r.avg_ts;
         r.speedup = one > 0 ? r.avg_ts / one : 0;
+        if (op_times) {
+          // Step i of a repetition reads d + i + 1 cached rows of each sequence.
+          const int64_t steps = (int64_t)g * std::max(1, params.n_reps);
+          const uint64_t kv_rows = (uint64_t)n * std::max(1, params.n_reps) * ((uint64_t)g * d + (uint64_t)g * (g + 1) / 2);
+          r.ops = op_times_result(model, timers[i], (int64_t)(seconds[i] * 1e9), steps,
+                                  kv_rows * cache.bytes_per_token());
+          r.ops.n_threads = r.n_threads;
+          r.ops.n_seq = n;
+          r.ops.n_depth = d;
+          r.ops.n_gen = g;
+        }
         on_result(r);
       }
     }

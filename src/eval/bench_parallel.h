@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "eval/bench.h"
+#include "eval/bench_op_times.h"
 
 namespace kvforge {
 
@@ -24,12 +25,15 @@ struct ParallelBenchResult {
   std::vector<double> samples_ts;  // aggregate tokens/s per repetition
   double avg_ts = 0, stddev_ts = 0;
   double speedup = 0;  // avg_ts over the 1-sequence avg_ts at this depth (0: 1 is not in the list)
+  OpTimesResult ops;   // op_times: where the steps of all repetitions went, per step (else no rows)
 };
 
 // params: n_gen, n_depth, n_reps, n_threads, n_batch (at least the largest
 // N), kv (full-history policies: the paged cache), seed. n_parallel: the
 // sequence counts; 1 first when listed, so the others get their speed-up.
+// op_times: an OpTimer (util/op_timer.h) runs over the timed steps, so the
+// speeds include its small cost.
 void run_parallel_bench(const Model& model, const BenchParams& params, std::vector<int32_t> n_parallel,
-                        const std::function<void(const ParallelBenchResult&)>& on_result);
+                        const std::function<void(const ParallelBenchResult&)>& on_result, bool op_times = false);
 
 }  // namespace kvforge

@@ -89,11 +89,20 @@ template <class Emit>
 void print_op_times(const OpTimesResult& r, double gbs, bool md, Emit&& emit_json, const nlohmann::json& fields) {
   const double step_gbs = r.bytes_per_token / (r.ms_per_token * 1e6);
   if (md) {
-    std::printf("\nop times, tg%d @ d%d, %d threads: %.3f ms/token (%.1f t/s); %.1f MB/token read at %.1f GB/s",
-                r.n_gen, r.n_depth, r.n_threads, r.ms_per_token, 1e3 / r.ms_per_token, r.bytes_per_token / 1e6,
-                step_gbs);
+    // One sequence: per token; N sequences (--parallel): per step of one token each.
+    const char* per = r.n_seq > 1 ? "step" : "token";
+    if (r.n_seq > 1)
+      std::printf("\nop times, tg%d x%d @ d%d, %d threads: %.3f ms/step (%.1f t/s, all sequences); %.1f MB/step read "
+                  "at %.1f GB/s",
+                  r.n_gen, r.n_seq, r.n_depth, r.n_threads, r.ms_per_token, 1e3 * r.n_seq / r.ms_per_token,
+                  r.bytes_per_token / 1e6, step_gbs);
+    else
+      std::printf("\nop times, tg%d @ d%d, %d threads: %.3f ms/token (%.1f t/s); %.1f MB/token read at %.1f GB/s",
+                  r.n_gen, r.n_depth, r.n_threads, r.ms_per_token, 1e3 / r.ms_per_token, r.bytes_per_token / 1e6,
+                  step_gbs);
     if (gbs > 0) std::printf(" = %.1f%% of the %.1f GB/s bandwidth", 100 * step_gbs / gbs, gbs);
-    std::printf("\n\n| op | calls/token | ms/token | %% of step | MB/token | GB/s |\n|---|---:|---:|---:|---:|---:|\n");
+    std::printf("\n\n| op | calls/%s | ms/%s | %% of step | MB/%s | GB/s |\n|---|---:|---:|---:|---:|---:|\n", per, per,
+                per);
     for (const OpTimesRow& o : r.rows)
       std::printf("| %s | %s | %.4f | %.1f%% | %s | %s |\n", o.op.c_str(),
                   o.calls > 0 ? fmt::format("{:.1f}", o.calls).c_str() : "", o.ms, 100 * o.share,
@@ -106,7 +115,8 @@ void print_op_times(const OpTimesResult& r, double gbs, bool md, Emit&& emit_jso
     ops.push_back({{"op", o.op}, {"calls_per_token", o.calls}, {"ms_per_token", o.ms}, {"share", o.share},
                    {"bytes_per_token", o.bytes}, {"gbs", o.gbs}});
   nlohmann::json j = fields;
-  j.update({{"test", "op_times"}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth}, {"n_threads", r.n_threads},
+  j.update({{"test", "op_times"}, {"n_parallel", r.n_seq}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+            {"n_threads", r.n_threads},
             {"ms_per_token", r.ms_per_token}, {"bytes_per_token", r.bytes_per_token},
             {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)}, {"ops", ops},
             {"test_time", iso_now()}});
@@ -168,6 +178,7 @@ void run_bench_command(const BenchOptions& o) {
         if (n > 0) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
   }
   warn_beyond_training(model->config(), max_positions, "the largest bench test");
+  warn_mla_attn_unused(model->config(), o.mla_attn);
   BenchParams p = o.tests;
   // --kv "P1;P2;...": every test per policy, each with its own peak RSS.
   std::vector<KvPolicy> policies;
@@ -220,9 +231,11 @@ void run_bench_command(const BenchOptions& o) {
       std::printf("| model | threads | kv | test | sequences | t/s, all sequences | t/s per sequence | vs 1 sequence |\n");
       std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
     }
+    std::vector<std::pair<int, OpTimesResult>> op_tables;  // --op-times, by -t: printed after the speeds
     for (int t : threads) {
       p.n_threads = t;
       run_parallel_bench(*model, p, o.n_parallel, [&](const ParallelBenchResult& r) {
+        if (o.op_times) op_tables.push_back({t, r.ops});
         if (md)
           std::printf("| %s | %d | %s | %s | %d | %.2f ± %.2f | %.2f | %s |\n", info.type.c_str(), r.n_threads,
                       p.kv.describe().c_str(), r.name.c_str(), r.n_seq, r.avg_ts, r.stddev_ts, r.avg_ts / r.n_seq,
@@ -235,8 +248,9 @@ void run_bench_command(const BenchOptions& o) {
                   {"speedup", r.speedup > 0 ? nlohmann::json(r.speedup) : nlohmann::json(nullptr)},
                   {"peak_rss_bytes", peak_rss_bytes()}, {"test_time", iso_now()}});
         emit_json(j);
-      });
+      }, o.op_times);
     }
+    for (const auto& [t, r] : op_tables) print_op_times(r, bw[t].gbs, md, emit_json, model_fields);
     return;
   }
 
@@ -371,11 +385,11 @@ CommandRegistrar reg(60, [](CLI::App& root) {
       ->delimiter(',')->check(CLI::PositiveNumber);
   c->add_flag("--op-times", o->op_times,
               "Instead of the tests: time each op kind of the decode steps (-n at each depth -d, default 0) and "
-              "print ms/token, share of the step, bytes read and GB/s per op");
+              "print ms/token, share of the step, bytes read and GB/s per op; with --parallel: of the batched steps, "
+              "per step");
   c->add_option("--seed", o->tests.seed, "Seed of the random token ids")->capture_default_str();
   c->callback([o, depth] {
     if ((!o->n_parallel.empty() || o->op_times) && depth->count() == 0) o->tests.n_depth = {0};
-    if (!o->n_parallel.empty() && o->op_times) fail("--op-times and --parallel are separate tests: pick one");
     o->tests.mla_attn = parse_mla_attn(o->mla_attn);
     run_bench_command(*o);
   });

@@ -26,6 +26,7 @@ std::unique_ptr<Model> ModelOptions::load_model() const {
   lo.repack = !no_repack;
   auto m = Model::load(resolve_model_path(model), lo);
   warn_beyond_training(m->config(), n_ctx, fmt::format("-c {}", n_ctx));
+  warn_mla_attn_unused(m->config(), mla_attn);
   return m;
 }
 

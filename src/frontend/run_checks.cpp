@@ -47,4 +47,10 @@ void warn_beyond_training(const ModelConfig& c, int64_t positions, const std::st
                      "there degrades (speed measurements stay valid)\n", what, positions, c.n_ctx_train);
 }
 
+void warn_mla_attn_unused(const ModelConfig& c, const std::string& mla_attn) {
+  if (mla_attn == "absorbed" || c.mla.kv_lora_rank > 0) return;
+  fmt::print(stderr, "warning: --mla-attn {}: this model has no latent (MLA) layers, so the option changes nothing\n",
+             mla_attn);
+}
+
 }  // namespace kvforge::cli

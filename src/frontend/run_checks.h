@@ -1,6 +1,7 @@
 #pragma once
-// Warnings for settings that work but surprise: more threads than CPUs, and
-// positions past the context the model was trained on. They go to stderr as
+// Warnings for settings that work but surprise: more threads than CPUs,
+// positions past the context the model was trained on, and an option that
+// does not apply to the model. They go to stderr as
 // one "warning: ..." line each; the command still runs.
 #include <CLI/CLI.hpp>
 #include <cstdint>
@@ -16,5 +17,9 @@ CLI::Validator thread_count_check();
 // Warns when `what` needs `positions` token positions and the model was
 // trained on fewer (RoPE models run there, but their output degrades).
 void warn_beyond_training(const ModelConfig& c, int64_t positions, const std::string& what);
+
+// Warns when --mla-attn asks for a non-default path on a model without
+// latent (MLA) layers, where it changes nothing.
+void warn_mla_attn_unused(const ModelConfig& c, const std::string& mla_attn);
 
 }  // namespace kvforge::cli

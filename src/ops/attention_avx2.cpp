@@ -153,19 +153,18 @@ void tile_heads(const float* const* q, const int* ng, int n_heads, int dk, int d
   }
 }
 
-// Asks for rows [r0, r1) (row_bytes each, stride bytes apart) to be brought
-// into the cache. Attention streams the cache from memory at depth and the
-// hardware prefetchers stop at every 4 KiB page (a tile's K or V rows of
-// f16 heads of 64), so each tile fetches the next one's rows while it
-// computes.
-inline void prefetch_rows(const void* base, size_t stride, size_t row_bytes, int32_t r0, int32_t r1) {
-  const char* b = (const char*)base;
-  if (stride == row_bytes) {  // contiguous rows: one range
-    for (size_t off = (size_t)r0 * stride; off < (size_t)r1 * stride; off += 64) _mm_prefetch(b + off, _MM_HINT_T0);
-    return;
+// Asks for rows [r0, r1) (d elements each, stride elements apart) ahead of
+// their use: between two decode steps the weights stream through every
+// cache, so a sequence's cached rows come back from memory, and the rows of
+// a head are too few for the hardware prefetcher to ramp up (it also stops
+// at every 4 KiB page: a tile's K or V rows of f16 heads of 64).
+template <class KV>
+inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, int32_t r1) {
+  const size_t bytes = (size_t)d * sizeof(typename KV::Elem);
+  for (int32_t r = r0; r < r1; ++r) {
+    const char* row = (const char*)base + (size_t)r * stride * sizeof(typename KV::Elem);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
   }
-  for (int32_t r = r0; r < r1; ++r)
-    for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(b + (size_t)r * stride + off, _MM_HINT_T0);
 }
 
 // n_heads query heads over rows [c.r0, r1[h]) of one segment; every r1[h]
@@ -191,12 +190,12 @@ void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const Kv
     vt.resize((size_t)kAttnTile * dv);
   }
   int ng[kAttnMaxHeads];  // [n_heads] rows of the tile each head sees
+  prefetch_rows<KV>(seg.k, ks, dk, c.r0, std::min<int32_t>(c.r0 + kAttnTile, c1));
   for (int32_t r0 = c.r0; r0 < c1; r0 += kAttnTile) {
     const int n = std::min<int32_t>(kAttnTile, c1 - r0);
     for (int h = 0; h < n_heads; ++h) ng[h] = std::clamp<int32_t>(r1[h] - r0, 0, n);
-    const int32_t next = std::min<int32_t>(r0 + 2 * kAttnTile, seg.n_rows);  // the next tile, maybe the next chunk's
-    prefetch_rows(seg.k, view.k_stride, (size_t)dk * sizeof(typename KV::Elem), r0 + kAttnTile, next);
-    prefetch_rows(seg.v, view.v_stride, (size_t)dv * sizeof(typename KV::Elem), r0 + kAttnTile, next);
+    prefetch_rows<KV>(seg.v, vs, dv, r0, r0 + n);  // used after the scores
+    prefetch_rows<KV>(seg.k, ks, dk, r0 + n, std::min<int32_t>(r0 + n + kAttnTile, c1));  // the next tile's
     if (!stage) {
       tile_heads<KV>(q, ng, n_heads, dk, dv, seg.k, ks, seg.v, vs, r0, n, scale, part);
       continue;

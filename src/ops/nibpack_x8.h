@@ -75,7 +75,10 @@ void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, si
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    asm("" : "+x"(acc[t]));  // else GCC clears the spilled ones with a slow-starting rep stos per tile
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const auto& B = w[b];
     __m256i A[T];

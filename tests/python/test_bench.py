@@ -169,7 +169,22 @@ def test_bench_op_times(kvforge_bin, smollm2_gguf):
                      "--bw-gbs", "10", timeout=120).stdout
     assert re.search(r"op times, tg2 @ d0, 1 threads: [\d.]+ ms/token .* of the 10.0 GB/s bandwidth", md)
     assert "| matmul output head |" in md and "pool hand-off" not in md  # one thread: no pool jobs
-    bad = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "--parallel", "2", check=False)
-    assert bad.returncode == 1 and "error: --op-times and --parallel" in bad.stderr
+    # With --parallel: the batched steps' table, per step, after the speeds.
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "--parallel", "1,2", "-n", "2", "-r", "1",
+                    "-t", "2", "-o", "jsonl", timeout=120)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(j["test"], j["n_parallel"]) for j in lines] == [
+        ("tg_parallel", 1), ("tg_parallel", 2), ("op_times", 1), ("op_times", 2)]
+    for j in lines[2:]:
+        ops = {o["op"]: o for o in j["ops"]}
+        assert sum(o["ms_per_token"] for o in j["ops"]) == pytest.approx(j["ms_per_token"], rel=1e-6)
+        assert ops["matmul Q/K/V"]["calls_per_token"] == 30  # one matmul per layer for all sequences
+        assert ops["KV cache write"]["calls_per_token"] == 30 * j["n_parallel"]  # a write per layer and sequence
+        # steps 1 and 2 read 1 and 2 cached rows of each sequence: 1.5 per step on average
+        assert ops["attention"]["bytes_per_token"] == 1.5 * j["n_parallel"] * 23040
+    md = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "--parallel", "2", "-n", "2", "-r", "1",
+                     "-t", "1", timeout=120).stdout
+    assert re.search(r"op times, tg2 x2 @ d0, 1 threads: [\d.]+ ms/step \([\d.]+ t/s, all sequences\)", md)
+    assert "| op | calls/step | ms/step | % of step | MB/step | GB/s |" in md
     none = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "0", check=False)
     assert none.returncode == 1 and "error: --op-times times decode steps: give -n > 0" in none.stderr

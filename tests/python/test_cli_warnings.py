@@ -1,6 +1,7 @@
 """Settings that work but surprise get one 'warning:' line on stderr and the
 command still runs: more threads than CPUs, positions past the context the
-model was trained on (SmolLM2-135M: 8192)."""
+model was trained on (SmolLM2-135M: 8192), an MLA attention path asked of a
+model without latent layers."""
 import os
 import subprocess
 
@@ -41,3 +42,10 @@ def test_bench_past_training_warns_before_the_long_prefill(kvforge_bin, smollm2_
         p.kill()
         p.wait()
     assert first.startswith("warning: the largest bench test: 100008 positions, past the 8192"), first
+
+
+def test_mla_attn_on_a_model_without_latent_layers_warns(kvforge_bin, smollm2_gguf):
+    r = run_kvforge(kvforge_bin, "run", "-m", smollm2_gguf, "-p", "Hi", "-n", "2", "--temp", "0",
+                    "--mla-attn", "naive")
+    assert "warning: --mla-attn naive: this model has no latent (MLA) layers" in r.stderr, r.stderr
+    assert r.returncode == 0
