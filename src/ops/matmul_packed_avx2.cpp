@@ -330,8 +330,8 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::F16: return gemm_f16x8;
     default: break;
   }
-  if (GemmFn f = gemm_kernel_nibu_avx2(t)) return f;                   // Q4_0, Q5_0: unsigned weights
-  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1, IQ4_NL
+  if (GemmFn f = gemm_kernel_nibu_avx2(t)) return f;                   // Q4_0, Q5_0, IQ4_NL
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1
   return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
 }
 
