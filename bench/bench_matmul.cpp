@@ -12,6 +12,7 @@
 #include "ops/matmul.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
+#include "util/fp16.h"
 
 using namespace kvforge;
 
@@ -32,6 +33,11 @@ void run_matmul(benchmark::State& st, GgmlType t, bool packed) {
     if (quantize_row_supported(t)) quantize_row(t, f.data(), data.data() + r * rb, cols);
     else for (size_t i = 0; i < rb; ++i) data[r * rb + i] = (uint8_t)rng();  // K-quants: random blocks
   }
+  if (t == GgmlType::Q5_0 || t == GgmlType::IQ4_NL)  // random blocks with a sane scale (d first, fp16)
+    for (size_t o = 0; o < data.size(); o += rb / (cols / QK)) {
+      const fp16_t d = fp32_to_fp16(0.01f);
+      std::memcpy(&data[o], &d, sizeof d);
+    }
   WeightMatrix W{t, rows, cols, data.data(), rb};
   std::vector<uint8_t> packed_data;  // [rows/8][...] the load-time x8 layout
   if (packed) {
@@ -77,11 +83,30 @@ void shapes_decode(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// Prefill on one thread (pp512 of kvforge bench -t 1 runs 64-token
+// matmuls): the SmolLM2 projections.
+void shapes_prefill1(benchmark::internal::Benchmark* b) {
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 576}, {1536, 576}, {576, 1536}}) b->Args({r, c, 64, 1});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // K-quant rows must hold whole 256-blocks: SmolLM2's 1536-wide down
 // projection and a Llama-like 2048x2048.
 void shapes_k(benchmark::internal::Benchmark* b) {
   for (int64_t n_tok : {1, 64})
     for (auto [r, c] : {std::pair<int64_t, int64_t>{576, 1536}, {2048, 2048}}) b->Args({r, c, n_tok, 2});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+// Prefill of 512 tokens on one thread at the shapes of each type in
+// SmolLM2's llama.cpp mixes (Q3_K_M, Q2_K, IQ4_XS): K-quants only where
+// rows hold whole 256-blocks (the 1536-wide down projection).
+void shapes_prefill(benchmark::internal::Benchmark* b) {
+  b->Args({576, 576, 512, 1})->Args({1536, 576, 512, 1})->Args({576, 1536, 512, 1});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+void shapes_prefill_k(benchmark::internal::Benchmark* b) {
+  b->Args({576, 1536, 512, 1});
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
@@ -127,6 +152,7 @@ BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_prefill, GgmlType::Q8_0)->Apply(shapes_prefill1);
 BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_Matmul, Q5_K, GgmlType::Q5_K)->Apply(shapes_k);
@@ -137,6 +163,12 @@ BENCHMARK_CAPTURE(BM_Matmul, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q2_K, GgmlType::Q2_K)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_k);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_0_prefill, GgmlType::Q4_0)->Apply(shapes_prefill);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q5_0_prefill, GgmlType::Q5_0)->Apply(shapes_prefill);
+BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_NL_prefill, GgmlType::IQ4_NL)->Apply(shapes_prefill);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q3_K_prefill, GgmlType::Q3_K)->Apply(shapes_prefill_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_K_prefill, GgmlType::Q4_K)->Apply(shapes_prefill_k);
+BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_XS_prefill, GgmlType::IQ4_XS)->Apply(shapes_prefill_k);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
@@ -81,44 +82,133 @@ struct NibSumsAvx2 {
 // ---- Q8_0x8 ----------------------------------------------------------------
 // Element vector c (ops/weight_pack.h) holds elements 4c..4c+3 of the 8 rows:
 // against those 4 activations in every dword, maddubs + madd give each row
-// its partial dot in its own lane (no horizontal sums). Weights -128..127:
-// maddubs(|w|, sign(a, w)) (|-128| = 128 as u8; a is -127..127, so negating
-// it cannot wrap as negating w = -128 would), pairs <= 2*128*127 < 32767.
-template <int T>
-void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                 int64_t r0, float* y) {
-  const BlockQ8A* a[T];
-  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+// its partial dot in its own lane (no horizontal sums). maddubs needs one
+// unsigned operand, so |w| goes in and the activations take w's sign, in
+// one of two ways (same integers):
+//  - sign form, sign(a, w): a is -127..127, so negating it cannot wrap as
+//    negating w = -128 would; pairs <= 2*128*127 < 32767.
+//  - xor form, a ^ m with m = (w < 0 ? -1 : 0): for w < 0 that is
+//    |w| (-a - 1) = w a - |w|, so the block's dot is the maddubs sums plus
+//    neg = the sum of |w| over the row's negative weights. Exact for any
+//    int8 a: |w| <= 128 and a ^ m in -128..127, so a pair is in
+//    -32768..32512. The xor runs on any of Zen 3's four vector pipes, where
+//    vpsignb takes one of the two that maddubs and madd need.
+// Prefill tiles use the xor form over blocks prepared once per call (|w|, m,
+// neg and d_w in f32: Q8Prep), two row groups at a time so each broadcast
+// activation serves both; decode steps the sign form, which needs no extra
+// pass over the weights. Then one fma per block with d_w d_a, as before.
+struct Q8Prep {
+  __m256i u[8], m[8], neg;  // |w| and sign masks of the element vectors; per row sum of |w| over w < 0
+  __m256 d;                 // d_w
+};
+
+void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
-    __m256i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    __m256i s = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       const __m256i wq = _mm256_loadu_si256((const __m256i*)w[b].qs[c]);
-      const __m256i wu = _mm256_abs_epi8(wq);
+      P[b].u[c] = _mm256_abs_epi8(wq);
+      P[b].m[c] = _mm256_cmpgt_epi8(_mm256_setzero_si256(), wq);
+      s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P[b].u[c], P[b].m[c]), ones));
+    }
+    P[b].neg = s;
+    P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
+  }
+}
+
+// G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare); else the
+// sign form straight from w[g * nb + b]. Not inlined: six such loops in
+// gemm_q8_0x8 would only bloat it.
+template <int G, int T, bool kXor>
+[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
+                 int64_t rows, int64_t r0, float* y) {
+  const BlockQ8A* a[T];
+  for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
+  __m256 acc[G][T];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i isum[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      __m256i wu[G], m[G];  // xor form: m the sign mask; sign form: m = w
+      for (int g = 0; g < G; ++g) {
+        if constexpr (kXor) {
+          wu[g] = P[g * nb + b].u[c];
+          m[g] = P[g * nb + b].m[c];
+        } else {
+          m[g] = _mm256_loadu_si256((const __m256i*)w[g * nb + b].qs[c]);
+          wu[g] = _mm256_abs_epi8(m[g]);
+        }
+      }
       for (int t = 0; t < T; ++t) {
         int32_t a4;
         std::memcpy(&a4, a[t][b].qs + 4 * c, 4);
-        const __m256i p = _mm256_maddubs_epi16(wu, _mm256_sign_epi8(_mm256_set1_epi32(a4), wq));
-        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+        const __m256i av = _mm256_set1_epi32(a4);
+        for (int g = 0; g < G; ++g) {
+          const __m256i as = kXor ? _mm256_xor_si256(av, m[g]) : _mm256_sign_epi8(av, m[g]);
+          isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wu[g], as), ones));
+          asm("" : "+x"(isum[g][t]));  // one running sum each: GCC would keep all 8 products and spill
+        }
       }
     }
-    for (int t = 0; t < T; ++t)
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)), acc[t]);
+    for (int g = 0; g < G; ++g) {
+      const __m256 dw = kXor ? P[g * nb + b].d : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[g * nb + b].d));
+      for (int t = 0; t < T; ++t)
+        acc[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[g][t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)),
+                                    acc[g][t]);
+    }
   }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0, acc[t]);
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-template <int T>
-struct TileQ8_0 {
-  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q8_0x8<T>(w, nb, xa, xs, t, rows, r, y);
+// At least kXorMin tokens: per pair of row groups (a last odd one alone),
+// q8_prepare, then xor-form tiles of 2 tokens (one group: 4), then single
+// tokens. Fewer tokens (decode steps): sign-form tiles of kT, then single.
+void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                 float* y) {
+  constexpr int64_t kXorMin = 16;
+  const int64_t nb = W.cols / QK;
+  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
+  if (t1 - t0 < kXorMin) {
+    for (int64_t r = r0; r < r1; r += kPackRows) {
+      const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+      int64_t t = t0;
+      for (; t + kT <= t1; t += kT) tile_q8_0x8<1, kT, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      for (; t < t1; ++t) tile_q8_0x8<1, 1, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+    }
+    return;
   }
-};
+  thread_local std::vector<Q8Prep> prep;  // [2][nb] the current groups' blocks
+  if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
+  const Q8Prep* P = prep.data();
+  for (int64_t r = r0; r < r1; r += 2 * kPackRows) {
+    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    int64_t t = t0;
+    if (r + 2 * kPackRows > r1) {  // the odd group
+      q8_prepare(w, nb, prep.data());
+      for (; t + 4 <= t1; t += 4) tile_q8_0x8<1, 4, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+      for (; t < t1; ++t) tile_q8_0x8<1, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+      break;
+    }
+    q8_prepare(w, 2 * nb, prep.data());
+    // The next groups' weights, spread over this pair's tiles: their
+    // q8_prepare then reads cache instead of stalling on memory alone.
+    const char* next = (const char*)(w + 2 * nb);
+    const int64_t lines = std::clamp<int64_t>((r1 - r) / kPackRows - 2, 0, 2) * nb * sizeof(BlockQ8_0x8) / 64;
+    const int64_t per_tile = lines / ((t1 - t0) / 2) + 1;
+    for (int64_t done = 0; t + 2 <= t1; t += 2) {
+      for (const int64_t e = std::min(lines, done + per_tile); done < e; ++done) _mm_prefetch(next + 64 * done, _MM_HINT_T0);
+      tile_q8_0x8<2, 2, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+    }
+    if (t < t1) tile_q8_0x8<2, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+  }
+}
 
 // ---- F16 x8 (element-interleaved) ----------------------------------------
 // Lane i of an accumulator is row 8g+i, and every output is one fma chain
@@ -236,11 +326,12 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
 
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
+    case GgmlType::Q8_0: return gemm_q8_0x8;
     case GgmlType::F16: return gemm_f16x8;
     default: break;
   }
-  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
+  if (GemmFn f = gemm_kernel_nibu_avx2(t)) return f;                   // Q4_0, Q5_0: unsigned weights
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1, IQ4_NL
   return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
 }
 

@@ -234,9 +234,11 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
 // the exact integer dot. This pins the biased u8 operands and the int32
 // reduction trees. Token 0 is all -127 and row 0 all q = 0 (weight -8 or
 // -16): the largest partial sums, which the AVX2 packed Q4_0/Q5_0 kernels
-// keep in int16 lanes (<= 32512).
+// keep in int16 lanes (<= 32512). 18 tokens and 3 row groups: the AVX2
+// packed Q8_0 kernel's tile form (a pair of groups, then one alone) whose
+// maddubs pairs reach -32768 (matmul_packed_avx2.cpp).
 TEST_P(Avx512Kernels, ExtremeBytesExact) {
-  const int64_t rows = 16, cols = 256, n_tok = 5;
+  const int64_t rows = 24, cols = 256, n_tok = 18;
   const fp16_t one = fp32_to_fp16(1.0f), minus8 = fp32_to_fp16(-8.0f);
   std::mt19937 rng(5);
   Acts A = make_acts(GgmlType::Q8_0, n_tok, cols, 1);
