@@ -138,13 +138,16 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
   for (; col < dv; col += 8) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
 }
 
-// Every head over one tile, in passes of up to 4 heads.
+// Every head over one tile, in passes of up to 4 heads (of 3 when there are
+// more than 4: 3 x 3 score blocks keep the query vectors in registers, where
+// 4 x 2 ones load them again for each fma).
 template <class KV>
 void tile_heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
                 const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
-  for (int h0 = 0; h0 < n_heads; h0 += 4) {
+  const int width = n_heads > 4 ? 3 : 4;
+  for (int h0 = 0; h0 < n_heads; h0 += width) {
     float* ph = part + (size_t)h0 * (2 + dv);
-    switch (std::min(4, n_heads - h0)) {
+    switch (std::min(width, n_heads - h0)) {
       case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
       case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
       case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
