@@ -12,48 +12,27 @@
 #include <random>
 #include <vector>
 
+#include "attention_bench.h"
 #include "ops/attention.h"
 #include "util/fp16.h"
 
 using namespace kvforge;
+using namespace kvforge::bench;
 
 namespace {
 
 constexpr int kDim = 64, kKvHeads = 3, kGroup = 3;
 
-std::vector<fp16_t> random_f16(size_t n) {
-  std::mt19937 rng(5);
-  std::normal_distribution<float> nd(0, 1);
-  std::vector<fp16_t> r(n);
-  for (auto& x : r) x = fp32_to_fp16(nd(rng));
-  return r;
-}
-
-KvView head_view(const fp16_t* k, const fp16_t* v, int rows) {
-  KvView w;
-  w.storage = KvStorage::F16;
-  w.head_dim_k = w.head_dim_v = kDim;
-  w.k_stride = w.v_stride = kDim * sizeof(fp16_t);
-  w.segments[0] = {k, v, rows};
-  w.n_segments = 1;
-  return w;
-}
-
-void counters(benchmark::State& st, double flop, double bytes) {
-  st.counters["GFLOP/s"] = benchmark::Counter(flop, benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
 void BM_GqaDecodeDepth(benchmark::State& st) {
   const int depth = (int)st.range(0), layers = (int)st.range(1);
   const size_t per_head = (size_t)depth * kDim;
-  const auto k = random_f16(per_head * kKvHeads * layers), v = random_f16(k.size());
+  const auto k = random_f16(per_head * kKvHeads * layers, 5), v = random_f16(k.size(), 6);
   std::vector<float> q((size_t)kGroup * kDim, 0.05f), out(q.size());
   for (auto _ : st) {
     for (int l = 0; l < layers; ++l)
       for (int h = 0; h < kKvHeads; ++h) {
         const size_t off = (size_t)(l * kKvHeads + h) * per_head;
-        attend(q.data(), kGroup, head_view(&k[off], &v[off], depth), 0.125f, out.data());
+        attend(q.data(), kGroup, f16_view(&k[off], &v[off], kDim, kDim, kDim, false, depth), 0.125f, out.data());
       }
     benchmark::DoNotOptimize(out.data());
   }
@@ -63,7 +42,7 @@ void BM_GqaDecodeDepth(benchmark::State& st) {
 
 void BM_GqaPrefillDepth(benchmark::State& st) {
   const int depth = (int)st.range(0), n_tok = kAttnMaxTokens, rows = depth + n_tok;
-  const auto k = random_f16((size_t)rows * kDim), v = random_f16(k.size());
+  const auto k = random_f16((size_t)rows * kDim, 5), v = random_f16(k.size(), 6);
   std::vector<float> q((size_t)n_tok * kGroup * kDim, 0.05f), out(q.size());
   const float* qs[kAttnMaxTokens];
   float* outs[kAttnMaxTokens];
@@ -71,7 +50,7 @@ void BM_GqaPrefillDepth(benchmark::State& st) {
   for (int i = 0; i < n_tok; ++i) {
     qs[i] = &q[(size_t)i * kGroup * kDim];
     outs[i] = &out[(size_t)i * kGroup * kDim];
-    views[i] = head_view(k.data(), v.data(), depth + i + 1);
+    views[i] = f16_view(k.data(), v.data(), kDim, kDim, kDim, false, depth + i + 1);
   }
   for (auto _ : st) {
     attend_tokens(qs, views, n_tok, kGroup, 0.125f, outs);
