@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """kvforge vs llama.cpp, side by side in one run.
 
-Same GGUF, same threads, same tests (pp N from an empty cache; tg N at depth
-D), same context size. kvforge runs as `kvforge bench -o jsonl`; llama.cpp
+Same GGUF, same threads, same tests (pp N from an empty cache, or at depth D
+with --pp-depth; tg N at depth D), same context size. kvforge runs as `kvforge bench -o jsonl`; llama.cpp
 runs through llama-cpp-python's low-level API (llama_decode on a llama_batch,
 no Python sampling loop) in a worker subprocess that mirrors kvforge bench:
 one context, one warm-up, random token ids, prefill of the depth untimed,
-tg timed as N single-token llama_decode calls.
+pp timed as the N tokens after it, tg as N single-token llama_decode calls.
 
 The machine is noisy, so the two engines alternate over several passes and
 the report compares medians of the per-pass mean tokens/s. Also reported:
@@ -15,7 +15,7 @@ share of it at tg depth 0, and each engine's peak resident memory (ru_maxrss
 of its process, via wait4; for llama.cpp also without the Python interpreter
 it runs in, measured just before the model is loaded).
 
-    scripts/bench_vs_llamacpp.py [-m GGUF] [-t 2] [-p 128,512] [-n 128] [-d 0,512,2048]
+    scripts/bench_vs_llamacpp.py [-m GGUF] [-t 2] [-p 128,512] [-n 128] [-d 0,512,2048] [--pp-depth 0,2048]
                                  [-r 3] [--passes 3] [--quick] [--json-out FILE]
                                  [--variants q4_k_m,q5_0,...|all]
 
@@ -113,12 +113,15 @@ def llama_worker(cfg):
     decode(rand_tokens(1))
     L.llama_memory_clear(mem, True)
 
-    tests = [(p, 0, 0) for p in cfg["pp"]] + [(0, n, d) for d in cfg["depths"] for n in cfg["tg"]]
+    tests = [(p, 0, d) for d in cfg["pp_depths"] for p in cfg["pp"]] + \
+        [(0, n, d) for d in cfg["depths"] for n in cfg["tg"]]
     for n_prompt, n_gen, depth in tests:
         samples = []
         for _ in range(cfg["reps"]):
             L.llama_memory_clear(mem, True)
             if n_gen == 0:
+                if depth:
+                    decode(rand_tokens(depth))
                 toks = rand_tokens(n_prompt)
                 t0 = time.perf_counter_ns()
                 decode(toks)
@@ -230,20 +233,21 @@ def type_shares(path):
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(size.items(), key=lambda kv: -kv[1]))
 
 
-def run_kvforge_bench(a, model, pp, tg, depths, n_ctx, bw):
+def run_kvforge_bench(a, model, pp, tg, depths, pp_depths, n_ctx, bw):
     """One `kvforge bench` run: ({(n_prompt, n_gen, n_depth): record}, peak RSS)."""
     cmd = [a.kvforge_bin, "bench", "-m", model, "-t", a.threads, "-p", ",".join(map(str, pp)) or "0",
            "-n", ",".join(map(str, tg)) or "0", "-d", ",".join(map(str, depths)) or "0",
+           "--pp-depth", ",".join(map(str, pp_depths)) or "0",
            "-r", a.reps, "-b", a.batch, "-c", n_ctx, "--seed", a.seed, "--bw-gbs", f"{bw:.3f}", "-o", "jsonl"]
     out, err = run_measured(measured_cmd(cmd))
     recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     return {(r["n_prompt"], r["n_gen"], r["n_depth"]): r for r in recs}, split_rss(err)
 
 
-def run_llama_bench(a, model, pp, tg, depths, n_ctx):
+def run_llama_bench(a, model, pp, tg, depths, pp_depths, n_ctx):
     """One llama.cpp worker run: (records by test, peak RSS, peak RSS without the interpreter)."""
     cfg = {"model": str(model), "threads": a.threads, "n_ctx": n_ctx, "n_batch": a.batch, "pp": pp,
-           "tg": tg, "depths": depths, "reps": a.reps, "seed": a.seed, "flash_attn": a.flash_attn}
+           "tg": tg, "depths": depths, "pp_depths": pp_depths, "reps": a.reps, "seed": a.seed, "flash_attn": a.flash_attn}
     out, err = run_measured(measured_cmd([sys.executable, __file__, "--llama-worker", json.dumps(cfg)]))
     recs = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     tail = [r for r in recs if "peak_rss_bytes" in r][-1]
@@ -252,8 +256,11 @@ def run_llama_bench(a, model, pp, tg, depths, n_ctx):
 
 
 def test_label(t):
+    """llama-bench's test names: pp512, pp512 @ d2048, tg128 @ d0."""
     p, n, d = t
-    return f"pp{p}" if n == 0 else f"tg{n} @ d{d}"
+    if n == 0:
+        return f"pp{p} @ d{d}" if d else f"pp{p}"
+    return f"tg{n} @ d{d}"
 
 
 def compare(m, tests):
@@ -346,7 +353,9 @@ def main():
     ap.add_argument("-t", "--threads", type=int, default=None, help="threads for both (default: kvforge's default)")
     ap.add_argument("-p", "--n-prompt", type=int_list, default=[512])
     ap.add_argument("-n", "--n-gen", type=int_list, default=[128])
-    ap.add_argument("-d", "--n-depth", type=int_list, default=[0, 512, 2048])
+    ap.add_argument("-d", "--n-depth", type=int_list, default=[0, 512, 2048], help="depths of the tg tests")
+    ap.add_argument("--pp-depth", type=int_list, default=[0],
+                    help="depths of the pp tests: D tokens prefilled untimed, then the pp tokens timed (ppN @ dD)")
     ap.add_argument("-r", "--reps", type=int, default=3, help="repetitions per test within a pass")
     ap.add_argument("--passes", type=int, default=3, help="alternating passes (kvforge, llama.cpp, ...)")
     ap.add_argument("-b", "--batch", type=int, default=512, help="n_batch = n_ubatch for both")
@@ -355,7 +364,8 @@ def main():
     ap.add_argument("--kvforge-bin", default=str(REPO / "build" / "kvforge"))
     ap.add_argument("--bw-size", type=int, default=1024, help="bandwidth probe buffer, MiB")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run: -p 16 -n 4 -d 0,32 -r 1 --passes 2")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny smoke run: -p 16 -n 4 -d 0,32 --pp-depth 0,32 -r 1 --passes 2")
     ap.add_argument("--json-out", help="write all raw results to this JSON file")
     ap.add_argument("--llama-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -365,6 +375,7 @@ def main():
         return
     if a.quick:
         a.n_prompt, a.n_gen, a.n_depth, a.reps, a.passes, a.bw_size = [16], [4], [0, 32], 1, 2, 64
+        a.pp_depth = [0, 32]
     model = pathlib.Path(a.model)
     if not model.exists():
         raise SystemExit(f"model not found: {model}")
@@ -385,11 +396,12 @@ def main():
     limit = n_ctx_train if arch == "gpt2" and n_ctx_train else None
     depths = [d for d in a.n_depth if limit is None or d + max(a.n_gen) <= limit]
     pp = [p for p in a.n_prompt if p > 0 and (limit is None or p <= limit)]
+    pp_depths = [d for d in a.pp_depth if limit is None or d + max(pp, default=0) <= limit]
     tg = [n for n in a.n_gen if n > 0]
-    for d in sorted(set(a.n_depth) - set(depths)):
+    for d in sorted(set(a.n_depth) - set(depths)) + sorted(set(a.pp_depth) - set(pp_depths)):
         print(f"note: depth {d} skipped: {arch} has {n_ctx_train} learned positions", file=sys.stderr)
-    n_ctx = max([*pp, *[d + n for d in depths for n in tg], 1])
-    tests = [(p, 0, 0) for p in pp] + [(0, n, d) for d in depths for n in tg]
+    n_ctx = max([*[d + p for d in pp_depths for p in pp], *[d + n for d in depths for n in tg], 1])
+    tests = [(p, 0, d) for d in pp_depths for p in pp] + [(0, n, d) for d in depths for n in tg]
 
     def report():
         bw = statistics.median(bw_runs)
@@ -423,11 +435,11 @@ def main():
             for engine in order:
                 print(f"[pass {i + 1}/{a.passes}] {m['label']}: {engine} ...", file=sys.stderr, flush=True)
                 if engine == "kvforge":
-                    recs, peak = run_kvforge_bench(a, m["path"], pp, tg, depths, n_ctx, bw)
+                    recs, peak = run_kvforge_bench(a, m["path"], pp, tg, depths, pp_depths, n_ctx, bw)
                     m["kvf_runs"].append(recs)
                     m["rss"]["kvforge"].append(peak)
                 else:
-                    recs, peak, net = run_llama_bench(a, m["path"], pp, tg, depths, n_ctx)
+                    recs, peak, net = run_llama_bench(a, m["path"], pp, tg, depths, pp_depths, n_ctx)
                     m["llm_runs"].append(recs)
                     m["rss"]["llama.cpp"].append(peak)
                     m["rss"]["llama.cpp (net)"].append(net)

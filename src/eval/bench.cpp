@@ -130,11 +130,17 @@ void run_bench(const Model& model, const BenchParams& params,
 
   struct Test {
     int32_t n_prompt, n_gen, n_depth;
-    int64_t needs() const { return n_gen > 0 ? (int64_t)n_depth + n_gen : n_prompt; }
+    int64_t needs() const { return (int64_t)n_depth + (n_gen > 0 ? n_gen : n_prompt); }
+    // llama-bench's names: "pp512", "pp512 @ d2048", "tg128 @ d0".
+    std::string name() const {
+      if (n_gen > 0) return fmt::format("tg{} @ d{}", n_gen, n_depth);
+      return n_depth > 0 ? fmt::format("pp{} @ d{}", n_prompt, n_depth) : fmt::format("pp{}", n_prompt);
+    }
   };
   std::vector<Test> tests;
-  for (int32_t p : params.n_prompt)
-    if (p > 0) tests.push_back({p, 0, 0});
+  for (int32_t d : params.pp_depth)
+    for (int32_t p : params.n_prompt)
+      if (p > 0 && d >= 0) tests.push_back({p, 0, d});
   for (int32_t d : params.n_depth)
     for (int32_t n : params.n_gen)
       if (n > 0 && d >= 0) tests.push_back({0, n, d});
@@ -143,9 +149,8 @@ void run_bench(const Model& model, const BenchParams& params,
   for (const Test& t : tests) {
     const int64_t limit = params.n_ctx > 0 ? std::min<int64_t>(params.n_ctx, max_pos) : max_pos;
     if (t.needs() > limit) {
-      on_note(fmt::format("skipping {}: needs {} positions, the {} allows {}",
-                          t.n_gen ? fmt::format("tg{} @ d{}", t.n_gen, t.n_depth) : fmt::format("pp{}", t.n_prompt),
-                          t.needs(), params.n_ctx > 0 && params.n_ctx < max_pos ? "context size (-c)" : "model",
+      on_note(fmt::format("skipping {}: needs {} positions, the {} allows {}", t.name(), t.needs(),
+                          params.n_ctx > 0 && params.n_ctx < max_pos ? "context size (-c)" : "model",
                           limit));
       continue;
     }
@@ -181,16 +186,18 @@ void run_bench(const Model& model, const BenchParams& params,
     r.n_batch = params.n_batch;
     r.n_ctx = ctx.n_ctx();
     r.use_cache = t.n_gen == 0 || params.use_cache;
-    if (t.n_gen == 0) {
-      r.name = fmt::format("pp{}", t.n_prompt);
-    } else {
-      r.name = fmt::format("tg{} @ d{}{}", t.n_gen, t.n_depth, r.use_cache ? "" : " (no cache)");
+    r.name = t.name() + (r.use_cache ? "" : " (no cache)");
+    if (t.n_gen > 0) {
       r.bytes_per_token_cache = kv_bpt * (uint64_t)t.n_depth;  // measured below once the depth is cached
     }
     r.kv_bytes = ctx.cache().bytes();
     for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
       ctx.reset();
       if (t.n_gen == 0) {
+        if (t.n_depth > 0) {
+          const auto depth = random_tokens(rng, t.n_depth, n_vocab);
+          ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
+        }
         const auto toks = random_tokens(rng, t.n_prompt, n_vocab);
         const auto t0 = clock_type::now();
         ctx.eval(toks.data(), t.n_prompt, logits.data(), false, progress);

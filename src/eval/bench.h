@@ -1,7 +1,8 @@
 #pragma once
 // `kvforge bench`: llama-bench-style speed tests of one model.
 //
-//  pp N        evaluate N random tokens from an empty cache (prefill speed)
+//  pp N @ dD   prefill D random tokens (not timed), then time evaluating N
+//              more (prefill speed at depth D; "pp N" when D = 0)
 //  tg N @ dD   prefill D random tokens (not timed), then time N single-token
 //              decode steps (generation speed at depth D); with use_cache =
 //              false every step recomputes the whole sequence instead (the
@@ -25,6 +26,7 @@ struct BenchParams {
   std::vector<int32_t> n_prompt{128, 512};  // pp tests (0 entries are skipped)
   std::vector<int32_t> n_gen{128};          // tg tests
   std::vector<int32_t> n_depth{0, 512, 2048, 8192};  // depths of the tg tests
+  std::vector<int32_t> pp_depth{0};                   // depths of the pp tests
   int n_threads = 0;     // 0 = physical cores
   int n_reps = 3;
   int32_t n_batch = 512; // tokens per forward pass in prefill
@@ -51,7 +53,7 @@ struct BenchModelInfo {
 BenchModelInfo describe_for_bench(const Model& model, const std::string& filename, const KvPolicy& kv);
 
 struct BenchResult {
-  std::string name;  // "pp512", "tg128 @ d512", "tg128 @ d512 (no cache)"
+  std::string name;  // "pp512", "pp512 @ d2048", "tg128 @ d512", "tg128 @ d512 (no cache)"
   int32_t n_prompt = 0, n_gen = 0, n_depth = 0;
   int n_threads = 0;
   int32_t n_batch = 0, n_ctx = 0;

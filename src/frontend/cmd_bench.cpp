@@ -27,7 +27,7 @@ namespace {
 
 struct BenchOptions {
   std::string model;
-  BenchParams tests;  // -p -n -d -r -b -c --seed go straight here
+  BenchParams tests;  // -p -n -d --pp-depth -r -b -c --seed go straight here
   std::vector<int> n_threads;
   std::string kv = "full";
   std::string kv_type;
@@ -171,7 +171,8 @@ void run_bench_command(const BenchOptions& o) {
   auto model = Model::load(path);
   int64_t max_positions = o.cache_speedup > 0 ? (int64_t)o.speedup_prompt + o.cache_speedup : 0;
   if (o.cache_speedup <= 0) {
-    for (int32_t n : o.tests.n_prompt) max_positions = std::max<int64_t>(max_positions, n);
+    for (int32_t d : o.tests.pp_depth)
+      for (int32_t n : o.tests.n_prompt) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
     for (int32_t d : o.tests.n_depth)
       for (int32_t n : o.tests.n_gen)
         if (n > 0) max_positions = std::max<int64_t>(max_positions, (int64_t)d + n);
@@ -341,7 +342,8 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   auto* c = root.add_subcommand("bench", "Measure prefill and decode speed (llama-bench style), memory bandwidth, "
                                          "and the KV-cache speed-up");
   c->add_option("-m,--model", o->model, "GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model)");
-  c->add_option("-p,--n-prompt", o->tests.n_prompt, "Prompt-processing tests: tokens evaluated from an empty cache (0 = none)")
+  c->add_option("-p,--n-prompt", o->tests.n_prompt,
+                "Prompt-processing tests: tokens evaluated, from an empty cache or at --pp-depth (0 = none)")
       ->delimiter(',')->capture_default_str();
   c->add_option("-n,--n-gen", o->tests.n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
       ->delimiter(',')->capture_default_str();
@@ -349,6 +351,10 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                                "Depths of the generation tests: tokens prefilled (not timed) first "
                                "(with --parallel: default 0)")
                     ->delimiter(',')->capture_default_str();
+  c->add_option("--pp-depth", o->tests.pp_depth,
+                "Depths of the prompt-processing tests: tokens prefilled (not timed) before the timed ones "
+                "(ppN @ dD)")
+      ->delimiter(',')->check(CLI::NonNegativeNumber)->capture_default_str();
   c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
       ->check(thread_count_check());
   c->add_option("-r,--repetitions", o->tests.n_reps, "Repetitions of each test")->check(CLI::PositiveNumber)

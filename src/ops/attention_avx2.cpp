@@ -1,8 +1,9 @@
 // AVX2 (+F16C) chunk kernel of the fused attention (see ops/attention.h):
-// per tile, the scores of all G query heads of the group are computed from
-// each K row loaded once, then one online-softmax update per head, then each
-// V row is loaded once and accumulated into all G heads. Every step has a
-// fixed order that depends only on the chunk, never on the batch.
+// per tile, the scores of up to 4 query heads are computed from each K row
+// loaded once (several rows at a time, reduced without per-score horizontal
+// sums), then one online-softmax update per head, then each V row is loaded
+// once and accumulated into all those heads. Every step has a fixed order
+// that depends only on the chunk, never on the batch.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -32,9 +33,12 @@ struct RowF16 {
 };
 
 // acc[g][u] (U vectors of 8 columns starting at col) += p[g][j] * v_j for the
-// tile's rows j < n[g] (vs elements apart); acc lives in part between column blocks. Rows below
-// n_all are shared by all heads; the few after it (multi-token prefill, see
-// attend_tokens) only by the heads that see them.
+// tile's rows j < n[g] (vs elements apart): every column is one fma chain
+// over the rows in order, started from corr[g] times the head's sum so far
+// (in part). Rows below n_all are shared by all heads and run with the
+// accumulators in registers; the few after it (multi-token prefill, see
+// attend_tokens) continue each head's chains in part, a vector at a time:
+// the same fmas in the same order.
 template <class KV, int G, int U>
 inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
                          const float (*p)[kAttnTile], const float* corr, float* part) {
@@ -53,19 +57,110 @@ inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, co
     }
   }
   for (int g = 0; g < G; ++g)
+    for (int u = 0; u < U; ++u) _mm256_storeu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u, acc[g][u]);
+  for (int g = 0; g < G; ++g)
     for (int j = n_all; j < n[g]; ++j) {
       const __m256 pj = _mm256_set1_ps(p[g][j]);
       const size_t row = (size_t)(r0 + j) * vs + col;
-      for (int u = 0; u < U; ++u) acc[g][u] = _mm256_fmadd_ps(pj, KV::load(vbase, row + 8 * u), acc[g][u]);
+      for (int u = 0; u < U; ++u) {
+        float* a = part + (size_t)g * (2 + dv) + 2 + col + 8 * u;
+        _mm256_storeu_ps(a, _mm256_fmadd_ps(pj, KV::load(vbase, row + 8 * u), _mm256_loadu_ps(a)));
+      }
     }
+}
+
+// The sums of four rows' lane vectors: lane r of the result adds a_r's 8
+// lanes as ((0+1)+(2+3))+((4+5)+(6+7)). Every score takes this tree, so its
+// bits do not depend on how rows and heads were blocked around it.
+inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+// s[g][j + r] = scale * q[g].k for R consecutive rows (from row j of the
+// tile starting at r0) and G heads: each K vector is loaded once for all G
+// heads and each query vector once for all R rows; per score, lane i is one
+// fma chain over the column blocks in order, then reduce4.
+template <class KV, int G, int R>
+inline void score_rows(const float* const* q, int dk, const void* kbase, size_t ks, int32_t r0, int j, float scale,
+                       float (*s)[kAttnTile]) {
+  __m256 acc[G][R];
   for (int g = 0; g < G; ++g)
-    for (int u = 0; u < U; ++u) _mm256_storeu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u, acc[g][u]);
+    for (int r = 0; r < R; ++r) acc[g][r] = _mm256_setzero_ps();
+  const size_t row = (size_t)(r0 + j) * ks;
+  for (int c = 0; c < dk; c += 8) {
+    __m256 qv[G];
+    for (int g = 0; g < G; ++g) qv[g] = _mm256_loadu_ps(q[g] + c);
+    for (int r = 0; r < R; ++r) {
+      const __m256 k = KV::load(kbase, row + r * ks + c);
+      for (int g = 0; g < G; ++g) acc[g][r] = _mm256_fmadd_ps(qv[g], k, acc[g][r]);
+    }
+  }
+  const __m128 vs = _mm_set1_ps(scale);
+  for (int g = 0; g < G; ++g)
+    for (int r = 0; r < R; r += 4) {
+      auto a = [&](int i) { return acc[g][std::min(r + i, R - 1)]; };
+      const __m128 x = _mm_mul_ps(reduce4(a(0), a(1), a(2), a(3)), vs);
+      if (r + 4 <= R) {
+        _mm_storeu_ps(&s[g][j + r], x);
+      } else {
+        alignas(16) float t[4];
+        _mm_store_ps(t, x);
+        for (int i = 0; r + i < R; ++i) s[g][j + r + i] = t[i];
+      }
+    }
+}
+
+// One tile [r0, r0 + n) of the rows for G query heads, head g seeing its
+// first ng[g]: scores, the online-softmax update, the V sums. part:
+// [G][2 + dv] each head's running (max, denominator, sum of V), updated.
+// Register blocks (G heads x R rows for the scores, G heads x U column
+// vectors for V) keep 8-12 independent fma chains; none changes a bit.
+template <class KV, int G>
+void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void* kbase, size_t ks, const void* vbase,
+               size_t vs, int32_t r0, int n, float scale, float* part) {
+  constexpr int R = G == 1 ? 8 : G == 2 ? 4 : G == 3 ? 3 : 2;
+  constexpr int U = G == 1 ? 8 : G <= 3 ? 4 : 2;
+  alignas(32) float s[G][kAttnTile];  // scores, then probabilities
+  int j = 0;
+  for (; j + R <= n; j += R) score_rows<KV, G, R>(q, dk, kbase, ks, r0, j, scale, s);
+  for (; j < n; ++j) score_rows<KV, G, 1>(q, dk, kbase, ks, r0, j, scale, s);
+  float corr[G];
+  int n_all = n;  // rows every head sees
+  for (int g = 0; g < G; ++g) {
+    n_all = std::min(n_all, ng[g]);
+    for (int i = ng[g]; i < kAttnTile; ++i) s[g][i] = -INFINITY;  // exp -> 0
+    float* pg = part + (size_t)g * (2 + dv);
+    corr[g] = online_softmax_tile_avx2(s[g], pg[0], pg[1]);
+  }
+  int col = 0;
+  for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
+  for (; col < dv; col += 8) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
+}
+
+// Every head over one tile, in passes of up to 4 heads (of 3 when there are
+// more than 4: 3 x 3 score blocks keep the query vectors in registers, where
+// 4 x 2 ones load them again for each fma).
+template <class KV>
+void tile_heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
+                const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
+  const int width = n_heads > 4 ? 3 : 4;
+  for (int h0 = 0; h0 < n_heads; h0 += width) {
+    float* ph = part + (size_t)h0 * (2 + dv);
+    switch (std::min(width, n_heads - h0)) {
+      case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+      case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+      case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+      default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+    }
+  }
 }
 
 // Asks for rows [r0, r1) (d elements each, stride elements apart) ahead of
 // their use: between two decode steps the weights stream through every
 // cache, so a sequence's cached rows come back from memory, and the rows of
-// a head are too few for the hardware prefetcher to ramp up.
+// a head are too few for the hardware prefetcher to ramp up (it also stops
+// at every 4 KiB page: a tile's K or V rows of f16 heads of 64).
 template <class KV>
 inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, int32_t r1) {
   const size_t bytes = (size_t)d * sizeof(typename KV::Elem);
@@ -75,86 +170,46 @@ inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, in
   }
 }
 
-// G heads over rows [c0, r1[g]) of one segment; every r1[g] lies in the last
-// tile of [c0, max r1), so the heads share all tiles but that one's tail.
-// Head g's arithmetic is the same whatever the other heads are. ks, vs: row
-// strides in elements.
-template <class KV, int G>
-void chunk(const float* const* q, int dk, int dv, size_t ks, size_t vs, const KvSegment& seg, int32_t c0,
-           const int32_t* r1, float scale, float* part) {
-  alignas(32) float s[G][kAttnTile];  // scores, then probabilities
-  float m[G], l[G], corr[G];
-  int32_t c1 = c0;
-  for (int g = 0; g < G; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0;
-    c1 = std::max(c1, r1[g]);
-    std::fill(part + (size_t)g * (2 + dv) + 2, part + (size_t)(g + 1) * (2 + dv), 0.0f);
-  }
-  prefetch_rows<KV>(seg.k, ks, dk, c0, std::min<int32_t>(c0 + kAttnTile, c1));
-  for (int32_t r0 = c0; r0 < c1; r0 += kAttnTile) {
-    const int n = std::min<int32_t>(kAttnTile, c1 - r0);
-    prefetch_rows<KV>(seg.v, vs, dv, r0, r0 + n);  // used after the scores
-    prefetch_rows<KV>(seg.k, ks, dk, r0 + n, std::min<int32_t>(r0 + n + kAttnTile, c1));  // the next tile's
-    int ng[G], n_all = n;  // rows of the tile each head sees; all heads see n_all
-    for (int g = 0; g < G; ++g) {
-      ng[g] = std::clamp<int32_t>(r1[g] - r0, 0, n);
-      n_all = std::min(n_all, ng[g]);
-    }
-    // Scores: two accumulators per head (even/odd 8-column blocks), fixed sum.
-    for (int j = 0; j < n; ++j) {
-      const size_t row = (size_t)(r0 + j) * ks;
-      __m256 a0[G], a1[G];
-      for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
-      int c = 0;
-      for (; c + 16 <= dk; c += 16) {
-        const __m256 k0 = KV::load(seg.k, row + c), k1 = KV::load(seg.k, row + c + 8);
-        for (int g = 0; g < G; ++g) {
-          a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c), k0, a0[g]);
-          a1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c + 8), k1, a1[g]);
-        }
-      }
-      if (c < dk) {  // dk % 16 == 8
-        const __m256 k0 = KV::load(seg.k, row + c);
-        for (int g = 0; g < G; ++g) a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q[g] + c), k0, a0[g]);
-      }
-      for (int g = 0; g < G; ++g) s[g][j] = hsum256_ps(_mm256_add_ps(a0[g], a1[g])) * scale;
-    }
-    for (int g = 0; g < G; ++g)
-      for (int j = ng[g]; j < kAttnTile; ++j) s[g][j] = -INFINITY;  // exp -> 0
-    // Online softmax update per head.
-    for (int g = 0; g < G; ++g) corr[g] = online_softmax_tile_avx2(s[g], m[g], l[g]);
-    // Weighted V, in column blocks (32 columns for up to 2 heads, else 16) so
-    // the accumulators stay in registers; the block width does not change
-    // any column's chain.
-    constexpr int U = G <= 2 ? 4 : 2;
-    int col = 0;
-    for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(seg.v, vs, r0, n_all, ng, dv, col, s, corr, part);
-    for (; col < dv; col += 8) accumulate_v<KV, G, 1>(seg.v, vs, r0, n_all, ng, dv, col, s, corr, part);
-  }
-  for (int g = 0; g < G; ++g) {
-    part[(size_t)g * (2 + dv)] = m[g];
-    part[(size_t)g * (2 + dv) + 1] = l[g];
-  }
-}
-
+// n_heads query heads over rows [c.r0, r1[h]) of one segment; every r1[h]
+// lies in the last tile of [c.r0, max r1), so the heads share all tiles but
+// that one's tail. Tiles run in order, all heads per tile, so a tile's rows
+// stay in L1 across the passes; with more than 4 heads (prefill's tokens,
+// wide groups) f16 rows are converted to f32 once per tile (exactly) and
+// every pass reads those. Head h's arithmetic is the same whatever the other
+// heads are. part: [n_heads][2 + dv].
 template <class KV>
 void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const KvView& view, const AttnChunk& c,
                  float scale, float* part) {
   const int dk = view.head_dim_k, dv = view.head_dim_v;
   const size_t ks = view.k_stride / sizeof(typename KV::Elem), vs = view.v_stride / sizeof(typename KV::Elem);
   const KvSegment& seg = view.segment(c.seg);
-  const int32_t c0 = c.r0;
-  // Up to 4 heads per pass keep the accumulators in registers; more heads
-  // take several passes over the rows (each head's arithmetic is the same).
-  for (int h0 = 0; h0 < n_heads; h0 += 4) {
-    float* ph = part + (size_t)h0 * (2 + dv);
-    switch (std::min(4, n_heads - h0)) {
-      case 1: chunk<KV, 1>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
-      case 2: chunk<KV, 2>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
-      case 3: chunk<KV, 3>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
-      default: chunk<KV, 4>(q + h0, dk, dv, ks, vs, seg, c0, r1 + h0, scale, ph); break;
+  attn_partial_init(part, n_heads, dv);
+  int32_t c1 = c.r0;
+  for (int h = 0; h < n_heads; ++h) c1 = std::max(c1, r1[h]);
+  const bool stage = std::is_same_v<KV, RowF16> && n_heads > 4;
+  thread_local std::vector<float> kt, vt;  // [kAttnTile][dk], [kAttnTile][dv]: a tile's rows in f32
+  if (stage) {
+    kt.resize((size_t)kAttnTile * dk);
+    vt.resize((size_t)kAttnTile * dv);
+  }
+  int ng[kAttnMaxHeads];  // [n_heads] rows of the tile each head sees
+  prefetch_rows<KV>(seg.k, ks, dk, c.r0, std::min<int32_t>(c.r0 + kAttnTile, c1));
+  for (int32_t r0 = c.r0; r0 < c1; r0 += kAttnTile) {
+    const int n = std::min<int32_t>(kAttnTile, c1 - r0);
+    for (int h = 0; h < n_heads; ++h) ng[h] = std::clamp<int32_t>(r1[h] - r0, 0, n);
+    prefetch_rows<KV>(seg.v, vs, dv, r0, r0 + n);  // used after the scores
+    prefetch_rows<KV>(seg.k, ks, dk, r0 + n, std::min<int32_t>(r0 + n + kAttnTile, c1));  // the next tile's
+    if (!stage) {
+      tile_heads<KV>(q, ng, n_heads, dk, dv, seg.k, ks, seg.v, vs, r0, n, scale, part);
+      continue;
     }
+    for (int j = 0; j < n; ++j) {
+      for (int col = 0; col < dk; col += 8)
+        _mm256_storeu_ps(&kt[(size_t)j * dk + col], KV::load(seg.k, (size_t)(r0 + j) * ks + col));
+      for (int col = 0; col < dv; col += 8)
+        _mm256_storeu_ps(&vt[(size_t)j * dv + col], KV::load(seg.v, (size_t)(r0 + j) * vs + col));
+    }
+    tile_heads<RowF32>(q, ng, n_heads, dk, dv, kt.data(), dk, vt.data(), dv, 0, n, scale, part);
   }
 }
 

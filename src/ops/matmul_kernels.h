@@ -35,7 +35,7 @@ GemmFn gemm_kernel_lowbit_avx2(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_ke
 GemmFn gemm_kernel_packed_ref(GgmlType t);
 GemmFn gemm_kernel_packed_avx2(GgmlType t);
 GemmFn gemm_kernel_kpack_avx2(GgmlType t);  // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx2
-GemmFn gemm_kernel_nibu_avx2(GgmlType t);   // Q4_0, Q5_0 part of it (matmul_nibu_avx2.cpp)
+GemmFn gemm_kernel_nibu_avx2(GgmlType t);   // Q4_0, Q5_0, IQ4_NL part of it (matmul_nibu_avx2.cpp)
 
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels; nullptr where there is none (the
 // dispatch then falls back to AVX2). Call only at SimdLevel::AVX512.

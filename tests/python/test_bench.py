@@ -83,6 +83,19 @@ def test_bench_with_token_eviction(kvforge_bin, smollm2_gguf):
     assert h2o["avg_ts"] > 0 and h2o["bytes_per_token_cache"] == 16 * 23040
 
 
+def test_bench_prefill_at_depth(kvforge_bin, smollm2_gguf):
+    """--pp-depth: pp tests after an untimed prefill of D tokens, named as
+    llama-bench names them; the context holds the deepest one (D + N)."""
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "-p", "8", "-n", "0", "--pp-depth", "0,24", "-r", "1",
+                    "-t", "2", "--bw-gbs", "10", "-o", "jsonl", timeout=60)
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(j["test"], j["n_prompt"], j["n_gen"], j["n_depth"]) for j in lines] == [("pp8", 8, 0, 0),
+                                                                                   ("pp8 @ d24", 8, 0, 24)]
+    assert all(j["n_ctx"] == 32 and j["avg_ts"] > 0 and j["bandwidth_share"] is None for j in lines)
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "-p", "8", "--pp-depth", "-1", check=False)
+    assert r.returncode != 0 and "pp-depth" in r.stderr
+
+
 def test_bandwidth_probe(kvforge_bin):
     r = run_kvforge(kvforge_bin, "bench", "--bandwidth", "-t", "2", "--bw-size", "32", timeout=60)
     assert re.search(r"memory read bandwidth: [\d.]+ GB/s \(2 threads", r.stdout)
@@ -103,7 +116,7 @@ def test_bench_vs_llamacpp_quick(kvforge_bin, smollm2_gguf):
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {ln.split("|")[1].strip(): ln for ln in r.stdout.splitlines() if ln.startswith("| pp") or ln.startswith("| tg")}
-    assert set(rows) == {"pp16", "tg4 @ d0", "tg4 @ d32"}
+    assert set(rows) == {"pp16", "pp16 @ d32", "tg4 @ d0", "tg4 @ d32"}
     for ln in rows.values():
         cells = [c.strip() for c in ln.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0

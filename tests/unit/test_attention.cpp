@@ -59,11 +59,11 @@ TEST(Attention, SimdMatchesScalarReference) {
   std::normal_distribution<float> nd(0, 1);
   const float eps = std::numeric_limits<float>::epsilon();
   for (KvStorage st : {KvStorage::F16, KvStorage::F32})
-    for (int dim : {64, 72, 128})
+    for (auto [dim, dv] : {std::pair{64, 64}, {72, 72}, {128, 128}, {96, 64}, {64, 40}})
       for (int group : {1, 3, 5})
         for (auto [n1, n2] : {std::pair{1, 0}, {31, 0}, {33, 0}, {300, 0}, {600, 0}, {20, 270}}) {
-          Rows rows(st, n1 + n2, dim, dim, rng);
-          std::vector<float> q((size_t)group * dim), a((size_t)group * dim), b((size_t)group * dim);
+          Rows rows(st, n1 + n2, dim, dv, rng);
+          std::vector<float> q((size_t)group * dim), a((size_t)group * dv), b((size_t)group * dv);
           for (auto& x : q) x = nd(rng);
           const float scale = 1.0f / std::sqrt((float)dim);
           const KvView view = rows.view(n1, n2);
@@ -73,7 +73,7 @@ TEST(Attention, SimdMatchesScalarReference) {
           for (float x : q) qmax = std::max(qmax, std::fabs(x));
           const float tol = (2.0f * dim * dim * eps * qmax * kmax * scale + 8 * eps) * vmax;
           for (size_t i = 0; i < a.size(); ++i)
-            ASSERT_NEAR(a[i], b[i], tol) << "storage " << kv_storage_name(st) << " dim " << dim << " group "
+            ASSERT_NEAR(a[i], b[i], tol) << "storage " << kv_storage_name(st) << " dims " << dim << "/" << dv << " group "
                                           << group << " rows " << n1 << "+" << n2 << " i " << i;
         }
 }
@@ -101,6 +101,42 @@ TEST(Attention, WideGroupsRunInSimdSlices) {
           << kv_storage_name(st) << " head " << g;
     }
   }
+}
+
+// The AVX2 kernel blocks heads (passes of up to 4) and rows (2-8 per score
+// block, by the pass's width) and, with more than 4 heads, converts f16 rows
+// to f32 once per tile: none of that may change a head's bits. Every group
+// size from 1 to 9 (so every pass width and remainder) against each head
+// alone, f16 rows against the same values stored as f32, head dims with an
+// odd number of 8-column blocks and rows past a whole tile and score block.
+TEST(Attention, EachHeadIndependentOfGroupSizeAndStorage) {
+  if (simd_level() < SimdLevel::AVX2) GTEST_SKIP() << "no AVX2";
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd(0, 1);
+  for (int dim : {64, 72})
+    for (int n : {37, 256}) {
+      Rows f16(KvStorage::F16, n, dim, dim, rng);
+      Rows f32(KvStorage::F32, n, dim, dim, rng);
+      for (size_t i = 0; i < (size_t)n * dim; ++i) {  // the f16 values, as f32
+        ((float*)f32.k.data())[i] = fp16_to_fp32(((const fp16_t*)f16.k.data())[i]);
+        ((float*)f32.v.data())[i] = fp16_to_fp32(((const fp16_t*)f16.v.data())[i]);
+      }
+      std::vector<AttnChunk> ch;
+      attn_chunks(f16.view(n, 0), ch);
+      for (int group = 1; group <= 9; ++group) {
+        std::vector<float> q((size_t)group * dim);
+        for (auto& x : q) x = nd(rng);
+        std::vector<float> a(attn_partial_floats(group, dim)), b(a.size()), one(attn_partial_floats(1, dim));
+        ASSERT_TRUE(attend_chunk_avx2(q.data(), group, f16.view(n, 0), ch[0], 0.125f, a.data()));
+        ASSERT_TRUE(attend_chunk_avx2(q.data(), group, f32.view(n, 0), ch[0], 0.125f, b.data()));
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "dim " << dim << " group " << group;
+        for (int g = 0; g < group; ++g) {
+          ASSERT_TRUE(attend_chunk_avx2(&q[(size_t)g * dim], 1, f16.view(n, 0), ch[0], 0.125f, one.data()));
+          ASSERT_EQ(0, std::memcmp(one.data(), &a[g * one.size()], one.size() * sizeof(float)))
+              << "dim " << dim << " rows " << n << " group " << group << " head " << g;
+        }
+      }
+    }
 }
 
 // attend() over the whole view == chunk partials computed one by one (in any

@@ -92,8 +92,12 @@ TEST_P(TinyMla, CachedGenerationEqualsRecomputation) {
 // of Q8_0 matmuls would jump with any change of input) and no expert
 // routing (a top-k choice turns rounding into other experts), logits ~4-8:
 //  - f32 rows: f32 rounding only, |diff| <= 1e-4 (measured <= 1.5e-5);
-//  - f16 rows: both read the same rows, |diff| <= 1e-3 (measured <= 1e-4;
-//    the f16 cache itself moves logits by 3e-3 to 2e-2 against f32);
+//  - f16 rows: layer 0's rows are the same, but the paths' last-bit
+//    differences in a layer's output can round a later layer's stored row to
+//    the neighbouring f16 value (one of the roundings the f16 cache makes
+//    anyway), so they may differ by up to the f16 cache's own error against
+//    f32 rows (measured 7e-5 to 1.3e-3 against 3e-3 to 2e-2: one attention
+//    kernel's summation order or another's);
 //  - q8 rows: the same rows too, but the absorbed q8 kernel also rounds its
 //    query q~ to 8-bit blocks (integer dots) where naive keeps it f32, so
 //    they may differ by what 8-bit rounding costs: no more than the q8
@@ -120,7 +124,7 @@ void expect_paths_agree(const Model& m, const char* kv, float tol) {
 
 void expect_paths_agree(const Model& m) {
   expect_paths_agree(m, "f32", 1e-4f);
-  expect_paths_agree(m, "f16", 1e-3f);
+  expect_paths_agree(m, "f16", 0);  // the f16 rows' own error
   expect_paths_agree(m, "q8", 0);  // the q8 rows' own error
 }
 
