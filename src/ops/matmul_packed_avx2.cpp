@@ -28,25 +28,28 @@ namespace {
 constexpr int kT = 4;     // tokens per tile
 constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
-// ---- nibble x8 layouts with a min: Q4_1, Q5_1 -----------------------------
-// (Q4_0, Q5_0 and IQ4_NL: matmul_nibu_avx2.cpp.) The exact int32 block dots
-// of ops/nibpack_x8.h, which has the tile loop and the f32 steps. Element
-// vector E_c (c = 0..7: the low nibbles of qs[c], or the high ones of
-// qs[c - 4]) times the four activations 4c..4c+3 broadcast to every dword
-// gives, through maddubs, two int16 partial dots per row in that row's
-// dword: no horizontal sums. The unsigned weights (Q4_1 0..15, Q5_1 0..31)
-// go into maddubs as they are. The int16 sums stay below 2^15 while
-// kPerInt16 products are added, then madd widens: Q4_1 pairs <= 2*15*127 =
-// 3810, all 8 of a block <= 30480; Q5_1 2*31*127 = 7874: 4 <= 31496.
+// ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
+// The exact int32 block dots of ops/nibpack_x8.h, which has the tile loop and
+// the f32 steps. Element vector E_c (c = 0..7: the low nibbles of qs[c], or
+// the high ones of qs[c - 4]) times the four activations 4c..4c+3 broadcast
+// to every dword gives, through maddubs, two int16 partial dots per row in
+// that row's dword: no horizontal sums. Unsigned weights (Q4_1 0..15, Q5_1
+// 0..31) go into maddubs as they are; signed ones (Q4_0 -8..7, Q5_0
+// -16..15, IQ4_NL -127..113) as maddubs(|w|, a * sign(w)). The int16 sums
+// stay below 2^15 while kPerInt16 products are added, then madd widens:
+//   Q4_1 pairs <= 2*15*127 = 3810, Q4_0 2*8*127, Q5_0 2*16*127 = 4064:
+//   all 8 of a block <= 32512; Q5_1 2*31*127 = 7874: 4 <= 31496; IQ4_NL
+//   2*127*127 = 32258: each widened at once.
 struct NibSumsAvx2 {
   template <GgmlType kType, int T>
   static void sums(const typename nibpack::Nib<kType>::Block& B, const BlockQ8A* const* a, int64_t b, __m256i* A) {
     using L = nibpack::Nib<kType>;
-    static_assert(L::kMin, "Q4_1 and Q5_1 only");
-    constexpr int kPerInt16 = kType == GgmlType::Q5_1 ? 4 : 8;
+    constexpr int kPerInt16 = kType == GgmlType::IQ4_NL ? 1 : kType == GgmlType::Q5_1 ? 4 : 8;
+    constexpr bool kSigned = !L::kMin;
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    __m256i qh = _mm256_setzero_si256();
+    __m256i qh = _mm256_setzero_si256(), grid = qh;
     if constexpr (L::kQ5) qh = _mm256_loadu_si256((const __m256i*)B.qh);
+    if constexpr (L::kTable) grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)kIq4nlValues));
     __m256i p[T];
     for (int t = 0; t < T; ++t) A[t] = p[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
@@ -57,8 +60,12 @@ struct NibSumsAvx2 {
         const int c = m + 4 * h;
         __m256i e = _mm256_and_si256(h ? _mm256_srli_epi16(raw, 4) : raw, m4);
         if constexpr (L::kQ5) e = _mm256_or_si256(e, nibpack::q5_fifth(qh, c));
+        if constexpr (L::kTable) e = _mm256_shuffle_epi8(grid, e);
+        else if constexpr (kSigned) e = _mm256_sub_epi8(e, _mm256_set1_epi8((char)L::kOffset));
+        const __m256i u = kSigned ? _mm256_abs_epi8(e) : e;
         for (int t = 0; t < T; ++t) {
-          p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(e, nibpack::act4(a[t][b], c)));
+          const __m256i av = nibpack::act4(a[t][b], c);
+          p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(u, kSigned ? _mm256_sign_epi8(av, e) : av));
           asm("" : "+x"(p[t]));  // one running sum per token: GCC would regroup the adds and spill
         }
         if ((2 * m + h + 1) % kPerInt16 == 0) {  // products so far: 2m + h + 1
@@ -321,11 +328,10 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
     case GgmlType::Q8_0: return gemm_q8_0x8;
     case GgmlType::F16: return gemm_f16x8;
-    case GgmlType::Q4_1: return nibpack::gemm_x8n<kTNib, NibSumsAvx2, GgmlType::Q4_1>;
-    case GgmlType::Q5_1: return nibpack::gemm_x8n<kTNib, NibSumsAvx2, GgmlType::Q5_1>;
     default: break;
   }
-  if (GemmFn f = gemm_kernel_nibu_avx2(t)) return f;  // Q4_0, Q5_0, IQ4_NL
+  if (GemmFn f = gemm_kernel_nibu_avx2(t)) return f;                   // Q4_0, Q5_0, IQ4_NL
+  if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1
   return gemm_kernel_kpack_avx2(t);  // Q3_K..Q6_K (matmul_kpack_avx2.cpp) or nullptr
 }
 
