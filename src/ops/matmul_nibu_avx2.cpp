@@ -1,6 +1,7 @@
 // AVX2 GEMM for the x8 layouts of Q4_0, Q5_0 and IQ4_NL (ops/weight_pack.h),
 // tiles of two row groups x 4 tokens: each broadcast of 4 activations
-// serves both groups' element vectors (a last single group: 8, 4, 1 tokens).
+// serves both groups' element vectors (a last single group: 8, 4, 1 tokens);
+// calls of 4 tokens or more (single-token decode: matmul_packed_avx2.cpp).
 //
 // Q4_0 and Q5_0 on their stored, unsigned q: maddubs(q, a) takes the
 // weights as they are, where the sign trick needs an abs per weight vector
