@@ -337,6 +337,18 @@ void run_bench_command(const BenchOptions& o) {
   }
 }
 
+// -p, -n, -d, --pp-depth: token counts; negative ones are an error (they
+// used to skip their tests silently).
+CLI::Validator token_count_check() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        int64_t n = 0;
+        if (!CLI::detail::lexical_cast(value, n) || n < 0) return "must be a token count >= 0, not " + value;
+        return {};
+      },
+      "");
+}
+
 CommandRegistrar reg(60, [](CLI::App& root) {
   auto o = std::make_shared<BenchOptions>();
   auto* c = root.add_subcommand("bench", "Measure prefill and decode speed (llama-bench style), memory bandwidth, "
@@ -344,17 +356,17 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   c->add_option("-m,--model", o->model, "GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model)");
   c->add_option("-p,--n-prompt", o->tests.n_prompt,
                 "Prompt-processing tests: tokens evaluated, from an empty cache or at --pp-depth (0 = none)")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')->check(token_count_check())->capture_default_str();
   c->add_option("-n,--n-gen", o->tests.n_gen, "Token-generation tests: single-token decode steps timed (0 = none)")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')->check(token_count_check())->capture_default_str();
   auto* depth = c->add_option("-d,--n-depth", o->tests.n_depth,
                                "Depths of the generation tests: tokens prefilled (not timed) first "
                                "(with --parallel: default 0)")
-                    ->delimiter(',')->capture_default_str();
+                    ->delimiter(',')->check(token_count_check())->capture_default_str();
   c->add_option("--pp-depth", o->tests.pp_depth,
                 "Depths of the prompt-processing tests: tokens prefilled (not timed) before the timed ones "
                 "(ppN @ dD)")
-      ->delimiter(',')->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->delimiter(',')->check(token_count_check())->capture_default_str();
   c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
       ->check(thread_count_check());
   c->add_option("-r,--repetitions", o->tests.n_reps, "Repetitions of each test")->check(CLI::PositiveNumber)

@@ -96,6 +96,16 @@ def test_bench_prefill_at_depth(kvforge_bin, smollm2_gguf):
     assert r.returncode != 0 and "pp-depth" in r.stderr
 
 
+def test_bench_negative_token_counts_are_errors(kvforge_bin, smollm2_gguf):
+    # They used to skip their tests silently and exit 0.
+    for opt in ("-p", "-n", "-d", "--pp-depth"):
+        r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, opt, "8,-5", "--bw-gbs", "10", check=False,
+                        timeout=30)
+        assert r.returncode != 0, (opt, r.stdout)
+        assert "must be a token count >= 0, not -5" in r.stderr, (opt, r.stderr)
+        assert r.stdout == "", (opt, r.stdout)
+
+
 def test_bandwidth_probe(kvforge_bin):
     r = run_kvforge(kvforge_bin, "bench", "--bandwidth", "-t", "2", "--bw-size", "32", timeout=60)
     assert re.search(r"memory read bandwidth: [\d.]+ GB/s \(2 threads", r.stdout)
