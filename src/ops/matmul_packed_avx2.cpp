@@ -167,6 +167,15 @@ template <int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
+// The sign form as the shared x8 tiling loop's tile (ops/gemm_tiling.h).
+template <int T>
+struct TileQ8Sign {
+  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
+                  int64_t r, float* y) {
+    tile_q8_0x8<1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
+  }
+};
+
 // At least kXorMin tokens: per pair of row groups (a last odd one alone),
 // q8_prepare, then xor-form tiles of 2 tokens (one group: 4), then single
 // tokens. Fewer tokens (decode steps): sign-form tiles of kT, then single.
@@ -175,15 +184,7 @@ void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0
   constexpr int64_t kXorMin = 16;
   const int64_t nb = W.cols / QK;
   const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
-  if (t1 - t0 < kXorMin) {
-    for (int64_t r = r0; r < r1; r += kPackRows) {
-      const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
-      int64_t t = t0;
-      for (; t + kT <= t1; t += kT) tile_q8_0x8<1, kT, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
-      for (; t < t1; ++t) tile_q8_0x8<1, 1, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
-    }
-    return;
-  }
+  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
   thread_local std::vector<Q8Prep> prep;  // [2][nb] the current groups' blocks
   if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
   const Q8Prep* P = prep.data();
