@@ -193,20 +193,16 @@ void run_bench(const Model& model, const BenchParams& params,
     r.kv_bytes = ctx.cache().bytes();
     for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
       ctx.reset();
+      if (r.use_cache && t.n_depth > 0) {  // the depth, cached untimed (pp and tg tests alike)
+        const auto depth = random_tokens(rng, t.n_depth, n_vocab);
+        ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
+      }
       if (t.n_gen == 0) {
-        if (t.n_depth > 0) {
-          const auto depth = random_tokens(rng, t.n_depth, n_vocab);
-          ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
-        }
         const auto toks = random_tokens(rng, t.n_prompt, n_vocab);
         const auto t0 = clock_type::now();
         ctx.eval(toks.data(), t.n_prompt, logits.data(), false, progress);
         r.samples_ns.push_back(elapsed_ns(t0));
       } else if (r.use_cache) {
-        if (t.n_depth > 0) {
-          const auto depth = random_tokens(rng, t.n_depth, n_vocab);
-          ctx.eval(depth.data(), t.n_depth, logits.data(), false, progress);
-        }
         // What a decode step reads: bytes/token x depth, less for heads
         // whose window is shorter than the depth.
         r.bytes_per_token_cache = ctx.cache().bytes_used();
