@@ -315,8 +315,10 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
 // +-127 (token 0 all -127, token 1 all 127), all scales at their ends, d = 1
 // (dmin = 1). Packed AVX-512 and AVX2 kernels must give the scalar
 // reference's bits; rows 0..7 hold only the extremes, the rest random bytes.
+// 6 tokens, and 18: AVX2 IQ4_XS's xor form (16 or more; -127 against 127 is
+// 127 x -128 per product), pairs of row groups and one alone.
 TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
-  const int64_t rows = 24, cols = 512, n_tok = 6;
+  const int64_t rows = 24, cols = 512, n_tok = 18;
   std::mt19937 rng(17);
   Acts A = make_acts(GgmlType::Q4_K, n_tok, cols, 1);
   const float xv[] = {-127, -100, 0, 50, 127};
@@ -345,12 +347,14 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
         }
       }
     M.P = pack_matrix(M.W, M.packed.data());
-    const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
-    const auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
-    ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t;
-    if (avx2_available()) {
-      const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
-      ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t;
+    for (int64_t nt : {int64_t{6}, n_tok}) {
+      const auto yr = gemm(gemm_kernel_ref(t), M.W, A, nt);
+      const auto yp = gemm(GetParam().packed(t), M.P, A, nt);
+      ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << nt;
+      if (avx2_available()) {
+        const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, nt);
+        ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t << " " << nt;
+      }
     }
   }
 }
