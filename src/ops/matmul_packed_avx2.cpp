@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ops/gemm_tiling.h"
+#include "ops/kpack_x8.h"
 #include "ops/matmul_kernels.h"
 #include "ops/nibpack_x8.h"
 #include "ops/quantize.h"
@@ -97,30 +98,86 @@ struct NibSumsAvx2 {
 // neg and d_w in f32: Q8Prep), two row groups at a time so each broadcast
 // activation serves both; decode steps the sign form, which needs no extra
 // pass over the weights. Then one fma per block with d_w d_a, as before.
+//
+// IQ4_NL's x8 blocks go through the same prepared form and tiles: two
+// 16-entry tables looked up by the nibble (pshufb) give |v| and the sign
+// mask at once; pairs <= 2*127*128 = 32512. Its f32 steps are the scalar
+// reference's (ops/nibpack_x8.h), so it keeps those bits.
 struct Q8Prep {
   __m256i u[8], m[8], neg;  // |w| and sign masks of the element vectors; per row sum of |w| over w < 0
   __m256 d;                 // d_w
 };
 
-void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
+// P.neg from the prepared u and m: maddubs(|w|, -1 or 0) sums the pairs of
+// negative weights (<= 2*128), madd the two pairs of each row.
+inline void prep_neg(Q8Prep& P) {
   const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s = _mm256_setzero_si256();
+  for (int c = 0; c < 8; ++c) s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P.u[c], P.m[c]), ones));
+  P.neg = s;
+}
+
+void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i s = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       const __m256i wq = _mm256_loadu_si256((const __m256i*)w[b].qs[c]);
       P[b].u[c] = _mm256_abs_epi8(wq);
       P[b].m[c] = _mm256_cmpgt_epi8(_mm256_setzero_si256(), wq);
-      s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P[b].u[c], P[b].m[c]), ones));
     }
-    P[b].neg = s;
+    prep_neg(P[b]);
     P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
   }
 }
 
-// G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare); else the
-// sign form straight from w[g * nb + b]. Not inlined: six such loops in
-// gemm_q8_0x8 would only bloat it.
-template <int G, int T, bool kXor>
+// |v| and (v < 0 ? -1 : 0) of IQ4_NL's table, for pshufb.
+struct Iq4nlTables {
+  alignas(16) int8_t abs[16], neg[16];
+};
+constexpr Iq4nlTables kIq4nl = [] {
+  Iq4nlTables x{};
+  for (int i = 0; i < 16; ++i) {
+    x.abs[i] = (int8_t)(kIq4nlValues[i] < 0 ? -kIq4nlValues[i] : kIq4nlValues[i]);
+    x.neg[i] = (int8_t)(kIq4nlValues[i] < 0 ? -1 : 0);
+  }
+  return x;
+}();
+
+// Element vector c = the low nibbles of qs[c] (c < 4) or the high ones of qs[c - 4].
+void iq4nl_prepare(const BlockIQ4_NLx8* w, int64_t nb, Q8Prep* P) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
+  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int k = 0; k < 4; ++k) {
+      const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[k]);
+      const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+      P[b].u[k] = _mm256_shuffle_epi8(tu, lo);
+      P[b].m[k] = _mm256_shuffle_epi8(tm, lo);
+      P[b].u[k + 4] = _mm256_shuffle_epi8(tu, hi);
+      P[b].m[k + 4] = _mm256_shuffle_epi8(tm, hi);
+    }
+    prep_neg(P[b]);
+    P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
+  }
+}
+
+// The f32 step per block: Q8_0 one fma; IQ4_NL the reference's two roundings.
+struct StepFma {
+  static __m256 apply(__m256 acc, __m256i isum, __m256 dw, float da) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc);
+  }
+};
+struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rounded
+  static __m256 apply(__m256 acc, __m256i isum, __m256 dw, float da) {
+    const __m256 dd = nibpack::rounded(_mm256_mul_ps(dw, _mm256_set1_ps(da)));
+    return _mm256_add_ps(acc, nibpack::rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dd)));
+  }
+};
+
+// G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
+// iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
+// Not inlined: six such loops in gemm_q8_0x8 would only bloat it.
+template <class Step, int G, int T, bool kXor>
 [[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
                  int64_t rows, int64_t r0, float* y) {
   const BlockQ8A* a[T];
@@ -158,9 +215,7 @@ template <int G, int T, bool kXor>
     }
     for (int g = 0; g < G; ++g) {
       const __m256 dw = kXor ? P[g * nb + b].d : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[g * nb + b].d));
-      for (int t = 0; t < T; ++t)
-        acc[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[g][t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)),
-                                    acc[g][t]);
+      for (int t = 0; t < T; ++t) acc[g][t] = Step::apply(acc[g][t], isum[g][t], dw, a[t][b].d);
     }
   }
   for (int g = 0; g < G; ++g)
@@ -172,43 +227,154 @@ template <int T>
 struct TileQ8Sign {
   static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
                   int64_t r, float* y) {
-    tile_q8_0x8<1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
+    tile_q8_0x8<StepFma, 1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
   }
 };
 
-// At least kXorMin tokens: per pair of row groups (a last odd one alone),
-// q8_prepare, then xor-form tiles of 2 tokens (one group: 4), then single
-// tokens. Fewer tokens (decode steps): sign-form tiles of kT, then single.
-void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-                 float* y) {
-  constexpr int64_t kXorMin = 16;
-  const int64_t nb = W.cols / QK;
-  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
-  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
-  thread_local std::vector<Q8Prep> prep;  // [2][nb] the current groups' blocks
+// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_xor's Tile.
+template <class Step>
+struct TileQ8Xor {
+  template <int G, int T>
+  static void run(const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows, int64_t r,
+                  float* y) {
+    tile_q8_0x8<Step, G, T, true>(nullptr, P, nb, xa, xs, t, rows, r, y);
+  }
+};
+
+// Per pair of row groups (a last odd one alone): kPrepare, then tiles of 2
+// tokens (one group: 4), then single tokens. kElems: elements per block.
+template <class Block, int kElems, class Prep, void (*kPrepare)(const Block*, int64_t, Prep*), class Tile>
+void gemm_xor(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  const int64_t nb = W.cols / kElems;
+  const Block* blocks = (const Block*)W.data;
+  thread_local std::vector<Prep> prep;  // [2][nb] the current groups' blocks
   if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
-  const Q8Prep* P = prep.data();
+  const Prep* P = prep.data();
   for (int64_t r = r0; r < r1; r += 2 * kPackRows) {
-    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    const Block* w = blocks + (r / kPackRows) * nb;
     int64_t t = t0;
     if (r + 2 * kPackRows > r1) {  // the odd group
-      q8_prepare(w, nb, prep.data());
-      for (; t + 4 <= t1; t += 4) tile_q8_0x8<1, 4, true>(w, P, nb, xa, xs, t, W.rows, r, y);
-      for (; t < t1; ++t) tile_q8_0x8<1, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+      kPrepare(w, nb, prep.data());
+      for (; t + 4 <= t1; t += 4) Tile::template run<1, 4>(P, nb, xa, xs, t, W.rows, r, y);
+      for (; t < t1; ++t) Tile::template run<1, 1>(P, nb, xa, xs, t, W.rows, r, y);
       break;
     }
-    q8_prepare(w, 2 * nb, prep.data());
+    kPrepare(w, 2 * nb, prep.data());
     // The next groups' weights, spread over this pair's tiles: their
-    // q8_prepare then reads cache instead of stalling on memory alone.
+    // prepare then reads cache instead of stalling on memory alone.
     const char* next = (const char*)(w + 2 * nb);
-    const int64_t lines = std::clamp<int64_t>((r1 - r) / kPackRows - 2, 0, 2) * nb * sizeof(BlockQ8_0x8) / 64;
+    const int64_t lines = std::clamp<int64_t>((r1 - r) / kPackRows - 2, 0, 2) * nb * sizeof(Block) / 64;
     const int64_t per_tile = lines / ((t1 - t0) / 2) + 1;
     for (int64_t done = 0; t + 2 <= t1; t += 2) {
       for (const int64_t e = std::min(lines, done + per_tile); done < e; ++done) _mm_prefetch(next + 64 * done, _MM_HINT_T0);
-      tile_q8_0x8<2, 2, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+      Tile::template run<2, 2>(P, nb, xa, xs, t, W.rows, r, y);
     }
-    if (t < t1) tile_q8_0x8<2, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+    if (t < t1) Tile::template run<2, 1>(P, nb, xa, xs, t, W.rows, r, y);
   }
+}
+
+// Calls of at least kXorMin tokens take the xor form; fewer (decode steps)
+// Q8_0's sign-form tiles of kT, then single tokens.
+constexpr int64_t kXorMin = 16;
+
+void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                 float* y) {
+  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_xor<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+// ---- IQ4_XSx8 prefill ----------------------------------------------------------
+// The xor form on IQ4_XS super-blocks: element vector c = 8j + k of
+// sub-block j (the low nibbles of qs[8j + k] for j < 4, the high ones of
+// qs[8(j - 4) + k]) prepared as |v| and the sign mask by the IQ4_NL tables;
+// each unit maddubs(|v|, a ^ m) (pairs <= 32512) is widened by the madd with
+// the sub-block's scale pair (sc in -32..31), and the super-block's sum
+// starts at corr = sum_j sc_j * (sum of |v| over v < 0 in sub-block j) of
+// the row: the exact int32 A of dot_iq4_xs (|A| <= 256*127*128*32 < 2^31).
+// Then ops/kpack_x8.h's f32 steps (s += d_a * (d * A)): the reference's bits.
+// Calls of fewer than kXorMin tokens take kpack's sign-form tiles.
+struct XsPrep {
+  __m256i u[64], m[64];  // per element vector
+  __m256i sc[8];         // dword i: (sc_i, sc_i) of sub-block j
+  __m256i corr;
+  __m256 d;
+};
+
+void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
+  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i corr = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {
+      const __m256i scv = kpack::q6k_scale(w[b], j);
+      __m256i s = _mm256_setzero_si256();  // int16 pairs: -(sum of |v| over v < 0), <= 8 * 2 * 127
+      for (int k = 0; k < 8; ++k) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[8 * (j % 4) + k]);
+        const __m256i q = _mm256_and_si256(j >= 4 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+        const __m256i u = _mm256_shuffle_epi8(tu, q), mk = _mm256_shuffle_epi8(tm, q);
+        P[b].u[8 * j + k] = u;
+        P[b].m[8 * j + k] = mk;
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u, mk));
+      }
+      P[b].sc[j] = scv;
+      corr = _mm256_sub_epi32(corr, _mm256_madd_epi16(s, scv));
+    }
+    P[b].corr = corr;
+    P[b].d = kpack::load_d8(w[b].d);
+  }
+}
+
+// G row groups x T tokens over all super-blocks.
+struct TileXs {
+  template <int G, int T>
+  [[gnu::noinline]] static void run(const XsPrep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
+                                    int64_t rows, int64_t r0, float* y) {
+    const BlockQ8K* a[T];
+    for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
+    __m256 acc[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i isum[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) isum[g][t] = P[g * nb + b].corr;
+      for (int j = 0; j < 8; ++j) {
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          const int c = 8 * j + k;
+          __m256i wu[G], m[G];
+          for (int g = 0; g < G; ++g) {
+            wu[g] = P[g * nb + b].u[c];
+            m[g] = P[g * nb + b].m[c];
+          }
+          for (int t = 0; t < T; ++t) {
+            const __m256i av = kpack::act4(a[t][b], c);
+            for (int g = 0; g < G; ++g) {
+              const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
+              isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
+              asm("" : "+x"(isum[g][t]));  // one running sum each
+            }
+          }
+        }
+      }
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) {
+          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(isum[g][t])));
+          acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
+        }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
+  }
+};
+
+void gemm_iq4xs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                float* y) {
+  static const GemmFn sign_form = gemm_kernel_kpack_avx2(GgmlType::IQ4_XS);
+  if (t1 - t0 < kXorMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_xor<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileXs>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- F16 x8 (element-interleaved) ----------------------------------------
@@ -334,7 +500,9 @@ template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
   static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
-  if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
+  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kXorMin)
+    gemm_xor<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
+  else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
   else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
@@ -347,6 +515,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::Q4_0: return gemm_signed_nib<GgmlType::Q4_0>;
     case GgmlType::Q5_0: return gemm_signed_nib<GgmlType::Q5_0>;
     case GgmlType::IQ4_NL: return gemm_signed_nib<GgmlType::IQ4_NL>;
+    case GgmlType::IQ4_XS: return gemm_iq4xs;
     default: break;
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1
