@@ -231,7 +231,7 @@ struct TileQ8Sign {
   }
 };
 
-// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_xor's Tile.
+// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_prepared's Tile.
 template <class Step>
 struct TileQ8Xor {
   template <int G, int T>
@@ -244,7 +244,7 @@ struct TileQ8Xor {
 // Per pair of row groups (a last odd one alone): kPrepare, then tiles of 2
 // tokens (one group: 4), then single tokens. kElems: elements per block.
 template <class Block, int kElems, class Prep, void (*kPrepare)(const Block*, int64_t, Prep*), class Tile>
-void gemm_xor(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+void gemm_prepared(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
               float* y) {
   const int64_t nb = W.cols / kElems;
   const Block* blocks = (const Block*)W.data;
@@ -274,14 +274,14 @@ void gemm_xor(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   }
 }
 
-// Calls of at least kXorMin tokens take the xor form; fewer (decode steps)
+// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode steps)
 // Q8_0's sign-form tiles of kT, then single tokens.
-constexpr int64_t kXorMin = 16;
+constexpr int64_t kPrepMin = 16;
 
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_xor<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- IQ4_XSx8 prefill ----------------------------------------------------------
@@ -293,7 +293,7 @@ void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0
 // starts at corr = sum_j sc_j * (sum of |v| over v < 0 in sub-block j) of
 // the row: the exact int32 A of dot_iq4_xs (|A| <= 256*127*128*32 < 2^31).
 // Then ops/kpack_x8.h's f32 steps (s += d_a * (d * A)): the reference's bits.
-// Calls of fewer than kXorMin tokens take kpack's sign-form tiles.
+// Calls of fewer than kPrepMin tokens take kpack's sign-form tiles.
 struct XsPrep {
   __m256i u[64], m[64];  // per element vector
   __m256i sc[8];         // dword i: (sc_i, sc_i) of sub-block j
@@ -373,8 +373,94 @@ struct TileXs {
 void gemm_iq4xs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                 float* y) {
   static const GemmFn sign_form = gemm_kernel_kpack_avx2(GgmlType::IQ4_XS);
-  if (t1 - t0 < kXorMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_xor<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileXs>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileXs>(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+// ---- Q3_Kx8 prefill ------------------------------------------------------------
+// kpack's sums (matmul_kpack_avx2.cpp: element vector c of sub-block S =
+// c / 4, u = low two bits + 4 x high bit in 0..7, int16 sums of a
+// sub-block's 4 maddubs <= 4*2*7*127, madd with its scale pair, minus 4 x
+// sum_S sc_S bsums_S, then kpack's f32 steps: the reference's bits) over
+// super-blocks prepared once per call: u unpacked to bytes, the scale pairs
+// as vectors. Tiles of two row groups x 2 tokens share each broadcast, as
+// the xor-form ones (gemm_prepared).
+struct Q3Prep {
+  __m256i u[64];  // per element vector
+  __m256i sc[16]; // dword i: (sc_i, sc_i) of sub-block S
+  const BlockQ3_Kx8* B;  // for the offset term (kpack::q6k_offset)
+  __m256 d;
+};
+
+void q3k_prepare(const BlockQ3_Kx8* w, int64_t nb, Q3Prep* P) {
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < 64; ++c) {
+      const int S = c / 4, Q = S / 4, J = 2 * Q + (S % 4) / 2;
+      const __m256i l = _mm256_loadu_si256((const __m256i*)w[b].ql[c % 16]);
+      const __m256i h = _mm256_loadu_si256((const __m256i*)w[b].qh[c % 8]);
+      // bit J to bit 2 (16-bit shifts: what crosses a byte is masked off)
+      const __m256i hb = J <= 2 ? _mm256_slli_epi16(h, 2 - J) : _mm256_srli_epi16(h, J - 2);
+      P[b].u[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2 * Q), m3), _mm256_and_si256(hb, m4));
+    }
+    for (int S = 0; S < 16; ++S) P[b].sc[S] = kpack::q6k_scale(w[b], S);
+    P[b].B = &w[b];
+    P[b].d = kpack::load_d8(w[b].d);
+  }
+}
+
+struct TileQ3 {
+  template <int G, int T>
+  [[gnu::noinline]] static void run(const Q3Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
+                                    int64_t rows, int64_t r0, float* y) {
+    const BlockQ8K* a[T];
+    for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
+    __m256 acc[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i isum[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) isum[g][t] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+      for (int S = 0; S < 16; ++S) {
+        __m256i p[G][T];
+        for (int g = 0; g < G; ++g)
+          for (int t = 0; t < T; ++t) p[g][t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          const int c = 4 * S + k;
+          __m256i wu[G];
+          for (int g = 0; g < G; ++g) wu[g] = P[g * nb + b].u[c];
+          for (int t = 0; t < T; ++t) {
+            const __m256i av = kpack::act4(a[t][b], c);
+            for (int g = 0; g < G; ++g) {
+              p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(wu[g], av));
+              asm("" : "+x"(p[g][t]));  // one running sum each
+            }
+          }
+        }
+        for (int g = 0; g < G; ++g)
+          for (int t = 0; t < T; ++t)
+            isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p[g][t], P[g * nb + b].sc[S]));
+      }
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) {
+          const __m256i Ai = _mm256_sub_epi32(isum[g][t], _mm256_slli_epi32(kpack::q6k_offset(*P[g * nb + b].B, a[t][b]), 2));
+          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(Ai)));
+          acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
+        }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
+  }
+};
+
+void gemm_q3k(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  static const GemmFn kpack_tiles = gemm_kernel_kpack_avx2(GgmlType::Q3_K);
+  if (t1 - t0 < kPrepMin) return kpack_tiles(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileQ3>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- F16 x8 (element-interleaved) ----------------------------------------
@@ -500,8 +586,8 @@ template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
   static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
-  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kXorMin)
-    gemm_xor<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
+  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kPrepMin)
+    gemm_prepared<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
   else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
   else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
 }
@@ -516,6 +602,7 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::Q5_0: return gemm_signed_nib<GgmlType::Q5_0>;
     case GgmlType::IQ4_NL: return gemm_signed_nib<GgmlType::IQ4_NL>;
     case GgmlType::IQ4_XS: return gemm_iq4xs;
+    case GgmlType::Q3_K: return gemm_q3k;
     default: break;
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1
