@@ -109,12 +109,12 @@ struct Q8Prep {
 };
 
 // P.neg from the prepared u and m: maddubs(|w|, -1 or 0) sums the pairs of
-// negative weights (<= 2*128), madd the two pairs of each row.
+// negative weights (>= -2*128; all 8 element vectors' >= -2048 in int16),
+// one madd the two pairs of each row.
 inline void prep_neg(Q8Prep& P) {
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256i s = _mm256_setzero_si256();
-  for (int c = 0; c < 8; ++c) s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P.u[c], P.m[c]), ones));
-  P.neg = s;
+  for (int c = 0; c < 8; ++c) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P.u[c], P.m[c]));
+  P.neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
 }
 
 void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
