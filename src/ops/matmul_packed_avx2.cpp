@@ -326,11 +326,15 @@ void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
   }
 }
 
-// G row groups x T tokens over all super-blocks.
-struct TileXs {
+// G row groups x T tokens over prepared super-blocks (IQ4_XS, Q3_K): per
+// super-block Kind::sums adds the integer sums of every (group, token) to
+// isum, started at Kind::start(P); then kpack's f32 steps (s += d_a * (d *
+// A)) on A = Kind::finish(P, a, isum).
+template <class Kind>
+struct TileK {
   template <int G, int T>
-  [[gnu::noinline]] static void run(const XsPrep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                                    int64_t rows, int64_t r0, float* y) {
+  [[gnu::noinline]] static void run(const typename Kind::Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                    int64_t t0, int64_t rows, int64_t r0, float* y) {
     const BlockQ8K* a[T];
     for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
     __m256 acc[G][T];
@@ -339,29 +343,12 @@ struct TileXs {
     for (int64_t b = 0; b < nb; ++b) {
       __m256i isum[G][T];
       for (int g = 0; g < G; ++g)
-        for (int t = 0; t < T; ++t) isum[g][t] = P[g * nb + b].corr;
-      for (int j = 0; j < 8; ++j) {
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const int c = 8 * j + k;
-          __m256i wu[G], m[G];
-          for (int g = 0; g < G; ++g) {
-            wu[g] = P[g * nb + b].u[c];
-            m[g] = P[g * nb + b].m[c];
-          }
-          for (int t = 0; t < T; ++t) {
-            const __m256i av = kpack::act4(a[t][b], c);
-            for (int g = 0; g < G; ++g) {
-              const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
-              isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
-              asm("" : "+x"(isum[g][t]));  // one running sum each
-            }
-          }
-        }
-      }
+        for (int t = 0; t < T; ++t) isum[g][t] = Kind::start(P[g * nb + b]);
+      Kind::template sums<G, T>(P, nb, b, a, isum);
       for (int g = 0; g < G; ++g)
         for (int t = 0; t < T; ++t) {
-          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(isum[g][t])));
+          const __m256i A = Kind::finish(P[g * nb + b], a[t][b], isum[g][t]);
+          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(A)));
           acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
         }
     }
@@ -370,11 +357,41 @@ struct TileXs {
   }
 };
 
+// IQ4_XS's units: maddubs(|v|, a ^ m), widened by the madd with the
+// sub-block's scale pair; the sum starts at corr.
+struct KindXs {
+  using Prep = XsPrep;
+  static __m256i start(const XsPrep& P) { return P.corr; }
+  static __m256i finish(const XsPrep&, const BlockQ8K&, __m256i isum) { return isum; }
+  template <int G, int T>
+  static void sums(const XsPrep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
+    for (int j = 0; j < 8; ++j) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const int c = 8 * j + k;
+        __m256i wu[G], m[G];
+        for (int g = 0; g < G; ++g) {
+          wu[g] = P[g * nb + b].u[c];
+          m[g] = P[g * nb + b].m[c];
+        }
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
+            isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
+            asm("" : "+x"(isum[g][t]));  // one running sum each
+          }
+        }
+      }
+    }
+  }
+};
+
 void gemm_iq4xs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                 float* y) {
   static const GemmFn sign_form = gemm_kernel_kpack_avx2(GgmlType::IQ4_XS);
   if (t1 - t0 < kPrepMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_prepared<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileXs>(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileK<KindXs>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- Q3_Kx8 prefill ------------------------------------------------------------
@@ -409,50 +426,39 @@ void q3k_prepare(const BlockQ3_Kx8* w, int64_t nb, Q3Prep* P) {
   }
 }
 
-struct TileQ3 {
+// Q3_K's units: maddubs(u, a) in int16 over a sub-block's 4 element
+// vectors, then the madd with its scale pair; A = the sums - 4 x sum_S sc_S
+// bsums_S.
+struct KindQ3 {
+  using Prep = Q3Prep;
+  static __m256i start(const Q3Prep&) { return _mm256_setzero_si256(); }
+  static __m256i finish(const Q3Prep& P, const BlockQ8K& a, __m256i isum) {
+    return _mm256_sub_epi32(isum, _mm256_slli_epi32(kpack::q6k_offset(*P.B, a), 2));
+  }
   template <int G, int T>
-  [[gnu::noinline]] static void run(const Q3Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                                    int64_t rows, int64_t r0, float* y) {
-    const BlockQ8K* a[T];
-    for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
-    __m256 acc[G][T];
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      __m256i isum[G][T];
-      for (int g = 0; g < G; ++g)
-        for (int t = 0; t < T; ++t) isum[g][t] = _mm256_setzero_si256();
+  static void sums(const Q3Prep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
 #pragma GCC unroll 2
-      for (int S = 0; S < 16; ++S) {
-        __m256i p[G][T];
-        for (int g = 0; g < G; ++g)
-          for (int t = 0; t < T; ++t) p[g][t] = _mm256_setzero_si256();
+    for (int S = 0; S < 16; ++S) {
+      __m256i p[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) p[g][t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; ++k) {
-          const int c = 4 * S + k;
-          __m256i wu[G];
-          for (int g = 0; g < G; ++g) wu[g] = P[g * nb + b].u[c];
-          for (int t = 0; t < T; ++t) {
-            const __m256i av = kpack::act4(a[t][b], c);
-            for (int g = 0; g < G; ++g) {
-              p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(wu[g], av));
-              asm("" : "+x"(p[g][t]));  // one running sum each
-            }
+      for (int k = 0; k < 4; ++k) {
+        const int c = 4 * S + k;
+        __m256i wu[G];
+        for (int g = 0; g < G; ++g) wu[g] = P[g * nb + b].u[c];
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(wu[g], av));
+            asm("" : "+x"(p[g][t]));  // one running sum each
           }
         }
-        for (int g = 0; g < G; ++g)
-          for (int t = 0; t < T; ++t)
-            isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p[g][t], P[g * nb + b].sc[S]));
       }
       for (int g = 0; g < G; ++g)
-        for (int t = 0; t < T; ++t) {
-          const __m256i Ai = _mm256_sub_epi32(isum[g][t], _mm256_slli_epi32(kpack::q6k_offset(*P[g * nb + b].B, a[t][b]), 2));
-          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(Ai)));
-          acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
-        }
+        for (int t = 0; t < T; ++t)
+          isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p[g][t], P[g * nb + b].sc[S]));
     }
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
   }
 };
 
@@ -460,7 +466,7 @@ void gemm_q3k(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
               float* y) {
   static const GemmFn kpack_tiles = gemm_kernel_kpack_avx2(GgmlType::Q3_K);
   if (t1 - t0 < kPrepMin) return kpack_tiles(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileQ3>(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileK<KindQ3>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- F16 x8 (element-interleaved) ----------------------------------------
