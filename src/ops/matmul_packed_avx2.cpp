@@ -142,19 +142,25 @@ constexpr Iq4nlTables kIq4nl = [] {
   return x;
 }();
 
+// |v| and the sign mask of the table entries q (one nibble per byte).
+struct Iq4nlLookup {
+  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
+  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  void operator()(__m256i q, __m256i& u, __m256i& m) const {
+    u = _mm256_shuffle_epi8(tu, q);
+    m = _mm256_shuffle_epi8(tm, q);
+  }
+};
+
 // Element vector c = the low nibbles of qs[c] (c < 4) or the high ones of qs[c - 4].
 void iq4nl_prepare(const BlockIQ4_NLx8* w, int64_t nb, Q8Prep* P) {
   const __m256i m4 = _mm256_set1_epi8(15);
-  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
-  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  const Iq4nlLookup lookup;
   for (int64_t b = 0; b < nb; ++b) {
     for (int k = 0; k < 4; ++k) {
       const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[k]);
-      const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-      P[b].u[k] = _mm256_shuffle_epi8(tu, lo);
-      P[b].m[k] = _mm256_shuffle_epi8(tm, lo);
-      P[b].u[k + 4] = _mm256_shuffle_epi8(tu, hi);
-      P[b].m[k + 4] = _mm256_shuffle_epi8(tm, hi);
+      lookup(_mm256_and_si256(raw, m4), P[b].u[k], P[b].m[k]);
+      lookup(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), P[b].u[k + 4], P[b].m[k + 4]);
     }
     prep_neg(P[b]);
     P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
@@ -303,8 +309,7 @@ struct XsPrep {
 
 void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
   const __m256i m4 = _mm256_set1_epi8(15);
-  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
-  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  const Iq4nlLookup lookup;
   for (int64_t b = 0; b < nb; ++b) {
     __m256i corr = _mm256_setzero_si256();
     for (int j = 0; j < 8; ++j) {
@@ -313,10 +318,8 @@ void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
       for (int k = 0; k < 8; ++k) {
         const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[8 * (j % 4) + k]);
         const __m256i q = _mm256_and_si256(j >= 4 ? _mm256_srli_epi16(raw, 4) : raw, m4);
-        const __m256i u = _mm256_shuffle_epi8(tu, q), mk = _mm256_shuffle_epi8(tm, q);
-        P[b].u[8 * j + k] = u;
-        P[b].m[8 * j + k] = mk;
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u, mk));
+        lookup(q, P[b].u[8 * j + k], P[b].m[8 * j + k]);
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P[b].u[8 * j + k], P[b].m[8 * j + k]));
       }
       P[b].sc[j] = scv;
       corr = _mm256_sub_epi32(corr, _mm256_madd_epi16(s, scv));
