@@ -6,7 +6,7 @@
 // lanes are added up does not matter; then the f32 steps into that row's
 // lane: for the nibble types the scalar reference's own (ops/nibpack_x8.h:
 // its bits), for Q8_0 one fma per block. Every (row, token) thus follows
-// one fixed chain over the blocks, whether the token runs in a tile of kT or
+// one fixed chain over the blocks, whether the token runs in a tile of 8 or
 // alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
@@ -25,7 +25,6 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;     // tokens per tile
 constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
@@ -118,11 +117,12 @@ void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
 }
 
 // G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare); else the
-// sign form straight from w[g * nb + b]. Not inlined: six such loops in
-// gemm_q8_0x8 would only bloat it.
-template <int G, int T, bool kXor>
-[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
+// sign form straight from w[g * nb + b]. kPrefetch: also prefetches pf[b]
+// per block b (the next row group's blocks, for decode). Not inlined: the
+// many such loops in gemm_q8_0x8 would only bloat it.
+template <int G, int T, bool kXor, bool kPrefetch = false>
+[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                   int64_t t0, int64_t rows, int64_t r0, float* y, const BlockQ8_0x8* pf = nullptr) {
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[G][T];
@@ -130,6 +130,8 @@ template <int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
+      for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -167,24 +169,61 @@ template <int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-// The sign form as the shared x8 tiling loop's tile (ops/gemm_tiling.h).
-template <int T>
-struct TileQ8Sign {
-  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q8_0x8<1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
+// Calls of this many tokens or more take the xor form (prefill); fewer, decode.
+constexpr int64_t kXorMin = 16;
+
+// Tokens [t, t1), fewer than 2 T of them: one tile of T if they are that
+// many, then the rest in halves. kPrefetch: the first tile prefetches pf.
+template <int T, bool kPrefetch>
+void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t t1,
+                    int64_t rows, int64_t r, float* y, const BlockQ8_0x8* pf) {
+  if (t + T <= t1) {
+    tile_q8_0x8<1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
+    if constexpr (T > 1) q8_decode_rest<T / 2, false>(w, nb, xa, xs, t + T, t1, rows, r, y, pf);
+  } else if constexpr (T > 1) {
+    q8_decode_rest<T / 2, kPrefetch>(w, nb, xa, xs, t, t1, rows, r, y, pf);
   }
-};
+}
+
+// Decode (fewer than kXorMin tokens: one per sequence of a batched step):
+// per row group, sign-form tiles of 8 tokens, then at most one each of 4,
+// 2 and 1. With 2 tokens or more the step is compute-bound, and the
+// hardware prefetcher alone left the weight stream's misses in series with
+// the arithmetic (the 49152-row output head of SmolLM2 at 8 tokens ran at
+// the sum of its compute and memory times): the group's first tile
+// prefetches the next group's blocks (the last group its own), one block's
+// lines per block computed. A single token (bandwidth-bound) streams
+// without it.
+void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                        int64_t t1, float* y) {
+  const int64_t nb = W.cols / QK;
+  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
+  for (int64_t r = r0; r < r1; r += kPackRows) {
+    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    if (t1 - t0 == 1) {
+      tile_q8_0x8<1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
+      continue;
+    }
+    const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
+    int64_t t = t0;
+    if (t + 8 <= t1) {
+      tile_q8_0x8<1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
+      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    } else {
+      q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    }
+  }
+}
 
 // At least kXorMin tokens: per pair of row groups (a last odd one alone),
 // q8_prepare, then xor-form tiles of 2 tokens (one group: 4), then single
-// tokens. Fewer tokens (decode steps): sign-form tiles of kT, then single.
+// tokens. Fewer tokens (decode steps): gemm_q8_0x8_decode.
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  constexpr int64_t kXorMin = 16;
   const int64_t nb = W.cols / QK;
   const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
-  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kXorMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
   thread_local std::vector<Q8Prep> prep;  // [2][nb] the current groups' blocks
   if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
   const Q8Prep* P = prep.data();
