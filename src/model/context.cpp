@@ -297,13 +297,9 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
   const ModelWeights& w = model_.weights();
   const int d = c.d_model;
   logit_rows_.clear();
-  const BatchRun* only = nullptr;  // the run that wants logits, if there is one only
-  int n_wanting = 0;
   for (int32_t row0 = 0; const BatchRun& r : runs) {
     if (r.logits) {
       for (int32_t i = r.all_logits ? 0 : r.plan.n_tokens - 1; i < r.plan.n_tokens; ++i) logit_rows_.push_back(row0 + i);
-      only = &r;
-      ++n_wanting;
     }
     row0 += r.plan.n_tokens;
   }
@@ -312,8 +308,19 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
   for (int32_t i = 0; i < rows; ++i)  // gathered to the front of tmp_ ([rows][d_model])
     std::copy_n(&x_[(size_t)logit_rows_[i] * d], d, &tmp_[(size_t)i * d]);
   normalize(pool_, timer_, c, w.out_norm, w.out_norm_b, tmp_.data(), xn_.data(), rows);
-  float* out = only->logits;  // straight into the caller's buffer when one run wants logits
-  if (n_wanting > 1) {
+  // Straight into the caller's buffers when one run wants logits, or when
+  // the runs' buffers follow each other in memory as the rows do (one
+  // [rows][n_vocab] array, as `bench --parallel` passes them):
+  // no copy of rows x n_vocab floats per step.
+  float* out = nullptr;
+  bool contiguous = true;
+  for (const float* next = nullptr; const BatchRun& r : runs) {
+    if (!r.logits) continue;
+    if (next && r.logits != next) contiguous = false;
+    if (!next) out = r.logits;
+    next = r.logits + (size_t)(r.all_logits ? r.plan.n_tokens : 1) * c.n_vocab;
+  }
+  if (!contiguous) {
     logits_.resize((size_t)rows * c.n_vocab);
     out = logits_.data();
   }
@@ -322,7 +329,7 @@ void Context::output_logits(const std::vector<BatchRun>& runs) {
     matmul(w.output, xn_.data(), rows, out, pool_, scratch_);
   }
   softcap_inplace(out, (size_t)rows * c.n_vocab, c.logit_softcap);
-  if (n_wanting == 1) return;
+  if (contiguous) return;
   const float* src = logits_.data();
   for (const BatchRun& r : runs) {
     if (!r.logits) continue;

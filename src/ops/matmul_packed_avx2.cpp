@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ops/gemm_tiling.h"
+#include "ops/kpack_x8.h"
 #include "ops/matmul_kernels.h"
 #include "ops/nibpack_x8.h"
 #include "ops/quantize.h"
@@ -96,31 +97,94 @@ struct NibSumsAvx2 {
 // neg and d_w in f32: Q8Prep), two row groups at a time so each broadcast
 // activation serves both; decode steps the sign form, which needs no extra
 // pass over the weights. Then one fma per block with d_w d_a, as before.
+//
+// IQ4_NL's x8 blocks go through the same prepared form and tiles: two
+// 16-entry tables looked up by the nibble (pshufb) give |v| and the sign
+// mask at once; pairs <= 2*127*128 = 32512. Its f32 steps are the scalar
+// reference's (ops/nibpack_x8.h), so it keeps those bits.
 struct Q8Prep {
   __m256i u[8], m[8], neg;  // |w| and sign masks of the element vectors; per row sum of |w| over w < 0
   __m256 d;                 // d_w
 };
 
+// P.neg from the prepared u and m: maddubs(|w|, -1 or 0) sums the pairs of
+// negative weights (>= -2*128; all 8 element vectors' >= -2048 in int16),
+// one madd the two pairs of each row.
+inline void prep_neg(Q8Prep& P) {
+  __m256i s = _mm256_setzero_si256();
+  for (int c = 0; c < 8; ++c) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P.u[c], P.m[c]));
+  P.neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+}
+
 void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
-  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i s = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       const __m256i wq = _mm256_loadu_si256((const __m256i*)w[b].qs[c]);
       P[b].u[c] = _mm256_abs_epi8(wq);
       P[b].m[c] = _mm256_cmpgt_epi8(_mm256_setzero_si256(), wq);
-      s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P[b].u[c], P[b].m[c]), ones));
     }
-    P[b].neg = s;
+    prep_neg(P[b]);
     P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
   }
 }
 
-// G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare); else the
-// sign form straight from w[g * nb + b]. kPrefetch: also prefetches pf[b]
-// per block b (the next row group's blocks, for decode). Not inlined: the
-// many such loops in gemm_q8_0x8 would only bloat it.
-template <int G, int T, bool kXor, bool kPrefetch = false>
+// |v| and (v < 0 ? -1 : 0) of IQ4_NL's table, for pshufb.
+struct Iq4nlTables {
+  alignas(16) int8_t abs[16], neg[16];
+};
+constexpr Iq4nlTables kIq4nl = [] {
+  Iq4nlTables x{};
+  for (int i = 0; i < 16; ++i) {
+    x.abs[i] = (int8_t)(kIq4nlValues[i] < 0 ? -kIq4nlValues[i] : kIq4nlValues[i]);
+    x.neg[i] = (int8_t)(kIq4nlValues[i] < 0 ? -1 : 0);
+  }
+  return x;
+}();
+
+// |v| and the sign mask of the table entries q (one nibble per byte).
+struct Iq4nlLookup {
+  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
+  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  void operator()(__m256i q, __m256i& u, __m256i& m) const {
+    u = _mm256_shuffle_epi8(tu, q);
+    m = _mm256_shuffle_epi8(tm, q);
+  }
+};
+
+// Element vector c = the low nibbles of qs[c] (c < 4) or the high ones of qs[c - 4].
+void iq4nl_prepare(const BlockIQ4_NLx8* w, int64_t nb, Q8Prep* P) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const Iq4nlLookup lookup;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int k = 0; k < 4; ++k) {
+      const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[k]);
+      lookup(_mm256_and_si256(raw, m4), P[b].u[k], P[b].m[k]);
+      lookup(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), P[b].u[k + 4], P[b].m[k + 4]);
+    }
+    prep_neg(P[b]);
+    P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
+  }
+}
+
+// The f32 step per block: Q8_0 one fma; IQ4_NL the reference's two roundings.
+struct StepFma {
+  static __m256 apply(__m256 acc, __m256i isum, __m256 dw, float da) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(da)), acc);
+  }
+};
+struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rounded
+  static __m256 apply(__m256 acc, __m256i isum, __m256 dw, float da) {
+    const __m256 dd = nibpack::rounded(_mm256_mul_ps(dw, _mm256_set1_ps(da)));
+    return _mm256_add_ps(acc, nibpack::rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), dd)));
+  }
+};
+
+// G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
+// iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
+// kPrefetch: also prefetches pf[b] per block b (the next row group's
+// blocks, for decode). Not inlined: the many such loops would only bloat
+// their callers.
+template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
 [[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
                                    int64_t t0, int64_t rows, int64_t r0, float* y, const BlockQ8_0x8* pf = nullptr) {
   const BlockQ8A* a[T];
@@ -160,17 +224,59 @@ template <int G, int T, bool kXor, bool kPrefetch = false>
     }
     for (int g = 0; g < G; ++g) {
       const __m256 dw = kXor ? P[g * nb + b].d : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[g * nb + b].d));
-      for (int t = 0; t < T; ++t)
-        acc[g][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[g][t]), _mm256_mul_ps(dw, _mm256_set1_ps(a[t][b].d)),
-                                    acc[g][t]);
+      for (int t = 0; t < T; ++t) acc[g][t] = Step::apply(acc[g][t], isum[g][t], dw, a[t][b].d);
     }
   }
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-// Calls of this many tokens or more take the xor form (prefill); fewer, decode.
-constexpr int64_t kXorMin = 16;
+// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_prepared's Tile.
+template <class Step>
+struct TileQ8Xor {
+  template <int G, int T>
+  static void run(const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows, int64_t r,
+                  float* y) {
+    tile_q8_0x8<Step, G, T, true>(nullptr, P, nb, xa, xs, t, rows, r, y);
+  }
+};
+
+// Per pair of row groups (a last odd one alone): kPrepare, then tiles of 2
+// tokens (one group: 4), then single tokens. kElems: elements per block.
+template <class Block, int kElems, class Prep, void (*kPrepare)(const Block*, int64_t, Prep*), class Tile>
+void gemm_prepared(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  const int64_t nb = W.cols / kElems;
+  const Block* blocks = (const Block*)W.data;
+  thread_local std::vector<Prep> prep;  // [2][nb] the current groups' blocks
+  if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
+  const Prep* P = prep.data();
+  for (int64_t r = r0; r < r1; r += 2 * kPackRows) {
+    const Block* w = blocks + (r / kPackRows) * nb;
+    int64_t t = t0;
+    if (r + 2 * kPackRows > r1) {  // the odd group
+      kPrepare(w, nb, prep.data());
+      for (; t + 4 <= t1; t += 4) Tile::template run<1, 4>(P, nb, xa, xs, t, W.rows, r, y);
+      for (; t < t1; ++t) Tile::template run<1, 1>(P, nb, xa, xs, t, W.rows, r, y);
+      break;
+    }
+    kPrepare(w, 2 * nb, prep.data());
+    // The next groups' weights, spread over this pair's tiles: their
+    // prepare then reads cache instead of stalling on memory alone.
+    const char* next = (const char*)(w + 2 * nb);
+    const int64_t lines = std::clamp<int64_t>((r1 - r) / kPackRows - 2, 0, 2) * nb * sizeof(Block) / 64;
+    const int64_t per_tile = lines / ((t1 - t0) / 2) + 1;
+    for (int64_t done = 0; t + 2 <= t1; t += 2) {
+      for (const int64_t e = std::min(lines, done + per_tile); done < e; ++done) _mm_prefetch(next + 64 * done, _MM_HINT_T0);
+      Tile::template run<2, 2>(P, nb, xa, xs, t, W.rows, r, y);
+    }
+    if (t < t1) Tile::template run<2, 1>(P, nb, xa, xs, t, W.rows, r, y);
+  }
+}
+
+// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode
+// steps) Q8_0's sign-form tiles (gemm_q8_0x8_decode).
+constexpr int64_t kPrepMin = 16;
 
 // Tokens [t, t1), fewer than 2 T of them: one tile of T if they are that
 // many, then the rest in halves. kPrefetch: the first tile prefetches pf.
@@ -178,14 +284,14 @@ template <int T, bool kPrefetch>
 void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t t1,
                     int64_t rows, int64_t r, float* y, const BlockQ8_0x8* pf) {
   if (t + T <= t1) {
-    tile_q8_0x8<1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
+    tile_q8_0x8<StepFma, 1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
     if constexpr (T > 1) q8_decode_rest<T / 2, false>(w, nb, xa, xs, t + T, t1, rows, r, y, pf);
   } else if constexpr (T > 1) {
     q8_decode_rest<T / 2, kPrefetch>(w, nb, xa, xs, t, t1, rows, r, y, pf);
   }
 }
 
-// Decode (fewer than kXorMin tokens: one per sequence of a batched step):
+// Decode (fewer than kPrepMin tokens: one per sequence of a batched step):
 // per row group, sign-form tiles of 8 tokens, then at most one each of 4,
 // 2 and 1. With 2 tokens or more the step is compute-bound, and the
 // hardware prefetcher alone left the weight stream's misses in series with
@@ -201,14 +307,14 @@ void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int
   for (int64_t r = r0; r < r1; r += kPackRows) {
     const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
     if (t1 - t0 == 1) {
-      tile_q8_0x8<1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
+      tile_q8_0x8<StepFma, 1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
       continue;
     }
     const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
     int64_t t = t0;
     if (t + 8 <= t1) {
-      tile_q8_0x8<1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
-      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      tile_q8_0x8<StepFma, 1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
+      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<StepFma, 1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
       q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
     } else {
       q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
@@ -216,38 +322,192 @@ void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int
   }
 }
 
-// At least kXorMin tokens: per pair of row groups (a last odd one alone),
-// q8_prepare, then xor-form tiles of 2 tokens (one group: 4), then single
-// tokens. Fewer tokens (decode steps): gemm_q8_0x8_decode.
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  const int64_t nb = W.cols / QK;
-  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
-  if (t1 - t0 < kXorMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
-  thread_local std::vector<Q8Prep> prep;  // [2][nb] the current groups' blocks
-  if ((int64_t)prep.size() < 2 * nb) prep.resize(2 * nb);
-  const Q8Prep* P = prep.data();
-  for (int64_t r = r0; r < r1; r += 2 * kPackRows) {
-    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
-    int64_t t = t0;
-    if (r + 2 * kPackRows > r1) {  // the odd group
-      q8_prepare(w, nb, prep.data());
-      for (; t + 4 <= t1; t += 4) tile_q8_0x8<1, 4, true>(w, P, nb, xa, xs, t, W.rows, r, y);
-      for (; t < t1; ++t) tile_q8_0x8<1, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
-      break;
+  if (t1 - t0 < kPrepMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+// ---- IQ4_XSx8 prefill ----------------------------------------------------------
+// The xor form on IQ4_XS super-blocks: element vector c = 8j + k of
+// sub-block j (the low nibbles of qs[8j + k] for j < 4, the high ones of
+// qs[8(j - 4) + k]) prepared as |v| and the sign mask by the IQ4_NL tables;
+// each unit maddubs(|v|, a ^ m) (pairs <= 32512) is widened by the madd with
+// the sub-block's scale pair (sc in -32..31), and the super-block's sum
+// starts at corr = sum_j sc_j * (sum of |v| over v < 0 in sub-block j) of
+// the row: the exact int32 A of dot_iq4_xs (|A| <= 256*127*128*32 < 2^31).
+// Then ops/kpack_x8.h's f32 steps (s += d_a * (d * A)): the reference's bits.
+// Calls of fewer than kPrepMin tokens take kpack's sign-form tiles.
+struct XsPrep {
+  __m256i u[64], m[64];  // per element vector
+  __m256i sc[8];         // dword i: (sc_i, sc_i) of sub-block j
+  __m256i corr;
+  __m256 d;
+};
+
+void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
+  const __m256i m4 = _mm256_set1_epi8(15);
+  const Iq4nlLookup lookup;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i corr = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {
+      const __m256i scv = kpack::q6k_scale(w[b], j);
+      __m256i s = _mm256_setzero_si256();  // int16 pairs: -(sum of |v| over v < 0), <= 8 * 2 * 127
+      for (int k = 0; k < 8; ++k) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[8 * (j % 4) + k]);
+        const __m256i q = _mm256_and_si256(j >= 4 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+        lookup(q, P[b].u[8 * j + k], P[b].m[8 * j + k]);
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P[b].u[8 * j + k], P[b].m[8 * j + k]));
+      }
+      P[b].sc[j] = scv;
+      corr = _mm256_sub_epi32(corr, _mm256_madd_epi16(s, scv));
     }
-    q8_prepare(w, 2 * nb, prep.data());
-    // The next groups' weights, spread over this pair's tiles: their
-    // q8_prepare then reads cache instead of stalling on memory alone.
-    const char* next = (const char*)(w + 2 * nb);
-    const int64_t lines = std::clamp<int64_t>((r1 - r) / kPackRows - 2, 0, 2) * nb * sizeof(BlockQ8_0x8) / 64;
-    const int64_t per_tile = lines / ((t1 - t0) / 2) + 1;
-    for (int64_t done = 0; t + 2 <= t1; t += 2) {
-      for (const int64_t e = std::min(lines, done + per_tile); done < e; ++done) _mm_prefetch(next + 64 * done, _MM_HINT_T0);
-      tile_q8_0x8<2, 2, true>(w, P, nb, xa, xs, t, W.rows, r, y);
-    }
-    if (t < t1) tile_q8_0x8<2, 1, true>(w, P, nb, xa, xs, t, W.rows, r, y);
+    P[b].corr = corr;
+    P[b].d = kpack::load_d8(w[b].d);
   }
+}
+
+// G row groups x T tokens over prepared super-blocks (IQ4_XS, Q3_K): per
+// super-block Kind::sums adds the integer sums of every (group, token) to
+// isum, started at Kind::start(P); then kpack's f32 steps (s += d_a * (d *
+// A)) on A = Kind::finish(P, a, isum).
+template <class Kind>
+struct TileK {
+  template <int G, int T>
+  [[gnu::noinline]] static void run(const typename Kind::Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                    int64_t t0, int64_t rows, int64_t r0, float* y) {
+    const BlockQ8K* a[T];
+    for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
+    __m256 acc[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i isum[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) isum[g][t] = Kind::start(P[g * nb + b]);
+      Kind::template sums<G, T>(P, nb, b, a, isum);
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) {
+          const __m256i A = Kind::finish(P[g * nb + b], a[t][b], isum[g][t]);
+          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(A)));
+          acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
+        }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
+  }
+};
+
+// IQ4_XS's units: maddubs(|v|, a ^ m), widened by the madd with the
+// sub-block's scale pair; the sum starts at corr.
+struct KindXs {
+  using Prep = XsPrep;
+  static __m256i start(const XsPrep& P) { return P.corr; }
+  static __m256i finish(const XsPrep&, const BlockQ8K&, __m256i isum) { return isum; }
+  template <int G, int T>
+  static void sums(const XsPrep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
+    for (int j = 0; j < 8; ++j) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const int c = 8 * j + k;
+        __m256i wu[G], m[G];
+        for (int g = 0; g < G; ++g) {
+          wu[g] = P[g * nb + b].u[c];
+          m[g] = P[g * nb + b].m[c];
+        }
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
+            isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
+            asm("" : "+x"(isum[g][t]));  // one running sum each
+          }
+        }
+      }
+    }
+  }
+};
+
+void gemm_iq4xs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                float* y) {
+  static const GemmFn sign_form = gemm_kernel_kpack_avx2(GgmlType::IQ4_XS);
+  if (t1 - t0 < kPrepMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileK<KindXs>>(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+// ---- Q3_Kx8 prefill ------------------------------------------------------------
+// kpack's sums (matmul_kpack_avx2.cpp: element vector c of sub-block S =
+// c / 4, u = low two bits + 4 x high bit in 0..7, int16 sums of a
+// sub-block's 4 maddubs <= 4*2*7*127, madd with its scale pair, minus 4 x
+// sum_S sc_S bsums_S, then kpack's f32 steps: the reference's bits) over
+// super-blocks prepared once per call: u unpacked to bytes, the scale pairs
+// as vectors. Tiles of two row groups x 2 tokens share each broadcast, as
+// the xor-form ones (gemm_prepared).
+struct Q3Prep {
+  __m256i u[64];  // per element vector
+  __m256i sc[16]; // dword i: (sc_i, sc_i) of sub-block S
+  const BlockQ3_Kx8* B;  // for the offset term (kpack::q6k_offset)
+  __m256 d;
+};
+
+void q3k_prepare(const BlockQ3_Kx8* w, int64_t nb, Q3Prep* P) {
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < 64; ++c) {
+      const int S = c / 4, Q = S / 4, J = 2 * Q + (S % 4) / 2;
+      const __m256i l = _mm256_loadu_si256((const __m256i*)w[b].ql[c % 16]);
+      const __m256i h = _mm256_loadu_si256((const __m256i*)w[b].qh[c % 8]);
+      // bit J to bit 2 (16-bit shifts: what crosses a byte is masked off)
+      const __m256i hb = J <= 2 ? _mm256_slli_epi16(h, 2 - J) : _mm256_srli_epi16(h, J - 2);
+      P[b].u[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2 * Q), m3), _mm256_and_si256(hb, m4));
+    }
+    for (int S = 0; S < 16; ++S) P[b].sc[S] = kpack::q6k_scale(w[b], S);
+    P[b].B = &w[b];
+    P[b].d = kpack::load_d8(w[b].d);
+  }
+}
+
+// Q3_K's units: maddubs(u, a) in int16 over a sub-block's 4 element
+// vectors, then the madd with its scale pair; A = the sums - 4 x sum_S sc_S
+// bsums_S.
+struct KindQ3 {
+  using Prep = Q3Prep;
+  static __m256i start(const Q3Prep&) { return _mm256_setzero_si256(); }
+  static __m256i finish(const Q3Prep& P, const BlockQ8K& a, __m256i isum) {
+    return _mm256_sub_epi32(isum, _mm256_slli_epi32(kpack::q6k_offset(*P.B, a), 2));
+  }
+  template <int G, int T>
+  static void sums(const Q3Prep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
+#pragma GCC unroll 2
+    for (int S = 0; S < 16; ++S) {
+      __m256i p[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) p[g][t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const int c = 4 * S + k;
+        __m256i wu[G];
+        for (int g = 0; g < G; ++g) wu[g] = P[g * nb + b].u[c];
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(wu[g], av));
+            asm("" : "+x"(p[g][t]));  // one running sum each
+          }
+        }
+      }
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t)
+          isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p[g][t], P[g * nb + b].sc[S]));
+    }
+  }
+};
+
+void gemm_q3k(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  static const GemmFn kpack_tiles = gemm_kernel_kpack_avx2(GgmlType::Q3_K);
+  if (t1 - t0 < kPrepMin) return kpack_tiles(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileK<KindQ3>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- F16 x8 (element-interleaved) ----------------------------------------
@@ -373,7 +633,9 @@ template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
   static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
-  if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
+  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kPrepMin)
+    gemm_prepared<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
+  else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
   else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
@@ -386,6 +648,8 @@ GemmFn gemm_kernel_packed_avx2(GgmlType t) {
     case GgmlType::Q4_0: return gemm_signed_nib<GgmlType::Q4_0>;
     case GgmlType::Q5_0: return gemm_signed_nib<GgmlType::Q5_0>;
     case GgmlType::IQ4_NL: return gemm_signed_nib<GgmlType::IQ4_NL>;
+    case GgmlType::IQ4_XS: return gemm_iq4xs;
+    case GgmlType::Q3_K: return gemm_q3k;
     default: break;
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1

@@ -318,8 +318,10 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
 // +-127 (token 0 all -127, token 1 all 127), all scales at their ends, d = 1
 // (dmin = 1). Packed AVX-512 and AVX2 kernels must give the scalar
 // reference's bits; rows 0..7 hold only the extremes, the rest random bytes.
+// 6 tokens, and 18: AVX2 IQ4_XS's xor form (16 or more; -127 against 127 is
+// 127 x -128 per product), pairs of row groups and one alone.
 TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
-  const int64_t rows = 24, cols = 512, n_tok = 6;
+  const int64_t rows = 24, cols = 512, n_tok = 18;
   std::mt19937 rng(17);
   Acts A = make_acts(GgmlType::Q4_K, n_tok, cols, 1);
   const float xv[] = {-127, -100, 0, 50, 127};
@@ -348,12 +350,14 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
         }
       }
     M.P = pack_matrix(M.W, M.packed.data());
-    const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
-    const auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
-    ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t;
-    if (avx2_available()) {
-      const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
-      ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t;
+    for (int64_t nt : {int64_t{6}, n_tok}) {
+      const auto yr = gemm(gemm_kernel_ref(t), M.W, A, nt);
+      const auto yp = gemm(GetParam().packed(t), M.P, A, nt);
+      ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << nt;
+      if (avx2_available()) {
+        const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, nt);
+        ASSERT_EQ(0, std::memcmp(y2.data(), yr.data(), y2.size() * sizeof(float))) << "packed avx2 " << (int)t << " " << nt;
+      }
     }
   }
 }
@@ -367,7 +371,7 @@ TEST_P(Avx512Kernels, PackedKQuantExtremeBytes) {
 // with some blocks at the extremes: all nibbles 0 or 15, all fifth bits set
 // or clear (IQ4_NL: all -127 or 113), and tokens whose every activation is
 // +-127, which drive the int16 partial sums of the AVX2 kernels to their
-// bounds. A saturating sum, a wrong element order or an fma where the
+// bounds (IQ4_NL's xor form: -127 against 127 is 127 x -128 per product). A saturating sum, a wrong element order or an fma where the
 // reference rounds twice changes bits here.
 TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
   std::mt19937 rng(41);
@@ -396,18 +400,21 @@ TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
         M.W = WeightMatrix{t, rows, cols, M.plain.data(), rb};
         M.packed.resize(packed_bytes(M.W));
         M.P = pack_matrix(M.W, M.packed.data());
-        const int64_t n_tok = 13;
+        const int64_t n_tok = 21;
         Acts A = make_acts(t, n_tok, cols, (uint32_t)(rows + cols));
-        for (int64_t i = 0; i < cols; ++i) {  // token 1: all -127; token 4: +-127
+        for (int64_t i = 0; i < cols; ++i) {  // token 1: all -127; token 4: +-127; token 17: all 127
           A.x[1 * cols + i] = -1.0f;
           A.x[4 * cols + i] = rng() % 2 ? 3.0f : -3.0f;
+          A.x[17 * cols + i] = 2.0f;
         }
-        for (int64_t k : {1, 4}) quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
+        for (int64_t k : {1, 4, 17})
+          quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
         const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
         std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)}};
         if (avx2_available()) fns.push_back({"AVX2", gemm_kernel_packed_avx2(t)});
         for (auto [name, fn] : fns)
-          for (int64_t nt : {1, 3, 4, 9, 13}) {  // tiles of 8, 4 and 1 token(s), alone and together
+          // tiles of 8, 4 and 1 token(s), alone and together; 16 or more: AVX2 IQ4_NL's xor form
+          for (int64_t nt : {1, 3, 4, 9, 13, 16, 21}) {
             const auto y = gemm(fn, M.P, A, nt);
             ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)))
                 << name << " type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << nt;

@@ -120,24 +120,25 @@ TEST(WeightPack, BatchInvariantBitForBit) {
 // The packed K-quant and nibble kernels take the scalar reference's own
 // steps on exact integer sums (ops/kpack_x8.h, ops/nibpack_x8.h): the same
 // bits as the plain reference, at every SIMD level, tiles of 8 and 4 tokens
-// and single ones (13 tokens on 2 threads, then the last one alone).
+// and single ones (21 tokens on 2 threads, then the last one alone; 16 or
+// more: AVX2's prepared two-group tiles of IQ4_NL, Q3_K and IQ4_XS).
 TEST(WeightPack, QuantBitIdenticalToReference) {
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q3_K,
                      GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS, GgmlType::Q2_K}) {
     auto m = make_packed(t, 24, 768, 9);
-    auto x = randn(13 * 768, 10);
-    for (int i = 0; i < 13 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
+    auto x = randn(21 * 768, 10);
+    for (int i = 0; i < 21 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
     const auto ref = [&] {
       ScopedSimdLevel at(SimdLevel::Scalar);
-      return run(m.W, x.data(), 13, 1);
+      return run(m.W, x.data(), 21, 1);
     }();
     for (SimdLevel lvl : simd_levels()) {
       ScopedSimdLevel at(lvl);
-      auto y = run(m.P, x.data(), 13, 2);
+      auto y = run(m.P, x.data(), 21, 2);
       ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), y.size() * sizeof(float))) << (int)t << " " << simd_level_name(lvl);
       // A single token (decode: on AVX2 the signed nibble types take other tiles then).
-      auto y1 = run(m.P, x.data() + 12 * 768, 1, 1);
-      ASSERT_EQ(0, std::memcmp(y1.data(), ref.data() + 12 * 24, y1.size() * sizeof(float)))
+      auto y1 = run(m.P, x.data() + 20 * 768, 1, 1);
+      ASSERT_EQ(0, std::memcmp(y1.data(), ref.data() + 20 * 24, y1.size() * sizeof(float)))
           << (int)t << " " << simd_level_name(lvl) << " one token";
     }
   }
