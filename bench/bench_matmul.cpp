@@ -116,7 +116,7 @@ void shapes_prefill_k(benchmark::internal::Benchmark* b) {
 }
 
 // GPT-2 124M (hidden 768, FFN 3072; QKV fused to 2304 rows) on 1 and 2
-// threads: the F16 prefill GEMM.
+// threads: the F16 and BF16 prefill GEMMs.
 void shapes_gpt2(benchmark::internal::Benchmark* b) {
   for (int64_t th : {1, 2})
     for (int64_t n_tok : {1, 64})
@@ -155,6 +155,7 @@ BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
+BENCHMARK_CAPTURE(BM_MatmulPacked, BF16, GgmlType::BF16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_head, GgmlType::Q8_0)->Apply(shapes_head);
