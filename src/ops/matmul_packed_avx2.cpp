@@ -6,7 +6,7 @@
 // lanes are added up does not matter; then the f32 steps into that row's
 // lane: for the nibble types the scalar reference's own (ops/nibpack_x8.h:
 // its bits), for Q8_0 one fma per block. Every (row, token) thus follows
-// one fixed chain over the blocks, whether the token runs in a tile of kT or
+// one fixed chain over the blocks, whether the token runs in a tile of 8 or
 // alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
@@ -26,7 +26,6 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;     // tokens per tile
 constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
@@ -182,10 +181,12 @@ struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rou
 
 // G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
 // iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
-// Not inlined: six such loops in gemm_q8_0x8 would only bloat it.
-template <class Step, int G, int T, bool kXor>
-[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
+// kPrefetch: also prefetches pf[b] per block b (the next row group's
+// blocks, for decode). Not inlined: the many such loops would only bloat
+// their callers.
+template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
+[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                   int64_t t0, int64_t rows, int64_t r0, float* y, const BlockQ8_0x8* pf = nullptr) {
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[G][T];
@@ -193,6 +194,8 @@ template <class Step, int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
+      for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -227,15 +230,6 @@ template <class Step, int G, int T, bool kXor>
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
-
-// The sign form as the shared x8 tiling loop's tile (ops/gemm_tiling.h).
-template <int T>
-struct TileQ8Sign {
-  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q8_0x8<StepFma, 1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
-  }
-};
 
 // The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_prepared's Tile.
 template <class Step>
@@ -280,13 +274,57 @@ void gemm_prepared(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t 
   }
 }
 
-// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode steps)
-// Q8_0's sign-form tiles of kT, then single tokens.
+// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode
+// steps) Q8_0's sign-form tiles (gemm_q8_0x8_decode).
 constexpr int64_t kPrepMin = 16;
+
+// Tokens [t, t1), fewer than 2 T of them: one tile of T if they are that
+// many, then the rest in halves. kPrefetch: the first tile prefetches pf.
+template <int T, bool kPrefetch>
+void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t t1,
+                    int64_t rows, int64_t r, float* y, const BlockQ8_0x8* pf) {
+  if (t + T <= t1) {
+    tile_q8_0x8<StepFma, 1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
+    if constexpr (T > 1) q8_decode_rest<T / 2, false>(w, nb, xa, xs, t + T, t1, rows, r, y, pf);
+  } else if constexpr (T > 1) {
+    q8_decode_rest<T / 2, kPrefetch>(w, nb, xa, xs, t, t1, rows, r, y, pf);
+  }
+}
+
+// Decode (fewer than kPrepMin tokens: one per sequence of a batched step):
+// per row group, sign-form tiles of 8 tokens, then at most one each of 4,
+// 2 and 1. With 2 tokens or more the step is compute-bound, and the
+// hardware prefetcher alone left the weight stream's misses in series with
+// the arithmetic (the 49152-row output head of SmolLM2 at 8 tokens ran at
+// the sum of its compute and memory times): the group's first tile
+// prefetches the next group's blocks (the last group its own), one block's
+// lines per block computed. A single token (bandwidth-bound) streams
+// without it.
+void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                        int64_t t1, float* y) {
+  const int64_t nb = W.cols / QK;
+  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
+  for (int64_t r = r0; r < r1; r += kPackRows) {
+    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    if (t1 - t0 == 1) {
+      tile_q8_0x8<StepFma, 1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
+      continue;
+    }
+    const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
+    int64_t t = t0;
+    if (t + 8 <= t1) {
+      tile_q8_0x8<StepFma, 1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
+      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<StepFma, 1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    } else {
+      q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    }
+  }
+}
 
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  if (t1 - t0 < kPrepMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
   gemm_prepared<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
@@ -472,28 +510,51 @@ void gemm_q3k(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileK<KindQ3>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
-// ---- F16 x8 (element-interleaved) ----------------------------------------
+// ---- F16 and BF16 x8 (element-interleaved) -------------------------------
 // Lane i of an accumulator is row 8g+i, and every output is one fma chain
 // over k = 0..cols-1 in order: the same for every tile shape, so
-// batch-invariant. Prefill tiles are 2 groups x 4 tokens (8 independent
-// chains hide the fma latency); single tokens take up to 4 groups at once,
-// which keeps one fma per cycle going, more than memory can feed.
-template <int G, int T>  // G groups of 8 rows, T tokens
-void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0,
-                float* y) {
+// batch-invariant. Prefill tiles are 2 groups x 4 or 6 tokens (8 or 12
+// independent chains hide the fma latency); single tokens take up to 4
+// groups at once, which keeps one fma per cycle going, more than memory can
+// feed. The loops go by pairs of columns (cols is even: packable()), which
+// BF16's layout stores in one 32-byte load.
+struct ColsF16 {  // [cols][8] fp16 per group
+  using Elem = fp16_t;
+  template <int kOdd>  // column k + kOdd, k even
+  static __m256 col(const fp16_t* g, int64_t k) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + (k + kOdd) * kPackRows)));
+  }
+};
+struct ColsBF16 {  // [cols/2][8][2] bf16 per group: bf16 -> f32 is a 16-bit shift
+  using Elem = bf16_t;
+  template <int kOdd>
+  static __m256 col(const bf16_t* g, int64_t k) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(g + k * kPackRows));  // columns k, k + 1
+    if constexpr (kOdd) return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+    else return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+};
+
+template <class C, int G, int T>  // G groups of 8 rows, T tokens
+void tile_x8f(const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+              int64_t r0, float* y) {
   const float* x[T];
   for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
-  const size_t gs = (size_t)cols * kPackRows;  // fp16 per group
+  const size_t gs = (size_t)cols * kPackRows;  // elements per group
   __m256 acc[G][T];
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < cols; ++k) {
+  auto step = [&]<int kOdd>(int64_t k) {
     __m256 wv[G];
-    for (int g = 0; g < G; ++g) wv[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + g * gs + k * kPackRows)));
+    for (int g = 0; g < G; ++g) wv[g] = C::template col<kOdd>(w + g * gs, k);
     for (int t = 0; t < T; ++t) {
-      const __m256 xb = _mm256_broadcast_ss(x[t] + k);
+      const __m256 xb = _mm256_broadcast_ss(x[t] + k + kOdd);
       for (int g = 0; g < G; ++g) acc[g][t] = _mm256_fmadd_ps(wv[g], xb, acc[g][t]);
     }
+  };
+  for (int64_t k = 0; k < cols; k += 2) {
+    step.template operator()<0>(k);
+    step.template operator()<1>(k);
   }
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
@@ -504,9 +565,9 @@ void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int
 // the stack every iteration. T = 6 gives 12 independent chains, slack over
 // the 4-cycle fma latency (8 chains are exactly at the limit); T = 4 takes
 // the remainder of a 64-token block.
-template <int T>
-void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                    int64_t r0, float* y) {
+template <class C, int T>
+void tile_x8f_2xT(const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+                  int64_t r0, float* y) {
   static_assert(T == 4 || T == 6);
   const float* x0 = (const float*)(xa + t0 * xs);
   const float* x1 = (const float*)(xa + (t0 + 1) * xs);
@@ -514,32 +575,37 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
   const float* x3 = (const float*)(xa + (t0 + 3) * xs);
   const float* x4 = T > 4 ? (const float*)(xa + (t0 + 4) * xs) : x0;
   const float* x5 = T > 4 ? (const float*)(xa + (t0 + 5) * xs) : x0;
-  const fp16_t* w1 = w + (size_t)cols * kPackRows;
+  const typename C::Elem* w1 = w + (size_t)cols * kPackRows;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00;  // group 0
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00;                 // group 1
-  for (int64_t k = 0; k < cols; ++k) {
-    const __m256 w0v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + k * kPackRows)));
-    const __m256 w1v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w1 + k * kPackRows)));
-    __m256 xb = _mm256_broadcast_ss(x0 + k);
+  auto step = [&]<int kOdd>(int64_t k) {
+    const __m256 w0v = C::template col<kOdd>(w, k);
+    const __m256 w1v = C::template col<kOdd>(w1, k);
+    const int64_t j = k + kOdd;
+    __m256 xb = _mm256_broadcast_ss(x0 + j);
     a00 = _mm256_fmadd_ps(w0v, xb, a00);
     a10 = _mm256_fmadd_ps(w1v, xb, a10);
-    xb = _mm256_broadcast_ss(x1 + k);
+    xb = _mm256_broadcast_ss(x1 + j);
     a01 = _mm256_fmadd_ps(w0v, xb, a01);
     a11 = _mm256_fmadd_ps(w1v, xb, a11);
-    xb = _mm256_broadcast_ss(x2 + k);
+    xb = _mm256_broadcast_ss(x2 + j);
     a02 = _mm256_fmadd_ps(w0v, xb, a02);
     a12 = _mm256_fmadd_ps(w1v, xb, a12);
-    xb = _mm256_broadcast_ss(x3 + k);
+    xb = _mm256_broadcast_ss(x3 + j);
     a03 = _mm256_fmadd_ps(w0v, xb, a03);
     a13 = _mm256_fmadd_ps(w1v, xb, a13);
     if constexpr (T > 4) {
-      xb = _mm256_broadcast_ss(x4 + k);
+      xb = _mm256_broadcast_ss(x4 + j);
       a04 = _mm256_fmadd_ps(w0v, xb, a04);
       a14 = _mm256_fmadd_ps(w1v, xb, a14);
-      xb = _mm256_broadcast_ss(x5 + k);
+      xb = _mm256_broadcast_ss(x5 + j);
       a05 = _mm256_fmadd_ps(w0v, xb, a05);
       a15 = _mm256_fmadd_ps(w1v, xb, a15);
     }
+  };
+  for (int64_t k = 0; k < cols; k += 2) {
+    step.template operator()<0>(k);
+    step.template operator()<1>(k);
   }
   float* o = y + t0 * rows + r0;
   const __m256 g0[6] = {a00, a01, a02, a03, a04, a05}, g1[6] = {a10, a11, a12, a13, a14, a15};
@@ -549,38 +615,40 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
   }
 }
 
-void f16x8_tile1(int n_groups, const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                int64_t r, float* y) {
+template <class C>
+void x8f_tile1(int n_groups, const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t,
+               int64_t rows, int64_t r, float* y) {
   switch (n_groups) {
-    case 1: return tile_f16x8<1, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 2: return tile_f16x8<2, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 3: return tile_f16x8<3, 1>(w, cols, xa, xs, t, rows, r, y);
-    default: return tile_f16x8<4, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 1: return tile_x8f<C, 1, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 2: return tile_x8f<C, 2, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 3: return tile_x8f<C, 3, 1>(w, cols, xa, xs, t, rows, r, y);
+    default: return tile_x8f<C, 4, 1>(w, cols, xa, xs, t, rows, r, y);
   }
 }
 
 // Tiles of T tokens over the ng groups from row r: pairs, then a single group.
-template <int T>
-void f16x8_tiles(int ng, const fp16_t* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
-                 int64_t r, float* y) {
+template <class C, int T>
+void x8f_tiles(int ng, const typename C::Elem* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
+               int64_t r, float* y) {
   for (int g = 0; g < ng; g += 2) {
     const int64_t rg = r + g * kPackRows;
-    if (ng - g >= 2) tile_f16x8_2xT<T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-    else tile_f16x8<1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    if (ng - g >= 2) tile_x8f_2xT<C, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    else tile_x8f<C, 1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
   }
 }
 
-void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-                float* y) {
-  const fp16_t* base = (const fp16_t*)W.data;
+template <class C>
+void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  const typename C::Elem* base = (const typename C::Elem*)W.data;
   for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
     const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
     int64_t t = t0;
     // Token tiles of 6, then one of 4, then single tokens; pairs of groups,
     // then a single group. Every output is the same fma chain in all of them.
-    for (; t + 6 <= t1; t += 6) f16x8_tiles<6>(ng, base, W, xa, xs, t, r, y);
-    for (; t + 4 <= t1; t += 4) f16x8_tiles<4>(ng, base, W, xa, xs, t, r, y);
-    for (; t < t1; ++t) f16x8_tile1(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
+    for (; t + 6 <= t1; t += 6) x8f_tiles<C, 6>(ng, base, W, xa, xs, t, r, y);
+    for (; t + 4 <= t1; t += 4) x8f_tiles<C, 4>(ng, base, W, xa, xs, t, r, y);
+    for (; t < t1; ++t) x8f_tile1<C>(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
   }
 }
 
@@ -606,7 +674,8 @@ void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
     case GgmlType::Q8_0: return gemm_q8_0x8;
-    case GgmlType::F16: return gemm_f16x8;
+    case GgmlType::F16: return gemm_x8f<ColsF16>;
+    case GgmlType::BF16: return gemm_x8f<ColsBF16>;
     case GgmlType::Q4_0: return gemm_signed_nib<GgmlType::Q4_0>;
     case GgmlType::Q5_0: return gemm_signed_nib<GgmlType::Q5_0>;
     case GgmlType::IQ4_NL: return gemm_signed_nib<GgmlType::IQ4_NL>;
