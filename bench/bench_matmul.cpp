@@ -83,6 +83,15 @@ void shapes_decode(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// SmolLM2's tied output head (Q8_0 in its Q4_1 file) at the batched decode
+// step's token counts, 1 and 2 threads: streamed from memory, unlike the
+// layer matrices of shapes_decode.
+void shapes_head(benchmark::internal::Benchmark* b) {
+  for (int64_t th : {1, 2})
+    for (int64_t n_tok : {1, 2, 4, 8}) b->Args({49152, 576, n_tok, th});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // Prefill on one thread (pp512 of kvforge bench -t 1 runs 64-token
 // matmuls): the SmolLM2 projections.
 void shapes_prefill1(benchmark::internal::Benchmark* b) {
@@ -149,6 +158,7 @@ BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, BF16, GgmlType::BF16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_head, GgmlType::Q8_0)->Apply(shapes_head);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_prefill, GgmlType::Q8_0)->Apply(shapes_prefill1);
 BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);

@@ -6,7 +6,7 @@
 // lanes are added up does not matter; then the f32 steps into that row's
 // lane: for the nibble types the scalar reference's own (ops/nibpack_x8.h:
 // its bits), for Q8_0 one fma per block. Every (row, token) thus follows
-// one fixed chain over the blocks, whether the token runs in a tile of kT or
+// one fixed chain over the blocks, whether the token runs in a tile of 8 or
 // alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
@@ -26,7 +26,6 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;     // tokens per tile
 constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
@@ -182,10 +181,12 @@ struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rou
 
 // G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
 // iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
-// Not inlined: six such loops in gemm_q8_0x8 would only bloat it.
-template <class Step, int G, int T, bool kXor>
-[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
+// kPrefetch: also prefetches pf[b] per block b (the next row group's
+// blocks, for decode). Not inlined: the many such loops would only bloat
+// their callers.
+template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
+[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                   int64_t t0, int64_t rows, int64_t r0, float* y, const BlockQ8_0x8* pf = nullptr) {
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[G][T];
@@ -193,6 +194,8 @@ template <class Step, int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
+      for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -227,15 +230,6 @@ template <class Step, int G, int T, bool kXor>
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
-
-// The sign form as the shared x8 tiling loop's tile (ops/gemm_tiling.h).
-template <int T>
-struct TileQ8Sign {
-  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q8_0x8<StepFma, 1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
-  }
-};
 
 // The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_prepared's Tile.
 template <class Step>
@@ -280,13 +274,57 @@ void gemm_prepared(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t 
   }
 }
 
-// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode steps)
-// Q8_0's sign-form tiles of kT, then single tokens.
+// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode
+// steps) Q8_0's sign-form tiles (gemm_q8_0x8_decode).
 constexpr int64_t kPrepMin = 16;
+
+// Tokens [t, t1), fewer than 2 T of them: one tile of T if they are that
+// many, then the rest in halves. kPrefetch: the first tile prefetches pf.
+template <int T, bool kPrefetch>
+void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t t1,
+                    int64_t rows, int64_t r, float* y, const BlockQ8_0x8* pf) {
+  if (t + T <= t1) {
+    tile_q8_0x8<StepFma, 1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
+    if constexpr (T > 1) q8_decode_rest<T / 2, false>(w, nb, xa, xs, t + T, t1, rows, r, y, pf);
+  } else if constexpr (T > 1) {
+    q8_decode_rest<T / 2, kPrefetch>(w, nb, xa, xs, t, t1, rows, r, y, pf);
+  }
+}
+
+// Decode (fewer than kPrepMin tokens: one per sequence of a batched step):
+// per row group, sign-form tiles of 8 tokens, then at most one each of 4,
+// 2 and 1. With 2 tokens or more the step is compute-bound, and the
+// hardware prefetcher alone left the weight stream's misses in series with
+// the arithmetic (the 49152-row output head of SmolLM2 at 8 tokens ran at
+// the sum of its compute and memory times): the group's first tile
+// prefetches the next group's blocks (the last group its own), one block's
+// lines per block computed. A single token (bandwidth-bound) streams
+// without it.
+void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                        int64_t t1, float* y) {
+  const int64_t nb = W.cols / QK;
+  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
+  for (int64_t r = r0; r < r1; r += kPackRows) {
+    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    if (t1 - t0 == 1) {
+      tile_q8_0x8<StepFma, 1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
+      continue;
+    }
+    const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
+    int64_t t = t0;
+    if (t + 8 <= t1) {
+      tile_q8_0x8<StepFma, 1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
+      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<StepFma, 1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    } else {
+      q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    }
+  }
+}
 
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  if (t1 - t0 < kPrepMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
   gemm_prepared<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 

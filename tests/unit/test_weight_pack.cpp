@@ -106,7 +106,7 @@ TEST(WeightPack, BatchInvariantBitForBit) {
       auto x = randn(70 * cols, 5);
       std::vector<std::vector<float>> alone(70);
       for (int64_t tk = 0; tk < 70; ++tk) alone[tk] = run(m.P, x.data() + tk * cols, 1, 1);
-      for (int64_t n_tok : {1, 3, 4, 5, 9, 70})
+      for (int64_t n_tok : {1, 2, 3, 4, 5, 8, 9, 15, 70})  // decode tiles of 8, 4, 2, 1; prefill from 16
         for (int threads : {1, 2, 3}) {
           auto y = run(m.P, x.data(), n_tok, threads);
           for (int64_t tk = 0; tk < n_tok; ++tk)
