@@ -83,6 +83,15 @@ void shapes_decode(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// SmolLM2's tied output head (Q8_0 in its Q4_1 file) at the batched decode
+// step's token counts, 1 and 2 threads: streamed from memory, unlike the
+// layer matrices of shapes_decode.
+void shapes_head(benchmark::internal::Benchmark* b) {
+  for (int64_t th : {1, 2})
+    for (int64_t n_tok : {1, 2, 4, 8}) b->Args({49152, 576, n_tok, th});
+  b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // Prefill on one thread (pp512 of kvforge bench -t 1 runs 64-token
 // matmuls): the SmolLM2 projections.
 void shapes_prefill1(benchmark::internal::Benchmark* b) {
@@ -107,7 +116,7 @@ void shapes_prefill_k(benchmark::internal::Benchmark* b) {
 }
 
 // GPT-2 124M (hidden 768, FFN 3072; QKV fused to 2304 rows) on 1 and 2
-// threads: the F16 prefill GEMM.
+// threads: the F16 and BF16 prefill GEMMs.
 void shapes_gpt2(benchmark::internal::Benchmark* b) {
   for (int64_t th : {1, 2})
     for (int64_t n_tok : {1, 64})
@@ -146,8 +155,10 @@ BENCHMARK_CAPTURE(BM_Matmul, Q8_0, GgmlType::Q8_0)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, F16, GgmlType::F16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1, GgmlType::Q4_1)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_MatmulPacked, F16, GgmlType::F16)->Apply(shapes_gpt2);
+BENCHMARK_CAPTURE(BM_MatmulPacked, BF16, GgmlType::BF16)->Apply(shapes_gpt2);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_1_decode, GgmlType::Q4_1)->Apply(shapes_decode);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_decode, GgmlType::Q8_0)->Apply(shapes_decode);
+BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_head, GgmlType::Q8_0)->Apply(shapes_head);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q8_0_prefill, GgmlType::Q8_0)->Apply(shapes_prefill1);
 BENCHMARK_CAPTURE(BM_Matmul, BF16, GgmlType::BF16)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Matmul, Q4_K, GgmlType::Q4_K)->Apply(shapes_k);

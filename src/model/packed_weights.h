@@ -18,7 +18,7 @@ class PackedWeights {
   PackedWeights(const PackedWeights&) = delete;
   PackedWeights& operator=(const PackedWeights&) = delete;
 
-  // Repacks every packable matrix of w and points w's views at the copies
+  // Repacks every matrix of w worth packing (ops/matmul.h) and points w's views at the copies
   // (matrices that alias, such as tied embeddings, stay aliased).
   void pack(ModelWeights& w);
   size_t bytes() const;

@@ -68,6 +68,11 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
 void matmul_each(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats, int64_t n_tok,
                  ThreadPool& pool, MatmulScratch& scratch);
 
+// Whether the loader should repack W into its interleaved layout
+// (ops/weight_pack.h): every packable matrix, except BF16 ones on a CPU
+// with AVX512_BF16, whose vdpbf16ps kernel (the fastest there) reads plain rows.
+bool worth_packing(const WeightMatrix& W);
+
 // Dequantizes row r of W into out[cols] (embedding lookup).
 void get_row(const WeightMatrix& W, int64_t r, float* out);
 

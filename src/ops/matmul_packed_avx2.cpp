@@ -6,7 +6,7 @@
 // lanes are added up does not matter; then the f32 steps into that row's
 // lane: for the nibble types the scalar reference's own (ops/nibpack_x8.h:
 // its bits), for Q8_0 one fma per block. Every (row, token) thus follows
-// one fixed chain over the blocks, whether the token runs in a tile of kT or
+// one fixed chain over the blocks, whether the token runs in a tile of 8 or
 // alone: y[t][r] is independent of n_tok and of the thread split.
 #include <immintrin.h>
 
@@ -26,7 +26,6 @@ namespace kvforge {
 
 namespace {
 
-constexpr int kT = 4;     // tokens per tile
 constexpr int kTNib = 8;  // the nibble types' (then 4, then 1): their weights unpacked once for 8 tokens
 
 // ---- nibble x8 layouts: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL ------------------------
@@ -109,12 +108,12 @@ struct Q8Prep {
 };
 
 // P.neg from the prepared u and m: maddubs(|w|, -1 or 0) sums the pairs of
-// negative weights (<= 2*128), madd the two pairs of each row.
+// negative weights (>= -2*128; all 8 element vectors' >= -2048 in int16),
+// one madd the two pairs of each row.
 inline void prep_neg(Q8Prep& P) {
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256i s = _mm256_setzero_si256();
-  for (int c = 0; c < 8; ++c) s = _mm256_sub_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(P.u[c], P.m[c]), ones));
-  P.neg = s;
+  for (int c = 0; c < 8; ++c) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P.u[c], P.m[c]));
+  P.neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
 }
 
 void q8_prepare(const BlockQ8_0x8* w, int64_t nb, Q8Prep* P) {
@@ -142,19 +141,25 @@ constexpr Iq4nlTables kIq4nl = [] {
   return x;
 }();
 
+// |v| and the sign mask of the table entries q (one nibble per byte).
+struct Iq4nlLookup {
+  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
+  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  void operator()(__m256i q, __m256i& u, __m256i& m) const {
+    u = _mm256_shuffle_epi8(tu, q);
+    m = _mm256_shuffle_epi8(tm, q);
+  }
+};
+
 // Element vector c = the low nibbles of qs[c] (c < 4) or the high ones of qs[c - 4].
 void iq4nl_prepare(const BlockIQ4_NLx8* w, int64_t nb, Q8Prep* P) {
   const __m256i m4 = _mm256_set1_epi8(15);
-  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
-  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  const Iq4nlLookup lookup;
   for (int64_t b = 0; b < nb; ++b) {
     for (int k = 0; k < 4; ++k) {
       const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[k]);
-      const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-      P[b].u[k] = _mm256_shuffle_epi8(tu, lo);
-      P[b].m[k] = _mm256_shuffle_epi8(tm, lo);
-      P[b].u[k + 4] = _mm256_shuffle_epi8(tu, hi);
-      P[b].m[k + 4] = _mm256_shuffle_epi8(tm, hi);
+      lookup(_mm256_and_si256(raw, m4), P[b].u[k], P[b].m[k]);
+      lookup(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), P[b].u[k + 4], P[b].m[k + 4]);
     }
     prep_neg(P[b]);
     P[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
@@ -176,10 +181,12 @@ struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rou
 
 // G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
 // iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
-// Not inlined: six such loops in gemm_q8_0x8 would only bloat it.
-template <class Step, int G, int T, bool kXor>
-[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                 int64_t rows, int64_t r0, float* y) {
+// kPrefetch: also prefetches pf[b] per block b (the next row group's
+// blocks, for decode). Not inlined: the many such loops would only bloat
+// their callers.
+template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
+[[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                   int64_t t0, int64_t rows, int64_t r0, float* y, const BlockQ8_0x8* pf = nullptr) {
   const BlockQ8A* a[T];
   for (int t = 0; t < T; ++t) a[t] = (const BlockQ8A*)(xa + (t0 + t) * xs);
   __m256 acc[G][T];
@@ -187,6 +194,8 @@ template <class Step, int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
+      for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -222,16 +231,7 @@ template <class Step, int G, int T, bool kXor>
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
 }
 
-// The sign form as the shared x8 tiling loop's tile (ops/gemm_tiling.h).
-template <int T>
-struct TileQ8Sign {
-  static void run(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                  int64_t r, float* y) {
-    tile_q8_0x8<StepFma, 1, T, false>(w, nullptr, nb, xa, xs, t, rows, r, y);
-  }
-};
-
-// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_xor's Tile.
+// The xor-form tiles of Q8_0 (Step = StepFma) and IQ4_NL (StepRef) as gemm_prepared's Tile.
 template <class Step>
 struct TileQ8Xor {
   template <int G, int T>
@@ -244,7 +244,7 @@ struct TileQ8Xor {
 // Per pair of row groups (a last odd one alone): kPrepare, then tiles of 2
 // tokens (one group: 4), then single tokens. kElems: elements per block.
 template <class Block, int kElems, class Prep, void (*kPrepare)(const Block*, int64_t, Prep*), class Tile>
-void gemm_xor(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+void gemm_prepared(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
               float* y) {
   const int64_t nb = W.cols / kElems;
   const Block* blocks = (const Block*)W.data;
@@ -274,14 +274,58 @@ void gemm_xor(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   }
 }
 
-// Calls of at least kXorMin tokens take the xor form; fewer (decode steps)
-// Q8_0's sign-form tiles of kT, then single tokens.
-constexpr int64_t kXorMin = 16;
+// Calls of at least kPrepMin tokens take the prepared tiles; fewer (decode
+// steps) Q8_0's sign-form tiles (gemm_q8_0x8_decode).
+constexpr int64_t kPrepMin = 16;
+
+// Tokens [t, t1), fewer than 2 T of them: one tile of T if they are that
+// many, then the rest in halves. kPrefetch: the first tile prefetches pf.
+template <int T, bool kPrefetch>
+void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t, int64_t t1,
+                    int64_t rows, int64_t r, float* y, const BlockQ8_0x8* pf) {
+  if (t + T <= t1) {
+    tile_q8_0x8<StepFma, 1, T, false, kPrefetch>(w, nullptr, nb, xa, xs, t, rows, r, y, pf);
+    if constexpr (T > 1) q8_decode_rest<T / 2, false>(w, nb, xa, xs, t + T, t1, rows, r, y, pf);
+  } else if constexpr (T > 1) {
+    q8_decode_rest<T / 2, kPrefetch>(w, nb, xa, xs, t, t1, rows, r, y, pf);
+  }
+}
+
+// Decode (fewer than kPrepMin tokens: one per sequence of a batched step):
+// per row group, sign-form tiles of 8 tokens, then at most one each of 4,
+// 2 and 1. With 2 tokens or more the step is compute-bound, and the
+// hardware prefetcher alone left the weight stream's misses in series with
+// the arithmetic (the 49152-row output head of SmolLM2 at 8 tokens ran at
+// the sum of its compute and memory times): the group's first tile
+// prefetches the next group's blocks (the last group its own), one block's
+// lines per block computed. A single token (bandwidth-bound) streams
+// without it.
+void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                        int64_t t1, float* y) {
+  const int64_t nb = W.cols / QK;
+  const BlockQ8_0x8* blocks = (const BlockQ8_0x8*)W.data;
+  for (int64_t r = r0; r < r1; r += kPackRows) {
+    const BlockQ8_0x8* w = blocks + (r / kPackRows) * nb;
+    if (t1 - t0 == 1) {
+      tile_q8_0x8<StepFma, 1, 1, false>(w, nullptr, nb, xa, xs, t0, W.rows, r, y);
+      continue;
+    }
+    const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
+    int64_t t = t0;
+    if (t + 8 <= t1) {
+      tile_q8_0x8<StepFma, 1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
+      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<StepFma, 1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
+      q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    } else {
+      q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
+    }
+  }
+}
 
 void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                  float* y) {
-  if (t1 - t0 < kXorMin) return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8Sign>(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_xor<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return gemm_q8_0x8_decode(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ8_0x8, QK, Q8Prep, q8_prepare, TileQ8Xor<StepFma>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 // ---- IQ4_XSx8 prefill ----------------------------------------------------------
@@ -293,7 +337,7 @@ void gemm_q8_0x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0
 // starts at corr = sum_j sc_j * (sum of |v| over v < 0 in sub-block j) of
 // the row: the exact int32 A of dot_iq4_xs (|A| <= 256*127*128*32 < 2^31).
 // Then ops/kpack_x8.h's f32 steps (s += d_a * (d * A)): the reference's bits.
-// Calls of fewer than kXorMin tokens take kpack's sign-form tiles.
+// Calls of fewer than kPrepMin tokens take kpack's sign-form tiles.
 struct XsPrep {
   __m256i u[64], m[64];  // per element vector
   __m256i sc[8];         // dword i: (sc_i, sc_i) of sub-block j
@@ -303,8 +347,7 @@ struct XsPrep {
 
 void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
   const __m256i m4 = _mm256_set1_epi8(15);
-  const __m256i tu = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.abs));
-  const __m256i tm = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i*)kIq4nl.neg));
+  const Iq4nlLookup lookup;
   for (int64_t b = 0; b < nb; ++b) {
     __m256i corr = _mm256_setzero_si256();
     for (int j = 0; j < 8; ++j) {
@@ -313,10 +356,8 @@ void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
       for (int k = 0; k < 8; ++k) {
         const __m256i raw = _mm256_loadu_si256((const __m256i*)w[b].qs[8 * (j % 4) + k]);
         const __m256i q = _mm256_and_si256(j >= 4 ? _mm256_srli_epi16(raw, 4) : raw, m4);
-        const __m256i u = _mm256_shuffle_epi8(tu, q), mk = _mm256_shuffle_epi8(tm, q);
-        P[b].u[8 * j + k] = u;
-        P[b].m[8 * j + k] = mk;
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u, mk));
+        lookup(q, P[b].u[8 * j + k], P[b].m[8 * j + k]);
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(P[b].u[8 * j + k], P[b].m[8 * j + k]));
       }
       P[b].sc[j] = scv;
       corr = _mm256_sub_epi32(corr, _mm256_madd_epi16(s, scv));
@@ -326,11 +367,15 @@ void iq4xs_prepare(const BlockIQ4_XSx8* w, int64_t nb, XsPrep* P) {
   }
 }
 
-// G row groups x T tokens over all super-blocks.
-struct TileXs {
+// G row groups x T tokens over prepared super-blocks (IQ4_XS, Q3_K): per
+// super-block Kind::sums adds the integer sums of every (group, token) to
+// isum, started at Kind::start(P); then kpack's f32 steps (s += d_a * (d *
+// A)) on A = Kind::finish(P, a, isum).
+template <class Kind>
+struct TileK {
   template <int G, int T>
-  [[gnu::noinline]] static void run(const XsPrep* P, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0,
-                                    int64_t rows, int64_t r0, float* y) {
+  [[gnu::noinline]] static void run(const typename Kind::Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
+                                    int64_t t0, int64_t rows, int64_t r0, float* y) {
     const BlockQ8K* a[T];
     for (int t = 0; t < T; ++t) a[t] = (const BlockQ8K*)(xa + (t0 + t) * xs);
     __m256 acc[G][T];
@@ -339,29 +384,12 @@ struct TileXs {
     for (int64_t b = 0; b < nb; ++b) {
       __m256i isum[G][T];
       for (int g = 0; g < G; ++g)
-        for (int t = 0; t < T; ++t) isum[g][t] = P[g * nb + b].corr;
-      for (int j = 0; j < 8; ++j) {
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) {
-          const int c = 8 * j + k;
-          __m256i wu[G], m[G];
-          for (int g = 0; g < G; ++g) {
-            wu[g] = P[g * nb + b].u[c];
-            m[g] = P[g * nb + b].m[c];
-          }
-          for (int t = 0; t < T; ++t) {
-            const __m256i av = kpack::act4(a[t][b], c);
-            for (int g = 0; g < G; ++g) {
-              const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
-              isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
-              asm("" : "+x"(isum[g][t]));  // one running sum each
-            }
-          }
-        }
-      }
+        for (int t = 0; t < T; ++t) isum[g][t] = Kind::start(P[g * nb + b]);
+      Kind::template sums<G, T>(P, nb, b, a, isum);
       for (int g = 0; g < G; ++g)
         for (int t = 0; t < T; ++t) {
-          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(isum[g][t])));
+          const __m256i A = Kind::finish(P[g * nb + b], a[t][b], isum[g][t]);
+          const __m256 dA = kpack::rounded(_mm256_mul_ps(P[g * nb + b].d, _mm256_cvtepi32_ps(A)));
           acc[g][t] = _mm256_add_ps(acc[g][t], kpack::rounded(_mm256_mul_ps(_mm256_set1_ps(a[t][b].d), dA)));
         }
     }
@@ -370,35 +398,170 @@ struct TileXs {
   }
 };
 
+// IQ4_XS's units: maddubs(|v|, a ^ m), widened by the madd with the
+// sub-block's scale pair; the sum starts at corr.
+struct KindXs {
+  using Prep = XsPrep;
+  static __m256i start(const XsPrep& P) { return P.corr; }
+  static __m256i finish(const XsPrep&, const BlockQ8K&, __m256i isum) { return isum; }
+  template <int G, int T>
+  static void sums(const XsPrep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
+    for (int j = 0; j < 8; ++j) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const int c = 8 * j + k;
+        __m256i wu[G], m[G];
+        for (int g = 0; g < G; ++g) {
+          wu[g] = P[g * nb + b].u[c];
+          m[g] = P[g * nb + b].m[c];
+        }
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(wu[g], _mm256_xor_si256(av, m[g]));
+            isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p, P[g * nb + b].sc[j]));
+            asm("" : "+x"(isum[g][t]));  // one running sum each
+          }
+        }
+      }
+    }
+  }
+};
+
 void gemm_iq4xs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                 float* y) {
   static const GemmFn sign_form = gemm_kernel_kpack_avx2(GgmlType::IQ4_XS);
-  if (t1 - t0 < kXorMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
-  gemm_xor<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileXs>(W, xa, xs, r0, r1, t0, t1, y);
+  if (t1 - t0 < kPrepMin) return sign_form(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockIQ4_XSx8, QK_K, XsPrep, iq4xs_prepare, TileK<KindXs>>(W, xa, xs, r0, r1, t0, t1, y);
 }
 
-// ---- F16 x8 (element-interleaved) ----------------------------------------
+// ---- Q3_Kx8 prefill ------------------------------------------------------------
+// kpack's sums (matmul_kpack_avx2.cpp: element vector c of sub-block S =
+// c / 4, u = low two bits + 4 x high bit in 0..7, int16 sums of a
+// sub-block's 4 maddubs <= 4*2*7*127, madd with its scale pair, minus 4 x
+// sum_S sc_S bsums_S, then kpack's f32 steps: the reference's bits) over
+// super-blocks prepared once per call: u unpacked to bytes, the scale pairs
+// as vectors. Tiles of two row groups x 2 tokens share each broadcast, as
+// the xor-form ones (gemm_prepared).
+struct Q3Prep {
+  __m256i u[64];  // per element vector
+  __m256i sc[16]; // dword i: (sc_i, sc_i) of sub-block S
+  const BlockQ3_Kx8* B;  // for the offset term (kpack::q6k_offset)
+  __m256 d;
+};
+
+void q3k_prepare(const BlockQ3_Kx8* w, int64_t nb, Q3Prep* P) {
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < 64; ++c) {
+      const int S = c / 4, Q = S / 4, J = 2 * Q + (S % 4) / 2;
+      const __m256i l = _mm256_loadu_si256((const __m256i*)w[b].ql[c % 16]);
+      const __m256i h = _mm256_loadu_si256((const __m256i*)w[b].qh[c % 8]);
+      // bit J to bit 2 (16-bit shifts: what crosses a byte is masked off)
+      const __m256i hb = J <= 2 ? _mm256_slli_epi16(h, 2 - J) : _mm256_srli_epi16(h, J - 2);
+      P[b].u[c] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2 * Q), m3), _mm256_and_si256(hb, m4));
+    }
+    for (int S = 0; S < 16; ++S) P[b].sc[S] = kpack::q6k_scale(w[b], S);
+    P[b].B = &w[b];
+    P[b].d = kpack::load_d8(w[b].d);
+  }
+}
+
+// Q3_K's units: maddubs(u, a) in int16 over a sub-block's 4 element
+// vectors, then the madd with its scale pair; A = the sums - 4 x sum_S sc_S
+// bsums_S.
+struct KindQ3 {
+  using Prep = Q3Prep;
+  static __m256i start(const Q3Prep&) { return _mm256_setzero_si256(); }
+  static __m256i finish(const Q3Prep& P, const BlockQ8K& a, __m256i isum) {
+    return _mm256_sub_epi32(isum, _mm256_slli_epi32(kpack::q6k_offset(*P.B, a), 2));
+  }
+  template <int G, int T>
+  static void sums(const Q3Prep* P, int64_t nb, int64_t b, const BlockQ8K* const* a, __m256i (*isum)[T]) {
+#pragma GCC unroll 2
+    for (int S = 0; S < 16; ++S) {
+      __m256i p[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) p[g][t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const int c = 4 * S + k;
+        __m256i wu[G];
+        for (int g = 0; g < G; ++g) wu[g] = P[g * nb + b].u[c];
+        for (int t = 0; t < T; ++t) {
+          const __m256i av = kpack::act4(a[t][b], c);
+          for (int g = 0; g < G; ++g) {
+            p[g][t] = _mm256_add_epi16(p[g][t], _mm256_maddubs_epi16(wu[g], av));
+            asm("" : "+x"(p[g][t]));  // one running sum each
+          }
+        }
+      }
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t)
+          isum[g][t] = _mm256_add_epi32(isum[g][t], _mm256_madd_epi16(p[g][t], P[g * nb + b].sc[S]));
+    }
+  }
+};
+
+void gemm_q3k(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  static const GemmFn kpack_tiles = gemm_kernel_kpack_avx2(GgmlType::Q3_K);
+  if (t1 - t0 < kPrepMin) return kpack_tiles(W, xa, xs, r0, r1, t0, t1, y);
+  gemm_prepared<BlockQ3_Kx8, QK_K, Q3Prep, q3k_prepare, TileK<KindQ3>>(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+// ---- F16 and BF16 x8 (element-interleaved) -------------------------------
 // Lane i of an accumulator is row 8g+i, and every output is one fma chain
 // over k = 0..cols-1 in order: the same for every tile shape, so
-// batch-invariant. Prefill tiles are 2 groups x 4 tokens (8 independent
-// chains hide the fma latency); single tokens take up to 4 groups at once,
-// which keeps one fma per cycle going, more than memory can feed.
-template <int G, int T>  // G groups of 8 rows, T tokens
-void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0,
-                float* y) {
+// batch-invariant. Prefill tiles are 2 groups x 4 or 6 tokens (8 or 12
+// independent chains hide the fma latency); single tokens take up to 4
+// groups at once, which keeps one fma per cycle going, more than memory can
+// feed. The loops go by pairs of columns (cols is even: packable()), which
+// BF16's layout stores in one 32-byte load.
+struct ColsF16 {  // [cols][8] fp16 per group
+  using Elem = fp16_t;
+  template <int kOdd>  // column k + kOdd, k even (even: column k's, for BF16)
+  static __m256 col(const fp16_t* g, int64_t k, __m256 /*even*/) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + (k + kOdd) * kPackRows)));
+  }
+};
+// [cols/2][8][2] bf16 per group: bf16 -> f32 is a 16-bit shift. Column k
+// is the low halves shifted up; column k + 1 the top halves, blended with
+// column k's zero low halves: no constant register (the 2 x 6 prefill tile
+// needs all 16; masked by an and, GCC spills 4 of its accumulators, 1.27x
+// slower, and two shifts compete with the fmas; with the blend it runs
+// within 5 % of F16's).
+struct ColsBF16 {
+  using Elem = bf16_t;
+  template <int kOdd>
+  static __m256 col(const bf16_t* g, int64_t k, __m256 even) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(g + k * kPackRows));  // columns k, k + 1
+    if constexpr (kOdd) return _mm256_castsi256_ps(_mm256_blend_epi16(_mm256_castps_si256(even), v, 0xaa));
+    else return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+};
+
+template <class C, int G, int T>  // G groups of 8 rows, T tokens
+void tile_x8f(const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+              int64_t r0, float* y) {
   const float* x[T];
   for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
-  const size_t gs = (size_t)cols * kPackRows;  // fp16 per group
+  const size_t gs = (size_t)cols * kPackRows;  // elements per group
   __m256 acc[G][T];
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < cols; ++k) {
-    __m256 wv[G];
-    for (int g = 0; g < G; ++g) wv[g] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + g * gs + k * kPackRows)));
+  __m256 wv[G];  // the last column's
+  for (int g = 0; g < G; ++g) wv[g] = _mm256_setzero_ps();
+  auto step = [&]<int kOdd>(int64_t k) {
+    for (int g = 0; g < G; ++g) wv[g] = C::template col<kOdd>(w + g * gs, k, wv[g]);
     for (int t = 0; t < T; ++t) {
-      const __m256 xb = _mm256_broadcast_ss(x[t] + k);
+      const __m256 xb = _mm256_broadcast_ss(x[t] + k + kOdd);
       for (int g = 0; g < G; ++g) acc[g][t] = _mm256_fmadd_ps(wv[g], xb, acc[g][t]);
     }
+  };
+  for (int64_t k = 0; k < cols; k += 2) {
+    step.template operator()<0>(k);
+    step.template operator()<1>(k);
   }
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (t0 + t) * rows + r0 + 8 * g, acc[g][t]);
@@ -409,9 +572,9 @@ void tile_f16x8(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int
 // the stack every iteration. T = 6 gives 12 independent chains, slack over
 // the 4-cycle fma latency (8 chains are exactly at the limit); T = 4 takes
 // the remainder of a 64-token block.
-template <int T>
-void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                    int64_t r0, float* y) {
+template <class C, int T>
+void tile_x8f_2xT(const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
+                  int64_t r0, float* y) {
   static_assert(T == 4 || T == 6);
   const float* x0 = (const float*)(xa + t0 * xs);
   const float* x1 = (const float*)(xa + (t0 + 1) * xs);
@@ -419,32 +582,38 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
   const float* x3 = (const float*)(xa + (t0 + 3) * xs);
   const float* x4 = T > 4 ? (const float*)(xa + (t0 + 4) * xs) : x0;
   const float* x5 = T > 4 ? (const float*)(xa + (t0 + 5) * xs) : x0;
-  const fp16_t* w1 = w + (size_t)cols * kPackRows;
+  const typename C::Elem* w1 = w + (size_t)cols * kPackRows;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00;  // group 0
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00;                 // group 1
-  for (int64_t k = 0; k < cols; ++k) {
-    const __m256 w0v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + k * kPackRows)));
-    const __m256 w1v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w1 + k * kPackRows)));
-    __m256 xb = _mm256_broadcast_ss(x0 + k);
+  __m256 w0v = _mm256_setzero_ps(), w1v = w0v;  // the last column's (BF16 derives column k + 1 from k's)
+  auto step = [&]<int kOdd>(int64_t k) {
+    w0v = C::template col<kOdd>(w, k, w0v);
+    w1v = C::template col<kOdd>(w1, k, w1v);
+    const int64_t j = k + kOdd;
+    __m256 xb = _mm256_broadcast_ss(x0 + j);
     a00 = _mm256_fmadd_ps(w0v, xb, a00);
     a10 = _mm256_fmadd_ps(w1v, xb, a10);
-    xb = _mm256_broadcast_ss(x1 + k);
+    xb = _mm256_broadcast_ss(x1 + j);
     a01 = _mm256_fmadd_ps(w0v, xb, a01);
     a11 = _mm256_fmadd_ps(w1v, xb, a11);
-    xb = _mm256_broadcast_ss(x2 + k);
+    xb = _mm256_broadcast_ss(x2 + j);
     a02 = _mm256_fmadd_ps(w0v, xb, a02);
     a12 = _mm256_fmadd_ps(w1v, xb, a12);
-    xb = _mm256_broadcast_ss(x3 + k);
+    xb = _mm256_broadcast_ss(x3 + j);
     a03 = _mm256_fmadd_ps(w0v, xb, a03);
     a13 = _mm256_fmadd_ps(w1v, xb, a13);
     if constexpr (T > 4) {
-      xb = _mm256_broadcast_ss(x4 + k);
+      xb = _mm256_broadcast_ss(x4 + j);
       a04 = _mm256_fmadd_ps(w0v, xb, a04);
       a14 = _mm256_fmadd_ps(w1v, xb, a14);
-      xb = _mm256_broadcast_ss(x5 + k);
+      xb = _mm256_broadcast_ss(x5 + j);
       a05 = _mm256_fmadd_ps(w0v, xb, a05);
       a15 = _mm256_fmadd_ps(w1v, xb, a15);
     }
+  };
+  for (int64_t k = 0; k < cols; k += 2) {
+    step.template operator()<0>(k);
+    step.template operator()<1>(k);
   }
   float* o = y + t0 * rows + r0;
   const __m256 g0[6] = {a00, a01, a02, a03, a04, a05}, g1[6] = {a10, a11, a12, a13, a14, a15};
@@ -454,38 +623,40 @@ void tile_f16x8_2xT(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs,
   }
 }
 
-void f16x8_tile1(int n_groups, const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t, int64_t rows,
-                int64_t r, float* y) {
+template <class C>
+void x8f_tile1(int n_groups, const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t,
+               int64_t rows, int64_t r, float* y) {
   switch (n_groups) {
-    case 1: return tile_f16x8<1, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 2: return tile_f16x8<2, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 3: return tile_f16x8<3, 1>(w, cols, xa, xs, t, rows, r, y);
-    default: return tile_f16x8<4, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 1: return tile_x8f<C, 1, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 2: return tile_x8f<C, 2, 1>(w, cols, xa, xs, t, rows, r, y);
+    case 3: return tile_x8f<C, 3, 1>(w, cols, xa, xs, t, rows, r, y);
+    default: return tile_x8f<C, 4, 1>(w, cols, xa, xs, t, rows, r, y);
   }
 }
 
 // Tiles of T tokens over the ng groups from row r: pairs, then a single group.
-template <int T>
-void f16x8_tiles(int ng, const fp16_t* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
-                 int64_t r, float* y) {
+template <class C, int T>
+void x8f_tiles(int ng, const typename C::Elem* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
+               int64_t r, float* y) {
   for (int g = 0; g < ng; g += 2) {
     const int64_t rg = r + g * kPackRows;
-    if (ng - g >= 2) tile_f16x8_2xT<T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-    else tile_f16x8<1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    if (ng - g >= 2) tile_x8f_2xT<C, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    else tile_x8f<C, 1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
   }
 }
 
-void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-                float* y) {
-  const fp16_t* base = (const fp16_t*)W.data;
+template <class C>
+void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+              float* y) {
+  const typename C::Elem* base = (const typename C::Elem*)W.data;
   for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
     const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
     int64_t t = t0;
     // Token tiles of 6, then one of 4, then single tokens; pairs of groups,
     // then a single group. Every output is the same fma chain in all of them.
-    for (; t + 6 <= t1; t += 6) f16x8_tiles<6>(ng, base, W, xa, xs, t, r, y);
-    for (; t + 4 <= t1; t += 4) f16x8_tiles<4>(ng, base, W, xa, xs, t, r, y);
-    for (; t < t1; ++t) f16x8_tile1(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
+    for (; t + 6 <= t1; t += 6) x8f_tiles<C, 6>(ng, base, W, xa, xs, t, r, y);
+    for (; t + 4 <= t1; t += 4) x8f_tiles<C, 4>(ng, base, W, xa, xs, t, r, y);
+    for (; t < t1; ++t) x8f_tile1<C>(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
   }
 }
 
@@ -500,8 +671,8 @@ template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
   static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
-  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kXorMin)
-    gemm_xor<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
+  if (kType == GgmlType::IQ4_NL && t1 - t0 >= kPrepMin)
+    gemm_prepared<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
   else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
   else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
 }
@@ -511,11 +682,13 @@ void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_
 GemmFn gemm_kernel_packed_avx2(GgmlType t) {
   switch (t) {
     case GgmlType::Q8_0: return gemm_q8_0x8;
-    case GgmlType::F16: return gemm_f16x8;
+    case GgmlType::F16: return gemm_x8f<ColsF16>;
+    case GgmlType::BF16: return gemm_x8f<ColsBF16>;
     case GgmlType::Q4_0: return gemm_signed_nib<GgmlType::Q4_0>;
     case GgmlType::Q5_0: return gemm_signed_nib<GgmlType::Q5_0>;
     case GgmlType::IQ4_NL: return gemm_signed_nib<GgmlType::IQ4_NL>;
     case GgmlType::IQ4_XS: return gemm_iq4xs;
+    case GgmlType::Q3_K: return gemm_q3k;
     default: break;
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx2>(t)) return f;  // Q4_1, Q5_1

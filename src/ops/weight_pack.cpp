@@ -10,6 +10,7 @@ bool packable(const WeightMatrix& W) {
   if (W.interleave != 0 || W.rows <= 0 || W.rows % kPackRows != 0) return false;
   switch (W.type) {
     case GgmlType::F16: return W.cols % 8 == 0;
+    case GgmlType::BF16: return W.cols % 2 == 0;
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
     case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K:
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::IQ4_XS:
@@ -226,6 +227,14 @@ void move_block(BlockIQ4_XS& s, BlockIQ4_XSx8& o, int i, bool to_plain) {
   }
 }
 
+// Where element k of row r goes in the F16 and BF16 layouts (ops/weight_pack.h):
+// F16 [rows/8][cols][8], BF16 [rows/8][cols/2][8][2].
+size_t elem16_index(const WeightMatrix& W, int64_t r, int64_t k) {
+  const size_t group = (size_t)(r / kPackRows) * W.cols * kPackRows, i = r % kPackRows;
+  if (W.type == GgmlType::F16) return group + k * kPackRows + i;
+  return group + (k / 2) * 2 * kPackRows + 2 * i + k % 2;
+}
+
 template <class S>
 constexpr int64_t kElems = sizeof(S) >= 64 ? QK_K : QK;  // K-quant super-blocks: 84..210 bytes; the rest <= 34
 
@@ -270,7 +279,7 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::F16) return plain;
+  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) return plain;
   size_t n = 0;
   with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
   return n;
@@ -280,12 +289,11 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
   WeightMatrix P = W;
   P.data = dst;
   P.interleave = kPackRows;
-  if (W.type == GgmlType::F16) {  // [rows/8][cols][8]
-    fp16_t* o = (fp16_t*)dst;
+  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {  // 16-bit elements to their places
+    uint16_t* o = (uint16_t*)dst;
     for (int64_t r = 0; r < W.rows; ++r) {
-      const fp16_t* src = (const fp16_t*)W.row(r);
-      fp16_t* g = o + (r / kPackRows) * W.cols * kPackRows + r % kPackRows;
-      for (int64_t k = 0; k < W.cols; ++k) g[k * kPackRows] = src[k];
+      const uint16_t* src = (const uint16_t*)W.row(r);
+      for (int64_t k = 0; k < W.cols; ++k) o[elem16_index(W, r, k)] = src[k];
     }
     return P;
   }
@@ -294,9 +302,8 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
 }
 
 void gather_row(const WeightMatrix& W, int64_t r, void* dst) {
-  if (W.type == GgmlType::F16) {
-    const fp16_t* g = (const fp16_t*)W.data + (r / kPackRows) * W.cols * kPackRows + r % kPackRows;
-    for (int64_t k = 0; k < W.cols; ++k) ((fp16_t*)dst)[k] = g[k * kPackRows];
+  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {
+    for (int64_t k = 0; k < W.cols; ++k) ((uint16_t*)dst)[k] = ((const uint16_t*)W.data)[elem16_index(W, r, k)];
     return;
   }
   with_blocks(W.type, [&]<class S, class X>() { gather_blocks<S, X>(W, r, dst); });

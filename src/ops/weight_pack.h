@@ -50,7 +50,13 @@
 // F16 is interleaved element by element instead: group g holds
 //   [cols][8] fp16, element k of rows 8g..8g+7 side by side,
 // so one 16-byte load is one column of 8 rows (a lane per row) and a GEMM
-// needs no horizontal sums.
+// needs no horizontal sums. BF16 likewise, by pairs of columns:
+//   [cols/2][8][2] bf16, dword i of a 32-byte pair holding row 8g+i's
+//   elements 2j (low half) and 2j+1 (high half),
+// so one 32-byte load gives both columns as f32 with one shift (2j: the
+// bf16 in the top half, zeros below) and one and (2j+1): bf16 -> f32 is
+// exactly a 16-bit shift. Packed only where the CPU has no AVX512_BF16
+// (worth_packing in ops/matmul.h): there the vdpbf16ps kernel reads plain rows.
 #include <cstddef>
 #include <cstdint>
 
@@ -134,8 +140,8 @@ static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
 // Whether W (plain layout) can be packed: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
-// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS or F16, rows % 8 == 0 (F16 also
-// cols % 8 == 0).
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, F16 or BF16, rows % 8 == 0
+// (F16 also cols % 8 == 0, BF16 cols % 2 == 0).
 bool packable(const WeightMatrix& W);
 // Bytes of W's packed form (W.rows * W.row_stride, more for Q3_K, Q4_K, Q5_K,
 // IQ4_XS).

@@ -70,7 +70,8 @@ def randomize_(model, norm_base=1.0):
 
 
 def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
-    """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model.
+    """Writes a transformers GPT2LMHeadModel as a GGUF 'gpt2' model, its
+    matrices as dtype: np.float32, np.float16 or "bf16".
 
     HF's Conv1D stores weights as [in, out]; GGUF wants ne0 = in, i.e. a numpy
     array of shape [out, in], hence the transposes. A vocabulary larger than
@@ -89,7 +90,7 @@ def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     w.add_block_count(cfg.n_layer)
     w.add_head_count(cfg.n_head)
     w.add_layer_norm_eps(cfg.layer_norm_epsilon)
-    w.add_file_type(0 if dtype == np.float32 else 1)
+    w.add_file_type({np.float32: 0, np.float16: 1}.get(dtype, 32))  # 32: llama.cpp's MOSTLY_BF16
     tokens, types = padded_vocab(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2" if llama_cpp else "gpt2")
@@ -102,7 +103,12 @@ def write_gpt2_gguf(path, hf_model, dtype, llama_cpp=False):
     w.add_eos_token_id(256)
 
     def mat(name, arr):
-        w.add_tensor(name, np.ascontiguousarray(arr).astype(dtype))
+        if dtype == "bf16":  # rounded to nearest even by torch; raw bytes [rows][2 cols]
+            import torch
+            raw = torch.from_numpy(np.ascontiguousarray(arr)).bfloat16().view(torch.int16).numpy().view(np.uint8)
+            w.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        else:
+            w.add_tensor(name, np.ascontiguousarray(arr).astype(dtype))
 
     def vec(name, arr):  # norms and biases stay f32, as converters write them
         w.add_tensor(name, np.ascontiguousarray(arr).astype(np.float32))

@@ -6,7 +6,9 @@ math in a different summation order: |diff| <= 2e-5 (logits here span about
 +-1.5; f32 rounding through 3 layers of width 64 gives ~1e-6, measured 7e-7,
 while any real bug moves them by 1e-2 or more). With f16 weights HF gets the
 same f16-rounded weights, and our default f16 KV cache rounds K/V to 11 bits
-(relative 2^-11 ~ 5e-4 per element): |diff| <= 2e-3 (measured 2e-4)."""
+(relative 2^-11 ~ 5e-4 per element): |diff| <= 2e-3 (measured 2e-4). BF16
+weights likewise (HF gets the same bf16-rounded weights; on AVX2 they run the
+x8-packed BF16 kernel)."""
 import json
 
 import numpy as np
@@ -30,22 +32,23 @@ def _hf_logits(model, ids):
         return model(torch.tensor([ids])).logits[0].numpy()
 
 
-@pytest.mark.parametrize("dtype,kv,tol", [(np.float32, "f32", 2e-5), (np.float16, "f16", 2e-3)])
+@pytest.mark.parametrize("dtype,kv,tol", [(np.float32, "f32", 2e-5), (np.float16, "f16", 2e-3), ("bf16", "f16", 2e-3)],
+                         ids=["f32", "f16", "bf16"])
 def test_gpt2_logits_match_transformers(kvforge_bin, hf_gpt2, tmp_path, dtype, kv, tol):
     import torch
     path = tmp_path / "gpt2.gguf"
     write_gpt2_gguf(path, hf_gpt2, dtype)
     ref_model = hf_gpt2
-    if dtype == np.float16:  # the reference sees the same rounded weights
+    if dtype != np.float32:  # the reference sees the same rounded weights
         ref_model = random_gpt2()
         with torch.no_grad():
             for name, p in ref_model.named_parameters():
                 if p.dim() == 2:
-                    p.copy_(p.half().float())
+                    p.copy_(p.half().float() if dtype == np.float16 else p.bfloat16().float())
     ref = _hf_logits(ref_model, IDS)
     ours = kvforge_logits(kvforge_bin, path, IDS, tmp_path, "--kv-type", kv)
     diff = np.abs(ref - ours)
-    print(f"\n[gpt2 {np.dtype(dtype).name}] max|diff|={diff.max():.2e} logit range={np.abs(ref).max():.1f}")
+    print(f"\n[gpt2 {dtype if dtype == 'bf16' else np.dtype(dtype).name}] max|diff|={diff.max():.2e} logit range={np.abs(ref).max():.1f}")
     assert np.abs(ref).max() > 1.0  # the comparison is not trivially between near-zero numbers
     assert diff.max() <= tol
     assert np.array_equal(ref.argmax(-1), ours.argmax(-1))

@@ -236,7 +236,8 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
 // -16): the largest partial sums, which the AVX2 packed Q4_0/Q5_0 kernels
 // keep in int16 lanes (<= 32512). 18 tokens and 3 row groups: the AVX2
 // packed Q8_0 kernel's tile form (a pair of groups, then one alone) whose
-// maddubs pairs reach -32768 (matmul_packed_avx2.cpp).
+// maddubs pairs reach -32768 (matmul_packed_avx2.cpp); then the first 15
+// and 3 tokens alone: its decode tiles (8 + 4 + 2 + 1 tokens, 2 + 1).
 TEST_P(Avx512Kernels, ExtremeBytesExact) {
   const int64_t rows = 24, cols = 256, n_tok = 18;
   const fp16_t one = fp32_to_fp16(1.0f), minus8 = fp32_to_fp16(-8.0f);
@@ -296,15 +297,17 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
       fns.push_back(gemm_kernel_avx2(t));
       ws.push_back(&M.W);
     }
-    for (size_t f = 0; f < fns.size(); ++f) {
-      auto y = gemm(fns[f], *ws[f], A, n_tok);
-      for (int64_t k = 0; k < n_tok; ++k)
-        for (int64_t r = 0; r < rows; ++r) {
-          int64_t exact = 0;
-          for (int64_t i = 0; i < cols; ++i) exact += (int64_t)wq[r * cols + i] * (int64_t)A.x[k * cols + i];
-          ASSERT_EQ(y[k * rows + r], (float)exact) << "type " << (int)t << " kernel " << f << " r " << r << " t " << k;
-        }
-    }
+    for (size_t f = 0; f < fns.size(); ++f)
+      for (int64_t n : {n_tok, int64_t{15}, int64_t{3}}) {  // prefill tiles, then decode tiles of 8, 4, 2, 1
+        auto y = gemm(fns[f], *ws[f], A, n);
+        for (int64_t k = 0; k < n; ++k)
+          for (int64_t r = 0; r < rows; ++r) {
+            int64_t exact = 0;
+            for (int64_t i = 0; i < cols; ++i) exact += (int64_t)wq[r * cols + i] * (int64_t)A.x[k * cols + i];
+            ASSERT_EQ(y[k * rows + r], (float)exact)
+                << "type " << (int)t << " kernel " << f << " n_tok " << n << " r " << r << " t " << k;
+          }
+      }
   }
 }
 

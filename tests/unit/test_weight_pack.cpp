@@ -26,7 +26,8 @@ constexpr auto make_packed = test::make_matrix;  // every type used here is pack
 
 const GgmlType kPackTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
                                GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
-                               GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
+                               GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16, GgmlType::BF16};
+bool float16(GgmlType t) { return t == GgmlType::F16 || t == GgmlType::BF16; }
 
 bool kquant(GgmlType t) { return act_format(t) == ActFormat::Q8K; }
 // A column count of the given size class that t's blocks divide.
@@ -88,8 +89,8 @@ TEST(WeightPack, MatchesPlainReference) {
           get_row(m.W, r, wrow.data());
           double mag = 0;
           for (int64_t i = 0; i < cols; ++i) mag += std::fabs(wrow[i] * x[tk * cols + i]);
-          // F16: f32 activations, terms = elements (two fma chains of cols/2).
-          const int64_t terms = t == GgmlType::F16 ? cols : cols / 32;
+          // F16, BF16: f32 activations, terms = elements (two fma chains of cols/2).
+          const int64_t terms = float16(t) ? cols : cols / 32;
           const double tol = 2.0 * (terms + 8) * std::numeric_limits<float>::epsilon() * mag * 1.1;
           ASSERT_NEAR(y[tk * 40 + r], ref[tk * 40 + r], tol) << (int)t << " cols " << cols;
         }
@@ -105,7 +106,7 @@ TEST(WeightPack, BatchInvariantBitForBit) {
       auto x = randn(70 * cols, 5);
       std::vector<std::vector<float>> alone(70);
       for (int64_t tk = 0; tk < 70; ++tk) alone[tk] = run(m.P, x.data() + tk * cols, 1, 1);
-      for (int64_t n_tok : {1, 3, 4, 5, 9, 70})
+      for (int64_t n_tok : {1, 2, 3, 4, 5, 8, 9, 15, 70})  // decode tiles of 8, 4, 2, 1; prefill from 16
         for (int threads : {1, 2, 3}) {
           auto y = run(m.P, x.data(), n_tok, threads);
           for (int64_t tk = 0; tk < n_tok; ++tk)
@@ -120,24 +121,25 @@ TEST(WeightPack, BatchInvariantBitForBit) {
 // The packed K-quant and nibble kernels take the scalar reference's own
 // steps on exact integer sums (ops/kpack_x8.h, ops/nibpack_x8.h): the same
 // bits as the plain reference, at every SIMD level, tiles of 8 and 4 tokens
-// and single ones (13 tokens on 2 threads, then the last one alone).
+// and single ones (21 tokens on 2 threads, then the last one alone; 16 or
+// more: AVX2's prepared two-group tiles of IQ4_NL, Q3_K and IQ4_XS).
 TEST(WeightPack, QuantBitIdenticalToReference) {
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q3_K,
                      GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS, GgmlType::Q2_K}) {
     auto m = make_packed(t, 24, 768, 9);
-    auto x = randn(13 * 768, 10);
-    for (int i = 0; i < 13 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
+    auto x = randn(21 * 768, 10);
+    for (int i = 0; i < 21 * 768; i += 101) x[i] *= 8;  // outliers: small activation steps elsewhere
     const auto ref = [&] {
       ScopedSimdLevel at(SimdLevel::Scalar);
-      return run(m.W, x.data(), 13, 1);
+      return run(m.W, x.data(), 21, 1);
     }();
     for (SimdLevel lvl : simd_levels()) {
       ScopedSimdLevel at(lvl);
-      auto y = run(m.P, x.data(), 13, 2);
+      auto y = run(m.P, x.data(), 21, 2);
       ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), y.size() * sizeof(float))) << (int)t << " " << simd_level_name(lvl);
       // A single token (decode: on AVX2 the signed nibble types take other tiles then).
-      auto y1 = run(m.P, x.data() + 12 * 768, 1, 1);
-      ASSERT_EQ(0, std::memcmp(y1.data(), ref.data() + 12 * 24, y1.size() * sizeof(float)))
+      auto y1 = run(m.P, x.data() + 20 * 768, 1, 1);
+      ASSERT_EQ(0, std::memcmp(y1.data(), ref.data() + 20 * 24, y1.size() * sizeof(float)))
           << (int)t << " " << simd_level_name(lvl) << " one token";
     }
   }
@@ -156,4 +158,55 @@ TEST(WeightPack, MatmulManyEqualsSeparate) {
   auto ra = run(a.P, x.data(), 3, 2), rb = run(b.P, x.data(), 3, 2);
   ASSERT_EQ(0, std::memcmp(ya.data(), ra.data(), ya.size() * 4));
   ASSERT_EQ(0, std::memcmp(yb.data(), rb.data(), yb.size() * 4));
+}
+
+// F16 and BF16 at every level: the packed kernels' one fma chain per output
+// over k = 0..cols-1 in order (matmul_packed_avx2.cpp), written out here in
+// scalar code: bit for bit, for row counts that leave one group, two or
+// three of a block of four, column counts that are not multiples of 8 (BF16
+// packs pairs of columns), and token counts that take tiles of 6, 4 and 1.
+TEST(WeightPack, Float16PackedIsOneFmaChain) {
+  for (GgmlType t : {GgmlType::F16, GgmlType::BF16})
+    for (int64_t rows : {8, 16, 24, 40})
+      for (int64_t cols : {16, 50, 768}) {
+        if (t == GgmlType::F16 && cols % 8 != 0) continue;
+        auto m = make_packed(t, rows, cols, 12);
+        ASSERT_TRUE(packable(m.W)) << rows << " x " << cols;
+        auto x = randn(15 * cols, 13);
+        for (SimdLevel lvl : simd_levels()) {
+          if (lvl == SimdLevel::Scalar) continue;  // the packed reference: the plain scalar dot
+          ScopedSimdLevel at(lvl);
+          for (int64_t n_tok : {15, 1}) {
+            auto y = run(m.P, x.data(), n_tok, 2);
+            for (int64_t tk = 0; tk < n_tok; ++tk)
+              for (int64_t r = 0; r < rows; ++r) {
+                float s = 0;
+                for (int64_t k = 0; k < cols; ++k) s = std::fma(m.deq[r * cols + k], x[tk * cols + k], s);
+                ASSERT_EQ(s, y[tk * rows + r]) << (int)t << " " << rows << " x " << cols << " n_tok " << n_tok
+                                               << " token " << tk << " row " << r;
+              }
+          }
+        }
+      }
+}
+
+// Rows that are not a multiple of 8 stay plain (and BF16 with an odd column
+// count): nothing is packed that the kernels cannot cover whole.
+TEST(WeightPack, Float16TailsStayPlain) {
+  EXPECT_FALSE(packable(make_packed(GgmlType::BF16, 20, 64, 1).W));
+  EXPECT_FALSE(packable(make_packed(GgmlType::BF16, 16, 63, 1).W));
+  EXPECT_FALSE(packable(make_packed(GgmlType::F16, 16, 60, 1).W));
+  EXPECT_TRUE(packable(make_packed(GgmlType::BF16, 16, 62, 1).W));
+}
+
+// The loader packs BF16 only where no AVX512_BF16 kernel wants plain rows
+// (ops/matmul.h), and every other packable matrix always.
+TEST(WeightPack, WorthPackingKeepsBf16PlainForVdpbf16ps) {
+  for (SimdLevel lvl : simd_levels()) {
+    ScopedSimdLevel at(lvl);
+    const bool bf16act = lvl >= SimdLevel::AVX512 && cpu_features().avx512bf16;
+    EXPECT_EQ(worth_packing(make_packed(GgmlType::BF16, 16, 64, 1).W), !bf16act) << simd_level_name(lvl);
+    EXPECT_TRUE(worth_packing(make_packed(GgmlType::F16, 16, 64, 1).W)) << simd_level_name(lvl);
+    EXPECT_FALSE(worth_packing(make_packed(GgmlType::BF16, 20, 64, 1).W)) << simd_level_name(lvl);
+  }
 }
