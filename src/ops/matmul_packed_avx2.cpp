@@ -8,6 +8,11 @@
 // its bits), for Q8_0 one fma per block. Every (row, token) thus follows
 // one fixed chain over the blocks, whether the token runs in a tile of 8 or
 // alone: y[t][r] is independent of n_tok and of the thread split.
+//
+// Calls of 16 tokens or more of Q8_0, IQ4_NL, IQ4_XS and Q3_K (prefill)
+// prepare the weights of two row groups once per call (gemm_prepared) and
+// run tiles of both groups x 2 tokens on them: Q8_0 / IQ4_NL / IQ4_XS in
+// the xor form (below), Q3_K on its unpacked u. Same integers, same chains.
 #include <immintrin.h>
 
 #include <algorithm>
