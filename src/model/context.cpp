@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kv/kv_layout.h"
+#include "model/block_seam.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/norm.h"
@@ -31,19 +32,18 @@ void normalize(ThreadPool& pool, OpTimer* tm, const ModelConfig& c, const Vec& w
                float* y, int32_t n) {
   OpScope timed(tm, Op::Norm);
   const int d = c.d_model;
-  over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
-    const float* xs = x + (size_t)t0 * d;
-    float* ys = y + (size_t)t0 * d;
-    if (c.norm == NormKind::RMSNorm) rms_norm(xs, w.data(), ys, t1 - t0, d, c.norm_eps);
-    else layer_norm(xs, w.data(), b.empty() ? nullptr : b.data(), ys, t1 - t0, d, c.norm_eps);
-  });
+  over_tokens(pool, n, [&](int32_t t0, int32_t t1) { norm_rows(c, w, b, x + (size_t)t0 * d, y + (size_t)t0 * d, t1 - t0); });
 }
 
-// The residual add x += y over [n][d_model].
-void add_residual(ThreadPool& pool, OpTimer* tm, int d, float* x, const float* y, int32_t n) {
-  OpScope timed(tm, Op::Residual);
+// The seam after a block (model/block_seam.h) over [n][d_model]: y =
+// post(y), x += y, xn = norm(x) with w, b (w null: the last layer, no norm).
+// Timed as a norm (the residual add inside it) unless there is no norm.
+void residual_norm(ThreadPool& pool, OpTimer* tm, const ModelConfig& c, const Vec& post, float* y, float* x,
+                   const Vec* w, const Vec* b, float* xn, int32_t n) {
+  OpScope timed(tm, w ? Op::Norm : Op::Residual);
+  const size_t d = c.d_model;
   over_tokens(pool, n, [&](int32_t t0, int32_t t1) {
-    add_inplace(x + (size_t)t0 * d, y + (size_t)t0 * d, (int64_t)(t1 - t0) * d);
+    residual_norm_rows(c, post, y + t0 * d, x + t0 * d, w, b, xn + t0 * d, t1 - t0);
   });
 }
 
@@ -250,11 +250,14 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       for (int32_t t = 0; t < n; ++t) rope_local_.angles(pos_[t], &rope_local_cs_[(size_t)t * c.rope_local.n_rot]);
   }
 
+  // Each layer: x += attn(xn) with xn = attn_norm(x), then x += ffn(xn)
+  // with xn = ffn_norm(x); every norm after the first runs in the seam pass
+  // of the block before it (residual_norm).
+  normalize(pool_, timer_, c, w.layers[0].attn_norm, w.layers[0].attn_norm_b, x_.data(), xn_.data(), n);
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[l];
 
-    // Attention block: x += Wo · attn(norm(x)).
-    normalize(pool_, timer_, c, L.attn_norm, L.attn_norm_b, x_.data(), xn_.data(), n);
+    // Attention block: x += Wo · attn(xn).
     if (c.layers[l].attn == AttnBlock::MLA) {
       OpScope timed(timer_, Op::Attention);
       attention_mla(l, runs, n);
@@ -265,13 +268,11 @@ void Context::forward(const std::vector<BatchRun>& runs) {
       OpScope timed(timer_, Op::OMatmul);
       matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
     }
-    if (!L.attn_post_norm.empty()) normalize(pool_, timer_, c, L.attn_post_norm, {}, tmp_.data(), tmp_.data(), n);
-    add_residual(pool_, timer_, d, x_.data(), tmp_.data(), n);
+    residual_norm(pool_, timer_, c, L.attn_post_norm, tmp_.data(), x_.data(), &L.ffn_norm, &L.ffn_norm_b, xn_.data(), n);
 
-    // Feed-forward block: x += ffn(norm(x)), kFfnSlice tokens at a
-    // time: the [tokens][d_ff] buffers are the largest activations, and the
+    // Feed-forward block: x += ffn(xn), kFfnSlice tokens at a time: the
+    // [tokens][d_ff] buffers are the largest activations, and the
     // batch-invariant kernels give the same result for any slicing.
-    normalize(pool_, timer_, c, L.ffn_norm, L.ffn_norm_b, x_.data(), xn_.data(), n);
     for (int32_t s0 = 0, ns = 0; s0 < n; s0 += ns) {
       ns = std::min(kFfnSlice, n - s0);
       const float* xs = &xn_[(size_t)s0 * d];
@@ -283,8 +284,9 @@ void Context::forward(const std::vector<BatchRun>& runs) {
         ffn_dense(L, xs, ns, out);
       }
     }
-    if (!L.ffn_post_norm.empty()) normalize(pool_, timer_, c, L.ffn_post_norm, {}, tmp_.data(), tmp_.data(), n);
-    add_residual(pool_, timer_, d, x_.data(), tmp_.data(), n);
+    const LayerWeights* next = l + 1 < c.n_layer ? &w.layers[l + 1] : nullptr;  // its attention norm
+    residual_norm(pool_, timer_, c, L.ffn_post_norm, tmp_.data(), x_.data(), next ? &next->attn_norm : nullptr,
+                  next ? &next->attn_norm_b : nullptr, xn_.data(), n);
   }
   for (const BatchRun& r : runs) cache_->commit(r.plan, r.tokens);
   output_logits(runs);
@@ -358,10 +360,12 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
     const Rope& r = local ? rope_local_ : rope_;
     const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
     const int nr = local ? c.rope_local.n_rot : c.rope.n_rot;
-    for (int32_t t = 0; t < n; ++t) {
-      r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
-      r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
-    }
+    over_tokens(pool_, n, [&](int32_t t0, int32_t t1) {
+      for (int32_t t = t0; t < t1; ++t) {
+        r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
+        r.apply(&k_[(size_t)t * kd], c.n_kv_head, c.head_dim_k, cs + (size_t)t * nr);
+      }
+    });
   }
   if (observer_) observer_(l, xn_.data(), q_.data(), k_.data(), n);
   const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
@@ -393,8 +397,13 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
   }
   {
     OpScope timed(timer_, Op::Glu);
-    if (geglu) mul_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
-    else swiglu_inplace(gate_.data(), up_.data(), (int64_t)ns * gate.rows);
+    const size_t f = gate.rows;
+    over_tokens(pool_, ns, [&](int32_t t0, int32_t t1) {
+      float* g = gate_.data() + t0 * f;
+      const float* u = up_.data() + t0 * f;
+      if (geglu) mul_inplace(g, u, (int64_t)(t1 - t0) * f);
+      else swiglu_inplace(g, u, (int64_t)(t1 - t0) * f);
+    });
   }
   OpScope timed(timer_, Op::DownMatmul);
   matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
