@@ -31,7 +31,8 @@ GemmFn gemm_kernel_ref(GgmlType t);   // scalar reference; nullptr if unsupporte
 GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
 GemmFn gemm_kernel_lowbit_avx2(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx2
 // Kernels for the interleaved layout (W.interleave == kPackRows); r0 and r1
-// are then multiples of kPackRows.
+// are then multiples of kPackRows, except r1 = W.rows (F16 and BF16, whose
+// last group may be partial: its rows beyond W.rows must not be written).
 GemmFn gemm_kernel_packed_ref(GgmlType t);
 GemmFn gemm_kernel_packed_avx2(GgmlType t);
 GemmFn gemm_kernel_kpack_avx2(GgmlType t);  // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx2

@@ -654,6 +654,14 @@ template <class C>
 void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
               float* y) {
   const typename C::Elem* base = (const typename C::Elem*)W.data;
+  const int64_t r_whole = r0 + (r1 - r0) / kPackRows * kPackRows;  // rows of whole groups
+  if (r_whole < r1)  // W's last group is partial: token by token into 8 floats, the valid ones copied out
+    for (int64_t t = t0; t < t1; ++t) {
+      float tmp[kPackRows];
+      tile_x8f<C, 1, 1>(base + r_whole * W.cols, W.cols, xa + t * xs, xs, 0, kPackRows, 0, tmp);
+      std::memcpy(y + t * W.rows + r_whole, tmp, (r1 - r_whole) * sizeof(float));
+    }
+  r1 = r_whole;
   for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
     const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
     int64_t t = t0;

@@ -7,10 +7,14 @@
 namespace kvforge {
 
 bool packable(const WeightMatrix& W) {
-  if (W.interleave != 0 || W.rows <= 0 || W.rows % kPackRows != 0) return false;
-  switch (W.type) {
+  if (W.interleave != 0 || W.rows <= 0) return false;
+  switch (W.type) {  // F16, BF16: any rows (the last group padded with zero rows)
     case GgmlType::F16: return W.cols % 8 == 0;
     case GgmlType::BF16: return W.cols % 2 == 0;
+    default: break;
+  }
+  if (W.rows % kPackRows != 0) return false;  // the block kernels write whole groups
+  switch (W.type) {
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
     case GgmlType::IQ4_NL: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K:
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::IQ4_XS:
@@ -279,7 +283,8 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) return plain;
+  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16)  // whole groups
+    return (size_t)((W.rows + kPackRows - 1) / kPackRows * kPackRows) * W.row_stride;
   size_t n = 0;
   with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
   return n;
@@ -291,6 +296,7 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
   P.interleave = kPackRows;
   if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {  // 16-bit elements to their places
     uint16_t* o = (uint16_t*)dst;
+    std::memset(dst, 0, packed_bytes(W));  // the last group's missing rows: zeros
     for (int64_t r = 0; r < W.rows; ++r) {
       const uint16_t* src = (const uint16_t*)W.row(r);
       for (int64_t k = 0; k < W.cols; ++k) o[elem16_index(W, r, k)] = src[k];

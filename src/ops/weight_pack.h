@@ -140,11 +140,12 @@ static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
 // Whether W (plain layout) can be packed: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
-// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, F16 or BF16, rows % 8 == 0
-// (F16 also cols % 8 == 0, BF16 cols % 2 == 0).
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS with rows % 8 == 0; F16 with
+// cols % 8 == 0 or BF16 with cols % 2 == 0, any rows (the last group padded
+// with zero rows: a vocabulary of 50257, GPT-2's output head, packs too).
 bool packable(const WeightMatrix& W);
 // Bytes of W's packed form (W.rows * W.row_stride, more for Q3_K, Q4_K, Q5_K,
-// IQ4_XS).
+// IQ4_XS, and F16/BF16 padded to whole groups).
 size_t packed_bytes(const WeightMatrix& W);
 // Writes W's packed form into dst (packed_bytes(W) bytes). Returns the
 // packed view (data = dst, interleave = kPackRows).

@@ -163,11 +163,12 @@ TEST(WeightPack, MatmulManyEqualsSeparate) {
 // F16 and BF16 at every level: the packed kernels' one fma chain per output
 // over k = 0..cols-1 in order (matmul_packed_avx2.cpp), written out here in
 // scalar code: bit for bit, for row counts that leave one group, two or
-// three of a block of four, column counts that are not multiples of 8 (BF16
-// packs pairs of columns), and token counts that take tiles of 6, 4 and 1.
+// three of a block of four, or a partial last group (1 and 7 rows of it),
+// column counts that are not multiples of 8 (BF16 packs pairs of columns),
+// and token counts that take tiles of 6, 4 and 1.
 TEST(WeightPack, Float16PackedIsOneFmaChain) {
   for (GgmlType t : {GgmlType::F16, GgmlType::BF16})
-    for (int64_t rows : {8, 16, 24, 40})
+    for (int64_t rows : {8, 16, 24, 40, 3, 33, 47})
       for (int64_t cols : {16, 50, 768}) {
         if (t == GgmlType::F16 && cols % 8 != 0) continue;
         auto m = make_packed(t, rows, cols, 12);
@@ -178,6 +179,7 @@ TEST(WeightPack, Float16PackedIsOneFmaChain) {
           ScopedSimdLevel at(lvl);
           for (int64_t n_tok : {15, 1}) {
             auto y = run(m.P, x.data(), n_tok, 2);
+            ASSERT_EQ(y, run(m.P, x.data(), n_tok, 3)) << "3 threads";
             for (int64_t tk = 0; tk < n_tok; ++tk)
               for (int64_t r = 0; r < rows; ++r) {
                 float s = 0;
@@ -190,13 +192,24 @@ TEST(WeightPack, Float16PackedIsOneFmaChain) {
       }
 }
 
-// Rows that are not a multiple of 8 stay plain (and BF16 with an odd column
-// count): nothing is packed that the kernels cannot cover whole.
-TEST(WeightPack, Float16TailsStayPlain) {
-  EXPECT_FALSE(packable(make_packed(GgmlType::BF16, 20, 64, 1).W));
+// F16 and BF16 pack any row count, the last group padded with zero rows
+// (GetRowUnchanged-style check on 21 rows); columns only in whole pairs
+// (BF16) or eights (F16); quantized types only in whole groups.
+TEST(WeightPack, Float16TailsPackOthersStayPlain) {
+  for (GgmlType t : {GgmlType::F16, GgmlType::BF16}) {
+    auto m = make_packed(t, 21, 64, 1);
+    ASSERT_TRUE(packable(m.W));
+    EXPECT_EQ(m.packed.size(), 24 * m.W.row_stride);
+    std::vector<uint8_t> row(m.W.row_stride);
+    for (int64_t r = 0; r < 21; ++r) {
+      gather_row(m.P, r, row.data());
+      ASSERT_EQ(0, std::memcmp(row.data(), m.W.row(r), row.size())) << (int)t << " row " << r;
+    }
+  }
   EXPECT_FALSE(packable(make_packed(GgmlType::BF16, 16, 63, 1).W));
   EXPECT_FALSE(packable(make_packed(GgmlType::F16, 16, 60, 1).W));
   EXPECT_TRUE(packable(make_packed(GgmlType::BF16, 16, 62, 1).W));
+  EXPECT_FALSE(packable(make_packed(GgmlType::Q8_0, 20, 64, 1).W));
 }
 
 // The loader packs BF16 only where no AVX512_BF16 kernel wants plain rows
@@ -207,6 +220,6 @@ TEST(WeightPack, WorthPackingKeepsBf16PlainForVdpbf16ps) {
     const bool bf16act = lvl >= SimdLevel::AVX512 && cpu_features().avx512bf16;
     EXPECT_EQ(worth_packing(make_packed(GgmlType::BF16, 16, 64, 1).W), !bf16act) << simd_level_name(lvl);
     EXPECT_TRUE(worth_packing(make_packed(GgmlType::F16, 16, 64, 1).W)) << simd_level_name(lvl);
-    EXPECT_FALSE(worth_packing(make_packed(GgmlType::BF16, 20, 64, 1).W)) << simd_level_name(lvl);
+    EXPECT_FALSE(worth_packing(make_packed(GgmlType::Q8_0, 20, 64, 1).W)) << simd_level_name(lvl);
   }
 }
