@@ -54,8 +54,9 @@
 //   [cols/2][8][2] bf16, dword i of a 32-byte pair holding row 8g+i's
 //   elements 2j (low half) and 2j+1 (high half),
 // so one 32-byte load gives both columns as f32 with one shift (2j: the
-// bf16 in the top half, zeros below) and one and (2j+1): bf16 -> f32 is
-// exactly a 16-bit shift. Packed only where the CPU has no AVX512_BF16
+// bf16 in the top half, zeros below) and one blend of the loaded words with
+// that shifted vector's zero low halves (2j+1): bf16 -> f32 is exactly a
+// 16-bit shift. Packed only where the CPU has no AVX512_BF16
 // (worth_packing in ops/matmul.h): there the vdpbf16ps kernel reads plain rows.
 #include <cstddef>
 #include <cstdint>
