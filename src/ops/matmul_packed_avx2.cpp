@@ -316,14 +316,8 @@ void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int
       continue;
     }
     const BlockQ8_0x8* pf = r + kPackRows < W.rows ? w + nb : w;
-    int64_t t = t0;
-    if (t + 8 <= t1) {
-      tile_q8_0x8<StepFma, 1, 8, false, true>(w, nullptr, nb, xa, xs, t, W.rows, r, y, pf);
-      for (t += 8; t + 8 <= t1; t += 8) tile_q8_0x8<StepFma, 1, 8, false>(w, nullptr, nb, xa, xs, t, W.rows, r, y);
-      q8_decode_rest<4, false>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
-    } else {
-      q8_decode_rest<4, true>(w, nb, xa, xs, t, t1, W.rows, r, y, pf);
-    }
+    static_assert(kPrepMin <= 2 * 8, "q8_decode_rest<8> takes fewer than 16 tokens");
+    q8_decode_rest<8, true>(w, nb, xa, xs, t0, t1, W.rows, r, y, pf);
   }
 }
 
