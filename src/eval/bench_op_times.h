@@ -27,6 +27,7 @@ struct OpTimesResult {
   int n_threads = 0;
   int32_t n_seq = 1;         // sequences per step (> 1: --parallel; "per token" is then per step)
   int32_t n_depth = 0, n_gen = 0;
+  int32_t n_prompt = 0;      // > 0: the table is of prefills of n_prompt tokens (n_gen 0), per prompt token
   double ms_per_token = 0;   // wall time of a decode step
   uint64_t bytes_per_token = 0;  // weights + used KV cache
   std::vector<OpTimesRow> rows;  // op kinds that ran, then "other (untimed)"
@@ -35,12 +36,15 @@ struct OpTimesResult {
 struct OpTimer;
 
 // The table of a timer that ran over `steps` decode steps taking wall_ns in
-// all and reading kv_bytes of cached rows in all.
+// all and reading kv_bytes of cached rows in all; passes: the forward
+// passes among them, each reading the weights once (-1: one per step).
 OpTimesResult op_times_result(const Model& model, const OpTimer& timer, int64_t wall_ns, int64_t steps,
-                              uint64_t kv_bytes);
+                              uint64_t kv_bytes, int64_t passes = -1);
 
 // params: n_threads, n_reps (the steps of all repetitions are summed), kv,
-// n_batch, seed. One test per depth.
-OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_t n_depth, int32_t n_gen);
+// n_batch, seed. One test per depth: n_gen single-token decode steps, or
+// (n_gen 0) one prefill of n_prompt tokens, per token.
+OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_t n_depth, int32_t n_gen,
+                           int32_t n_prompt = 0);
 
 }  // namespace kvforge

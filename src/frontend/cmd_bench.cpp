@@ -97,9 +97,9 @@ void print_op_times(const OpTimesResult& r, double gbs, bool md, Emit&& emit_jso
                   r.n_gen, r.n_seq, r.n_depth, r.n_threads, r.ms_per_token, 1e3 * r.n_seq / r.ms_per_token,
                   r.bytes_per_token / 1e6, step_gbs);
     else
-      std::printf("\nop times, tg%d @ d%d, %d threads: %.3f ms/token (%.1f t/s); %.1f MB/token read at %.1f GB/s",
-                  r.n_gen, r.n_depth, r.n_threads, r.ms_per_token, 1e3 / r.ms_per_token, r.bytes_per_token / 1e6,
-                  step_gbs);
+      std::printf("\nop times, %s%d @ d%d, %d threads: %.3f ms/token (%.1f t/s); %.1f MB/token read at %.1f GB/s",
+                  r.n_prompt > 0 ? "pp" : "tg", r.n_prompt > 0 ? r.n_prompt : r.n_gen, r.n_depth, r.n_threads,
+                  r.ms_per_token, 1e3 / r.ms_per_token, r.bytes_per_token / 1e6, step_gbs);
     if (gbs > 0) std::printf(" = %.1f%% of the %.1f GB/s bandwidth", 100 * step_gbs / gbs, gbs);
     std::printf("\n\n| op | calls/%s | ms/%s | %% of step | MB/%s | GB/s |\n|---|---:|---:|---:|---:|---:|\n", per, per,
                 per);
@@ -115,7 +115,8 @@ void print_op_times(const OpTimesResult& r, double gbs, bool md, Emit&& emit_jso
     ops.push_back({{"op", o.op}, {"calls_per_token", o.calls}, {"ms_per_token", o.ms}, {"share", o.share},
                    {"bytes_per_token", o.bytes}, {"gbs", o.gbs}});
   nlohmann::json j = fields;
-  j.update({{"test", "op_times"}, {"n_parallel", r.n_seq}, {"n_gen", r.n_gen}, {"n_depth", r.n_depth},
+  j.update({{"test", "op_times"}, {"n_parallel", r.n_seq}, {"n_gen", r.n_gen}, {"n_prompt", r.n_prompt},
+            {"n_depth", r.n_depth},
             {"n_threads", r.n_threads},
             {"ms_per_token", r.ms_per_token}, {"bytes_per_token", r.bytes_per_token},
             {"bandwidth_gbs", gbs > 0 ? nlohmann::json(gbs) : nlohmann::json(nullptr)}, {"ops", ops},
@@ -257,13 +258,17 @@ void run_bench_command(const BenchOptions& o) {
   if (o.op_times) {
     if (policies.size() > 1) fail("--op-times takes one --kv policy");
     if (!p.use_cache) fail("--op-times times cached decode steps; drop --no-cache");
-    if (std::none_of(p.n_gen.begin(), p.n_gen.end(), [](int32_t n) { return n > 0; }))
-      fail("--op-times times decode steps: give -n > 0");
+    const bool decode = std::any_of(p.n_gen.begin(), p.n_gen.end(), [](int32_t n) { return n > 0; });
+    const std::vector<int32_t>& ns = decode ? p.n_gen : p.n_prompt;  // -n 0: the prefills of -p instead
+    if (std::none_of(ns.begin(), ns.end(), [](int32_t n) { return n > 0; }))
+      fail("--op-times times decode steps (-n > 0) or, with -n 0, prefills (-p > 0)");
     for (int t : threads) {
       p.n_threads = t;
       for (int32_t d : p.n_depth)
-        for (int32_t n : p.n_gen)
-          if (n > 0) print_op_times(run_op_times(*model, p, d, n), bw[t].gbs, md, emit_json, model_fields);
+        for (int32_t n : ns)
+          if (n > 0)
+            print_op_times(run_op_times(*model, p, d, decode ? n : 0, decode ? 0 : n), bw[t].gbs, md, emit_json,
+                           model_fields);
     }
     return;
   }
@@ -396,9 +401,9 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                 "(e.g. 1,2,4,8,16), and report the aggregate tokens/s and the speed-up over 1")
       ->delimiter(',')->check(CLI::PositiveNumber);
   c->add_flag("--op-times", o->op_times,
-              "Instead of the tests: time each op kind of the decode steps (-n at each depth -d, default 0) and "
-              "print ms/token, share of the step, bytes read and GB/s per op; with --parallel: of the batched steps, "
-              "per step");
+              "Instead of the tests: time each op kind of the decode steps (-n at each depth -d, default 0; with -n 0 "
+              "the prefills of -p tokens instead) and print ms/token, share of the step, bytes read and GB/s per op; "
+              "with --parallel: of the batched steps, per step");
   c->add_option("--seed", o->tests.seed, "Seed of the random token ids")->capture_default_str();
   c->callback([o, depth] {
     if ((!o->n_parallel.empty() || o->op_times) && depth->count() == 0) o->tests.n_depth = {0};
