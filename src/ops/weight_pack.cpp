@@ -231,12 +231,20 @@ void move_block(BlockIQ4_XS& s, BlockIQ4_XSx8& o, int i, bool to_plain) {
   }
 }
 
-// Where element k of row r goes in the F16 and BF16 layouts (ops/weight_pack.h):
-// F16 [rows/8][cols][8], BF16 [rows/8][cols/2][8][2].
-size_t elem16_index(const WeightMatrix& W, int64_t r, int64_t k) {
-  const size_t group = (size_t)(r / kPackRows) * W.cols * kPackRows, i = r % kPackRows;
-  if (W.type == GgmlType::F16) return group + k * kPackRows + i;
-  return group + (k / 2) * 2 * kPackRows + 2 * i + k % 2;
+// Row r of the F16 and BF16 layouts (ops/weight_pack.h): F16 [rows/8][cols][8],
+// BF16 [rows/8][cols/2][8][2]. Both hold columns 2j and 2j + 1 of a group
+// in the 2 x kPackRows words from 2j x kPackRows on; row r's are at `at`
+// and `at + odd` there. Copies the row out of the layout (kToPlain) or into it.
+template <bool kToPlain>
+void move_row16(const WeightMatrix& W, int64_t r, uint16_t* packed, uint16_t* plain) {
+  const int64_t i = r % kPackRows;
+  const bool f16 = W.type == GgmlType::F16;
+  const size_t at = (size_t)(r / kPackRows) * W.cols * kPackRows + (f16 ? i : 2 * i), odd = f16 ? kPackRows : 1;
+  for (int64_t k = 0; k < W.cols; k += 2) {  // cols is even (packable)
+    uint16_t* p = packed + at + (size_t)k * kPackRows;
+    if constexpr (kToPlain) plain[k] = p[0], plain[k + 1] = p[odd];
+    else p[0] = plain[k], p[odd] = plain[k + 1];
+  }
 }
 
 template <class S>
@@ -295,12 +303,8 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
   P.data = dst;
   P.interleave = kPackRows;
   if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {  // 16-bit elements to their places
-    uint16_t* o = (uint16_t*)dst;
     std::memset(dst, 0, packed_bytes(W));  // the last group's missing rows: zeros
-    for (int64_t r = 0; r < W.rows; ++r) {
-      const uint16_t* src = (const uint16_t*)W.row(r);
-      for (int64_t k = 0; k < W.cols; ++k) o[elem16_index(W, r, k)] = src[k];
-    }
+    for (int64_t r = 0; r < W.rows; ++r) move_row16<false>(W, r, (uint16_t*)dst, (uint16_t*)W.row(r));
     return P;
   }
   with_blocks(W.type, [&]<class S, class X>() { pack_blocks<S, X>(W, dst); });
@@ -309,7 +313,8 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
 
 void gather_row(const WeightMatrix& W, int64_t r, void* dst) {
   if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {
-    for (int64_t k = 0; k < W.cols; ++k) ((uint16_t*)dst)[k] = ((const uint16_t*)W.data)[elem16_index(W, r, k)];
+    // read only: kToPlain never writes to the packed side
+    move_row16<true>(W, r, (uint16_t*)W.data, (uint16_t*)dst);
     return;
   }
   with_blocks(W.type, [&]<class S, class X>() { gather_blocks<S, X>(W, r, dst); });
