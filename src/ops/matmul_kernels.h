@@ -31,12 +31,15 @@ GemmFn gemm_kernel_ref(GgmlType t);   // scalar reference; nullptr if unsupporte
 GemmFn gemm_kernel_avx2(GgmlType t);  // nullptr where AVX2 has no kernel for t
 GemmFn gemm_kernel_lowbit_avx2(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx2
 // Kernels for the interleaved layout (W.interleave == kPackRows); r0 and r1
-// are then multiples of kPackRows, except r1 = W.rows (F16 and BF16, whose
-// last group may be partial: its rows beyond W.rows must not be written).
+// are then multiples of kPackRows (a partial last group of F16 or BF16 is
+// handed to them as a matrix of 8 rows of its own: matmul.cpp).
 GemmFn gemm_kernel_packed_ref(GgmlType t);
 GemmFn gemm_kernel_packed_avx2(GgmlType t);
 GemmFn gemm_kernel_kpack_avx2(GgmlType t);  // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx2
 GemmFn gemm_kernel_nibu_avx2(GgmlType t);   // Q4_0, Q5_0, IQ4_NL part of it (matmul_nibu_avx2.cpp)
+GemmFn gemm_kernel_q8x8_avx2(GgmlType t);   // Q8_0, and IQ4_NL's prepared prefill tiles (matmul_q8x8_avx2.cpp)
+GemmFn gemm_kernel_kprep_avx2(GgmlType t);  // IQ4_XS, Q3_K: prepared prefill tiles (matmul_kprep_avx2.cpp)
+GemmFn gemm_kernel_f16x8_avx2(GgmlType t);  // F16, BF16 (matmul_f16x8_avx2.cpp)
 
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels; nullptr where there is none (the
 // dispatch then falls back to AVX2). Call only at SimdLevel::AVX512.

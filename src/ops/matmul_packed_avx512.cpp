@@ -263,14 +263,6 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
                 float* y) {
   const fp16_t* base = (const fp16_t*)W.data;  // group of row r at base + r * cols
   const int64_t cols = W.cols;
-  const int64_t r_whole = r0 + (r1 - r0) / kPackRows * kPackRows;  // rows of whole groups
-  if (r_whole < r1)  // W's last group is partial: token by token into 8 floats, the valid ones copied out
-    for (int64_t t = t0; t < t1; ++t) {
-      float tmp[kPackRows];
-      tile_f16<1, 1, true>(base + r_whole * cols, cols, xa + t * xs, xs, 0, kPackRows, 0, 0, cols, tmp);
-      std::memcpy(y + t * W.rows + r_whole, tmp, (r1 - r_whole) * sizeof(float));
-    }
-  r1 = r_whole;
   if (t1 - t0 == 1) {  // decode: each weight is used once, no slices
     for (int64_t r = r0; r < r1; r += 8 * kPackRows)
       f16_groups<1>((int)(min64(r1 - r, 8 * kPackRows) / kPackRows), base + r * cols, cols, xa, xs, t0, W.rows, r,

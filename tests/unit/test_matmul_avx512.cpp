@@ -476,7 +476,7 @@ TEST_P(Avx512Kernels, PackedF16BitIdenticalToAvx2) {
   const GemmFn fn = GetParam().packed(t), fn2 = gemm_kernel_packed_avx2(t);
   ASSERT_NE(fn, nullptr);
   std::mt19937 rng(31);
-  for (int64_t rows : {8, 16, 24, 40, 768, 19, 41})  // 19, 41: a partial last group
+  for (int64_t rows : {8, 16, 24, 40, 768})  // whole groups: a partial last one never reaches a kernel (matmul.cpp)
     for (int64_t cols : {8, 64, 72, 768}) {
       auto M = make_mat(t, rows, cols, (uint32_t)(rows * 1000 + cols));
       ASSERT_TRUE(packable(M.W));
