@@ -97,9 +97,10 @@ struct Split {
 // tile's weights sit in L1. Row chunks (multiples of 8, the tile height and
 // the packing group) are sized for ~8 tasks per thread (shared among the
 // matrices of one call) so that uneven cores balance out; prefill calls
-// (a whole token block) for ~32, multiples of 16 (the two-group prefill
-// tiles): a job ends when its last task does, and with 8 the other thread
-// waited half a task per job, ~5 % of a 2-thread prefill.
+// (a whole token block) for ~32, in multiples of 32 rows (the F16 tiles'
+// blocks of 4 groups, which stream the block's activations once): a job
+// ends when its last task does, and with 8 the other thread waited half a
+// task per job, a few % of a 2-thread prefill.
 Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   constexpr int64_t kTokBlock = 64;
   Split s;
@@ -108,7 +109,7 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   const int64_t per_thread = prefill ? 32 : 8;
   const int64_t want_tasks = nth == 1 ? 1 : std::max<int64_t>(1, nth * per_thread / n_mats);
   const int64_t want_row_chunks = std::max<int64_t>(1, want_tasks / s.n_tb);
-  const int64_t align = prefill ? 16 : 8;
+  const int64_t align = prefill ? 32 : 8;
   s.rc = std::max<int64_t>(16, round_up((W.rows + want_row_chunks - 1) / want_row_chunks, align));
   s.n_rc = (W.rows + s.rc - 1) / s.rc;
   s.tb = (n_tok + s.n_tb - 1) / s.n_tb;  // even token blocks
