@@ -201,6 +201,7 @@ template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
   for (int64_t b = 0; b < nb; ++b) {
     if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
       for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
+    if constexpr (G == 1 && T == 1 && !kXor) tiling::prefetch_ahead(w + b);  // single-token decode
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -667,21 +668,18 @@ void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   }
 }
 
-// Q4_0, Q5_0, IQ4_NL: calls of 4 tokens or more (prefill, batched decode)
-// run the two-group tiles of matmul_nibu_avx2.cpp, single-token decode the
-// one-group tiles above (measured: the two-group 1-token tile decoded a Q5_0
-// file 15-20 % slower). Both give the scalar reference's bits, so which one
-// a call takes changes no result.
-constexpr int64_t kNibuMinTokens = 4;
-
+// Q4_0, Q5_0, IQ4_NL: matmul_nibu_avx2.cpp (two-group tiles; decode one
+// group at a time, Q4_0 and Q5_0 on their unsigned q there too: 1.4x the
+// sign form's compute rate), IQ4_NL prefill the prepared xor-form tiles.
+// All give the scalar reference's bits, so which one a call takes changes
+// no result.
 template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
-  static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
+  static const GemmFn nibu = gemm_kernel_nibu_avx2(kType);
   if (kType == GgmlType::IQ4_NL && t1 - t0 >= kPrepMin)
     gemm_prepared<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
-  else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
-  else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
+  else nibu(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 }  // namespace
