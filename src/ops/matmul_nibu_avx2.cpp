@@ -2,7 +2,7 @@
 // tiles of two row groups x 4 tokens: each broadcast of 4 activations
 // serves both groups' element vectors (a last single group: 8, 4, 1 tokens).
 // Calls of fewer than 4 tokens (decode) run one group x 1 token tiles that
-// prefetch ahead (tiling::prefetch_ahead): the two-group 1-token tile read
+// prefetch the stream ahead (tiling::prefetch_stream): the two-group 1-token tile read
 // a Q5_0 file 15-20 % slower than a one-group one.
 //
 // Q4_0 and Q5_0 on their stored, unsigned q: maddubs(q, a) takes the
@@ -60,7 +60,7 @@ void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, si
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    if constexpr (G == 1 && T == 1) tiling::prefetch_ahead(w + b);  // single-token decode
+    if constexpr (G == 1 && T == 1) tiling::prefetch_stream<sizeof(w[b])>(w + b);  // decode's weight stream
     __m256i qh[G], p[G][T];
     for (int g = 0; g < G; ++g) {
       if constexpr (Nib<kType>::kQ5) qh[g] = _mm256_loadu_si256((const __m256i*)w[g * nb + b].qh);
