@@ -1,9 +1,10 @@
 // AVX2 GEMM for the x8 layouts of Q4_0, Q5_0 and IQ4_NL (ops/weight_pack.h),
 // tiles of two row groups x 4 tokens: each broadcast of 4 activations
 // serves both groups' element vectors (a last single group: 8, 4, 1 tokens).
-// Calls of fewer than 4 tokens (decode) run one group x 1 token tiles that
-// prefetch the stream ahead (tiling::prefetch_stream): the two-group 1-token tile read
-// a Q5_0 file 15-20 % slower than a one-group one.
+// Calls of fewer than 4 tokens (decode; Q4_0 and Q5_0, IQ4_NL decodes on
+// matmul_packed_avx2.cpp's sign-form tiles) run one group x 1 token tiles
+// that prefetch the stream ahead (tiling::prefetch_stream): the two-group
+// 1-token tile read a Q5_0 file 15-20 % slower than a one-group one.
 //
 // Q4_0 and Q5_0 on their stored, unsigned q: maddubs(q, a) takes the
 // weights as they are, where the sign trick needs an abs per weight vector
