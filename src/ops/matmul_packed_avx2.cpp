@@ -82,21 +82,24 @@ struct NibSumsAvx2 {
   }
 };
 
-// Q4_0, Q5_0, IQ4_NL: calls of 4 tokens or more (prefill, batched decode)
-// run the two-group tiles of matmul_nibu_avx2.cpp, single-token decode the
-// one-group tiles above (measured: the two-group 1-token tile decoded a Q5_0
-// file 15-20 % slower). Both give the scalar reference's bits, so which one
-// a call takes changes no result.
+// Q4_0, Q5_0, IQ4_NL: matmul_nibu_avx2.cpp (two-group tiles; Q4_0 and Q5_0
+// decode there too, one group at a time on their unsigned q: 1.3-1.4x the
+// sign form's compute rate, kvforge_microbench BM_Decode1), IQ4_NL prefill
+// the prepared xor-form tiles (matmul_q8x8_avx2.cpp) and its decode the
+// one-group tiles above (nibu's sign-form one-group tile was ~10 % slower).
+// All give the scalar reference's bits, so which one a call takes changes no
+// result.
 constexpr int64_t kNibuMinTokens = 4;
 
 template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
-  static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
+  static const GemmFn nibu = gemm_kernel_nibu_avx2(kType);
   static const GemmFn prepared = gemm_kernel_q8x8_avx2(kType);  // IQ4_NL's; null for the others
   if (prepared && t1 - t0 >= x8prep::kPrepMin) prepared(W, xa, xs, r0, r1, t0, t1, y);
-  else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
-  else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
+  else if (kType == GgmlType::IQ4_NL && t1 - t0 < kNibuMinTokens)
+    nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
+  else nibu(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 }  // namespace
