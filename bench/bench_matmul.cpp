@@ -13,6 +13,7 @@
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 #include "util/fp16.h"
+#include "../tests/unit/test_matrix.h"  // test::fp16_fields
 
 using namespace kvforge;
 
@@ -125,6 +126,49 @@ void shapes_gpt2(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// Single-token decode on one thread, per weight type, in the packed layout
+// the loader makes: a matrix of 131072 x 1536 (55-214 MB, past the 32 MiB
+// L3 of the development machine, like a model's weights in a decode step),
+// so GB/s is the kernel's streaming rate against BM_ReadBandwidth/1; and
+// 256 x 1536 (within L2: the kernel's compute rate, the bound it puts on
+// that stream). Random blocks (the timing does not depend on the values)
+// with finite fp16 factors. Rates per CPU second: on a shared machine
+// those move less than wall-clock ones.
+void BM_Decode1(benchmark::State& st, GgmlType t) {
+  const int64_t rows = st.range(0), cols = st.range(1);
+  const size_t rb = row_bytes(t, cols);
+  std::vector<uint8_t> data(rb * rows);  // [rows][rb]
+  std::mt19937_64 rng(1);
+  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&data[i], &v, 8);
+  }
+  const size_t bb = type_traits(t).block_bytes;
+  const fp16_t d = fp32_to_fp16(1e-3f);
+  for (size_t o = 0; o < data.size(); o += bb)
+    for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
+  const WeightMatrix plain{t, rows, cols, data.data(), rb};
+  std::vector<uint8_t> packed(packed_bytes(plain));  // [rows/8][...] x8 layout
+  const WeightMatrix W = pack_matrix(plain, packed.data());
+  std::vector<uint8_t>().swap(data);
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> x(cols), y(rows);
+  for (auto& v : x) v = nd(rng);
+  ThreadPool pool(1);
+  MatmulScratch scratch;
+  for (auto _ : st) {
+    matmul(W, x.data(), 1, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["GB/s"] = benchmark::Counter((double)rb * rows, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void shapes_decode1(benchmark::internal::Benchmark* b) {
+  b->Args({131072, 1536})->Args({256, 1536});
+  b->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+}
+
 // Streams a 256 MiB buffer with n threads (sum of 64-bit words): the
 // read bandwidth a memory-bound GEMV can at best reach.
 void BM_ReadBandwidth(benchmark::State& st) {
@@ -176,6 +220,18 @@ BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_NL_prefill, GgmlType::IQ4_NL)->Apply(shap
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q3_K_prefill, GgmlType::Q3_K)->Apply(shapes_prefill_k);
 BENCHMARK_CAPTURE(BM_MatmulPacked, Q4_K_prefill, GgmlType::Q4_K)->Apply(shapes_prefill_k);
 BENCHMARK_CAPTURE(BM_MatmulPacked, IQ4_XS_prefill, GgmlType::IQ4_XS)->Apply(shapes_prefill_k);
+BENCHMARK_CAPTURE(BM_Decode1, Q4_1, GgmlType::Q4_1)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q4_0, GgmlType::Q4_0)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q5_0, GgmlType::Q5_0)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q5_1, GgmlType::Q5_1)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, IQ4_NL, GgmlType::IQ4_NL)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q8_0, GgmlType::Q8_0)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q2_K, GgmlType::Q2_K)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q3_K, GgmlType::Q3_K)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q4_K, GgmlType::Q4_K)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q5_K, GgmlType::Q5_K)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q6_K, GgmlType::Q6_K)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_decode1);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -149,6 +149,7 @@ void tile(const X* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int6
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const X& B = w[b];
+    if constexpr (T == 1) tiling::prefetch_stream<sizeof(X)>(&B);  // decode's weight stream
     __m256i A[T];
     for (int t = 0; t < T; ++t) A[t] = _mm256_setzero_si256();
     Sums::template sums<T>(B, a, b, A);

@@ -1,7 +1,10 @@
 // AVX2 GEMM for the x8 layouts of Q4_0, Q5_0 and IQ4_NL (ops/weight_pack.h),
 // tiles of two row groups x 4 tokens: each broadcast of 4 activations
-// serves both groups' element vectors (a last single group: 8, 4, 1 tokens);
-// calls of 4 tokens or more (single-token decode: matmul_packed_avx2.cpp).
+// serves both groups' element vectors (a last single group: 8, 4, 1 tokens).
+// Calls of fewer than 4 tokens (decode; Q4_0 and Q5_0, IQ4_NL decodes on
+// matmul_packed_avx2.cpp's sign-form tiles) run one group x 1 token tiles
+// that prefetch the stream ahead (tiling::prefetch_stream): the two-group
+// 1-token tile read a Q5_0 file 15-20 % slower than a one-group one.
 //
 // Q4_0 and Q5_0 on their stored, unsigned q: maddubs(q, a) takes the
 // weights as they are, where the sign trick needs an abs per weight vector
@@ -58,6 +61,7 @@ void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, si
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (G == 1 && T == 1) tiling::prefetch_stream<sizeof(w[b])>(w + b);  // decode's weight stream
     __m256i qh[G], p[G][T];
     for (int g = 0; g < G; ++g) {
       if constexpr (Nib<kType>::kQ5) qh[g] = _mm256_loadu_si256((const __m256i*)w[g * nb + b].qh);
@@ -136,6 +140,13 @@ void gemm(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64
   }
   const auto at = [&](int64_t t) { return bias.data() + (t - t0) * nb; };
   int64_t r = r0;
+  if (t1 - t0 < 4) {  // decode: one group at a time, token by token (prefetching ahead)
+    for (; r < r1; r += kPackRows) {
+      const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
+      for (int64_t t = t0; t < t1; ++t) tile<kType, 1, 1>(w, nb, xa, xs, at(t), t, W.rows, r, y);
+    }
+    return;
+  }
   for (; r + 2 * kPackRows <= r1; r += 2 * kPackRows) {  // pairs of groups: tiles of 4 tokens, then single ones
     const Block* w = (const Block*)W.data + (r / kPackRows) * nb;
     int64_t t = t0;

@@ -187,7 +187,8 @@ struct StepRef {  // ops/nibpack_x8.h: s += isum * (d_w * d_a), each product rou
 // G row groups x T tokens. kXor: from P[g * nb + b] (q8_prepare,
 // iq4nl_prepare); else the sign form straight from w[g * nb + b] (Q8_0).
 // kPrefetch: also prefetches pf[b] per block b (the next row group's
-// blocks, for decode). Not inlined: the many such loops would only bloat
+// blocks, for decode); a single token in the sign form, the stream ahead
+// (tiling::prefetch_stream). Not inlined: the many such loops would only bloat
 // their callers.
 template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
 [[gnu::noinline]] void tile_q8_0x8(const BlockQ8_0x8* w, const Q8Prep* P, int64_t nb, const uint8_t* xa, size_t xs,
@@ -201,6 +202,7 @@ template <class Step, int G, int T, bool kXor, bool kPrefetch = false>
   for (int64_t b = 0; b < nb; ++b) {
     if constexpr (kPrefetch)  // a block's 272 bytes lie within these 5 lines from its start
       for (int l = 0; l < 5; ++l) _mm_prefetch((const char*)(pf + b) + 64 * l, _MM_HINT_T0);
+    if constexpr (G == 1 && T == 1 && !kXor) tiling::prefetch_stream<sizeof(BlockQ8_0x8)>(w + b);  // decode's stream
     __m256i isum[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = kXor ? P[g * nb + b].neg : _mm256_setzero_si256();
@@ -303,8 +305,8 @@ void q8_decode_rest(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t 
 // the arithmetic (the 49152-row output head of SmolLM2 at 8 tokens ran at
 // the sum of its compute and memory times): the group's first tile
 // prefetches the next group's blocks (the last group its own), one block's
-// lines per block computed. A single token (bandwidth-bound) streams
-// without it.
+// lines per block computed. A single token (bandwidth-bound) prefetches its
+// stream kStreamAhead bytes ahead instead.
 void gemm_q8_0x8_decode(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                         int64_t t1, float* y) {
   const int64_t nb = W.cols / QK;
@@ -667,21 +669,23 @@ void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   }
 }
 
-// Q4_0, Q5_0, IQ4_NL: calls of 4 tokens or more (prefill, batched decode)
-// run the two-group tiles of matmul_nibu_avx2.cpp, single-token decode the
-// one-group tiles above (measured: the two-group 1-token tile decoded a Q5_0
-// file 15-20 % slower). Both give the scalar reference's bits, so which one
-// a call takes changes no result.
+// Q4_0, Q5_0, IQ4_NL: matmul_nibu_avx2.cpp (two-group tiles; Q4_0 and Q5_0
+// decode there too, one group at a time on their unsigned q: 1.3-1.4x the
+// sign form's compute rate, kvforge_microbench BM_Decode1), IQ4_NL prefill
+// the prepared xor-form tiles and its decode the one-group tiles above
+// (nibu's sign-form one-group tile was ~10 % slower). All give the scalar
+// reference's bits, so which one a call takes changes no result.
 constexpr int64_t kNibuMinTokens = 4;
 
 template <GgmlType kType>
 void gemm_signed_nib(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                      int64_t t1, float* y) {
-  static const GemmFn two_group = gemm_kernel_nibu_avx2(kType);
+  static const GemmFn nibu = gemm_kernel_nibu_avx2(kType);
   if (kType == GgmlType::IQ4_NL && t1 - t0 >= kPrepMin)
     gemm_prepared<BlockIQ4_NLx8, QK, Q8Prep, iq4nl_prepare, TileQ8Xor<StepRef>>(W, xa, xs, r0, r1, t0, t1, y);
-  else if (t1 - t0 >= kNibuMinTokens) two_group(W, xa, xs, r0, r1, t0, t1, y);
-  else nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
+  else if (kType == GgmlType::IQ4_NL && t1 - t0 < kNibuMinTokens)
+    nibpack::gemm_x8n<kTNib, NibSumsAvx2, kType>(W, xa, xs, r0, r1, t0, t1, y);
+  else nibu(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 }  // namespace

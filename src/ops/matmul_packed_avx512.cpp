@@ -134,6 +134,7 @@ void tile_q8_0x8(const BlockQ8_0x8* w, int64_t nb, const uint8_t* xa, size_t xs,
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const __m512i bias = _mm512_set1_epi8((char)0x80);
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (T == 1) tiling::prefetch_stream<sizeof(BlockQ8_0x8)>(w + b);  // decode's stream
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)w[b].d));
     __m512i wq[4];
     for (int v = 0; v < 4; ++v) wq[v] = _mm512_xor_si512(_mm512_loadu_si512((const void*)w[b].qs[2 * v]), bias);

@@ -69,6 +69,7 @@ inline __m256i q5_fifth(__m256i qh, int c) {
 
 // One tile: T tokens x the 8 rows of a group, over all blocks. Per block and
 // token, as dot_q4_0 .. dot_iq4_nl: s += isum * (d_w * d_a) (+ m_w * s_a).
+// A single token prefetches the weight stream ahead (tiling::prefetch_stream).
 template <class Sums, GgmlType kType, int T>
 void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
           int64_t r0, float* y) {
@@ -81,6 +82,7 @@ void tile(const typename Nib<kType>::Block* w, int64_t nb, const uint8_t* xa, si
   }
   for (int64_t b = 0; b < nb; ++b) {
     const auto& B = w[b];
+    if constexpr (T == 1) tiling::prefetch_stream<sizeof(B)>(&B);
     __m256i A[T];
     Sums::template sums<kType, T>(B, a, b, A);
     const __m256 d = load_d8(B.d);
