@@ -258,6 +258,7 @@ void Context::forward(const std::vector<BatchRun>& runs) {
     const LayerWeights& L = w.layers[l];
 
     // Attention block: x += Wo · attn(xn).
+    attn_xq_ready_ = false;
     if (c.layers[l].attn == AttnBlock::MLA) {
       OpScope timed(timer_, Op::Attention);
       attention_mla(l, runs, n);
@@ -266,7 +267,11 @@ void Context::forward(const std::vector<BatchRun>& runs) {
     }
     {
       OpScope timed(timer_, Op::OMatmul);
-      matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, epilogue(L.bo));
+      const WeightMatrix* Ws[1] = {&L.wo};
+      float* ys[1] = {tmp_.data()};
+      const Epilogue ep = epilogue(L.bo);
+      if (attn_xq_ready_) matmul_prepared(Ws, ys, 1, attn_xq_.data(), n, pool_, scratch_, &ep);
+      else matmul(L.wo, attn_.data(), n, tmp_.data(), pool_, scratch_, ep);
     }
     residual_norm(pool_, timer_, c, L.attn_post_norm, tmp_.data(), x_.data(), &L.ffn_norm, &L.ffn_norm_b, xn_.data(), n);
 
@@ -354,12 +359,17 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
   }
   norm_heads(pool_, timer_, c, L.q_norm, q_.data(), n, c.n_head);
   norm_heads(pool_, timer_, c, L.k_norm, k_.data(), n, c.n_kv_head);
-  if (c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None) {
+  const bool roped = c.position == PositionKind::Rope && c.layers[l].rope != LayerRope::None;
+  const bool local = c.layers[l].rope == LayerRope::Local;
+  const Rope& r = local ? rope_local_ : rope_;
+  const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
+  const int nr = local ? c.rope_local.n_rot : c.rope.n_rot;
+  const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
+                      c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
+  if (attend_decode_pairs(l, runs, q_.data(), k_.data(), kd, v_.data(), vd, args, roped ? &r : nullptr, cs, nr, L.wo))
+    return;
+  if (roped) {
     OpScope timed(timer_, Op::Rope);
-    const bool local = c.layers[l].rope == LayerRope::Local;
-    const Rope& r = local ? rope_local_ : rope_;
-    const float* cs = local ? rope_local_cs_.data() : rope_cs_.data();
-    const int nr = local ? c.rope_local.n_rot : c.rope.n_rot;
     over_tokens(pool_, n, [&](int32_t t0, int32_t t1) {
       for (int32_t t = t0; t < t1; ++t) {
         r.apply(&q_[(size_t)t * qd], c.n_head, c.head_dim_k, cs + (size_t)t * nr);
@@ -368,8 +378,6 @@ void Context::attention_gqa(int l, const std::vector<BatchRun>& runs, int32_t n)
     });
   }
   if (observer_) observer_(l, xn_.data(), q_.data(), k_.data(), n);
-  const AttnArgs args{q_.data(), (size_t)qd, attn_.data(), (size_t)c.attn_dim(), c.n_kv_head,
-                      c.n_head / c.n_kv_head, c.head_dim_k, c.head_dim_v, c.attn_scale};
   OpScope timed(timer_, Op::Attention);
   write_and_attend(l, runs, k_.data(), kd, v_.data(), vd, args);
 }
@@ -391,22 +399,30 @@ void Context::gated_ffn(const WeightMatrix& gate, const WeightMatrix& up, const 
   const WeightMatrix* Ws[2] = {&gate, &up};  // gate and up in one pool hand-off
   float* ys[2] = {gate_.data(), up_.data()};
   const Epilogue eps[2] = {{nullptr, geglu ? Activation::GELU : Activation::None}, epilogue(b_up)};
+  // The GLU product and its conversion for the down projection run in the
+  // gate/up tasks, on each task's rows while they are in cache: no passes
+  // (and, in a batched decode step, no single-threaded work) of their own.
+  const ActForm form(down);
+  const size_t f = gate.rows, rb = form.row_bytes();
+  if (ffn_xq_.size() < (size_t)ns * rb) ffn_xq_.resize((size_t)ns * rb);
   {
     OpScope timed(timer_, Op::GateUpMatmul);
-    matmul_many(Ws, ys, 2, xs, ns, pool_, scratch_, eps);
-  }
-  {
-    OpScope timed(timer_, Op::Glu);
-    const size_t f = gate.rows;
-    over_tokens(pool_, ns, [&](int32_t t0, int32_t t1) {
-      float* g = gate_.data() + t0 * f;
-      const float* u = up_.data() + t0 * f;
-      if (geglu) mul_inplace(g, u, (int64_t)(t1 - t0) * f);
-      else swiglu_inplace(g, u, (int64_t)(t1 - t0) * f);
-    });
+    matmul_rows_then(Ws, ys, 2, xs, ns, pool_, scratch_, eps, form.block(),
+                     [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+                       for (int64_t t = t0; t < t1; ++t) {
+                         float* g = gate_.data() + t * f;
+                         const float* u = up_.data() + t * f;
+                         if (geglu) mul_inplace(g + r0, u + r0, r1 - r0);
+                         else swiglu_inplace(g + r0, u + r0, r1 - r0);
+                         if (rb) form.convert(g, r0, r1, ffn_xq_.data() + t * rb);
+                       }
+                     });
   }
   OpScope timed(timer_, Op::DownMatmul);
-  matmul(down, gate_.data(), ns, out, pool_, scratch_, epilogue(b_down));
+  const WeightMatrix* Wd[1] = {&down};
+  float* yd[1] = {out};
+  const Epilogue ed = epilogue(b_down);
+  matmul_prepared(Wd, yd, 1, rb ? ffn_xq_.data() : (const uint8_t*)gate_.data(), ns, pool_, scratch_, &ed);
 }
 
 // K/V writes and attention of one layer. Heads that take every run's tokens

@@ -156,6 +156,15 @@ class Context {
   // for latent rows) and attends, in waves per head (see the .cpp).
   void write_and_attend(int layer, const std::vector<BatchRun>& runs, const float* k, size_t k_row, const float* v,
                         size_t v_row, const AttnArgs& a);
+  // A decode batch (one token per run, enough (token, KV head) pairs to share
+  // out, full-history heads): RoPE (rope null: none; cs [n][n_rot]), K/V
+  // write, attention and the conversion of its output for the output
+  // projection wo (into attn_xq_, when wo's kernel reads 8-bit blocks that a
+  // pair's outputs fill) per pair, in one pool job
+  // (model/attention_decode.cpp). False, with nothing done: not such a batch.
+  bool attend_decode_pairs(int layer, const std::vector<BatchRun>& runs, float* q, float* k, size_t k_row,
+                           const float* v, size_t v_row, const AttnArgs& a, const Rope* rope, const float* cs,
+                           int n_rot, const WeightMatrix& wo);
   // Attention of the waves' tokens, for the KV heads h with heads[h] != 0
   // (nullptr: all).
   void attention(int layer, const std::vector<Wave>& waves, const AttnArgs& a, const uint8_t* heads);
@@ -184,9 +193,12 @@ class Context {
   std::vector<float> k_;     // [n_batch][n_kv_head * head_dim_k]  keys
   std::vector<float> v_;     // [n_batch][n_kv_head * head_dim_v]  values
   std::vector<float> attn_;  // [n_batch][n_head * head_dim_v]     attention output
+  std::vector<uint8_t> attn_xq_;  // [n_batch][ActForm(wo).row_bytes()]  attn_ converted for the output projection
+  bool attn_xq_ready_ = false;    // attn_xq_ holds this layer's attn_, converted (attend_decode_pairs)
   std::vector<float> tmp_;   // [n_batch][d_model]  block output before the residual add
   std::vector<float> gate_;  // [kFfnSlice][ff]  SwiGLU/GeGLU only; ff: the widest FFN (dense, shared or one expert)
   std::vector<float> up_;    // [kFfnSlice][ff]
+  std::vector<uint8_t> ffn_xq_;  // [kFfnSlice][ActForm(down).row_bytes()]  gate_ converted for the down projection
   // MLA layers (H heads, latent d_c, R rope dims, P nope, V value dims). LR
   // and DV: the cached row's width d_c + RW and its V prefix d_c, rounded up
   // to whole blocks for quantized storage (stored_kv_shape; zero padding).

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -172,10 +173,18 @@ bool has_epilogue(const Epilogue* eps, int i) {
   return eps && (eps[i].bias || eps[i].act != Activation::None);
 }
 
+// How matmul_impl runs its matrices.
+struct Plan {
+  const uint8_t* pre = nullptr;  // the input already converted (matmul_prepared), shared by all matrices
+  int64_t row_align = 0;         // > 0: rows in step (matmul_rows_then): a task does its rows of every matrix
+  detail::RowsFn after = nullptr;
+  const void* after_fn = nullptr;
+};
+
 // ys[i] = Ws[i] xs[i] for all i in one pool hand-off. Matrices that read the
 // same input in the same format share its converted activations.
 void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats,
-                 int64_t n_tok, ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
+                 int64_t n_tok, ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps, const Plan& plan = {}) {
   if (n_tok <= 0 || n_mats <= 0) return;
   struct Mat {
     Kernel k;
@@ -190,16 +199,25 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
   for (int i = 0; i < n_mats; ++i) {
     Mat& m = ms[i];
     m.k = pick_kernel(*Ws[i]);
-    m.sp = split_for(*Ws[i], n_tok, pool.size(), n_mats);
-    m.first = n_tasks;
-    n_tasks += Ws[i]->rows > 0 ? m.sp.n_tasks() : 0;
+    if (plan.row_align > 0) {  // one split for all: that of a single matrix, rows cut at row_align
+      m.sp = split_for(*Ws[0], n_tok, pool.size(), 1);
+      m.sp.rc = round_up(m.sp.rc, std::lcm<int64_t>(8, plan.row_align));
+      m.sp.n_rc = (Ws[0]->rows + m.sp.rc - 1) / m.sp.rc;
+      if (i == 0) n_tasks = Ws[0]->rows > 0 ? m.sp.n_tasks() : 0;
+    } else {
+      m.sp = split_for(*Ws[i], n_tok, pool.size(), n_mats);
+      m.first = n_tasks;
+      n_tasks += Ws[i]->rows > 0 ? m.sp.n_tasks() : 0;
+    }
     m.act_of = i;
     for (int j = 0; j < i; ++j)
       if (xs[j] == xs[i] && ms[j].k.act == m.k.act && Ws[j]->cols == Ws[i]->cols) {
         m.act_of = j;
         break;
       }
-    if (m.act_of == i) {
+    if (plan.pre && m.act_of != 0)
+      throw Error("matmul_prepared: the matrices take different input forms");
+    if (m.act_of == i && !plan.pre) {
       m.act_at = act_bytes;
       act_bytes += activation_bytes(m.k.act, Ws[i]->cols, n_tok);
     }
@@ -207,7 +225,10 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
   if (scratch.qx.size() < act_bytes) scratch.qx.resize(act_bytes);
   SmallArray<const uint8_t*, 4> xa(n_mats);
   SmallArray<size_t, 4> xstride(n_mats);
-  {
+  if (plan.pre) {
+    const size_t rb = act_row_bytes(ms[0].k.act, Ws[0]->cols);
+    for (int i = 0; i < n_mats; ++i) xa[i] = plan.pre, xstride[i] = rb ? rb : (size_t)Ws[0]->cols * sizeof(float);
+  } else {
     OpScope timed(scratch.timer, Op::Quantize);
     for (int i = 0; i < n_mats; ++i) {
       const int j = ms[i].act_of;
@@ -218,17 +239,28 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
         xa[i] = xa[j], xstride[i] = xstride[j];
     }
   }
+  auto run = [&](int i, int64_t local, int64_t* r0, int64_t* r1, int64_t* t0, int64_t* t1) {
+    const WeightMatrix& W = *Ws[i];
+    const Split& s = ms[i].sp;
+    const int64_t ri = local / s.n_tb, ti = local % s.n_tb;
+    *r0 = ri * s.rc, *r1 = std::min(W.rows, *r0 + s.rc);
+    *t0 = ti * s.tb, *t1 = std::min(n_tok, *t0 + s.tb);
+    run_kernel(ms[i].k.fn, W, xa[i], xstride[i], *r0, *r1, *t0, *t1, ys[i]);
+    if (has_epilogue(eps, i)) apply_epilogue(eps[i], ys[i], W.rows, *r0, *r1, *t0, *t1);
+  };
+  if (plan.row_align > 0) {
+    pool.parallel_for(n_tasks, [&](int64_t task, int) {
+      int64_t r0 = 0, r1 = 0, t0 = 0, t1 = 0;
+      for (int i = 0; i < n_mats; ++i) run(i, task, &r0, &r1, &t0, &t1);
+      plan.after(plan.after_fn, r0, r1, t0, t1);
+    });
+    return;
+  }
   pool.parallel_for(n_tasks, [&](int64_t task, int) {
     int i = 0;
     while (i + 1 < n_mats && task >= ms[i + 1].first) ++i;
-    const WeightMatrix& W = *Ws[i];
-    const Split& s = ms[i].sp;
-    const int64_t local = task - ms[i].first;
-    const int64_t ri = local / s.n_tb, ti = local % s.n_tb;
-    const int64_t r0 = ri * s.rc, r1 = std::min(W.rows, r0 + s.rc);
-    const int64_t t0 = ti * s.tb, t1 = std::min(n_tok, t0 + s.tb);
-    run_kernel(ms[i].k.fn, W, xa[i], xstride[i], r0, r1, t0, t1, ys[i]);
-    if (has_epilogue(eps, i)) apply_epilogue(eps[i], ys[i], W.rows, r0, r1, t0, t1);
+    int64_t r0, r1, t0, t1;
+    run(i, task - ms[i].first, &r0, &r1, &t0, &t1);
   });
 }
 
@@ -239,6 +271,46 @@ void matmul_many(const WeightMatrix* const* Ws, float* const* ys, int n_mats, co
   SmallArray<const float*, 4> xs(n_mats);
   for (int i = 0; i < n_mats; ++i) xs[i] = x;
   matmul_impl(Ws, xs.data(), ys, n_mats, n_tok, pool, scratch, eps);
+}
+
+void matmul_prepared(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const uint8_t* xa,
+                     int64_t n_tok, ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps) {
+  SmallArray<const float*, 4> xs(n_mats);
+  for (int i = 0; i < n_mats; ++i) xs[i] = (const float*)xa;
+  Plan plan;
+  plan.pre = xa;
+  matmul_impl(Ws, xs.data(), ys, n_mats, n_tok, pool, scratch, eps, plan);
+}
+
+void detail::matmul_rows_then(const WeightMatrix* const* Ws, float* const* ys, int n_mats, const float* x,
+                              int64_t n_tok, ThreadPool& pool, MatmulScratch& scratch, const Epilogue* eps,
+                              int64_t row_align, RowsFn after, const void* fn) {
+  for (int i = 1; i < n_mats; ++i)
+    if (Ws[i]->rows != Ws[0]->rows) throw Error("matmul_rows_then: matrices of different row counts");
+  SmallArray<const float*, 4> xs(n_mats);
+  for (int i = 0; i < n_mats; ++i) xs[i] = x;
+  Plan plan;
+  plan.row_align = std::max<int64_t>(row_align, 1);
+  plan.after = after;
+  plan.after_fn = fn;
+  matmul_impl(Ws, xs.data(), ys, n_mats, n_tok, pool, scratch, eps, plan);
+}
+
+ActForm::ActForm(const WeightMatrix& W) {
+  const ActFormat f = pick_kernel(W).act;
+  fmt_ = (int)f;
+  cols_ = W.cols;
+  block_ = f == ActFormat::Q8A ? QK : f == ActFormat::Q8K ? QK_K : 1;
+  row_bytes_ = f == ActFormat::F32 ? 0 : act_row_bytes(f, W.cols);
+}
+
+void ActForm::convert(const float* x, int64_t c0, int64_t c1, uint8_t* row) const {
+  switch ((ActFormat)fmt_) {
+    case ActFormat::Q8A: return quantize_act_q8a(x + c0, (BlockQ8A*)row + c0 / QK, c1 - c0);
+    case ActFormat::Q8K: return quantize_act_q8k(x + c0, (BlockQ8K*)row + c0 / QK_K, c1 - c0);
+    case ActFormat::BF16: return quantize_row(GgmlType::BF16, x + c0, (bf16_t*)row + c0, c1 - c0);
+    case ActFormat::F32: return;
+  }
 }
 
 void matmul_each(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats, int64_t n_tok,

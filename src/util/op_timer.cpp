@@ -14,7 +14,6 @@ const char* op_name(Op op) {
     case Op::OMatmul: return "matmul attn output";
     case Op::Residual: return "residual adds";
     case Op::GateUpMatmul: return "matmul ffn gate+up";
-    case Op::Glu: return "ffn activation (GLU)";
     case Op::DownMatmul: return "matmul ffn down";
     case Op::Moe: return "ffn MoE (whole block)";
     case Op::OutputMatmul: return "matmul output head";

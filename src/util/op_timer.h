@@ -24,8 +24,7 @@ enum class Op : int {
   Attention,      // scores, softmax, weighted V (GQA), or a whole MLA block
   OMatmul,        // attention output projection
   Residual,       // residual adds
-  GateUpMatmul,   // gate and up projections (one hand-off), or up (GELU)
-  Glu,            // SwiGLU / GeGLU product
+  GateUpMatmul,   // gate and up projections (one hand-off, with the GLU product), or up (GELU)
   DownMatmul,     // down projection
   Moe,            // a whole MoE feed-forward block
   OutputMatmul,   // output head

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -384,4 +385,63 @@ TEST(Matmul, GetRowMatchesQuantizedValues) {
   WeightMatrix Wf{GgmlType::F32, 4, 64, f.data(), 64 * 4};
   get_row(Wf, 3, out.data());
   EXPECT_EQ(0, std::memcmp(out.data(), f.data() + 3 * 64, 64 * 4));
+}
+
+// An op that produces a matmul's input may convert it itself (ActForm),
+// block-range by block-range, and hand it to matmul_prepared: the same bits
+// as matmul(); and matmul_rows_then (gate and up with the GLU in their tasks)
+// gives every matrix matmul()'s output, with after() seeing each (rows,
+// tokens) range once, rows cut at multiples of row_align.
+TEST(Matmul, PreparedAndRowsThenEqualMatmul) {
+  const int64_t rows = 520, cols = 512;  // rows: several chunks of 32 and a remainder of 8
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F16, GgmlType::BF16})
+    for (bool packed : {false, true}) {
+      auto A = make_matrix(t, rows, cols, 31), B = make_matrix(t, rows, cols, 32);
+      if (packed && !packable(A.W)) continue;
+      const WeightMatrix& WA = packed ? A.P : A.W;
+      const WeightMatrix& WB = packed ? B.P : B.W;
+      auto x = randn(9 * cols, 33);
+      const ActForm form(WA);
+      EXPECT_TRUE(form == ActForm(WB));
+      for (int64_t n_tok : {1, 3, 9})
+        for (int threads : {1, 2, 3}) {
+          ThreadPool pool(threads);
+          MatmulScratch scratch;
+          const std::string at = std::to_string((int)t) + (packed ? " packed" : "") + " n_tok " +
+                                 std::to_string(n_tok) + " threads " + std::to_string(threads);
+          auto want_a = run(WA, x.data(), n_tok, threads, simd_level());
+          auto want_b = run(WB, x.data(), n_tok, threads, simd_level());
+          // Converted in two parts per row, the second starting at a block boundary.
+          std::vector<uint8_t> xa(n_tok * form.row_bytes());
+          const int64_t cut = cols / 2 / form.block() * form.block();
+          for (int64_t tk = 0; tk < n_tok; ++tk) {
+            form.convert(x.data() + tk * cols, 0, cut, xa.data() + tk * form.row_bytes());
+            form.convert(x.data() + tk * cols, cut, cols, xa.data() + tk * form.row_bytes());
+          }
+          std::vector<float> ya(n_tok * rows), yb(n_tok * rows);
+          const WeightMatrix* Ws[2] = {&WA, &WB};
+          float* ys[2] = {ya.data(), yb.data()};
+          matmul_prepared(Ws, ys, 2, form.row_bytes() ? xa.data() : (const uint8_t*)x.data(), n_tok, pool, scratch);
+          ASSERT_EQ(0, std::memcmp(want_a.data(), ya.data(), ya.size() * sizeof(float))) << at;
+          ASSERT_EQ(0, std::memcmp(want_b.data(), yb.data(), yb.size() * sizeof(float))) << at;
+          std::fill(ya.begin(), ya.end(), 0.0f);
+          std::fill(yb.begin(), yb.end(), 0.0f);
+          std::vector<int> seen(n_tok * rows, 0);
+          std::mutex mu;
+          matmul_rows_then(Ws, ys, 2, x.data(), n_tok, pool, scratch, nullptr, 32,
+                           [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+                             std::lock_guard<std::mutex> lock(mu);
+                             EXPECT_EQ(0, r0 % 32) << at;
+                             EXPECT_TRUE(r1 % 32 == 0 || r1 == rows) << at;
+                             for (int64_t tk = t0; tk < t1; ++tk)
+                               for (int64_t r = r0; r < r1; ++r) {
+                                 // Both outputs are final when after() sees them.
+                                 EXPECT_EQ(ya[tk * rows + r], want_a[tk * rows + r]) << at;
+                                 EXPECT_EQ(yb[tk * rows + r], want_b[tk * rows + r]) << at;
+                                 ++seen[tk * rows + r];
+                               }
+                           });
+          for (int s : seen) ASSERT_EQ(1, s) << at;
+        }
+    }
 }

@@ -6,6 +6,7 @@
 // release) is what the design says.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -186,6 +187,51 @@ TEST_P(PagedBatch, SharedPrefixAndCopyOnWrite) {
   // Releasing everything leaves no block in use.
   for (int s : {1, 2, 3}) f.cache->remove_sequence(s);
   EXPECT_EQ(f.cache->stats().blocks_used, 0);
+}
+
+// Decode steps of one token for each of six sequences (prompts of 3 to 300
+// tokens: views of one and of two 256-row chunks): the attention then runs
+// as one task per (token, KV head) pair (model/attention_decode.cpp, with
+// the RoPE, the K/V write and the output's conversion for the output
+// projection in it), and each sequence's logits stay those of its solo run,
+// with 1, 2 and 4 threads (at 4 the 12 pairs are too few to share out and
+// the chunks are the tasks, as before).
+TEST(PagedDecodeBatch, OneTokenPerSequenceEqualsSolo) {
+  TinyModelSpec spec;
+  spec.d_model = 128;
+  spec.n_kv_head = 2;
+  spec.n_ctx_train = 1024;
+  spec.weight_type = GgmlType::Q4_1;
+  const std::string path = write_tiny_model(temp_path("paged_decode.gguf"), spec);
+  const KvPolicy kv = parse_kv_policy("f16");
+  const std::vector<int32_t> prompts{40, 300, 3, 17, 256, 90};
+  const int32_t n_steps = 4;
+  for (int threads : {1, 2, 4}) {
+    Fixture f(path, kv, 16, 6, threads);
+    const int32_t V = f.vocab();
+    std::vector<std::vector<TokenId>> texts;
+    std::vector<std::vector<float>> refs;
+    std::vector<float> scratch(V);
+    for (int i = 0; i < 6; ++i) {
+      texts.push_back(text(prompts[i] + n_steps, i));
+      refs.push_back(solo_logits(*f.model, texts.back(), kv));
+      if (i > 0) f.cache->add_sequence(i);
+      for (int32_t p0 = 0, n = 0; p0 < prompts[i]; p0 += n) {  // the Fixture's batch: 96 tokens
+        n = std::min(96, prompts[i] - p0);
+        f.ctx->decode({{f.cache->plan_for(i, n), texts[i].data() + p0, scratch.data()}});
+      }
+    }
+    std::vector<float> out(6 * V);
+    for (int32_t s = 0; s < n_steps; ++s) {
+      std::vector<BatchRun> runs;
+      for (int i = 0; i < 6; ++i)
+        runs.push_back({f.cache->plan_for(i, 1), &texts[i][prompts[i] + s], out.data() + (size_t)i * V});
+      f.ctx->decode(runs);
+      for (int i = 0; i < 6; ++i)
+        ASSERT_EQ(0, std::memcmp(out.data() + (size_t)i * V, &refs[i][(size_t)(prompts[i] + s) * V], (size_t)V * 4))
+            << "threads " << threads << " sequence " << i << " step " << s;
+    }
+  }
 }
 
 // A 1024-token model. Specs and policies are built as named values, not
