@@ -196,5 +196,16 @@ def test_bench_op_times(kvforge_bin, smollm2_gguf):
                      "-t", "1", timeout=120).stdout
     assert re.search(r"op times, tg2 x2 @ d0, 1 threads: [\d.]+ ms/step \([\d.]+ t/s, all sequences\)", md)
     assert "| op | calls/step | ms/step | % of step | MB/step | GB/s |" in md
-    none = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "0", check=False)
-    assert none.returncode == 1 and "error: --op-times times decode steps: give -n > 0" in none.stderr
+    # -n 0: the prefills of -p instead, every row per prompt token; a 32-token
+    # prompt is one forward pass, so each matmul's bytes are shared by 32 tokens.
+    r = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "0", "-p", "32", "-r", "1",
+                    "-t", "2", "-o", "jsonl", timeout=120)
+    [j] = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert (j["test"], j["n_prompt"], j["n_gen"], j["n_depth"]) == ("op_times", 32, 0, 0)
+    ops = {o["op"]: o for o in j["ops"]}
+    assert sum(o["ms_per_token"] for o in j["ops"]) == pytest.approx(j["ms_per_token"], rel=1e-6)
+    assert ops["matmul Q/K/V"]["calls_per_token"] == pytest.approx(30 / 32)
+    assert ops["matmul Q/K/V"]["bytes_per_token"] == 30 * (576 + 2 * 192) * 576 // 32 * 20 // 32
+    none = run_kvforge(kvforge_bin, "bench", "-m", smollm2_gguf, "--op-times", "-n", "0", "-p", "0", check=False)
+    assert none.returncode == 1 and \
+        "error: --op-times times decode steps (-n > 0) or, with -n 0, prefills (-p > 0)" in none.stderr
