@@ -1,14 +1,13 @@
 // A decode batch's attention as one pool job of (token, KV head) pairs: each
 // task ropes its pair's query heads and key, writes its K/V row, attends
-// over the pair's view (every chunk, then the merge: the chunk kernel and
-// merge of Context::attention's decode path, so the same bits) and converts
+// over the pair's view (attend_head, the call of the serial decode path, so
+// the same bits) and converts
 // its outputs for the output projection. A batch of 8 sequences used to run
 // the RoPE, the K/V writes (a cache miss per row) and the conversion on the
 // calling thread while the others waited.
 #include <cstdint>
 
 #include "model/context.h"
-#include "ops/attention.h"
 
 namespace kvforge {
 
@@ -34,8 +33,6 @@ bool Context::attend_decode_pairs(int layer, const std::vector<BatchRun>& runs, 
   const size_t rb = form.row_bytes();
   const bool convert = rb > 0 && span % form.block() == 0 && a.out_row == (size_t)wo.cols;
   if (convert && attn_xq_.size() < runs.size() * rb) attn_xq_.resize(runs.size() * rb);
-  const float cap = model_.config().attn_softcap;
-  const size_t pf = attn_partial_floats(a.group, a.dv);
   pool_.parallel_for(n_pairs, [&](int64_t i, int) {
     const int32_t t = (int32_t)(i / nh);  // batch row t is run t's token
     const int h = (int)(i % nh);
@@ -47,17 +44,8 @@ bool Context::attend_decode_pairs(int layer, const std::vector<BatchRun>& runs, 
       rope->apply(kt + (size_t)h * a.dk, 1, a.dk, cs + (size_t)t * n_rot);
     }
     cache_->write_head(layer, h, p, kt, v + (size_t)t * v_row);
-    const KvView view = cache_->view(layer, h, p.pos0, p.seq);
-    thread_local std::vector<AttnChunk> chunks;
-    thread_local std::vector<float> parts;  // [chunks][pf]
-    attn_chunks(view, chunks);
-    parts.resize(pf * chunks.size());
-    for (size_t c = 0; c < chunks.size(); ++c) {
-      if (cap > 0) attend_chunk_softcap(qh, a.group, view, chunks[c], a.scale, cap, &parts[pf * c]);
-      else attend_chunk(qh, a.group, view, chunks[c], a.scale, &parts[pf * c]);
-    }
     float* out = a.out + (size_t)t * a.out_row;
-    attend_merge(parts.data(), (int)chunks.size(), a.group, view, out + h * span);
+    attend_head(layer, h, p.pos0, p.seq, a, qh, out + h * span);
     if (convert) form.convert(out, (int64_t)(h * span), (int64_t)((h + 1) * span), attn_xq_.data() + t * rb);
   });
   attn_xq_ready_ = convert;
