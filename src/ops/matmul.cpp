@@ -54,6 +54,21 @@ size_t activation_bytes(ActFormat fmt, int64_t cols, int64_t n_tok) {
   return fmt == ActFormat::F32 ? 0 : (size_t)n_tok * act_row_bytes(fmt, cols);
 }
 
+// Elements per block of format fmt: parts of a row converted apart start
+// and end at multiples of it.
+int64_t act_block(ActFormat fmt) { return fmt == ActFormat::Q8A ? QK : fmt == ActFormat::Q8K ? QK_K : 1; }
+
+// Elements [c0, c1) of the token row x into its converted row `row` (c0 a
+// multiple of act_block(fmt)); f32 is used in place, nothing to convert.
+void convert_act(ActFormat fmt, const float* x, int64_t c0, int64_t c1, uint8_t* row) {
+  switch (fmt) {
+    case ActFormat::Q8A: return quantize_act_q8a(x + c0, (BlockQ8A*)row + c0 / QK, c1 - c0);
+    case ActFormat::Q8K: return quantize_act_q8k(x + c0, (BlockQ8K*)row + c0 / QK_K, c1 - c0);
+    case ActFormat::BF16: return quantize_row(GgmlType::BF16, x + c0, (bf16_t*)row + c0, c1 - c0);  // nearest even
+    case ActFormat::F32: return;
+  }
+}
+
 // Converts the n_tok activation rows x [n_tok][cols] into format fmt at q
 // (activation_bytes of them; parallel over tokens when there are enough of
 // them to pay for a pool hand-off); f32 is used in place.
@@ -63,19 +78,11 @@ const uint8_t* prepare_activations(ActFormat fmt, int64_t cols, const float* x, 
     *stride = (size_t)cols * sizeof(float);
     return (const uint8_t*)x;
   }
-  const int64_t block = fmt == ActFormat::Q8A ? QK : fmt == ActFormat::Q8K ? QK_K : 1;
-  if (cols % block != 0) throw Error("matmul: cols not a multiple of the block size");
+  if (cols % act_block(fmt) != 0) throw Error("matmul: cols not a multiple of the block size");
   *stride = act_row_bytes(fmt, cols);
   const size_t s = *stride;  // q: [n_tok][s]
   auto convert_rows = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xt = x + t * cols;
-      switch (fmt) {
-        case ActFormat::Q8A: quantize_act_q8a(xt, (BlockQ8A*)(q + t * s), cols); break;
-        case ActFormat::Q8K: quantize_act_q8k(xt, (BlockQ8K*)(q + t * s), cols); break;
-        default: quantize_row(GgmlType::BF16, xt, q + t * s, cols); break;  // BF16: round to nearest even
-      }
-    }
+    for (int64_t t = t0; t < t1; ++t) convert_act(fmt, x + t * cols, 0, cols, q + t * s);
   };
   constexpr int64_t kTokChunk = 8;
   if (pool.size() > 1 && n_tok >= 2 * kTokChunk) {
@@ -300,17 +307,12 @@ ActForm::ActForm(const WeightMatrix& W) {
   const ActFormat f = pick_kernel(W).act;
   fmt_ = (int)f;
   cols_ = W.cols;
-  block_ = f == ActFormat::Q8A ? QK : f == ActFormat::Q8K ? QK_K : 1;
+  block_ = act_block(f);
   row_bytes_ = f == ActFormat::F32 ? 0 : act_row_bytes(f, W.cols);
 }
 
 void ActForm::convert(const float* x, int64_t c0, int64_t c1, uint8_t* row) const {
-  switch ((ActFormat)fmt_) {
-    case ActFormat::Q8A: return quantize_act_q8a(x + c0, (BlockQ8A*)row + c0 / QK, c1 - c0);
-    case ActFormat::Q8K: return quantize_act_q8k(x + c0, (BlockQ8K*)row + c0 / QK_K, c1 - c0);
-    case ActFormat::BF16: return quantize_row(GgmlType::BF16, x + c0, (bf16_t*)row + c0, c1 - c0);
-    case ActFormat::F32: return;
-  }
+  convert_act((ActFormat)fmt_, x, c0, c1, row);
 }
 
 void matmul_each(const WeightMatrix* const* Ws, const float* const* xs, float* const* ys, int n_mats, int64_t n_tok,
