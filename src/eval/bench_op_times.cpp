@@ -57,6 +57,13 @@ OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_
   int64_t wall_ns = 0, steps = 0, passes = 0;
   uint64_t kv_bytes = 0;  // KV bytes read, summed over the steps (decode)
   const uint64_t kv_bpt = ctx.cache().bytes_per_token();
+  auto timed_eval = [&](const TokenId* t, int32_t n) {  // the timer on for this call only
+    ctx.set_op_timer(&timer);
+    const int64_t t0 = OpTimer::now();
+    ctx.eval(t, n, logits.data());
+    wall_ns += OpTimer::now() - t0;
+    ctx.set_op_timer(nullptr);
+  };
   for (int rep = 0; rep < std::max(1, params.n_reps); ++rep) {
     ctx.reset();
     if (n_depth > 0) {
@@ -65,11 +72,7 @@ OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_
     }
     if (prefill) {  // one timed prompt of n_prompt tokens, in forward passes of n_batch
       for (int32_t i = 0; i < n_prompt; ++i) toks[i] = dist(rng);
-      ctx.set_op_timer(&timer);
-      const int64_t t0 = OpTimer::now();
-      ctx.eval(toks.data(), n_prompt, logits.data());
-      wall_ns += OpTimer::now() - t0;
-      ctx.set_op_timer(nullptr);
+      timed_eval(toks.data(), n_prompt);
       steps += n_prompt;
       passes += (n_prompt + cp.n_batch - 1) / cp.n_batch;
       continue;
@@ -77,11 +80,7 @@ OpTimesResult run_op_times(const Model& model, const BenchParams& params, int32_
     for (int32_t i = 0; i < n_gen; ++i) toks[i] = dist(rng);
     for (int32_t i = 0; i < n_gen; ++i) {
       kv_bytes += std::min<uint64_t>(ctx.cache().bytes_used() + kv_bpt, kv_bpt * (uint64_t)ctx.n_ctx());
-      ctx.set_op_timer(&timer);
-      const int64_t t0 = OpTimer::now();
-      ctx.eval(&toks[i], 1, logits.data());
-      wall_ns += OpTimer::now() - t0;
-      ctx.set_op_timer(nullptr);
+      timed_eval(&toks[i], 1);
       ++steps, ++passes;
     }
   }
