@@ -30,14 +30,15 @@ struct Kernel {
 };
 
 // The one place that decides both: the best kernel for W at this SIMD level,
-// with act_format(W.type), except that BF16 weights on a CPU with
-// AVX512_BF16 get the vdpbf16ps kernel and bf16-rounded activations.
+// with act_format(W.type), except that BF16 weights (packed or plain) on a
+// CPU with AVX512_BF16 get a vdpbf16ps kernel and bf16-rounded activations.
 bool bf16act_cpu() { return simd_level() >= SimdLevel::AVX512 && cpu_features().avx512bf16; }
 
 Kernel pick_kernel(const WeightMatrix& W) {
   const bool packed = W.interleave != 0;
-  if (!packed && bf16act_cpu())
-    if (GemmFn fn = gemm_kernel_bf16act_avx512bf16(W.type)) return {fn, ActFormat::BF16};
+  if (bf16act_cpu())
+    if (GemmFn fn = packed ? gemm_kernel_packed_bf16act_avx512bf16(W.type) : gemm_kernel_bf16act_avx512bf16(W.type))
+      return {fn, ActFormat::BF16};
   GemmFn fn = nullptr;
   if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
   if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
@@ -328,10 +329,7 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
   matmul_many(Ws, ys, 1, x, n_tok, pool, scratch, &ep);
 }
 
-bool worth_packing(const WeightMatrix& W) {
-  if (W.type == GgmlType::BF16 && bf16act_cpu()) return false;  // the vdpbf16ps kernel reads plain rows
-  return packable(W);
-}
+bool worth_packing(const WeightMatrix& W) { return packable(W); }
 
 WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n) {
   if (W.interleave != 0 || r0 < 0 || n < 0 || r0 + n > W.rows) throw Error("row_block: rows out of range");
