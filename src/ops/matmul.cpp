@@ -329,8 +329,6 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
   matmul_many(Ws, ys, 1, x, n_tok, pool, scratch, &ep);
 }
 
-bool worth_packing(const WeightMatrix& W) { return packable(W); }
-
 WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n) {
   if (W.interleave != 0 || r0 < 0 || n < 0 || r0 + n > W.rows) throw Error("row_block: rows out of range");
   WeightMatrix b = W;

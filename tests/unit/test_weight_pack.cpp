@@ -221,13 +221,3 @@ TEST(WeightPack, Float16TailsPackOthersStayPlain) {
   EXPECT_FALSE(packable(make_packed(GgmlType::Q8_0, 20, 64, 1).W));
 }
 
-// The loader packs every packable matrix at every level (BF16 too: with
-// AVX512_BF16 the packed vdpbf16ps kernel reads it).
-TEST(WeightPack, WorthPackingEveryPackableMatrix) {
-  for (SimdLevel lvl : simd_levels()) {
-    ScopedSimdLevel at(lvl);
-    EXPECT_TRUE(worth_packing(make_packed(GgmlType::BF16, 16, 64, 1).W)) << simd_level_name(lvl);
-    EXPECT_TRUE(worth_packing(make_packed(GgmlType::F16, 16, 64, 1).W)) << simd_level_name(lvl);
-    EXPECT_FALSE(worth_packing(make_packed(GgmlType::Q8_0, 20, 64, 1).W)) << simd_level_name(lvl);
-  }
-}
