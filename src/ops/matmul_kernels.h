@@ -49,7 +49,8 @@ GemmFn gemm_kernel_packed_avx512(GgmlType t);
 GemmFn gemm_kernel_kpack_avx512(GgmlType t);   // Q2_K..Q6_K, IQ4_XS part of gemm_kernel_packed_avx512
 GemmFn gemm_kernel_kquant_avx512(GgmlType t);  // Q4_K/Q5_K/Q6_K part of gemm_kernel_avx512
 GemmFn gemm_kernel_lowbit_avx512(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_kernel_avx512
-GemmFn gemm_kernel_pairs_avx512(GgmlType t);   // Q8_0, Q4_0..Q5_1, IQ4_NL prefill tiles (matmul_pairs_avx512.cpp)
+GemmFn gemm_kernel_pairs_avx512(GgmlType t);   // prefill tiles: Q8_0, Q4_0..Q5_1, IQ4_NL (matmul_pairs_avx512.cpp),
+GemmFn gemm_kernel_kpairs_avx512(GgmlType t);  // and its Q2_K..Q6_K, IQ4_XS part (matmul_kpairs_avx512.cpp)
 }  // namespace avx512
 using avx512::gemm_kernel_avx512;
 using avx512::gemm_kernel_packed_avx512;
@@ -74,6 +75,7 @@ GemmFn gemm_kernel_kpack_avx512(GgmlType t);
 GemmFn gemm_kernel_kquant_avx512(GgmlType t);
 GemmFn gemm_kernel_lowbit_avx512(GgmlType t);
 GemmFn gemm_kernel_pairs_avx512(GgmlType t);
+GemmFn gemm_kernel_kpairs_avx512(GgmlType t);
 GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
 }  // namespace avx512_emu
 

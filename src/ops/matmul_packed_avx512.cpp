@@ -302,8 +302,8 @@ GemmFn one_group_kernel(GgmlType t) {
   return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
 }
 
-// Calls of kPairsMin tokens or more of Q8_0 and the nibble types (prefill)
-// take the prepared pair tiles (matmul_pairs_avx512.cpp: one preparation
+// Calls of kPairsMin tokens or more of the quantized types (prefill) take
+// the prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp: one preparation
 // per call pays off over many tokens); fewer (decode steps) the tiles above.
 constexpr int64_t kPairsMin = 16;
 template <GgmlType kType>
@@ -323,6 +323,12 @@ GemmFn gemm_kernel_packed_avx512(GgmlType t) {
     case GgmlType::Q5_0: return few_or_pairs<GgmlType::Q5_0>;
     case GgmlType::Q5_1: return few_or_pairs<GgmlType::Q5_1>;
     case GgmlType::IQ4_NL: return few_or_pairs<GgmlType::IQ4_NL>;
+    case GgmlType::Q2_K: return few_or_pairs<GgmlType::Q2_K>;
+    case GgmlType::Q3_K: return few_or_pairs<GgmlType::Q3_K>;
+    case GgmlType::Q4_K: return few_or_pairs<GgmlType::Q4_K>;
+    case GgmlType::Q5_K: return few_or_pairs<GgmlType::Q5_K>;
+    case GgmlType::Q6_K: return few_or_pairs<GgmlType::Q6_K>;
+    case GgmlType::IQ4_XS: return few_or_pairs<GgmlType::IQ4_XS>;
     default: return one_group_kernel(t);
   }
 }

@@ -244,7 +244,7 @@ GemmFn gemm_kernel_pairs_avx512(GgmlType t) {
     case GgmlType::Q5_0: return gemm_pairs<GgmlType::Q5_0>;
     case GgmlType::Q5_1: return gemm_pairs<GgmlType::Q5_1>;
     case GgmlType::IQ4_NL: return gemm_pairs<GgmlType::IQ4_NL>;
-    default: return nullptr;
+    default: return gemm_kernel_kpairs_avx512(t);  // Q2_K..Q6_K, IQ4_XS or nullptr
   }
 }
 

@@ -464,17 +464,18 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
     }
 }
 
-// Prefill calls (16 tokens or more) of Q8_0 and the nibble types take the
-// prepared pair tiles (matmul_pairs_avx512.cpp: two row groups per zmm);
-// fewer tokens the one-group tiles. Both, and the AVX2 kernels, give the
-// same bits: every group count (tiles of two pairs, one pair, a group
-// alone), one block and SmolLM2's 576 columns, token counts that leave
-// each remainder tile, and row / token splits of 16 tokens or more.
+// Prefill calls (16 tokens or more) of the quantized x8 types take the
+// prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp:
+// two row groups per zmm); fewer tokens the one-group tiles. Both, and the
+// AVX2 kernels, give the same bits: every group count (tiles of two pairs,
+// one pair, a group alone), one block and SmolLM2's 576 or 1536 columns,
+// token counts that leave each remainder tile, and row / token splits of
+// 16 tokens or more.
 TEST_P(Avx512Kernels, PairTilesBitIdenticalToOneGroupTiles) {
-  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
-                     GgmlType::IQ4_NL})
+  for (GgmlType t : kIntTypes)
     for (int64_t rows : {8, 16, 24, 32, 56})
-      for (int64_t cols : {32, 576}) {
+      for (int64_t cols : act_format(t) == ActFormat::Q8K ? std::vector<int64_t>{256, 1536}
+                                                          : std::vector<int64_t>{32, 576}) {
         auto M = make_mat(t, rows, cols, (uint32_t)(rows * 7 + cols));
         const GemmFn fn = GetParam().packed(t);
         for (int64_t n_tok : {16, 23, 64}) {
