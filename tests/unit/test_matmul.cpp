@@ -44,8 +44,22 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
 
 using test::make_matrix;
 
-// The activations the kernels actually see, dequantized back to f32.
-std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int64_t n_tok, int64_t cols) {
+// BF16 weights on a CPU with AVX512_BF16 multiply activations rounded once to
+// bf16 (vdpbf16ps); every other float kernel sees the f32 activations.
+bool bf16_rounds_acts(GgmlType t, SimdLevel lvl) {
+  return t == GgmlType::BF16 && lvl >= SimdLevel::AVX512 && cpu_features().avx512bf16;
+}
+
+// The activations the kernels actually see at level lvl, dequantized back to f32.
+std::vector<float> seen_activations(GgmlType t, const std::vector<float>& x, int64_t n_tok, int64_t cols,
+                                    SimdLevel lvl = SimdLevel::AVX2) {
+  if (bf16_rounds_acts(t, lvl)) {
+    std::vector<bf16_t> b(x.size());
+    quantize_row(GgmlType::BF16, x.data(), b.data(), (int64_t)x.size());  // nearest even, as the kernel
+    std::vector<float> out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_fp32(b[i]);
+    return out;
+  }
   if (!is_quant(t)) return x;
   std::vector<float> out(x.size());
   for (int64_t tk = 0; tk < n_tok; ++tk) {
@@ -207,7 +221,9 @@ TEST(Matmul, UnsupportedTypeNamedInError) {
 // Quantized result vs the exact product of the dequantized weights with the
 // unquantized activations: the activation rounding moves each a_k by at most
 // d/2 = amax_block/254, so |y - y_exact| <= sum_k |w_k| amax_b(k) / 254, plus
-// the f32 accumulation term from above. Runs at the scalar and SIMD levels.
+// the f32 accumulation term from above. BF16 on the vdpbf16ps path rounds each
+// activation to 8 significant bits: |a_k - x_k| <= 2^-8 |x_k|. Runs at the
+// scalar and SIMD levels (this CPU's best included, so natively on AVX-512).
 TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
   const float eps = std::numeric_limits<float>::epsilon();
   for (SimdLevel lvl : simd_levels())
@@ -218,7 +234,7 @@ TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
       auto x = randn(n_tok * cols, 11);
       auto y = run(M.W, x.data(), n_tok, 2, lvl);
       const int bs = is_quant(t) ? block_of(t) : 1;
-      auto a = seen_activations(t, x, n_tok, cols);
+      auto a = seen_activations(t, x, n_tok, cols, lvl);
       for (int64_t tk = 0; tk < n_tok; ++tk)
         for (int64_t r = 0; r < rows; ++r) {
           const float* w = M.deq.data() + r * cols;
@@ -231,6 +247,8 @@ TEST(Matmul, QuantizedWithinActivationQuantizationBound) {
               for (int i = 0; i < bs; ++i) amax = std::max(amax, (double)std::fabs(xr[b + i]));
               for (int i = 0; i < bs; ++i) qerr += std::fabs(w[b + i]) * amax / 254.0;
             }
+          if (bf16_rounds_acts(t, lvl))
+            for (int64_t k = 0; k < cols; ++k) qerr += std::fabs((double)w[k] * xr[k]) * std::ldexp(1.0, -8);
           const double n = is_quant(t) ? cols / bs : cols;
           const double tol = qerr * 1.001 + 2 * (n + 8) * eps * abs_dot_bound(t, w, a.data() + tk * cols, cols);
           EXPECT_NEAR(y[tk * rows + r], exact, tol) << "type " << (int)t << " cols " << cols;
