@@ -494,6 +494,45 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
     }
 }
 
+// Prefill calls (16 tokens or more) of the quantized x8 types take the
+// prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp:
+// two row groups per zmm); fewer tokens the one-group tiles. Both, and the
+// AVX2 kernels, give the same bits: every group count (tiles of two pairs,
+// one pair, a group alone), one block and SmolLM2's 576 or 1536 columns,
+// token counts that leave each remainder tile, and row / token splits of
+// 16 tokens or more.
+TEST_P(Avx512Kernels, PairTilesBitIdenticalToOneGroupTiles) {
+  for (GgmlType t : kIntTypes)
+    for (int64_t rows : {8, 16, 24, 32, 56})
+      for (int64_t cols : act_format(t) == ActFormat::Q8K ? std::vector<int64_t>{256, 1536}
+                                                          : std::vector<int64_t>{32, 576}) {
+        auto M = make_mat(t, rows, cols, (uint32_t)(rows * 7 + cols));
+        const GemmFn fn = GetParam().packed(t);
+        for (int64_t n_tok : {16, 23, 64}) {
+          auto A = make_acts(t, n_tok, cols, (uint32_t)(n_tok + rows));
+          const auto y = gemm(fn, M.P, A, n_tok);
+          std::vector<float> y1(n_tok * rows, std::numeric_limits<float>::quiet_NaN());  // [n_tok][rows]
+          for (int64_t k = 0; k < n_tok; k += 5)  // one-group tiles: fewer than 16 tokens per call
+            fn(M.P, A.data(), A.stride, 0, rows, k, std::min(n_tok, k + 5), y1.data());
+          ASSERT_EQ(0, std::memcmp(y.data(), y1.data(), y.size() * sizeof(float)))
+              << "type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          std::vector<float> ys(n_tok * rows, std::numeric_limits<float>::quiet_NaN());
+          for (int64_t t0 = 0, t1; t0 < n_tok; t0 = t1) {  // chunks of 16 tokens, the last one up to 31
+            t1 = n_tok - t0 < 32 ? n_tok : t0 + 16;
+            for (int64_t r0 = 0; r0 < rows; r0 += 24)
+              fn(M.P, A.data(), A.stride, r0, std::min(rows, r0 + 24), t0, t1, ys.data());
+          }
+          ASSERT_EQ(0, std::memcmp(y.data(), ys.data(), y.size() * sizeof(float)))
+              << "split, type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          if (avx2_available()) {
+            const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+            ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)))
+                << "AVX2, type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          }
+        }
+      }
+}
+
 // Packed F16: a zmm holds two 8-row groups, each lane the AVX2 kernel's
 // chain (acc = 0, one fma per column in order), so the bits match the AVX2
 // kernel for every shape: odd group counts (rows 8, 24, 40), column counts
