@@ -112,7 +112,10 @@ struct Split {
 // (a whole token block) for ~32, in multiples of 32 rows (the F16 tiles'
 // blocks of 4 groups, which stream the block's activations once): a job
 // ends when its last task does, and with 8 the other thread waited half a
-// task per job, a few % of a 2-thread prefill.
+// task per job, a few % of a 2-thread prefill. Calls of a few tokens (a
+// batched decode step) cut at multiples of 16 rows: the AVX-512 tiles of
+// matmul_x16_avx512.cpp take row groups in pairs, and a chunk of an odd
+// number of groups would end in a lone group at the cost of a pair.
 Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   constexpr int64_t kTokBlock = 64;
   Split s;
@@ -121,7 +124,7 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   const int64_t per_thread = prefill ? 32 : 8;
   const int64_t want_tasks = nth == 1 ? 1 : std::max<int64_t>(1, nth * per_thread / n_mats);
   const int64_t want_row_chunks = std::max<int64_t>(1, want_tasks / s.n_tb);
-  const int64_t align = prefill ? 32 : 8;
+  const int64_t align = prefill ? 32 : n_tok >= kX16MinTok ? 16 : 8;
   s.rc = std::max<int64_t>(16, round_up((W.rows + want_row_chunks - 1) / want_row_chunks, align));
   s.n_rc = (W.rows + s.rc - 1) / s.rc;
   s.tb = (n_tok + s.n_tb - 1) / s.n_tb;  // even token blocks

@@ -152,7 +152,7 @@ struct X16<GgmlType::Q8_0> {
 // T tokens x the 16 rows of groups w0, w1 (w1 == w0 for a lone last group:
 // only its 8 rows are stored) over blocks [b0, b1). From b0 > 0 the chains
 // resume from the partial sums left in out (an f32 store and reload is
-// exact). corr[t * kChunk + b - b0] = o x the sum of token t's block b.
+// exact). corr[t * kChunk + b - b0] = -o x the sum of token t's block b.
 // out + t * rows: token t's output of the first row. Per block b it
 // prefetches block b of the next pair's groups p0, p1: in a decode step the
 // weights come from memory, and with the hardware prefetcher alone the
@@ -182,13 +182,15 @@ template <GgmlType kType, int T>
     const __m512 m = X::mins(w0[b], w1[b]);
     for (int t = 0; t < T; ++t) {
       const int8_t* q = a[t][b].qs;
-      __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+      // Two chains (one of 8 was slower: the tile is bound by their latency
+      // too); the first starts at -o x the activations' sum.
+      __m512i s0 = X::kOffset != 0 ? _mm512_set1_epi32(corr[t * kChunk + (b - b0)]) : _mm512_setzero_si512();
+      __m512i s1 = _mm512_setzero_si512();
       for (int c = 0; c < 4; ++c) {
         s0 = _mm512_dpbusd_epi32(s0, u[c], act4(q, c));
         s1 = _mm512_dpbusd_epi32(s1, u[c + 4], act4(q, c + 4));
       }
-      __m512i s = _mm512_add_epi32(s0, s1);
-      if constexpr (X::kOffset != 0) s = _mm512_sub_epi32(s, _mm512_set1_epi32(corr[t * kChunk + (b - b0)]));
+      const __m512i s = _mm512_add_epi32(s0, s1);
       acc[t] = X::step(acc[t], s, d, m, a[t][b]);
     }
   }
@@ -222,7 +224,7 @@ void gemm_x16(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
   using Block = typename X::Block;
   const int64_t nb = W.cols / QK;
   const Block* blocks = (const Block*)W.data;
-  alignas(64) int32_t corr[kMaxT * kChunk];  // [token][block - b0]
+  alignas(64) int32_t corr[kMaxT * kChunk];  // [token][block - b0]: -o x the block's activation sum
   for (int64_t t = t0; t < t1; t += kMaxT) {
     const int n = (int)min64(kMaxT, t1 - t);
     const BlockQ8A* a[kMaxT];
@@ -231,7 +233,7 @@ void gemm_x16(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
       const int64_t b1 = min64(nb, b0 + kChunk);
       if constexpr (X::kOffset != 0)
         for (int i = 0; i < n; ++i)
-          for (int64_t b = b0; b < b1; ++b) corr[i * kChunk + (b - b0)] = X::kOffset * block_sum(a[i][b].qs);
+          for (int64_t b = b0; b < b1; ++b) corr[i * kChunk + (b - b0)] = -X::kOffset * block_sum(a[i][b].qs);
       for (int64_t r = r0; r < r1; r += 2 * kPackRows) {
         const Block* w0 = blocks + (r / kPackRows) * nb;
         const Block* w1 = r + 2 * kPackRows <= r1 ? w0 + nb : w0;
