@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
 #include "ops/matmul.h"
 #include "ops/quantize.h"
@@ -134,7 +135,11 @@ void shapes_gpt2(benchmark::internal::Benchmark* b) {
 // that stream). Random blocks (the timing does not depend on the values)
 // with finite fp16 factors. Rates per CPU second: on a shared machine
 // those move less than wall-clock ones.
-void BM_Decode1(benchmark::State& st, GgmlType t) {
+// level: the SIMD level to run at (clamped to the CPU's), so that one
+// machine compares its AVX-512 and AVX2 kernels on the same matrix.
+void BM_Decode1(benchmark::State& st, GgmlType t, SimdLevel level = SimdLevel::AVX512) {
+  const SimdLevel saved = simd_level();
+  set_simd_level(level);
   const int64_t rows = st.range(0), cols = st.range(1);
   const size_t rb = row_bytes(t, cols);
   std::vector<uint8_t> data(rb * rows);  // [rows][rb]
@@ -162,6 +167,58 @@ void BM_Decode1(benchmark::State& st, GgmlType t) {
     benchmark::ClobberMemory();
   }
   st.counters["GB/s"] = benchmark::Counter((double)rb * rows, benchmark::Counter::kIsIterationInvariantRate);
+  set_simd_level(saved);
+}
+
+// Prefill GEMM (64 tokens, 1 thread: one task of a pp512) of every packed
+// quantized type at a given SIMD level (the `level` argument: 1 AVX2, 2
+// AVX-512; clamped to what the CPU has), so the kernels of two levels,
+// bit-identical by contract, can be timed against each other on one
+// machine. Random blocks with finite fp16 factors, as BM_Decode1.
+void BM_PrefillLevel(benchmark::State& st, GgmlType t) {
+  const int64_t rows = st.range(0), cols = st.range(1), n_tok = st.range(2);
+  const SimdLevel saved = simd_level();
+  set_simd_level((SimdLevel)st.range(3));
+  const SimdLevel level = simd_level();
+  const size_t rb = row_bytes(t, cols);
+  std::vector<uint8_t> data(rb * rows);  // [rows][rb]
+  std::mt19937_64 rng(1);
+  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&data[i], &v, 8);
+  }
+  const size_t bb = type_traits(t).block_bytes;
+  const fp16_t d = fp32_to_fp16(1e-3f);
+  for (size_t o = 0; o < data.size(); o += bb)
+    for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
+  const WeightMatrix plain{t, rows, cols, data.data(), rb};
+  std::vector<uint8_t> packed(packed_bytes(plain));
+  const WeightMatrix W = pack_matrix(plain, packed.data());
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> x(n_tok * cols), y(n_tok * rows);
+  for (auto& v : x) v = nd(rng);
+  ThreadPool pool(1);
+  MatmulScratch scratch;
+  for (auto _ : st) {
+    matmul(W, x.data(), n_tok, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_simd_level(saved);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * cols * n_tok, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["level"] = (double)level;
+}
+
+// 32-element-block types at the 576-wide projections, K-quants and IQ4_XS
+// at the 1536-wide down projection; AVX2 and AVX-512.
+void shapes_level32(benchmark::internal::Benchmark* b) {
+  for (int64_t level : {1, 2}) b->Args({1536, 576, 64, level});
+  b->ArgNames({"rows", "cols", "ntok", "level"})->Unit(benchmark::kMicrosecond);
+}
+void shapes_levelk(benchmark::internal::Benchmark* b) {
+  for (int64_t level : {1, 2}) b->Args({576, 1536, 64, level});
+  b->ArgNames({"rows", "cols", "ntok", "level"})->Unit(benchmark::kMicrosecond);
 }
 
 void shapes_decode1(benchmark::internal::Benchmark* b) {
@@ -241,6 +298,21 @@ BENCHMARK_CAPTURE(BM_Decode1, Q6_K, GgmlType::Q6_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, F16, GgmlType::F16)->Apply(shapes_decode1_f16);
 BENCHMARK_CAPTURE(BM_Decode1, BF16, GgmlType::BF16)->Apply(shapes_decode1_f16);
+// The default model's types on the AVX2 kernels (on an AVX-512 CPU: the other ISA, same machine).
+BENCHMARK_CAPTURE(BM_Decode1, Q4_1_avx2, GgmlType::Q4_1, SimdLevel::AVX2)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q8_0_avx2, GgmlType::Q8_0, SimdLevel::AVX2)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_0, GgmlType::Q4_0)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_1, GgmlType::Q4_1)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q5_0, GgmlType::Q5_0)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q5_1, GgmlType::Q5_1)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, IQ4_NL, GgmlType::IQ4_NL)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q8_0, GgmlType::Q8_0)->Apply(shapes_level32);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q2_K, GgmlType::Q2_K)->Apply(shapes_levelk);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q3_K, GgmlType::Q3_K)->Apply(shapes_levelk);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_K, GgmlType::Q4_K)->Apply(shapes_levelk);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q5_K, GgmlType::Q5_K)->Apply(shapes_levelk);
+BENCHMARK_CAPTURE(BM_PrefillLevel, Q6_K, GgmlType::Q6_K)->Apply(shapes_levelk);
+BENCHMARK_CAPTURE(BM_PrefillLevel, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_levelk);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -29,16 +29,20 @@ struct Kernel {
   ActFormat act;
 };
 
-// The one place that decides both: the best kernel for W at this SIMD level,
-// with act_format(W.type), except that BF16 weights (packed or plain) on a
-// CPU with AVX512_BF16 get a vdpbf16ps kernel and bf16-rounded activations.
+// The one place that decides both: the best kernel for W at this SIMD level
+// (for a call of n_tok tokens, 0: any), with act_format(W.type), except that
+// BF16 weights (packed or plain) on a CPU with AVX512_BF16 get a vdpbf16ps kernel and
+// bf16-rounded activations. Kernels of one weight type give the same bits,
+// so choosing by n_tok keeps every output batch invariant.
 bool bf16act_cpu() { return simd_level() >= SimdLevel::AVX512 && cpu_features().avx512bf16; }
 
-Kernel pick_kernel(const WeightMatrix& W) {
+Kernel pick_kernel(const WeightMatrix& W, int64_t n_tok = 0) {
   const bool packed = W.interleave != 0;
   if (bf16act_cpu())
     if (GemmFn fn = packed ? gemm_kernel_packed_bf16act_avx512bf16(W.type) : gemm_kernel_bf16act_avx512bf16(W.type))
       return {fn, ActFormat::BF16};
+  if (packed && n_tok >= kX16MinTok && n_tok <= kX16MaxTok && simd_level() >= SimdLevel::AVX512)
+    if (GemmFn fn = gemm_kernel_x16_avx512(W.type)) return {fn, act_format(W.type)};
   GemmFn fn = nullptr;
   if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
   if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
@@ -109,7 +113,10 @@ struct Split {
 // (a whole token block) for ~32, in multiples of 32 rows (the F16 tiles'
 // blocks of 4 groups, which stream the block's activations once): a job
 // ends when its last task does, and with 8 the other thread waited half a
-// task per job, a few % of a 2-thread prefill.
+// task per job, a few % of a 2-thread prefill. Calls of a few tokens (a
+// batched decode step) cut at multiples of 16 rows: the AVX-512 tiles of
+// matmul_x16_avx512.cpp take row groups in pairs, and a chunk of an odd
+// number of groups would end in a lone group at the cost of a pair.
 Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   constexpr int64_t kTokBlock = 64;
   Split s;
@@ -118,7 +125,7 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   const int64_t per_thread = prefill ? 32 : 8;
   const int64_t want_tasks = nth == 1 ? 1 : std::max<int64_t>(1, nth * per_thread / n_mats);
   const int64_t want_row_chunks = std::max<int64_t>(1, want_tasks / s.n_tb);
-  const int64_t align = prefill ? 32 : 8;
+  const int64_t align = prefill ? 32 : n_tok >= kX16MinTok ? 16 : 8;
   s.rc = std::max<int64_t>(16, round_up((W.rows + want_row_chunks - 1) / want_row_chunks, align));
   s.n_rc = (W.rows + s.rc - 1) / s.rc;
   s.tb = (n_tok + s.n_tb - 1) / s.n_tb;  // even token blocks
@@ -206,7 +213,7 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
   size_t act_bytes = 0;
   for (int i = 0; i < n_mats; ++i) {
     Mat& m = ms[i];
-    m.k = pick_kernel(*Ws[i]);
+    m.k = pick_kernel(*Ws[i], n_tok);
     if (plan.row_align > 0) {  // one split for all: that of a single matrix, rows cut at row_align
       m.sp = split_for(*Ws[0], n_tok, pool.size(), 1);
       m.sp.rc = round_up(m.sp.rc, std::lcm<int64_t>(8, plan.row_align));

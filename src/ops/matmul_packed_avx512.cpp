@@ -304,9 +304,8 @@ void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0,
   }
 }
 
-}  // namespace
-
-GemmFn gemm_kernel_packed_avx512(GgmlType t) {
+// The one-group tiles of each type (nullptr where there are none).
+GemmFn one_group_kernel(GgmlType t) {
   switch (t) {
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
     case GgmlType::F16: return gemm_f16x8;
@@ -314,6 +313,37 @@ GemmFn gemm_kernel_packed_avx512(GgmlType t) {
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx512>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL
   return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
+}
+
+// Calls of kPairsMin tokens or more of the quantized types (prefill) take
+// the prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp: one preparation
+// per call pays off over many tokens); fewer (decode steps) the tiles above.
+constexpr int64_t kPairsMin = 16;
+template <GgmlType kType>
+void few_or_pairs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
+                  int64_t t1, float* y) {
+  static const GemmFn few = one_group_kernel(kType), many = gemm_kernel_pairs_avx512(kType);
+  (t1 - t0 < kPairsMin ? few : many)(W, xa, xs, r0, r1, t0, t1, y);
+}
+
+}  // namespace
+
+GemmFn gemm_kernel_packed_avx512(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q8_0: return few_or_pairs<GgmlType::Q8_0>;
+    case GgmlType::Q4_0: return few_or_pairs<GgmlType::Q4_0>;
+    case GgmlType::Q4_1: return few_or_pairs<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return few_or_pairs<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return few_or_pairs<GgmlType::Q5_1>;
+    case GgmlType::IQ4_NL: return few_or_pairs<GgmlType::IQ4_NL>;
+    case GgmlType::Q2_K: return few_or_pairs<GgmlType::Q2_K>;
+    case GgmlType::Q3_K: return few_or_pairs<GgmlType::Q3_K>;
+    case GgmlType::Q4_K: return few_or_pairs<GgmlType::Q4_K>;
+    case GgmlType::Q5_K: return few_or_pairs<GgmlType::Q5_K>;
+    case GgmlType::Q6_K: return few_or_pairs<GgmlType::Q6_K>;
+    case GgmlType::IQ4_XS: return few_or_pairs<GgmlType::IQ4_XS>;
+    default: return one_group_kernel(t);
+  }
 }
 
 }  // namespace kvforge::KVFORGE_AVX512_NS

@@ -31,6 +31,7 @@ struct Impl {
   bool emulated;
   GemmFn (*plain)(GgmlType);
   GemmFn (*packed)(GgmlType);
+  GemmFn (*x16)(GgmlType);  // tiles of two row groups (matmul_x16_avx512.cpp), for 2-16 tokens
 };
 
 void PrintTo(const Impl& i, std::ostream* os) { *os << i.name; }
@@ -38,9 +39,10 @@ std::string impl_name(const testing::TestParamInfo<Impl>& i) { return i.param.na
 
 const Impl kImpls[] = {
 #if defined(KVFORGE_HAVE_AVX512_EMU)
-    {"Emulated", true, avx512_emu::gemm_kernel_avx512, avx512_emu::gemm_kernel_packed_avx512},
+    {"Emulated", true, avx512_emu::gemm_kernel_avx512, avx512_emu::gemm_kernel_packed_avx512,
+     avx512_emu::gemm_kernel_x16_avx512},
 #endif
-    {"Native", false, avx512::gemm_kernel_avx512, avx512::gemm_kernel_packed_avx512},
+    {"Native", false, avx512::gemm_kernel_avx512, avx512::gemm_kernel_packed_avx512, avx512::gemm_kernel_x16_avx512},
 };
 
 bool avx2_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
@@ -65,6 +67,9 @@ int64_t block_of(GgmlType t) {
 const GgmlType kPackedTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL,
                                   GgmlType::Q8_0, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
                                   GgmlType::IQ4_XS, GgmlType::Q2_K, GgmlType::F16};
+const GgmlType kX16Types[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                              GgmlType::Q5_1, GgmlType::IQ4_NL, GgmlType::Q8_0};
+bool has_x16(GgmlType t) { return std::find(std::begin(kX16Types), std::end(kX16Types), t) != std::end(kX16Types); }
 
 using Mat = test::TestMatrix;
 constexpr auto make_mat = test::make_matrix;
@@ -148,6 +153,7 @@ class Avx512Kernels : public testing::TestWithParam<Impl> {
 TEST_P(Avx512Kernels, EveryExpectedKernelExists) {
   for (GgmlType t : kPlainTypes) EXPECT_NE(GetParam().plain(t), nullptr) << (int)t;
   for (GgmlType t : kPackedTypes) EXPECT_NE(GetParam().packed(t), nullptr) << (int)t;
+  for (GgmlType t : kPackedTypes) EXPECT_EQ(GetParam().x16(t) != nullptr, has_x16(t)) << (int)t;
 }
 
 // Same bound as Matmul.SimdMatchesScalarReference: exact integer block sums,
@@ -221,6 +227,10 @@ TEST_P(Avx512Kernels, QuantBitIdenticalToAvx2) {
       auto yp = gemm(GetParam().packed(t), M.P, A, n_tok);
       auto yp2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
       ASSERT_EQ(0, std::memcmp(yp.data(), yp2.data(), yp.size() * sizeof(float))) << "packed " << (int)t << " " << cols;
+      if (has_x16(t)) {
+        auto yx = gemm(GetParam().x16(t), M.P, A, n_tok);
+        ASSERT_EQ(0, std::memcmp(yx.data(), yp2.data(), yx.size() * sizeof(float))) << "x16 " << (int)t << " " << cols;
+      }
       if (act_format(t) == ActFormat::Q8K) {  // the packed K-quants: the reference's own steps (kpack_x8.h)
         auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
         ASSERT_EQ(0, std::memcmp(yp.data(), yr.data(), yp.size() * sizeof(float))) << "packed ref " << (int)t;
@@ -287,6 +297,8 @@ TEST_P(Avx512Kernels, ExtremeBytesExact) {
       M.packed.resize(packed_bytes(M.W));
       M.P = pack_matrix(M.W, M.packed.data());
       fns.push_back(GetParam().packed(t));
+      ws.push_back(&M.P);
+      fns.push_back(GetParam().x16(t));
       ws.push_back(&M.P);
       if (avx2_available()) {
         fns.push_back(gemm_kernel_packed_avx2(t));
@@ -410,7 +422,8 @@ TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
         for (int64_t k : {1, 4, 17})
           quantize_act_q8a_ref(A.x.data() + k * cols, (BlockQ8A*)(A.qa.data() + k * A.stride), cols);
         const auto yr = gemm(gemm_kernel_ref(t), M.W, A, n_tok);
-        std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)}};
+        std::vector<std::pair<const char*, GemmFn>> fns = {{"this ISA", GetParam().packed(t)},
+                                                           {"x16", GetParam().x16(t)}};
         if (avx2_available()) fns.push_back({"AVX2", gemm_kernel_packed_avx2(t)});
         for (auto [name, fn] : fns)
           // tiles of 8, 4 and 1 token(s), alone and together; 16 or more: AVX2 IQ4_NL's xor form
@@ -422,16 +435,33 @@ TEST_P(Avx512Kernels, NibblePackedBitIdenticalToReference) {
       }
 }
 
+// The two-group tiles (matmul_x16_avx512.cpp) past one column chunk (256
+// blocks: the chains resume from the partial sums in y) and with a lone
+// last group: the AVX2 packed kernels' bits.
+TEST_P(Avx512Kernels, X16LongRowsBitIdenticalToAvx2) {
+  if (!avx2_available()) GTEST_SKIP() << "no AVX2";
+  for (GgmlType t : kX16Types) {
+    const int64_t rows = 24, cols = 259 * QK, n_tok = 5;
+    auto M = make_mat(t, rows, cols, 31);
+    auto A = make_acts(t, n_tok, cols, 32);
+    const auto yx = gemm(GetParam().x16(t), M.P, A, n_tok);
+    const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+    ASSERT_EQ(0, std::memcmp(yx.data(), y2.data(), yx.size() * sizeof(float))) << (int)t;
+  }
+}
+
 // Batch invariance: the output of (r, t) is the same bits whatever range of
 // rows and tokens the call covers, including a token alone.
 TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
   struct Case {
     GgmlType t;
     bool packed;
+    bool x16 = false;
   };
   std::vector<Case> cases;
   for (GgmlType t : kPlainTypes) cases.push_back({t, false});
   for (GgmlType t : kPackedTypes) cases.push_back({t, true});
+  for (GgmlType t : kX16Types) cases.push_back({t, true, true});
   for (const Case& c : cases)
     for (int64_t cols : {256, 800, 768}) {
       if (cols % block_of(c.t) != 0) continue;
@@ -440,7 +470,7 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
       auto M = make_mat(c.t, rows, cols, 21);
       auto A = make_acts(c.t, n_tok, cols, 22);
       const WeightMatrix& W = c.packed ? M.P : M.W;
-      const GemmFn fn = c.packed ? GetParam().packed(c.t) : GetParam().plain(c.t);
+      const GemmFn fn = c.x16 ? GetParam().x16(c.t) : c.packed ? GetParam().packed(c.t) : GetParam().plain(c.t);
       const auto full = gemm(fn, W, A, n_tok);
       for (int64_t k = 0; k < n_tok; ++k) {  // one token, all rows
         std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
@@ -462,6 +492,45 @@ TEST_P(Avx512Kernels, BatchInvariantUnderAnySplit) {
               << tc;
         }
     }
+}
+
+// Prefill calls (16 tokens or more) of the quantized x8 types take the
+// prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp:
+// two row groups per zmm); fewer tokens the one-group tiles. Both, and the
+// AVX2 kernels, give the same bits: every group count (tiles of two pairs,
+// one pair, a group alone), one block and SmolLM2's 576 or 1536 columns,
+// token counts that leave each remainder tile, and row / token splits of
+// 16 tokens or more.
+TEST_P(Avx512Kernels, PairTilesBitIdenticalToOneGroupTiles) {
+  for (GgmlType t : kIntTypes)
+    for (int64_t rows : {8, 16, 24, 32, 56})
+      for (int64_t cols : act_format(t) == ActFormat::Q8K ? std::vector<int64_t>{256, 1536}
+                                                          : std::vector<int64_t>{32, 576}) {
+        auto M = make_mat(t, rows, cols, (uint32_t)(rows * 7 + cols));
+        const GemmFn fn = GetParam().packed(t);
+        for (int64_t n_tok : {16, 23, 64}) {
+          auto A = make_acts(t, n_tok, cols, (uint32_t)(n_tok + rows));
+          const auto y = gemm(fn, M.P, A, n_tok);
+          std::vector<float> y1(n_tok * rows, std::numeric_limits<float>::quiet_NaN());  // [n_tok][rows]
+          for (int64_t k = 0; k < n_tok; k += 5)  // one-group tiles: fewer than 16 tokens per call
+            fn(M.P, A.data(), A.stride, 0, rows, k, std::min(n_tok, k + 5), y1.data());
+          ASSERT_EQ(0, std::memcmp(y.data(), y1.data(), y.size() * sizeof(float)))
+              << "type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          std::vector<float> ys(n_tok * rows, std::numeric_limits<float>::quiet_NaN());
+          for (int64_t t0 = 0, t1; t0 < n_tok; t0 = t1) {  // chunks of 16 tokens, the last one up to 31
+            t1 = n_tok - t0 < 32 ? n_tok : t0 + 16;
+            for (int64_t r0 = 0; r0 < rows; r0 += 24)
+              fn(M.P, A.data(), A.stride, r0, std::min(rows, r0 + 24), t0, t1, ys.data());
+          }
+          ASSERT_EQ(0, std::memcmp(y.data(), ys.data(), y.size() * sizeof(float)))
+              << "split, type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          if (avx2_available()) {
+            const auto y2 = gemm(gemm_kernel_packed_avx2(t), M.P, A, n_tok);
+            ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)))
+                << "AVX2, type " << (int)t << " rows " << rows << " cols " << cols << " n_tok " << n_tok;
+          }
+        }
+      }
 }
 
 // Packed F16: a zmm holds two 8-row groups, each lane the AVX2 kernel's
