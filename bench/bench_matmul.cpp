@@ -135,7 +135,11 @@ void shapes_gpt2(benchmark::internal::Benchmark* b) {
 // that stream). Random blocks (the timing does not depend on the values)
 // with finite fp16 factors. Rates per CPU second: on a shared machine
 // those move less than wall-clock ones.
-void BM_Decode1(benchmark::State& st, GgmlType t) {
+// level: the SIMD level to run at (clamped to the CPU's), so that one
+// machine compares its AVX-512 and AVX2 kernels on the same matrix.
+void BM_Decode1(benchmark::State& st, GgmlType t, SimdLevel level = SimdLevel::AVX512) {
+  const SimdLevel saved = simd_level();
+  set_simd_level(level);
   const int64_t rows = st.range(0), cols = st.range(1);
   const size_t rb = row_bytes(t, cols);
   std::vector<uint8_t> data(rb * rows);  // [rows][rb]
@@ -163,6 +167,7 @@ void BM_Decode1(benchmark::State& st, GgmlType t) {
     benchmark::ClobberMemory();
   }
   st.counters["GB/s"] = benchmark::Counter((double)rb * rows, benchmark::Counter::kIsIterationInvariantRate);
+  set_simd_level(saved);
 }
 
 // Prefill GEMM (64 tokens, 1 thread: one task of a pp512) of every packed
@@ -284,6 +289,9 @@ BENCHMARK_CAPTURE(BM_Decode1, Q4_K, GgmlType::Q4_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q5_K, GgmlType::Q5_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q6_K, GgmlType::Q6_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_decode1);
+// The default model's types on the AVX2 kernels (on an AVX-512 CPU: the other ISA, same machine).
+BENCHMARK_CAPTURE(BM_Decode1, Q4_1_avx2, GgmlType::Q4_1, SimdLevel::AVX2)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, Q8_0_avx2, GgmlType::Q8_0, SimdLevel::AVX2)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_0, GgmlType::Q4_0)->Apply(shapes_level32);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_1, GgmlType::Q4_1)->Apply(shapes_level32);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q5_0, GgmlType::Q5_0)->Apply(shapes_level32);

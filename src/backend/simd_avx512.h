@@ -77,6 +77,7 @@ inline __m512i cvtepu16_epi32_512(__m256i h) {  // 16 u16 -> 16 u32
 #else
 inline __m256 lo256_ps(__m512 v) { return _mm512_castps512_ps256(v); }
 inline __m256 hi256_ps(__m512 v) { return _mm512_extractf32x8_ps(v, 1); }
+inline __m512 from_halves_ps(__m256 lo, __m256 hi) { return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1); }
 inline __m512 cvtepi32_ps512(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline __m512 cvtph_ps512(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512i cvtepu16_epi32_512(__m256i h) { return _mm512_cvtepu16_epi32(h); }

@@ -33,13 +33,42 @@ float dot(const float* a, const float* b, int n) {
 }
 
 using ChunkFn = void (*)(const float*, int, const KvView&, const AttnChunk&, float, float*);
+using HeadsFn = bool (*)(const float* const*, const int32_t*, int, const KvView&, const AttnChunk&, float, float*);
+
+// The per-head chunk kernel of the best SIMD level that takes the view
+// (false: none does). AVX-512 and AVX2 give the same bits.
+bool chunk_heads_simd(const float* const* q, const int32_t* r1, int n_heads, const KvView& view, const AttnChunk& c,
+                      float scale, float* part) {
+  if (simd_level() >= SimdLevel::AVX512 && avx512::attend_chunk_heads_avx512(q, r1, n_heads, view, c, scale, part))
+    return true;
+  return simd_level() >= SimdLevel::AVX2 && attend_chunk_heads_avx2(q, r1, n_heads, view, c, scale, part);
+}
+
+// A group's chunk through a per-head kernel. Groups wider than kAttnMaxHeads
+// (DeepSeek-V2/V3's 128 MLA heads) run in slices: each head's arithmetic is
+// the same whatever the other heads are.
+bool chunk_in_slices(HeadsFn fn, const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                     float* part) {
+  const float* qh[kAttnMaxHeads];  // [slice] the group's query heads
+  int32_t r1[kAttnMaxHeads];       // [slice] all heads see the whole chunk
+  for (int g0 = 0; g0 < n_group; g0 += kAttnMaxHeads) {
+    const int ng = std::min(kAttnMaxHeads, n_group - g0);
+    for (int g = 0; g < ng; ++g) {
+      qh[g] = q + (size_t)(g0 + g) * view.head_dim_k;
+      r1[g] = c.r1;
+    }
+    if (!fn(qh, r1, ng, view, c, scale, part + (size_t)g0 * (2 + view.head_dim_v)))
+      return false;  // the view's shape or storage: the same for every slice
+  }
+  return true;
+}
 
 void chunk_best(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale, float* part) {
   if (kv_storage_quantized(view.storage)) {
     if (simd_level() >= SimdLevel::AVX2 && attend_chunk_quant_avx2(q, n_group, view, c, scale, part)) return;
     return attend_chunk_quant(q, n_group, view, c, scale, part);
   }
-  if (simd_level() >= SimdLevel::AVX2 && attend_chunk_avx2(q, n_group, view, c, scale, part)) return;
+  if (chunk_in_slices(chunk_heads_simd, q, n_group, view, c, scale, part)) return;
   attend_chunk_ref(q, n_group, view, c, scale, part);
 }
 
@@ -55,6 +84,11 @@ void attend_with(ChunkFn fn, const float* q, int n_group, const KvView& view, fl
 }
 
 }  // namespace
+
+bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
+                       float* part) {
+  return chunk_in_slices(attend_chunk_heads_avx2, q, n_group, view, c, scale, part);
+}
 
 void attn_chunks(const KvView& view, std::vector<AttnChunk>& out) {
   out.clear();
@@ -218,7 +252,7 @@ void attend_tokens(const float* const* qs, const KvView* views, int n_tok, int n
     for (int i = 0; i < n_tok; ++i)
       for (int g = 0; g < n_group; ++g)
         r1[i * n_group + g] = last ? std::min(chunks[c].r1, views[i].segment(last_seg).n_rows) : chunks[c].r1;
-    attend_chunk_heads_avx2(qh, r1, n_heads, view, chunks[c], scale, &parts[pf * c]);
+    chunk_heads_simd(qh, r1, n_heads, view, chunks[c], scale, &parts[pf * c]);
   }
   const size_t token_floats = attn_partial_floats(n_group, dv);
   for (int i = 0; i < n_tok; ++i) merge_strided(&parts[token_floats * i], pf, n, n_group, views[i], outs[i]);

@@ -91,6 +91,18 @@ constexpr int kAttnMaxHeads = 64;
 // Head h's partial is bit-identical to that of a single-head call.
 bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
                              const AttnChunk& c, float scale, float* part);
+// Its AVX-512 twin (attention_avx512.cpp), bit-identical to it; f16/f32
+// rows of the usual (not latent) views, head dims up to 256 (false, doing
+// nothing, for the rest). Call only at SimdLevel::AVX512. The avx512_emu
+// copy (SIMDe, tests/avx512_emu/) is linked into the unit tests only.
+namespace avx512 {
+bool attend_chunk_heads_avx512(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
+                               const AttnChunk& c, float scale, float* part);
+}  // namespace avx512
+namespace avx512_emu {
+bool attend_chunk_heads_avx512(const float* const* q, const int32_t* r1, int n_heads, const KvView& view,
+                               const AttnChunk& c, float scale, float* part);
+}  // namespace avx512_emu
 // Quantized rows (q8/q4, optionally Hadamard-rotated): see ops/attention_quant.h.
 // attend_chunk_quant is the scalar reference (attend_chunk_ref runs it for
 // quantized views); attend_chunk_quant_avx2 returns false (doing nothing) for

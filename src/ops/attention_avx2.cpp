@@ -14,68 +14,13 @@
 
 #include "ops/attention.h"
 #include "ops/attention_avx2.h"
+#include "ops/attention_chunk_x86.h"
 #include "ops/simd_math_avx2.h"
 #include "util/fp16.h"
 
 namespace kvforge {
 
 namespace {
-
-struct RowF32 {
-  using Elem = float;
-  static __m256 load(const void* base, size_t i) { return _mm256_loadu_ps((const float*)base + i); }
-};
-struct RowF16 {
-  using Elem = fp16_t;
-  static __m256 load(const void* base, size_t i) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const fp16_t*)base + i)));
-  }
-};
-
-// acc[g][u] (U vectors of 8 columns starting at col) += p[g][j] * v_j for the
-// tile's rows j < n[g] (vs elements apart): every column is one fma chain
-// over the rows in order, started from corr[g] times the head's sum so far
-// (in part). Rows below n_all are shared by all heads and run with the
-// accumulators in registers; the few after it (multi-token prefill, see
-// attend_tokens) continue each head's chains in part, a vector at a time:
-// the same fmas in the same order.
-template <class KV, int G, int U>
-inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
-                         const float (*p)[kAttnTile], const float* corr, float* part) {
-  __m256 acc[G][U];
-  for (int g = 0; g < G; ++g)
-    for (int u = 0; u < U; ++u)
-      acc[g][u] = _mm256_mul_ps(_mm256_loadu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u),
-                                _mm256_set1_ps(corr[g]));
-  for (int j = 0; j < n_all; ++j) {
-    __m256 pj[G];
-    for (int g = 0; g < G; ++g) pj[g] = _mm256_set1_ps(p[g][j]);
-    const size_t row = (size_t)(r0 + j) * vs + col;
-    for (int u = 0; u < U; ++u) {
-      const __m256 v = KV::load(vbase, row + 8 * u);
-      for (int g = 0; g < G; ++g) acc[g][u] = _mm256_fmadd_ps(pj[g], v, acc[g][u]);
-    }
-  }
-  for (int g = 0; g < G; ++g)
-    for (int u = 0; u < U; ++u) _mm256_storeu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u, acc[g][u]);
-  for (int g = 0; g < G; ++g)
-    for (int j = n_all; j < n[g]; ++j) {
-      const __m256 pj = _mm256_set1_ps(p[g][j]);
-      const size_t row = (size_t)(r0 + j) * vs + col;
-      for (int u = 0; u < U; ++u) {
-        float* a = part + (size_t)g * (2 + dv) + 2 + col + 8 * u;
-        _mm256_storeu_ps(a, _mm256_fmadd_ps(pj, KV::load(vbase, row + 8 * u), _mm256_loadu_ps(a)));
-      }
-    }
-}
-
-// The sums of four rows' lane vectors: lane r of the result adds a_r's 8
-// lanes as ((0+1)+(2+3))+((4+5)+(6+7)). Every score takes this tree, so its
-// bits do not depend on how rows and heads were blocked around it.
-inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
-}
 
 // s[g][j + r] = scale * q[g].k for R consecutive rows (from row j of the
 // tile starting at r0) and G heads: each K vector is loaded once for all G
@@ -141,77 +86,23 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
 // Every head over one tile, in passes of up to 4 heads (of 3 when there are
 // more than 4: 3 x 3 score blocks keep the query vectors in registers, where
 // 4 x 2 ones load them again for each fma).
-template <class KV>
-void tile_heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
-                const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
-  const int width = n_heads > 4 ? 3 : 4;
-  for (int h0 = 0; h0 < n_heads; h0 += width) {
-    float* ph = part + (size_t)h0 * (2 + dv);
-    switch (std::min(width, n_heads - h0)) {
-      case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-      case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-      case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-      default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+struct TilesAvx2 {
+  template <class KV>
+  static void heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
+                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
+    const int width = n_heads > 4 ? 3 : 4;
+    for (int h0 = 0; h0 < n_heads; h0 += width) {
+      float* ph = part + (size_t)h0 * (2 + dv);
+      switch (std::min(width, n_heads - h0)) {
+        case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+        case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+        case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+        default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+      }
     }
   }
-}
+};
 
-// Asks for rows [r0, r1) (d elements each, stride elements apart) ahead of
-// their use: between two decode steps the weights stream through every
-// cache, so a sequence's cached rows come back from memory, and the rows of
-// a head are too few for the hardware prefetcher to ramp up (it also stops
-// at every 4 KiB page: a tile's K or V rows of f16 heads of 64).
-template <class KV>
-inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, int32_t r1) {
-  const size_t bytes = (size_t)d * sizeof(typename KV::Elem);
-  for (int32_t r = r0; r < r1; ++r) {
-    const char* row = (const char*)base + (size_t)r * stride * sizeof(typename KV::Elem);
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
-  }
-}
-
-// n_heads query heads over rows [c.r0, r1[h]) of one segment; every r1[h]
-// lies in the last tile of [c.r0, max r1), so the heads share all tiles but
-// that one's tail. Tiles run in order, all heads per tile, so a tile's rows
-// stay in L1 across the passes; with more than 4 heads (prefill's tokens,
-// wide groups) f16 rows are converted to f32 once per tile (exactly) and
-// every pass reads those. Head h's arithmetic is the same whatever the other
-// heads are. part: [n_heads][2 + dv].
-template <class KV>
-void chunk_heads(const float* const* q, const int32_t* r1, int n_heads, const KvView& view, const AttnChunk& c,
-                 float scale, float* part) {
-  const int dk = view.head_dim_k, dv = view.head_dim_v;
-  const size_t ks = view.k_stride / sizeof(typename KV::Elem), vs = view.v_stride / sizeof(typename KV::Elem);
-  const KvSegment& seg = view.segment(c.seg);
-  attn_partial_init(part, n_heads, dv);
-  int32_t c1 = c.r0;
-  for (int h = 0; h < n_heads; ++h) c1 = std::max(c1, r1[h]);
-  const bool stage = std::is_same_v<KV, RowF16> && n_heads > 4;
-  thread_local std::vector<float> kt, vt;  // [kAttnTile][dk], [kAttnTile][dv]: a tile's rows in f32
-  if (stage) {
-    kt.resize((size_t)kAttnTile * dk);
-    vt.resize((size_t)kAttnTile * dv);
-  }
-  int ng[kAttnMaxHeads];  // [n_heads] rows of the tile each head sees
-  prefetch_rows<KV>(seg.k, ks, dk, c.r0, std::min<int32_t>(c.r0 + kAttnTile, c1));
-  for (int32_t r0 = c.r0; r0 < c1; r0 += kAttnTile) {
-    const int n = std::min<int32_t>(kAttnTile, c1 - r0);
-    for (int h = 0; h < n_heads; ++h) ng[h] = std::clamp<int32_t>(r1[h] - r0, 0, n);
-    prefetch_rows<KV>(seg.v, vs, dv, r0, r0 + n);  // used after the scores
-    prefetch_rows<KV>(seg.k, ks, dk, r0 + n, std::min<int32_t>(r0 + n + kAttnTile, c1));  // the next tile's
-    if (!stage) {
-      tile_heads<KV>(q, ng, n_heads, dk, dv, seg.k, ks, seg.v, vs, r0, n, scale, part);
-      continue;
-    }
-    for (int j = 0; j < n; ++j) {
-      for (int col = 0; col < dk; col += 8)
-        _mm256_storeu_ps(&kt[(size_t)j * dk + col], KV::load(seg.k, (size_t)(r0 + j) * ks + col));
-      for (int col = 0; col < dv; col += 8)
-        _mm256_storeu_ps(&vt[(size_t)j * dv + col], KV::load(seg.v, (size_t)(r0 + j) * vs + col));
-    }
-    tile_heads<RowF32>(q, ng, n_heads, dk, dv, kt.data(), dk, vt.data(), dv, 0, n, scale, part);
-  }
-}
 
 // Latent rows (MLA, KvView::v_in_k): every query head of the model reads the
 // same rows, so a tile is a small GEMM, S = Q K^T then O += P V, with all
@@ -351,28 +242,15 @@ bool attend_chunk_heads_avx2(const float* const* q, const int32_t* r1, int n_hea
       default: return false;
     }
   switch (view.storage) {
-    case KvStorage::F32: chunk_heads<RowF32>(q, r1, n_heads, view, c, scale, part); return true;
-    case KvStorage::F16: chunk_heads<RowF16>(q, r1, n_heads, view, c, scale, part); return true;
+    case KvStorage::F32: chunk_heads<TilesAvx2, RowF32>(q, r1, n_heads, view, c, scale, part, nullptr); return true;
+    case KvStorage::F16: {
+      thread_local std::vector<float> stage;  // chunk_heads' staged rows
+      if (stage_uses(n_heads, RowF16{})) stage.resize((size_t)kAttnTile * (view.head_dim_k + view.head_dim_v));
+      chunk_heads<TilesAvx2, RowF16>(q, r1, n_heads, view, c, scale, part, stage.data());
+      return true;
+    }
     default: return false;
   }
-}
-
-bool attend_chunk_avx2(const float* q, int n_group, const KvView& view, const AttnChunk& c, float scale,
-                       float* part) {
-  // Groups wider than kAttnMaxHeads (DeepSeek-V2/V3's 128 MLA heads) run in
-  // slices: each head's arithmetic is the same whatever the other heads are.
-  const float* qh[kAttnMaxHeads];  // [slice] the group's query heads
-  int32_t r1[kAttnMaxHeads];       // [slice] all heads see the whole chunk
-  for (int g0 = 0; g0 < n_group; g0 += kAttnMaxHeads) {
-    const int ng = std::min(kAttnMaxHeads, n_group - g0);
-    for (int g = 0; g < ng; ++g) {
-      qh[g] = q + (size_t)(g0 + g) * view.head_dim_k;
-      r1[g] = c.r1;
-    }
-    if (!attend_chunk_heads_avx2(qh, r1, ng, view, c, scale, part + (size_t)g0 * (2 + view.head_dim_v)))
-      return false;  // the view's shape or storage: the same for every slice
-  }
-  return true;
 }
 
 }  // namespace kvforge

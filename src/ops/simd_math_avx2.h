@@ -1,8 +1,12 @@
 #pragma once
-// Vector math for AVX2+FMA translation units only (include from *_avx2.cpp).
+// Vector math for AVX2+FMA translation units (*_avx2.cpp, and the
+// AVX-512 ones, which also have AVX2). Internal linkage: every including file
+// keeps its own copy, built with its own flags, so the linker can never hand
+// an AVX-512 copy to an AVX2 caller (see backend/simd_avx512.h).
 #include <immintrin.h>
 
 namespace kvforge {
+namespace {
 
 // exp(x) for 8 floats, within ~1 ulp for x in [-87, 88] (relative error of
 // the degree-7 Taylor polynomial on |r| <= ln2/2 is ~1e-9, below f32's half
@@ -46,4 +50,5 @@ inline float hmax256_ps(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+}  // namespace
 }  // namespace kvforge
