@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "attention_bench.h"
+#include "backend/cpu_features.h"
 #include "ops/attention.h"
 #include "util/fp16.h"
 
@@ -23,8 +24,12 @@ namespace {
 
 constexpr int kDim = 64, kKvHeads = 3, kGroup = 3;
 
+// level (the third argument, 1 AVX2, 2 AVX-512; clamped to the CPU's): the
+// kernel level, so one machine times both (bit-identical) kernels.
 void BM_GqaDecodeDepth(benchmark::State& st) {
   const int depth = (int)st.range(0), layers = (int)st.range(1);
+  const SimdLevel saved = simd_level();
+  set_simd_level((SimdLevel)st.range(2));
   const size_t per_head = (size_t)depth * kDim;
   const auto k = random_f16(per_head * kKvHeads * layers, 5), v = random_f16(k.size(), 6);
   std::vector<float> q((size_t)kGroup * kDim, 0.05f), out(q.size());
@@ -36,6 +41,7 @@ void BM_GqaDecodeDepth(benchmark::State& st) {
       }
     benchmark::DoNotOptimize(out.data());
   }
+  set_simd_level(saved);
   const double rows = (double)depth * kKvHeads * layers;
   counters(st, rows * kGroup * 4.0 * kDim, rows * 2 * kDim * sizeof(fp16_t));
 }
@@ -61,6 +67,7 @@ void BM_GqaPrefillDepth(benchmark::State& st) {
 
 }  // namespace
 
-BENCHMARK(BM_GqaDecodeDepth)->ArgNames({"depth", "layers"})->Args({2048, 30})->Args({512, 30})
+BENCHMARK(BM_GqaDecodeDepth)->ArgNames({"depth", "layers", "level"})
+    ->Args({2048, 30, 2})->Args({512, 30, 2})->Args({2048, 30, 1})->Args({512, 30, 1})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GqaPrefillDepth)->ArgName("depth")->Arg(2048)->Unit(benchmark::kMicrosecond);

@@ -67,6 +67,10 @@ inline __m512 cvtepi32_ps512(__m512i v) {
   return from_halves_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(v)),
                         _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(v, 1)));
 }
+inline __m512i cvtps_epi32_512(__m512 v) {  // rounding as MXCSR says (nearest even)
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtps_epi32(lo256_ps(v))), _mm256_cvtps_epi32(hi256_ps(v)),
+                            1);
+}
 inline __m512 cvtph_ps512(__m256i h) {  // 16 fp16 -> 16 f32
   return from_halves_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
 }
@@ -79,6 +83,7 @@ inline __m256 lo256_ps(__m512 v) { return _mm512_castps512_ps256(v); }
 inline __m256 hi256_ps(__m512 v) { return _mm512_extractf32x8_ps(v, 1); }
 inline __m512 from_halves_ps(__m256 lo, __m256 hi) { return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1); }
 inline __m512 cvtepi32_ps512(__m512i v) { return _mm512_cvtepi32_ps(v); }
+inline __m512i cvtps_epi32_512(__m512 v) { return _mm512_cvtps_epi32(v); }
 inline __m512 cvtph_ps512(__m256i h) { return _mm512_cvtph_ps(h); }
 inline __m512i cvtepu16_epi32_512(__m256i h) { return _mm512_cvtepu16_epi32(h); }
 #endif

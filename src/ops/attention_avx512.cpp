@@ -11,7 +11,8 @@
 //    AVX2 kernel's one-row chains.
 //  - V: each column is one fma chain over the rows in order, so 16 columns
 //    per zmm give the AVX2 kernel's sums.
-//  - The online-softmax step is the AVX2 kernel's (ops/attention_avx2.h).
+//  - The online-softmax step is the AVX2 kernel's (ops/attention_avx2.h),
+//    its exps 16 lanes at a time and the heads' corrections in one exp.
 // Decode at depth spends about half of its time here (kvforge bench
 // --op-times), and the AVX2 kernel was bound by its vector instructions,
 // not by memory (kvforge_microbench --benchmark_filter=Gqa).
@@ -132,6 +133,61 @@ inline void accumulate_v16(const void* vbase, size_t vs, int32_t r0, int n_all, 
     }
 }
 
+// exp256_ps (ops/simd_math_avx2.h) on 16 lanes: the same steps per lane.
+inline __m512 exp512_ps(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3f);
+  const __mmask16 is_zero = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(cvtps_epi32_512(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_maskz_mov_ps((__mmask16)~is_zero, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+// online_softmax_tile_avx2 (ops/attention_avx2.h) for the G heads of a
+// tile, with the same steps per head: the max in the same order, the
+// probabilities 16 at a time, their sum in the same 8-lane chain, and the
+// G corrections exp(m_old - m_new) as the lanes of one exp.
+template <int G>
+inline void softmax_tile(float (*s)[kAttnTile], float* part, int dv, float* corr) {
+  static_assert(kAttnTile == 32 && G <= 8, "two zmm of scores per head; one ymm of corrections");
+  float m_new[G];
+  alignas(32) float d[8] = {};  // [G] m_old - m_new
+  for (int g = 0; g < G; ++g) {
+    __m256 mx = _mm256_load_ps(s[g]);
+    for (int j = 8; j < kAttnTile; j += 8) mx = _mm256_max_ps(mx, _mm256_load_ps(s[g] + j));
+    const float m = part[(size_t)g * (2 + dv)], tile_max = hmax256_ps(mx);
+    m_new[g] = m < tile_max ? tile_max : m;
+    d[g] = m - m_new[g];
+  }
+  _mm256_storeu_ps(d, exp256_ps(_mm256_load_ps(d)));
+  for (int g = 0; g < G; ++g) {
+    corr[g] = d[g];
+    const __m512 vm = _mm512_set1_ps(m_new[g]);
+    const __m512 p0 = exp512_ps(_mm512_sub_ps(_mm512_load_ps(s[g]), vm));
+    const __m512 p1 = exp512_ps(_mm512_sub_ps(_mm512_load_ps(s[g] + 16), vm));
+    _mm512_store_ps(s[g], p0);
+    _mm512_store_ps(s[g] + 16, p1);
+    __m256 sum = _mm256_add_ps(_mm256_setzero_ps(), lo256_ps(p0));
+    sum = _mm256_add_ps(sum, hi256_ps(p0));
+    sum = _mm256_add_ps(sum, lo256_ps(p1));
+    sum = _mm256_add_ps(sum, hi256_ps(p1));
+    float* pg = part + (size_t)g * (2 + dv);
+    pg[1] = pg[1] * corr[g] + hsum256_ps(sum);
+    pg[0] = m_new[g];
+  }
+}
+
 // tile_pass of the AVX2 kernel: one tile [r0, r0 + n) for G query heads.
 template <class KV, int G>
 void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void* kbase, size_t ks, const void* vbase,
@@ -145,9 +201,8 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
   for (int g = 0; g < G; ++g) {
     n_all = ng[g] < n_all ? ng[g] : n_all;
     for (int i = ng[g]; i < kAttnTile; ++i) s[g][i] = -INFINITY;  // exp -> 0
-    float* pg = part + (size_t)g * (2 + dv);
-    corr[g] = online_softmax_tile_avx2(s[g], pg[0], pg[1]);
   }
+  softmax_tile<G>(s, part, dv, corr);
   int col = 0;
   for (; col + 64 <= dv; col += 64) accumulate_v16<KV, G, 4>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
   for (; col + 16 <= dv; col += 16) accumulate_v16<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
