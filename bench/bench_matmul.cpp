@@ -226,6 +226,13 @@ void shapes_decode1(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
 }
 
+// F16 and BF16 at GPT-2's width: 163840 x 768 is 252 MB, about the GPT-2
+// 124M shape's weights (what one decode step streams).
+void shapes_decode1_f16(benchmark::internal::Benchmark* b) {
+  b->Args({163840, 768})->Args({256, 768});
+  b->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+}
+
 // Streams a 256 MiB buffer with n threads (sum of 64-bit words): the
 // read bandwidth a memory-bound GEMV can at best reach.
 void BM_ReadBandwidth(benchmark::State& st) {
@@ -289,6 +296,8 @@ BENCHMARK_CAPTURE(BM_Decode1, Q4_K, GgmlType::Q4_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q5_K, GgmlType::Q5_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q6_K, GgmlType::Q6_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, F16, GgmlType::F16)->Apply(shapes_decode1_f16);
+BENCHMARK_CAPTURE(BM_Decode1, BF16, GgmlType::BF16)->Apply(shapes_decode1_f16);
 // The default model's types on the AVX2 kernels (on an AVX-512 CPU: the other ISA, same machine).
 BENCHMARK_CAPTURE(BM_Decode1, Q4_1_avx2, GgmlType::Q4_1, SimdLevel::AVX2)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q8_0_avx2, GgmlType::Q8_0, SimdLevel::AVX2)->Apply(shapes_decode1);

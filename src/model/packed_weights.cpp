@@ -46,7 +46,7 @@ void PackedWeights::pack(ModelWeights& w) {
   std::map<const void*, size_t> offset;  // original data -> offset of its copy in the arena
   size_t total = 0;
   for (const WeightMatrix* m : all)
-    if (worth_packing(*m) && offset.emplace(m->data, total).second) total += (packed_bytes(*m) + kAlign - 1) / kAlign * kAlign;
+    if (packable(*m) && offset.emplace(m->data, total).second) total += (packed_bytes(*m) + kAlign - 1) / kAlign * kAlign;
   if (total == 0) return;
   const size_t n = total + kHuge;  // room to start at a 2 MiB boundary
   void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -58,7 +58,7 @@ void PackedWeights::pack(ModelWeights& w) {
 #endif
   std::map<const void*, WeightMatrix> done;  // original data -> packed view
   for (WeightMatrix* m : all) {
-    if (!worth_packing(*m)) continue;
+    if (!packable(*m)) continue;
     if (auto it = done.find(m->data); it != done.end()) {
       *m = it->second;
       continue;

@@ -31,15 +31,16 @@ struct Kernel {
 
 // The one place that decides both: the best kernel for W at this SIMD level
 // (for a call of n_tok tokens, 0: any), with act_format(W.type), except that
-// BF16 weights on a CPU with AVX512_BF16 get the vdpbf16ps kernel and
+// BF16 weights (packed or plain) on a CPU with AVX512_BF16 get a vdpbf16ps kernel and
 // bf16-rounded activations. Kernels of one weight type give the same bits,
 // so choosing by n_tok keeps every output batch invariant.
 bool bf16act_cpu() { return simd_level() >= SimdLevel::AVX512 && cpu_features().avx512bf16; }
 
 Kernel pick_kernel(const WeightMatrix& W, int64_t n_tok = 0) {
   const bool packed = W.interleave != 0;
-  if (!packed && bf16act_cpu())
-    if (GemmFn fn = gemm_kernel_bf16act_avx512bf16(W.type)) return {fn, ActFormat::BF16};
+  if (bf16act_cpu())
+    if (GemmFn fn = packed ? gemm_kernel_packed_bf16act_avx512bf16(W.type) : gemm_kernel_bf16act_avx512bf16(W.type))
+      return {fn, ActFormat::BF16};
   if (packed && n_tok >= kX16MinTok && n_tok <= kX16MaxTok && simd_level() >= SimdLevel::AVX512)
     if (GemmFn fn = gemm_kernel_x16_avx512(W.type)) return {fn, act_format(W.type)};
   GemmFn fn = nullptr;
@@ -333,11 +334,6 @@ void matmul(const WeightMatrix& W, const float* x, int64_t n_tok, float* y, Thre
   const WeightMatrix* Ws[1] = {&W};
   float* ys[1] = {y};
   matmul_many(Ws, ys, 1, x, n_tok, pool, scratch, &ep);
-}
-
-bool worth_packing(const WeightMatrix& W) {
-  if (W.type == GgmlType::BF16 && bf16act_cpu()) return false;  // the vdpbf16ps kernel reads plain rows
-  return packable(W);
 }
 
 WeightMatrix row_block(const WeightMatrix& W, int64_t r0, int64_t n) {

@@ -127,11 +127,6 @@ void matmul_rows_then(const WeightMatrix* const* Ws, float* const* ys, int n_mat
       (const void*)&after);
 }
 
-// Whether the loader should repack W into its interleaved layout
-// (ops/weight_pack.h): every packable matrix, except BF16 ones on a CPU
-// with AVX512_BF16, whose vdpbf16ps kernel (the fastest there) reads plain rows.
-bool worth_packing(const WeightMatrix& W);
-
 // Dequantizes row r of W into out[cols] (embedding lookup).
 void get_row(const WeightMatrix& W, int64_t r, float* out);
 

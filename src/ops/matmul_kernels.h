@@ -64,12 +64,14 @@ constexpr int64_t kX16MinTok = 2, kX16MaxTok = 16;
 // BF16 weights against ActFormat::BF16 activations (rounded once per matmul),
 // f32 accumulation; nullptr for any other weight type.
 GemmFn gemm_kernel_bf16act_ref(GgmlType t);  // scalar reference
-// vdpbf16ps (matmul_avx512bf16.cpp). Call only at SimdLevel::AVX512 with
-// cpu_features().avx512bf16.
+// vdpbf16ps (matmul_avx512bf16.cpp), plain rows and the packed BF16 layout.
+// Call only at SimdLevel::AVX512 with cpu_features().avx512bf16.
 namespace avx512 {
 GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
+GemmFn gemm_kernel_packed_bf16act_avx512bf16(GgmlType t);
 }  // namespace avx512
 using avx512::gemm_kernel_bf16act_avx512bf16;
+using avx512::gemm_kernel_packed_bf16act_avx512bf16;
 
 // The same kernel sources compiled without -mavx512* on top of SIMDe's
 // portable intrinsics (backend/simd_avx512.h): linked into the unit-test
@@ -84,6 +86,7 @@ GemmFn gemm_kernel_pairs_avx512(GgmlType t);
 GemmFn gemm_kernel_kpairs_avx512(GgmlType t);
 GemmFn gemm_kernel_x16_avx512(GgmlType t);
 GemmFn gemm_kernel_bf16act_avx512bf16(GgmlType t);
+GemmFn gemm_kernel_packed_bf16act_avx512bf16(GgmlType t);
 }  // namespace avx512_emu
 
 // Scalar reference dot of one weight row with one activation row.

@@ -56,8 +56,8 @@
 // so one 32-byte load gives both columns as f32 with one shift (2j: the
 // bf16 in the top half, zeros below) and one blend of the loaded words with
 // that shifted vector's zero low halves (2j+1): bf16 -> f32 is exactly a
-// 16-bit shift. Packed only where the CPU has no AVX512_BF16
-// (worth_packing in ops/matmul.h): there the vdpbf16ps kernel reads plain rows.
+// 16-bit shift; with AVX512_BF16, dword i of a pair is a vdpbf16ps operand
+// as it is (matmul_avx512bf16.cpp).
 #include <cstddef>
 #include <cstdint>
 

@@ -28,6 +28,7 @@ struct Impl {
   const char* name;
   bool emulated;
   GemmFn (*kernel)(GgmlType);
+  GemmFn (*packed)(GgmlType);  // the packed-BF16 kernel
 };
 
 void PrintTo(const Impl& i, std::ostream* os) { *os << i.name; }
@@ -35,9 +36,9 @@ std::string impl_name(const testing::TestParamInfo<Impl>& i) { return i.param.na
 
 const Impl kImpls[] = {
 #if defined(KVFORGE_HAVE_AVX512_EMU)
-    {"Emulated", true, avx512_emu::gemm_kernel_bf16act_avx512bf16},
+    {"Emulated", true, avx512_emu::gemm_kernel_bf16act_avx512bf16, avx512_emu::gemm_kernel_packed_bf16act_avx512bf16},
 #endif
-    {"Native", false, avx512::gemm_kernel_bf16act_avx512bf16},
+    {"Native", false, avx512::gemm_kernel_bf16act_avx512bf16, avx512::gemm_kernel_packed_bf16act_avx512bf16},
 };
 
 bool avx2_available() { return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c; }
@@ -94,8 +95,11 @@ class Avx512Bf16Kernel : public testing::TestWithParam<Impl> {
 
 TEST_P(Avx512Bf16Kernel, OnlyForBf16Weights) {
   EXPECT_NE(GetParam().kernel(GgmlType::BF16), nullptr);
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K})
+  EXPECT_NE(GetParam().packed(GgmlType::BF16), nullptr);
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K}) {
     EXPECT_EQ(GetParam().kernel(t), nullptr) << (int)t;
+    EXPECT_EQ(GetParam().packed(t), nullptr) << (int)t;
+  }
 }
 
 // Products of two bf16 are exact in f32, so kernel and reference differ only
@@ -146,6 +150,57 @@ TEST_P(Avx512Bf16Kernel, BatchInvariantUnderAnySplit) {
   }
 }
 
+// The packed-BF16 kernel ([rows/8][cols/2][8][2]; whole groups: matmul()
+// hands a partial last group over as 8 rows of its own): one chain of
+// vdpbf16ps per output over the column pairs, so against the reference the
+// same exact products in another order, and the same tolerance. Row counts
+// of 1 to 9 groups cover single groups, pairs and the 8-group decode tile;
+// token counts the 8-token tiles and the 4, 2, 1 remainders.
+TEST_P(Avx512Bf16Kernel, PackedMatchesScalarReference) {
+  const double eps = std::numeric_limits<float>::epsilon();
+  const GemmFn fn = GetParam().packed(GgmlType::BF16);
+  for (int64_t cols : {2, 32, 34, 96, 576, 3072})
+    for (int64_t rows : {8, 16, 24, 40, 64, 72})
+      for (int64_t n_tok : {1, 2, 3, 7, 8, 15}) {
+        auto M = test::make_matrix(GgmlType::BF16, rows, cols, (uint32_t)(cols * 7 + rows));
+        auto A = make_acts(n_tok, cols, (uint32_t)(cols + n_tok));
+        auto y = gemm(fn, M.P, A, n_tok);
+        auto yr = gemm(gemm_kernel_bf16act_ref(GgmlType::BF16), M.W, A, n_tok);
+        for (int64_t k = 0; k < n_tok; ++k)
+          for (int64_t r = 0; r < rows; ++r) {
+            const double S = abs_dot(M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
+            ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (cols + 8) * eps * S)
+                << "cols " << cols << " rows " << rows << " n_tok " << n_tok << " r " << r << " t " << k;
+          }
+      }
+}
+
+// Batch invariance of the packed kernel: the same bits for any range of
+// whole groups and tokens, a token alone included.
+TEST_P(Avx512Bf16Kernel, PackedBatchInvariantUnderAnySplit) {
+  const GemmFn fn = GetParam().packed(GgmlType::BF16);
+  for (int64_t cols : {256, 802}) {
+    const int64_t rows = 88, n_tok = 21;
+    auto M = test::make_matrix(GgmlType::BF16, rows, cols, 31);
+    auto A = make_acts(n_tok, cols, 32);
+    const auto full = gemm(fn, M.P, A, n_tok);
+    for (int64_t k = 0; k < n_tok; ++k) {  // one token, all rows
+      std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+      fn(M.P, A.data(), A.stride, 0, rows, k, k + 1, y.data());
+      ASSERT_EQ(0, std::memcmp(&y[k * rows], &full[k * rows], rows * sizeof(float))) << "cols " << cols << " token " << k;
+    }
+    for (int64_t rc : {8, 16, 24, 40})
+      for (int64_t tc : {1, 2, 3, 5, 9, 13}) {
+        std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+        for (int64_t r0 = 0; r0 < rows; r0 += rc)
+          for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
+            fn(M.P, A.data(), A.stride, r0, std::min(rows, r0 + rc), t0, std::min(n_tok, t0 + tc), y.data());
+        ASSERT_EQ(0, std::memcmp(y.data(), full.data(), y.size() * sizeof(float)))
+            << "cols " << cols << " row chunk " << rc << " tok chunk " << tc;
+      }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Matmul, Avx512Bf16Kernel, testing::ValuesIn(kImpls), impl_name);
 
 // The reference itself: the in-order f32 sum of exact products is within
@@ -175,8 +230,8 @@ TEST(MatmulBf16Act, ReferenceIsTheBf16RoundedDot) {
   }
 }
 
-// matmul() pairs the vdpbf16ps kernel with bf16-rounded activations exactly
-// where the CPU has AVX512_BF16; elsewhere at the AVX512 level BF16 weights
+// matmul() pairs the vdpbf16ps kernels (plain and packed) with bf16-rounded
+// activations exactly where the CPU has AVX512_BF16; elsewhere at the AVX512 level BF16 weights
 // keep the f32-activation kernel.
 TEST(MatmulBf16Act, DispatchFollowsCpuFeature) {
   if (simd_level() < SimdLevel::AVX512)
@@ -196,4 +251,13 @@ TEST(MatmulBf16Act, DispatchFollowsCpuFeature) {
                                        want.data());
   }
   EXPECT_EQ(0, std::memcmp(y.data(), want.data(), y.size() * sizeof(float)));
+  if (!cpu_features().avx512bf16) return;  // packed BF16 then takes the AVX2 kernel (test_weight_pack.cpp)
+  // The packed matrix (21 rows: the last group padded with zero rows) takes
+  // the packed vdpbf16ps kernel, the same bits as over all 24 padded rows.
+  matmul(M.P, A.x.data(), n_tok, y.data(), pool, scratch);
+  WeightMatrix padded = M.P;
+  padded.rows = 24;
+  std::vector<float> y24 = gemm(gemm_kernel_packed_bf16act_avx512bf16(GgmlType::BF16), padded, A, n_tok);
+  for (int64_t t = 0; t < n_tok; ++t)
+    EXPECT_EQ(0, std::memcmp(&y[t * rows], &y24[t * 24], rows * sizeof(float))) << "token " << t;
 }
