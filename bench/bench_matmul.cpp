@@ -127,6 +127,25 @@ void shapes_gpt2(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// A [rows][cols] matrix of type t in the x8 layout (its bytes in packed):
+// random blocks with finite fp16 factors (1e-3), as the kernels meet them.
+WeightMatrix random_packed(GgmlType t, int64_t rows, int64_t cols, std::mt19937_64& rng,
+                           std::vector<uint8_t>& packed) {
+  const size_t rb = row_bytes(t, cols);
+  std::vector<uint8_t> data(rb * rows);  // [rows][rb]
+  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&data[i], &v, 8);
+  }
+  const size_t bb = type_traits(t).block_bytes;
+  const fp16_t d = fp32_to_fp16(1e-3f);
+  for (size_t o = 0; o < data.size(); o += bb)
+    for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
+  const WeightMatrix plain{t, rows, cols, data.data(), rb};
+  packed.resize(packed_bytes(plain));  // [rows/8][...] x8 layout
+  return pack_matrix(plain, packed.data());
+}
+
 // Single-token decode on one thread, per weight type, in the packed layout
 // the loader makes: a matrix of 131072 x 1536 (55-214 MB, past the 32 MiB
 // L3 of the development machine, like a model's weights in a decode step),
@@ -142,20 +161,9 @@ void BM_Decode1(benchmark::State& st, GgmlType t, SimdLevel level = SimdLevel::A
   set_simd_level(level);
   const int64_t rows = st.range(0), cols = st.range(1);
   const size_t rb = row_bytes(t, cols);
-  std::vector<uint8_t> data(rb * rows);  // [rows][rb]
   std::mt19937_64 rng(1);
-  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
-    const uint64_t v = rng();
-    std::memcpy(&data[i], &v, 8);
-  }
-  const size_t bb = type_traits(t).block_bytes;
-  const fp16_t d = fp32_to_fp16(1e-3f);
-  for (size_t o = 0; o < data.size(); o += bb)
-    for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
-  const WeightMatrix plain{t, rows, cols, data.data(), rb};
-  std::vector<uint8_t> packed(packed_bytes(plain));  // [rows/8][...] x8 layout
-  const WeightMatrix W = pack_matrix(plain, packed.data());
-  std::vector<uint8_t>().swap(data);
+  std::vector<uint8_t> packed;
+  const WeightMatrix W = random_packed(t, rows, cols, rng, packed);
   std::normal_distribution<float> nd(0, 1);
   std::vector<float> x(cols), y(rows);
   for (auto& v : x) v = nd(rng);
@@ -180,20 +188,9 @@ void BM_PrefillLevel(benchmark::State& st, GgmlType t) {
   const SimdLevel saved = simd_level();
   set_simd_level((SimdLevel)st.range(3));
   const SimdLevel level = simd_level();
-  const size_t rb = row_bytes(t, cols);
-  std::vector<uint8_t> data(rb * rows);  // [rows][rb]
   std::mt19937_64 rng(1);
-  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
-    const uint64_t v = rng();
-    std::memcpy(&data[i], &v, 8);
-  }
-  const size_t bb = type_traits(t).block_bytes;
-  const fp16_t d = fp32_to_fp16(1e-3f);
-  for (size_t o = 0; o < data.size(); o += bb)
-    for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
-  const WeightMatrix plain{t, rows, cols, data.data(), rb};
-  std::vector<uint8_t> packed(packed_bytes(plain));
-  const WeightMatrix W = pack_matrix(plain, packed.data());
+  std::vector<uint8_t> packed;
+  const WeightMatrix W = random_packed(t, rows, cols, rng, packed);
   std::normal_distribution<float> nd(0, 1);
   std::vector<float> x(n_tok * cols), y(n_tok * rows);
   for (auto& v : x) v = nd(rng);

@@ -89,6 +89,11 @@ inline bool stage_uses(int, RowF32) { return false; }
 template <class KV>
 inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, int32_t r1) {
   const size_t bytes = (size_t)d * sizeof(typename KV::Elem);
+  if (stride == (size_t)d) {  // rows back to back (a cache's own layout): one span, no per-row loop
+    const char* p = (const char*)base + (size_t)r0 * bytes;
+    for (size_t o = 0; o < (size_t)(r1 - r0) * bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    return;
+  }
   for (int32_t r = r0; r < r1; ++r) {
     const char* row = (const char*)base + (size_t)r * stride * sizeof(typename KV::Elem);
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);

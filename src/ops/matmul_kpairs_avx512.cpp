@@ -22,23 +22,13 @@
 
 #include "ops/kpack_x8.h"
 #include "ops/matmul_kernels.h"
+#include "ops/pair_tiles_avx512.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 
 namespace kvforge::KVFORGE_AVX512_NS {
 
 namespace {
-
-// v, rounded to f32 where it stands (kpack::rounded): the emulated __m512
-// is a struct, which goes through memory instead.
-inline __m512 rounded512(__m512 v) {
-#if defined(KVFORGE_AVX512_EMULATED)
-  asm("" : "+m"(v));
-#else
-  asm("" : "+v"(v));
-#endif
-  return v;
-}
 
 // One super-block of a pair of row groups, prepared (low halves: group 2p).
 struct KPairBlock {
@@ -256,27 +246,10 @@ template <class X, int G, int T, bool kHalf>
       }
     }
   }
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < T; ++t) {
-      float* dst = y + (t0 + t) * rows + r0 + 16 * g;
-      if constexpr (kHalf) _mm256_storeu_ps(dst, lo256_ps(acc[g][t]));
-      else _mm512_storeu_ps(dst, acc[g][t]);
-    }
+  store_tile<G, T, kHalf>(acc, y, rows, r0, t0);
 }
 
 constexpr int kTok = 4;  // tokens per tile
-
-template <class X, int G, bool kHalf>
-void pair_tokens(const KPairBlock* P, int64_t nb, const uint8_t* xa, size_t xs, const Start* S, int64_t ts,
-                 int64_t t1, int64_t rows, int64_t r, float* y) {
-  int64_t t = ts;
-  for (; t + kTok <= t1; t += kTok) tile<X, G, kTok, kHalf>(P, nb, xa, xs, S, t, ts, rows, r, y);
-  if (t + 2 <= t1) {
-    tile<X, G, 2, kHalf>(P, nb, xa, xs, S, t, ts, rows, r, y);
-    t += 2;
-  }
-  if (t < t1) tile<X, G, 1, kHalf>(P, nb, xa, xs, S, t, ts, rows, r, y);
-}
 
 struct Scratch {
   std::vector<KPairBlock> prep;  // [2][nb]: the current pairs
@@ -300,21 +273,14 @@ void gemm_kpairs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0
   KPairBlock* P = sc.prep.data();
   const Start* S = sc.starts.data();
   auto group = [&](int64_t r) { return blocks + (r / kPackRows) * nb; };
-  int64_t r = r0;
-  for (; r + 4 * kPackRows <= r1; r += 4 * kPackRows) {
-    prepare<X>(group(r), group(r + kPackRows), nb, P);
-    prepare<X>(group(r + 2 * kPackRows), group(r + 3 * kPackRows), nb, P + nb);
-    pair_tokens<X, 2, false>(P, nb, xa, xs, S, t0, t1, W.rows, r, y);
-  }
-  if (r + 2 * kPackRows <= r1) {
-    prepare<X>(group(r), group(r + kPackRows), nb, P);
-    pair_tokens<X, 1, false>(P, nb, xa, xs, S, t0, t1, W.rows, r, y);
-    r += 2 * kPackRows;
-  }
-  if (r < r1) {
-    prepare<X>(group(r), group(r), nb, P);
-    pair_tokens<X, 1, true>(P, nb, xa, xs, S, t0, t1, W.rows, r, y);
-  }
+  walk_pairs(
+      r0, r1, [&](int64_t ra, int64_t rb, int slot) { prepare<X>(group(ra), group(rb), nb, P + slot * nb); },
+      [&](auto G, auto half, int64_t r) {
+        token_tiles<kTok>(t0, t1, [&](auto T, int64_t t) {
+          tile<X, decltype(G)::value, decltype(T)::value, decltype(half)::value>(P, nb, xa, xs, S, t, t0, W.rows,
+                                                                                  r, y);
+        });
+      });
 }
 
 }  // namespace

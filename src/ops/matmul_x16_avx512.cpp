@@ -30,6 +30,7 @@
 
 #include "ops/matmul_kernels.h"
 #include "ops/nibpack_x8.h"
+#include "ops/pair_tiles_avx512.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 
@@ -39,17 +40,6 @@ namespace {
 
 constexpr int kMaxT = 16;         // tokens per tile: the accumulators and 8 weight vectors fill the 32 registers
 constexpr int64_t kChunk = 256;   // blocks per column chunk (the activation sums of a chunk sit on the stack)
-
-// v, rounded to f32 where it stands: GCC contracts a * b + c into an fma
-// even across statements; the scalar reference rounds the product first.
-inline __m512 rounded(__m512 v) {
-#if defined(KVFORGE_AVX512_EMULATED)
-  asm("" : "+m"(v));  // SIMDe's __m512 is no register operand
-#else
-  asm("" : "+v"(v));
-#endif
-  return v;
-}
 
 // 32 bytes at p0 and 32 at p1 as the two halves of a zmm.
 inline __m512i load_halves(const void* p0, const void* p1) {
@@ -124,9 +114,9 @@ struct X16 {
   }
   // The reference's steps (ops/nibpack_x8.h): s += isum * (d_w * d_a) (+ m_w * s_a), each rounded.
   static __m512 step(__m512 acc, __m512i isum, __m512 d, __m512 m, const BlockQ8A& a) {
-    const __m512 dd = rounded(_mm512_mul_ps(d, _mm512_set1_ps(a.d)));
-    __m512 v = rounded(_mm512_mul_ps(cvtepi32_ps512(isum), dd));
-    if constexpr (L::kMin) v = rounded(_mm512_add_ps(v, rounded(_mm512_mul_ps(m, _mm512_set1_ps(a.s)))));
+    const __m512 dd = rounded512(_mm512_mul_ps(d, _mm512_set1_ps(a.d)));
+    __m512 v = rounded512(_mm512_mul_ps(cvtepi32_ps512(isum), dd));
+    if constexpr (L::kMin) v = rounded512(_mm512_add_ps(v, rounded512(_mm512_mul_ps(m, _mm512_set1_ps(a.s)))));
     return _mm512_add_ps(acc, v);
   }
   static __m512 mins(const Block& B0, const Block& B1) {

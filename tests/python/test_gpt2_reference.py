@@ -13,10 +13,11 @@ x8-packed BF16 kernel). On a CPU with AVX512_BF16 kvforge's BF16 matmuls
 f16 cache's rounding; measured 5e-3 against an unrounded reference), so there
 the reference rounds the inputs of its matmuls to bf16 too (a forward pre-hook
 on every module with a weight matrix) and kvforge runs an f32 cache: the same
-arithmetic again up to summation order (measured 2.4e-7). The bound is 2e-4,
-10x the f32 one, for the rare activation whose f32 value lies within an ulp of
-a bf16 rounding boundary and so rounds the other way in one engine (one
-element moves by 2^-8 of itself). With the f16 cache the reference cannot
+arithmetic again up to summation order. The bound is 1e-3: each activation
+whose f32 value lies within an ulp of a bf16 rounding boundary rounds the
+other way in one engine (that element moves by 2^-8 of itself), and how many
+do depends on the summation order (measured 2.4e-7 with plain rows, 9e-5 with
+the packed kernel); a real bug moves logits by 1e-2. With the f16 cache the reference cannot
 follow: the cache's 2^-11 perturbations flip such roundings everywhere
 (measured 6e-3)."""
 import json
@@ -74,7 +75,7 @@ def test_gpt2_logits_match_transformers(kvforge_bin, hf_gpt2, tmp_path, dtype, k
                     p.copy_(p.half().float() if dtype == np.float16 else p.bfloat16().float())
         if dtype == "bf16" and _bf16_activations(kvforge_bin):
             _round_matmul_inputs_to_bf16(ref_model)
-            kv, tol = "f32", 2e-4
+            kv, tol = "f32", 1e-3
     ref = _hf_logits(ref_model, IDS)
     ours = kvforge_logits(kvforge_bin, path, IDS, tmp_path, "--kv-type", kv)
     diff = np.abs(ref - ours)
