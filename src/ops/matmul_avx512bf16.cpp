@@ -29,6 +29,7 @@
 
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
+#include "ops/pair_tiles_avx512.h"
 #include "ops/weight_pack.h"
 
 namespace kvforge::KVFORGE_AVX512_NS {
@@ -151,17 +152,7 @@ void tile_bf16x8(const bf16_t* w, int64_t cols, const uint8_t* xa, size_t xs, in
       for (int p = 0; p < P; ++p) acc[p][t] = _mm512_dpbf16_ps(acc[p][t], wv[p], xb);
     }
   }
-  float* o = y + t0 * rows + r0;  // pair p, token t at o + t * rows + 16 p
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) {
-      float* dst = o + t * rows + 16 * p;
-      if (Half && p == P - 1)
-        _mm256_storeu_ps(dst, lo256_ps(acc[p][t]));
-      else
-        _mm512_storeu_ps(dst, acc[p][t]);
-    }
+  store_tile<P, T, Half>(acc, y, rows, r0, t0);
 }
 
 // n groups (1..4, or 1..8 for T = 1) from w on, as one tile.

@@ -17,6 +17,7 @@
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/nibpack_x8.h"
+#include "ops/pair_tiles_avx512.h"
 #include "ops/quantize.h"
 #include "ops/weight_pack.h"
 
@@ -239,16 +240,7 @@ void tile_f16(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64
       for (int p = 0; p < P; ++p) acc[p][t] = _mm512_fmadd_ps(wv[p], xb, acc[p][t]);
     }
   }
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) {
-      float* dst = o + t * rows + 16 * p;
-      if (Half && p == P - 1)
-        _mm256_storeu_ps(dst, lo256_ps(acc[p][t]));
-      else
-        _mm512_storeu_ps(dst, acc[p][t]);
-    }
+  store_tile<P, T, Half>(acc, y, rows, r0, t0);
 }
 
 // n groups (1..4, or 1..8 for T = 1) from w on, as one tile.

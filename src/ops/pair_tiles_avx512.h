@@ -1,8 +1,10 @@
 #pragma once
 // What the AVX-512 tiles over pairs of x8 row groups share (16 rows per
 // zmm: matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp,
-// matmul_x16_avx512.cpp): the f32 rounding barrier, the walk over a task's
-// rows and tokens, and the store of a tile's sums. Include after
+// matmul_x16_avx512.cpp; the store also the F16 and BF16 tiles of
+// matmul_packed_avx512.cpp, matmul_avx512bf16.cpp): the f32 rounding
+// barrier, the walk over a task's rows and tokens, and the store of a
+// tile's sums. Include after
 // backend/simd_avx512.h; internal linkage, as the TUs that include it are
 // built natively and again on SIMDe.
 #include <cstdint>
@@ -60,14 +62,17 @@ inline void token_tiles(int64_t ts, int64_t t1, Tile&& tile) {
   if (t < t1) tile(std::integral_constant<int, 1>{}, t);
 }
 
-// A tile's sums, acc[pair][token] = 16 rows from r0 (8 when kHalf), into
-// y [tokens][rows].
+// A tile's sums into y [tokens][rows]: acc[pair][token] is 16 rows from
+// r0 + 16 pair, of the last pair only the low 8 when kHalf (a group alone).
 template <int G, int T, bool kHalf>
-inline void store_tile(const __m512 (&acc)[G][T], float* y, int64_t rows, int64_t r0, int64_t t0) {
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < T; ++t) {
+[[gnu::always_inline]] inline void store_tile(const __m512 (&acc)[G][T], float* y, int64_t rows, int64_t r0,
+                                              int64_t t0) {
+  #pragma GCC unroll 8
+  for (int t = 0; t < T; ++t)
+    #pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
       float* dst = y + (t0 + t) * rows + r0 + 16 * g;
-      if constexpr (kHalf) _mm256_storeu_ps(dst, lo256_ps(acc[g][t]));
+      if (kHalf && g == G - 1) _mm256_storeu_ps(dst, lo256_ps(acc[g][t]));
       else _mm512_storeu_ps(dst, acc[g][t]);
     }
 }
