@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <string>
@@ -106,21 +107,51 @@ TEST_P(Avx512Bf16Kernel, OnlyForBf16Weights) {
 // in the order of the n = cols f32 additions: each is within gamma_(n+8) S
 // of the exact sum (S = sum |w_k a_k|, 8 covers the 16-lane tree), hence
 // |y - y_ref| <= 2 (n + 8) eps S, the bound of the other float kernels.
-TEST_P(Avx512Bf16Kernel, MatchesScalarReference) {
+// fn on W (M's rows, plain or packed) against the reference on M's plain rows.
+void expect_within_reference_bound(GemmFn fn, const WeightMatrix& W, const test::TestMatrix& M, const Acts& A,
+                                   int64_t n_tok) {
   const double eps = std::numeric_limits<float>::epsilon();
+  const int64_t rows = M.W.rows, cols = M.W.cols;
+  auto y = gemm(fn, W, A, n_tok);
+  auto yr = gemm(gemm_kernel_bf16act_ref(GgmlType::BF16), M.W, A, n_tok);
+  for (int64_t k = 0; k < n_tok; ++k)
+    for (int64_t r = 0; r < rows; ++r) {
+      const double S = abs_dot(M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
+      ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (cols + 8) * eps * S)
+          << "cols " << cols << " rows " << rows << " n_tok " << n_tok << " r " << r << " t " << k;
+    }
+}
+
+// Batch invariance: fn on W gives the bits of one call over everything for
+// each token alone (all rows) and for every split into row chunks of rcs x
+// token chunks of tcs.
+void expect_same_bits_under_splits(GemmFn fn, const WeightMatrix& W, const Acts& A, int64_t n_tok,
+                                   std::initializer_list<int64_t> rcs, std::initializer_list<int64_t> tcs) {
+  const int64_t rows = W.rows;
+  const auto full = gemm(fn, W, A, n_tok);
+  for (int64_t k = 0; k < n_tok; ++k) {
+    std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+    fn(W, A.data(), A.stride, 0, rows, k, k + 1, y.data());
+    ASSERT_EQ(0, std::memcmp(&y[k * rows], &full[k * rows], rows * sizeof(float))) << "cols " << W.cols << " token " << k;
+  }
+  for (int64_t rc : rcs)
+    for (int64_t tc : tcs) {
+      std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
+      for (int64_t r0 = 0; r0 < rows; r0 += rc)
+        for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
+          fn(W, A.data(), A.stride, r0, std::min(rows, r0 + rc), t0, std::min(n_tok, t0 + tc), y.data());
+      ASSERT_EQ(0, std::memcmp(y.data(), full.data(), y.size() * sizeof(float)))
+          << "cols " << W.cols << " row chunk " << rc << " tok chunk " << tc;
+    }
+}
+
+TEST_P(Avx512Bf16Kernel, MatchesScalarReference) {
   for (int64_t cols : {1, 17, 31, 32, 33, 64, 96, 100, 256, 576, 1536})
     for (int64_t rows : {1, 3, 4, 5, 13})
       for (int64_t n_tok : {1, 2, 3, 4, 6, 9}) {  // partial and full 4-token tiles
         auto M = test::make_matrix(GgmlType::BF16, rows, cols, (uint32_t)(cols * 7 + rows));
         auto A = make_acts(n_tok, cols, (uint32_t)(cols + n_tok));
-        auto y = gemm(GetParam().kernel(GgmlType::BF16), M.W, A, n_tok);
-        auto yr = gemm(gemm_kernel_bf16act_ref(GgmlType::BF16), M.W, A, n_tok);
-        for (int64_t k = 0; k < n_tok; ++k)
-          for (int64_t r = 0; r < rows; ++r) {
-            const double S = abs_dot(M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
-            ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (cols + 8) * eps * S)
-                << "cols " << cols << " rows " << rows << " n_tok " << n_tok << " r " << r << " t " << k;
-          }
+        ASSERT_NO_FATAL_FAILURE(expect_within_reference_bound(GetParam().kernel(GgmlType::BF16), M.W, M, A, n_tok));
       }
 }
 
@@ -132,21 +163,7 @@ TEST_P(Avx512Bf16Kernel, BatchInvariantUnderAnySplit) {
     const int64_t rows = 37, n_tok = 11;
     auto M = test::make_matrix(GgmlType::BF16, rows, cols, 21);
     auto A = make_acts(n_tok, cols, 22);
-    const auto full = gemm(fn, M.W, A, n_tok);
-    for (int64_t k = 0; k < n_tok; ++k) {  // one token, all rows
-      std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
-      fn(M.W, A.data(), A.stride, 0, rows, k, k + 1, y.data());
-      ASSERT_EQ(0, std::memcmp(&y[k * rows], &full[k * rows], rows * sizeof(float))) << "cols " << cols << " token " << k;
-    }
-    for (int64_t rc : {1, 3, 5, 8, 16})
-      for (int64_t tc : {1, 2, 3, 5}) {
-        std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
-        for (int64_t r0 = 0; r0 < rows; r0 += rc)
-          for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
-            fn(M.W, A.data(), A.stride, r0, std::min(rows, r0 + rc), t0, std::min(n_tok, t0 + tc), y.data());
-        ASSERT_EQ(0, std::memcmp(y.data(), full.data(), y.size() * sizeof(float)))
-            << "cols " << cols << " row chunk " << rc << " tok chunk " << tc;
-      }
+    ASSERT_NO_FATAL_FAILURE(expect_same_bits_under_splits(fn, M.W, A, n_tok, {1, 3, 5, 8, 16}, {1, 2, 3, 5}));
   }
 }
 
@@ -157,21 +174,13 @@ TEST_P(Avx512Bf16Kernel, BatchInvariantUnderAnySplit) {
 // of 1 to 9 groups cover single groups, pairs and the 8-group decode tile;
 // token counts the 8-token tiles and the 4, 2, 1 remainders.
 TEST_P(Avx512Bf16Kernel, PackedMatchesScalarReference) {
-  const double eps = std::numeric_limits<float>::epsilon();
   const GemmFn fn = GetParam().packed(GgmlType::BF16);
   for (int64_t cols : {2, 32, 34, 96, 576, 3072})
     for (int64_t rows : {8, 16, 24, 40, 64, 72})
       for (int64_t n_tok : {1, 2, 3, 7, 8, 15}) {
         auto M = test::make_matrix(GgmlType::BF16, rows, cols, (uint32_t)(cols * 7 + rows));
         auto A = make_acts(n_tok, cols, (uint32_t)(cols + n_tok));
-        auto y = gemm(fn, M.P, A, n_tok);
-        auto yr = gemm(gemm_kernel_bf16act_ref(GgmlType::BF16), M.W, A, n_tok);
-        for (int64_t k = 0; k < n_tok; ++k)
-          for (int64_t r = 0; r < rows; ++r) {
-            const double S = abs_dot(M.deq.data() + r * cols, A.seen.data() + k * cols, cols);
-            ASSERT_NEAR(y[k * rows + r], yr[k * rows + r], 2 * (cols + 8) * eps * S)
-                << "cols " << cols << " rows " << rows << " n_tok " << n_tok << " r " << r << " t " << k;
-          }
+        ASSERT_NO_FATAL_FAILURE(expect_within_reference_bound(fn, M.P, M, A, n_tok));
       }
 }
 
@@ -183,21 +192,7 @@ TEST_P(Avx512Bf16Kernel, PackedBatchInvariantUnderAnySplit) {
     const int64_t rows = 88, n_tok = 21;
     auto M = test::make_matrix(GgmlType::BF16, rows, cols, 31);
     auto A = make_acts(n_tok, cols, 32);
-    const auto full = gemm(fn, M.P, A, n_tok);
-    for (int64_t k = 0; k < n_tok; ++k) {  // one token, all rows
-      std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
-      fn(M.P, A.data(), A.stride, 0, rows, k, k + 1, y.data());
-      ASSERT_EQ(0, std::memcmp(&y[k * rows], &full[k * rows], rows * sizeof(float))) << "cols " << cols << " token " << k;
-    }
-    for (int64_t rc : {8, 16, 24, 40})
-      for (int64_t tc : {1, 2, 3, 5, 9, 13}) {
-        std::vector<float> y(n_tok * rows, -1.0f);  // [n_tok][rows]
-        for (int64_t r0 = 0; r0 < rows; r0 += rc)
-          for (int64_t t0 = 0; t0 < n_tok; t0 += tc)
-            fn(M.P, A.data(), A.stride, r0, std::min(rows, r0 + rc), t0, std::min(n_tok, t0 + tc), y.data());
-        ASSERT_EQ(0, std::memcmp(y.data(), full.data(), y.size() * sizeof(float)))
-            << "cols " << cols << " row chunk " << rc << " tok chunk " << tc;
-      }
+    ASSERT_NO_FATAL_FAILURE(expect_same_bits_under_splits(fn, M.P, A, n_tok, {8, 16, 24, 40}, {1, 2, 3, 5, 9, 13}));
   }
 }
 
