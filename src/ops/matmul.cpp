@@ -29,20 +29,18 @@ struct Kernel {
   ActFormat act;
 };
 
-// The one place that decides both: the best kernel for W at this SIMD level
-// (for a call of n_tok tokens, 0: any), with act_format(W.type), except that
-// BF16 weights (packed or plain) on a CPU with AVX512_BF16 get a vdpbf16ps kernel and
-// bf16-rounded activations. Kernels of one weight type give the same bits,
-// so choosing by n_tok keeps every output batch invariant.
+// The one place that decides both: the best kernel for W at this SIMD level,
+// with act_format(W.type), except that BF16 weights (packed or plain) on a
+// CPU with AVX512_BF16 get a vdpbf16ps kernel and bf16-rounded activations.
+// (The AVX-512 packed kernels choose their tiles by each task's token count
+// themselves: the same bits for any.)
 bool bf16act_cpu() { return simd_level() >= SimdLevel::AVX512 && cpu_features().avx512bf16; }
 
-Kernel pick_kernel(const WeightMatrix& W, int64_t n_tok = 0) {
+Kernel pick_kernel(const WeightMatrix& W) {
   const bool packed = W.interleave != 0;
   if (bf16act_cpu())
     if (GemmFn fn = packed ? gemm_kernel_packed_bf16act_avx512bf16(W.type) : gemm_kernel_bf16act_avx512bf16(W.type))
       return {fn, ActFormat::BF16};
-  if (packed && n_tok >= kX16MinTok && n_tok <= kX16MaxTok && simd_level() >= SimdLevel::AVX512)
-    if (GemmFn fn = gemm_kernel_x16_avx512(W.type)) return {fn, act_format(W.type)};
   GemmFn fn = nullptr;
   if (simd_level() >= SimdLevel::AVX512) fn = packed ? gemm_kernel_packed_avx512(W.type) : gemm_kernel_avx512(W.type);
   if (!fn && simd_level() >= SimdLevel::AVX2) fn = packed ? gemm_kernel_packed_avx2(W.type) : gemm_kernel_avx2(W.type);
@@ -213,7 +211,7 @@ void matmul_impl(const WeightMatrix* const* Ws, const float* const* xs, float* c
   size_t act_bytes = 0;
   for (int i = 0; i < n_mats; ++i) {
     Mat& m = ms[i];
-    m.k = pick_kernel(*Ws[i], n_tok);
+    m.k = pick_kernel(*Ws[i]);
     if (plan.row_align > 0) {  // one split for all: that of a single matrix, rows cut at row_align
       m.sp = split_for(*Ws[0], n_tok, pool.size(), 1);
       m.sp.rc = round_up(m.sp.rc, std::lcm<int64_t>(8, plan.row_align));

@@ -52,13 +52,13 @@ GemmFn gemm_kernel_lowbit_avx512(GgmlType t);  // Q2_K/Q3_K/IQ4_XS part of gemm_
 GemmFn gemm_kernel_pairs_avx512(GgmlType t);   // prefill tiles: Q8_0, Q4_0..Q5_1, IQ4_NL (matmul_pairs_avx512.cpp),
 GemmFn gemm_kernel_kpairs_avx512(GgmlType t);  // and its Q2_K..Q6_K, IQ4_XS part (matmul_kpairs_avx512.cpp)
 // Packed Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL and Q8_0 in tiles of two row groups
-// (matmul_x16_avx512.cpp): the kernel of calls of kX16MinTok..kX16MaxTok
-// tokens (a server's batched decode steps); correct for any call.
+// (matmul_x16_avx512.cpp): gemm_kernel_packed_avx512's tiles for tasks of
+// kX16MinTok..kX16MaxTok tokens (a server's batched decode steps); correct
+// for any call.
 GemmFn gemm_kernel_x16_avx512(GgmlType t);
 }  // namespace avx512
 using avx512::gemm_kernel_avx512;
 using avx512::gemm_kernel_packed_avx512;
-using avx512::gemm_kernel_x16_avx512;
 constexpr int64_t kX16MinTok = 2, kX16MaxTok = 16;
 
 // BF16 weights against ActFormat::BF16 activations (rounded once per matmul),

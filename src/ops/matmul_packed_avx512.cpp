@@ -307,33 +307,40 @@ GemmFn one_group_kernel(GgmlType t) {
   return gemm_kernel_kpack_avx512(t);  // Q3_K..Q6_K (matmul_kpack_avx512.cpp) or nullptr
 }
 
-// Calls of kPairsMin tokens or more of the quantized types (prefill) take
-// the prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp: one preparation
-// per call pays off over many tokens); fewer (decode steps) the tiles above.
+// The tiles for a task of the quantized types, by its token count (all give
+// the same bits): kX16MinTok..kX16MaxTok tokens (a server's batched decode
+// step) the two-group tiles of matmul_x16_avx512.cpp, which need no
+// preparation pass over weights read once (Q4_0..Q8_0 and IQ4_NL; the
+// K-quants and IQ4_XS have none); else kPairsMin tokens or more (prefill)
+// the prepared pair tiles (matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp:
+// one preparation per call pays off over many tokens); else the tiles above.
 constexpr int64_t kPairsMin = 16;
 template <GgmlType kType>
-void few_or_pairs(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
-                  int64_t t1, float* y) {
-  static const GemmFn few = one_group_kernel(kType), many = gemm_kernel_pairs_avx512(kType);
-  (t1 - t0 < kPairsMin ? few : many)(W, xa, xs, r0, r1, t0, t1, y);
+void by_tokens(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+               float* y) {
+  static const GemmFn one = one_group_kernel(kType), x16 = gemm_kernel_x16_avx512(kType),
+                      pairs = gemm_kernel_pairs_avx512(kType);
+  const int64_t n = t1 - t0;
+  const GemmFn fn = x16 && n >= kX16MinTok && n <= kX16MaxTok ? x16 : n >= kPairsMin ? pairs : one;
+  fn(W, xa, xs, r0, r1, t0, t1, y);
 }
 
 }  // namespace
 
 GemmFn gemm_kernel_packed_avx512(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: return few_or_pairs<GgmlType::Q8_0>;
-    case GgmlType::Q4_0: return few_or_pairs<GgmlType::Q4_0>;
-    case GgmlType::Q4_1: return few_or_pairs<GgmlType::Q4_1>;
-    case GgmlType::Q5_0: return few_or_pairs<GgmlType::Q5_0>;
-    case GgmlType::Q5_1: return few_or_pairs<GgmlType::Q5_1>;
-    case GgmlType::IQ4_NL: return few_or_pairs<GgmlType::IQ4_NL>;
-    case GgmlType::Q2_K: return few_or_pairs<GgmlType::Q2_K>;
-    case GgmlType::Q3_K: return few_or_pairs<GgmlType::Q3_K>;
-    case GgmlType::Q4_K: return few_or_pairs<GgmlType::Q4_K>;
-    case GgmlType::Q5_K: return few_or_pairs<GgmlType::Q5_K>;
-    case GgmlType::Q6_K: return few_or_pairs<GgmlType::Q6_K>;
-    case GgmlType::IQ4_XS: return few_or_pairs<GgmlType::IQ4_XS>;
+    case GgmlType::Q8_0: return by_tokens<GgmlType::Q8_0>;
+    case GgmlType::Q4_0: return by_tokens<GgmlType::Q4_0>;
+    case GgmlType::Q4_1: return by_tokens<GgmlType::Q4_1>;
+    case GgmlType::Q5_0: return by_tokens<GgmlType::Q5_0>;
+    case GgmlType::Q5_1: return by_tokens<GgmlType::Q5_1>;
+    case GgmlType::IQ4_NL: return by_tokens<GgmlType::IQ4_NL>;
+    case GgmlType::Q2_K: return by_tokens<GgmlType::Q2_K>;
+    case GgmlType::Q3_K: return by_tokens<GgmlType::Q3_K>;
+    case GgmlType::Q4_K: return by_tokens<GgmlType::Q4_K>;
+    case GgmlType::Q5_K: return by_tokens<GgmlType::Q5_K>;
+    case GgmlType::Q6_K: return by_tokens<GgmlType::Q6_K>;
+    case GgmlType::IQ4_XS: return by_tokens<GgmlType::IQ4_XS>;
     default: return one_group_kernel(t);
   }
 }
