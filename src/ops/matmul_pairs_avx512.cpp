@@ -1,7 +1,7 @@
 // AVX-512 prefill kernels of the x8 layouts with 32-element blocks (Q8_0,
-// Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; ops/weight_pack.h) for calls of
-// kPairsMin tokens or more; fewer take the one-group tiles of
-// matmul_packed_avx512.cpp.
+// Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; ops/weight_pack.h) for matmul tasks of
+// more than 16 tokens; fewer take the x16 or the one-group tiles
+// (by_tokens in matmul_packed_avx512.cpp).
 //
 // The one-group tiles put two element vectors of one group (8 rows) in a
 // zmm, so each dpbusd needs its activations permuted into place. Here a zmm
