@@ -114,7 +114,10 @@ struct Split {
 // task per job, a few % of a 2-thread prefill. Calls of a few tokens (a
 // batched decode step) cut at multiples of 16 rows: the AVX-512 tiles of
 // matmul_x16_avx512.cpp take row groups in pairs, and a chunk of an odd
-// number of groups would end in a lone group at the cost of a pair.
+// number of groups would end in a lone group at the cost of a pair. Single
+// tokens and prefill of a packed F16/BF16 matrix cut at its blocks of 64
+// rows, which its decode tiles read as one stream each and its prefill tiles
+// take whole.
 Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   constexpr int64_t kTokBlock = 64;
   Split s;
@@ -123,7 +126,9 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   const int64_t per_thread = prefill ? 32 : 8;
   const int64_t want_tasks = nth == 1 ? 1 : std::max<int64_t>(1, nth * per_thread / n_mats);
   const int64_t want_row_chunks = std::max<int64_t>(1, want_tasks / s.n_tb);
-  const int64_t align = prefill ? 32 : n_tok >= kX16MinTok ? 16 : 8;
+  int64_t align = prefill ? 32 : n_tok >= kX16MinTok ? 16 : 8;
+  const bool blocks16 = W.interleave != 0 && (W.type == GgmlType::F16 || W.type == GgmlType::BF16);
+  if (blocks16 && (prefill || n_tok == 1)) align = kRows16;
   s.rc = std::max<int64_t>(16, round_up((W.rows + want_row_chunks - 1) / want_row_chunks, align));
   s.n_rc = (W.rows + s.rc - 1) / s.rc;
   s.tb = (n_tok + s.n_tb - 1) / s.n_tb;  // even token blocks
@@ -160,18 +165,16 @@ class SmallArray {
 };
 
 // fn over rows [r0, r1) and tokens [t0, t1) of W. A packed F16/BF16 matrix
-// may end in a partial group (packable(): any row count, the group padded
-// with zero rows), which the kernels never see: its 8 rows are computed
-// into a buffer and the valid ones copied out. Every output is the same
-// chain in any tile, so this changes no bit.
+// may end in a partial group (packable(): any row count, the last block
+// padded with zero rows), which the kernels never see: its 8 rows are
+// computed into a buffer and the valid ones copied out. Every output is the
+// same chain in any tile, so this changes no bit.
 void run_kernel(GemmFn fn, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0,
                 int64_t t1, float* y) {
   const int64_t r_whole = W.interleave != 0 ? r1 / kPackRows * kPackRows : r1;  // r0 is a group's first row
   if (r_whole > r0) fn(W, xa, xs, r0, r_whole, t0, t1, y);
   if (r_whole == r1) return;
-  WeightMatrix last = W;  // the last group as a matrix of its own
-  last.rows = kPackRows;
-  last.data = (const uint8_t*)W.data + (size_t)r_whole * W.row_stride;
+  const WeightMatrix last = packed_group16(W, r_whole);  // the last group as a matrix of its own
   constexpr int64_t kTok = 64;
   float tmp[kTok * kPackRows];  // [kTok][kPackRows]
   for (int64_t t = t0; t < t1; t += kTok) {

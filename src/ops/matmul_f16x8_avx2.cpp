@@ -18,12 +18,15 @@ namespace {
 // independent chains hide the fma latency); single tokens take up to 4
 // groups at once, which keeps one fma per cycle going, more than memory can
 // feed. The loops go by pairs of columns (cols is even: packable()), which
-// BF16's layout stores in one 32-byte load.
-struct ColsF16 {  // [cols][8] fp16 per group
+// BF16's layout stores in one 32-byte load. A tile's groups lie in one
+// block of kRows16 rows, kGroup elements apart.
+struct ColsF16 {  // [cols][64] fp16 per block
   using Elem = fp16_t;
+  static constexpr bool kBf16 = false;
+  static constexpr size_t kGroup = kPackRows;
   template <int kOdd>  // column k + kOdd, k even (even: column k's, for BF16)
   static __m256 col(const fp16_t* g, int64_t k, __m256 /*even*/) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + (k + kOdd) * kPackRows)));
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(g + (k + kOdd) * kRows16)));
   }
 };
 // [cols/2][8][2] bf16 per group: bf16 -> f32 is a 16-bit shift. Column k
@@ -32,11 +35,13 @@ struct ColsF16 {  // [cols][8] fp16 per group
 // needs all 16; masked by an and, GCC spills 4 of its accumulators, 1.27x
 // slower, and two shifts compete with the fmas; with the blend it runs
 // within 5 % of F16's).
-struct ColsBF16 {
+struct ColsBF16 {  // [cols/2][64][2] bf16 per block
   using Elem = bf16_t;
+  static constexpr bool kBf16 = true;
+  static constexpr size_t kGroup = 2 * kPackRows;
   template <int kOdd>
   static __m256 col(const bf16_t* g, int64_t k, __m256 even) {
-    const __m256i v = _mm256_loadu_si256((const __m256i*)(g + k * kPackRows));  // columns k, k + 1
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(g + k * kRows16));  // columns k, k + 1
     if constexpr (kOdd) return _mm256_castsi256_ps(_mm256_blend_epi16(_mm256_castps_si256(even), v, 0xaa));
     else return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
   }
@@ -47,14 +52,13 @@ void tile_x8f(const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t
               int64_t r0, float* y) {
   const float* x[T];
   for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
-  const size_t gs = (size_t)cols * kPackRows;  // elements per group
   __m256 acc[G][T];
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
   __m256 wv[G];  // the last column's
   for (int g = 0; g < G; ++g) wv[g] = _mm256_setzero_ps();
   auto step = [&]<int kOdd>(int64_t k) {
-    for (int g = 0; g < G; ++g) wv[g] = C::template col<kOdd>(w + g * gs, k, wv[g]);
+    for (int g = 0; g < G; ++g) wv[g] = C::template col<kOdd>(w + g * C::kGroup, k, wv[g]);
     for (int t = 0; t < T; ++t) {
       const __m256 xb = _mm256_broadcast_ss(x[t] + k + kOdd);
       for (int g = 0; g < G; ++g) acc[g][t] = _mm256_fmadd_ps(wv[g], xb, acc[g][t]);
@@ -83,7 +87,7 @@ void tile_x8f_2xT(const typename C::Elem* w, int64_t cols, const uint8_t* xa, si
   const float* x3 = (const float*)(xa + (t0 + 3) * xs);
   const float* x4 = T > 4 ? (const float*)(xa + (t0 + 4) * xs) : x0;
   const float* x5 = T > 4 ? (const float*)(xa + (t0 + 5) * xs) : x0;
-  const typename C::Elem* w1 = w + (size_t)cols * kPackRows;
+  const typename C::Elem* w1 = w + C::kGroup;
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00;  // group 0
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00;                 // group 1
   __m256 w0v = _mm256_setzero_ps(), w1v = w0v;  // the last column's (BF16 derives column k + 1 from k's)
@@ -135,14 +139,14 @@ void x8f_tile1(int n_groups, const typename C::Elem* w, int64_t cols, const uint
   }
 }
 
-// Tiles of T tokens over the ng groups from row r: pairs, then a single group.
+// Tiles of T tokens over the ng groups from w (row r): pairs, then a single group.
 template <class C, int T>
-void x8f_tiles(int ng, const typename C::Elem* base, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
+void x8f_tiles(int ng, const typename C::Elem* w, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
                int64_t r, float* y) {
   for (int g = 0; g < ng; g += 2) {
     const int64_t rg = r + g * kPackRows;
-    if (ng - g >= 2) tile_x8f_2xT<C, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
-    else tile_x8f<C, 1, T>(base + rg * W.cols, W.cols, xa, xs, t, W.rows, rg, y);
+    if (ng - g >= 2) tile_x8f_2xT<C, T>(w + g * C::kGroup, W.cols, xa, xs, t, W.rows, rg, y);
+    else tile_x8f<C, 1, T>(w + g * C::kGroup, W.cols, xa, xs, t, W.rows, rg, y);
   }
 }
 
@@ -150,14 +154,16 @@ template <class C>
 void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
               float* y) {
   const typename C::Elem* base = (const typename C::Elem*)W.data;
-  for (int64_t r = r0; r < r1; r += 4 * kPackRows) {  // blocks of up to 4 groups
-    const int ng = (int)std::min<int64_t>(4, (r1 - r) / kPackRows);
+  for (int64_t r = r0; r < r1;) {  // up to 4 groups, inside one block of kRows16
+    const int ng = (int)std::min<int64_t>(4, rows16_in_block(r, r1) / kPackRows);
+    const typename C::Elem* w = base + group16_offset(W.cols, r, C::kBf16);
     int64_t t = t0;
     // Token tiles of 6, then one of 4, then single tokens; pairs of groups,
     // then a single group. Every output is the same fma chain in all of them.
-    for (; t + 6 <= t1; t += 6) x8f_tiles<C, 6>(ng, base, W, xa, xs, t, r, y);
-    for (; t + 4 <= t1; t += 4) x8f_tiles<C, 4>(ng, base, W, xa, xs, t, r, y);
-    for (; t < t1; ++t) x8f_tile1<C>(ng, base + r * W.cols, W.cols, xa, xs, t, W.rows, r, y);
+    for (; t + 6 <= t1; t += 6) x8f_tiles<C, 6>(ng, w, W, xa, xs, t, r, y);
+    for (; t + 4 <= t1; t += 4) x8f_tiles<C, 4>(ng, w, W, xa, xs, t, r, y);
+    for (; t < t1; ++t) x8f_tile1<C>(ng, w, W.cols, xa, xs, t, W.rows, r, y);
+    r += ng * kPackRows;
   }
 }
 

@@ -7,8 +7,9 @@
 // Q8_0: one fma per block with d_w * d_a). The integer dots are exact in
 // both, so the results are bit-identical to the AVX2 packed kernels, and
 // batch invariant for the same reason (one fixed chain per (row, token)).
-// F16 (element-interleaved): two groups per zmm, each lane the same fma chain
-// over the columns as the AVX2 kernel (see its section below).
+// F16 (blocks of 64 rows, element-interleaved): two groups per zmm, each
+// lane the same fma chain over the columns as the AVX2 kernel (see its
+// section below).
 // Compiled natively and emulated (backend/simd_avx512.h).
 #include "backend/simd_avx512.h"
 
@@ -17,8 +18,8 @@
 #include "ops/gemm_tiling.h"
 #include "ops/matmul_kernels.h"
 #include "ops/nibpack_x8.h"
-#include "ops/pair_tiles_avx512.h"
 #include "ops/quantize.h"
+#include "ops/tiles16_avx512.h"
 #include "ops/weight_pack.h"
 
 namespace kvforge::KVFORGE_AVX512_NS {
@@ -155,152 +156,30 @@ struct TileQ8_0 {
   }
 };
 
-// ---- F16 x8 (element-interleaved) ----------------------------------------
-// A zmm holds a pair of 8-row groups: lanes 0..7 = rows 8g..8g+7, lanes
-// 8..15 = the next group. Each lane runs the chain of gemm_f16x8 in
-// matmul_packed_avx2.cpp: acc = 0, then acc = fma(w[k], x[k], acc) for
-// k = 0..cols-1 in order, in f32 (vcvtph2ps is exact). Same operations in the
-// same order, so the same bits as the AVX2 kernel, whatever the tile shape or
-// the (r0, r1, t0, t1) split: batch invariant.
-
-// Prefill: tiles of 2 pairs (4 groups) x kTF tokens = 16 independent chains,
-// twice the 2 ports x 4-cycle fma latency, using 16 + 2 + 1 of the 32
-// registers. The columns go in slices of kKc so that the 4 groups' weight
-// slice (4 x kKc x 8 fp16 = 8 KiB) stays in L1 while every token tile runs
-// over it. Single tokens take up to 4 pairs at once over all columns, and
-// prefetch each group's stream tiling::kStreamAhead bytes ahead (the 8
-// streams of a tile restart the hardware prefetchers at every 4 KiB; one
-// core on the AVX-512 machine, BM_Decode1/F16, alternating A/B on a loaded
-// machine: 19-21 -> 23-25 GB/s; 1 KiB and 3 KiB ahead alike, 4 KiB and
-// 512 bytes lower, an L2 hint no better).
-constexpr int kTF = 8;
-constexpr int64_t kKc = 128;
-
-// Not std::min: see backend/simd_avx512.h on shared inline functions.
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// Column k of groups g0 (lanes 0..7) and g1 (lanes 8..15) as f32.
-inline __m512 load_pair(const fp16_t* g0, const fp16_t* g1, int64_t k) {
-  const __m128i lo = _mm_loadu_si128((const __m128i*)(g0 + k * kPackRows));
-  const __m128i hi = _mm_loadu_si128((const __m128i*)(g1 + k * kPackRows));
-  return cvtph_ps512(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
-}
-
-// P pairs x T tokens of output over the columns [k0, k1); w = the group of
-// row r0. Half: the last pair is one group (8 rows) alone; it is loaded into
-// both halves and only lanes 0..7 are kept. From k0 > 0 the chains resume
-// from the partial sums left in y: an f32 store and reload is exact, so each
-// output is still the one chain over k = 0..cols-1.
-// The pragmas unroll the pair/token loops early enough for GCC 12 to keep
-// acc[][] in registers; without them it stores all 16 accumulators to the
-// stack on every column (checked in the -O3 assembly).
-template <int P, int T, bool Half>
-void tile_f16(const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows, int64_t r0,
-              int64_t k0, int64_t k1, float* y) {
-  const size_t gs = (size_t)cols * kPackRows;  // fp16 per group: [cols][8]
-  const fp16_t* g[P][2];                       // [pair][half] group base
-  #pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) {
-    g[p][0] = w + 2 * p * gs;
-    g[p][1] = Half && p == P - 1 ? g[p][0] : g[p][0] + gs;
+// ---- F16 (blocks of 64 rows, element-interleaved) -----------------------
+// The tiles of ops/tiles16_avx512.h, a step per column: each lane runs the
+// chain of gemm_x8f in matmul_f16x8_avx2.cpp, acc = 0, then
+// acc = fma(w[k], x[k], acc) for k = 0..cols-1 in order, in f32
+// (vcvtph2ps is exact). Same operations in the same order, so the same
+// bits as the AVX2 kernel.
+struct F16Steps {
+  using Elem = fp16_t;
+  static constexpr size_t kStride = kRows16;  // a block's column: 64 fp16
+  static constexpr int kColsPerStep = 1;
+  template <bool Half>
+  static __m512 load(const fp16_t* p) {
+    if constexpr (Half) return cvtph_ps512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)p)));
+    else return cvtph_ps512(_mm256_loadu_si256((const __m256i*)p));
   }
-  const float* x[T];  // [token] activation row, [cols] f32
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) x[t] = (const float*)(xa + (t0 + t) * xs);
-  float* o = y + t0 * rows + r0;  // pair p, token t at o + t * rows + 16 p
-  __m512 acc[P][T];
-  #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) {
-      const float* src = o + t * rows + 16 * p;
-      if (k0 == 0)
-        acc[p][t] = _mm512_setzero_ps();
-      else if (Half && p == P - 1)
-        acc[p][t] = _mm512_insertf32x8(_mm512_setzero_ps(), _mm256_loadu_ps(src), 0);
-      else
-        acc[p][t] = _mm512_loadu_ps(src);
-    }
-  for (int64_t k = k0; k < k1; ++k) {
-    if constexpr (T == 1)  // decode: a group's stream, 16 bytes a column, a line ahead every 4
-      if ((k & 3) == 0) {
-        #pragma GCC unroll 8
-        for (int p = 0; p < P; ++p) {
-          tiling::prefetch_stream<64>(g[p][0] + k * kPackRows);
-          if (!(Half && p == P - 1)) tiling::prefetch_stream<64>(g[p][1] + k * kPackRows);
-        }
-      }
-    __m512 wv[P];
-    #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) wv[p] = load_pair(g[p][0], g[p][1], k);
-    #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      const __m512 xb = _mm512_set1_ps(x[t][k]);
-      #pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) acc[p][t] = _mm512_fmadd_ps(wv[p], xb, acc[p][t]);
-    }
-  }
-  store_tile<P, T, Half>(acc, y, rows, r0, t0);
-}
-
-// n groups (1..4, or 1..8 for T = 1) from w on, as one tile.
-template <int T>
-void f16_groups(int n, const fp16_t* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t0, int64_t rows,
-                int64_t r0, int64_t k0, int64_t k1, float* y) {
-  switch (n) {
-    case 1: return tile_f16<1, T, true>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-    case 2: return tile_f16<1, T, false>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-    case 3: return tile_f16<2, T, true>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-    case 4: return tile_f16<2, T, false>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-    default: break;
-  }
-  if constexpr (T == 1) {
-    switch (n) {
-      case 5: return tile_f16<3, 1, true>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-      case 6: return tile_f16<3, 1, false>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-      case 7: return tile_f16<4, 1, true>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-      case 8: return tile_f16<4, 1, false>(w, cols, xa, xs, t0, rows, r0, k0, k1, y);
-      default: break;
-    }
-  }
-}
-
-void gemm_f16x8(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-                float* y) {
-  const fp16_t* base = (const fp16_t*)W.data;  // group of row r at base + r * cols
-  const int64_t cols = W.cols;
-  if (t1 - t0 == 1) {  // decode: each weight is used once, no slices
-    for (int64_t r = r0; r < r1; r += 8 * kPackRows)
-      f16_groups<1>((int)(min64(r1 - r, 8 * kPackRows) / kPackRows), base + r * cols, cols, xa, xs, t0, W.rows, r,
-                    0, cols, y);
-    return;
-  }
-  for (int64_t k0 = 0; k0 < cols; k0 += kKc) {
-    const int64_t k1 = min64(cols, k0 + kKc);
-    for (int64_t r = r0; r < r1; r += 4 * kPackRows) {
-      const int n = (int)(min64(r1 - r, 4 * kPackRows) / kPackRows);
-      const fp16_t* w = base + r * cols;
-      int64_t t = t0;
-      for (; t + kTF <= t1; t += kTF) f16_groups<kTF>(n, w, cols, xa, xs, t, W.rows, r, k0, k1, y);
-      // Token remainder (1..7) as tiles of 4, 2, 1.
-      if (t + 4 <= t1) {
-        f16_groups<4>(n, w, cols, xa, xs, t, W.rows, r, k0, k1, y);
-        t += 4;
-      }
-      if (t + 2 <= t1) {
-        f16_groups<2>(n, w, cols, xa, xs, t, W.rows, r, k0, k1, y);
-        t += 2;
-      }
-      if (t < t1) f16_groups<1>(n, w, cols, xa, xs, t, W.rows, r, k0, k1, y);
-    }
-  }
-}
+  static __m512 bcast(const uint8_t* x, int64_t k) { return _mm512_set1_ps(((const float*)x)[k]); }
+  static __m512 madd(__m512 acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
+};
 
 // The one-group tiles of each type (nullptr where there are none).
 GemmFn one_group_kernel(GgmlType t) {
   switch (t) {
     case GgmlType::Q8_0: return tiling::gemm_x8<kT, BlockQ8_0x8, TileQ8_0>;
-    case GgmlType::F16: return gemm_f16x8;
+    case GgmlType::F16: return gemm16<F16Steps>;
     default: break;
   }
   if (GemmFn f = nibpack::gemm_kernel<kTNib, NibSumsAvx512>(t)) return f;  // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL

@@ -2,7 +2,7 @@
 // What the AVX-512 tiles over pairs of x8 row groups share (16 rows per
 // zmm: matmul_pairs_avx512.cpp, matmul_kpairs_avx512.cpp,
 // matmul_x16_avx512.cpp; the store also the F16 and BF16 tiles of
-// matmul_packed_avx512.cpp, matmul_avx512bf16.cpp): the f32 rounding
+// tiles16_avx512.h): the f32 rounding
 // barrier, the walk over a task's rows and tokens, and the store of a
 // tile's sums. Include after
 // backend/simd_avx512.h; internal linkage, as the TUs that include it are

@@ -231,17 +231,17 @@ void move_block(BlockIQ4_XS& s, BlockIQ4_XSx8& o, int i, bool to_plain) {
   }
 }
 
-// Row r of the F16 and BF16 layouts (ops/weight_pack.h): F16 [rows/8][cols][8],
-// BF16 [rows/8][cols/2][8][2]. Both hold columns 2j and 2j + 1 of a group
-// in the 2 x kPackRows words from 2j x kPackRows on; row r's are at `at`
+// Row r of the F16 and BF16 layouts (ops/weight_pack.h): F16 [rows/64][cols][64],
+// BF16 [rows/64][cols/2][64][2]. Both hold columns 2j and 2j + 1 of a block
+// in the 2 x kRows16 words from 2j x kRows16 on; row r's are at `at`
 // and `at + odd` there. Copies the row out of the layout (kToPlain) or into it.
 template <bool kToPlain>
 void move_row16(const WeightMatrix& W, int64_t r, uint16_t* packed, uint16_t* plain) {
-  const int64_t i = r % kPackRows;
-  const bool f16 = W.type == GgmlType::F16;
-  const size_t at = (size_t)(r / kPackRows) * W.cols * kPackRows + (f16 ? i : 2 * i), odd = f16 ? kPackRows : 1;
+  const bool bf16 = W.type == GgmlType::BF16;
+  const size_t at = group16_offset(W.cols, r, bf16);  // also right for r % 8 != 0
+  const size_t odd = bf16 ? 1 : kRows16;
   for (int64_t k = 0; k < W.cols; k += 2) {  // cols is even (packable)
-    uint16_t* p = packed + at + (size_t)k * kPackRows;
+    uint16_t* p = packed + at + (size_t)k * kRows16;
     if constexpr (kToPlain) plain[k] = p[0], plain[k + 1] = p[odd];
     else p[0] = plain[k], p[odd] = plain[k + 1];
   }
@@ -291,8 +291,8 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16)  // whole groups
-    return (size_t)((W.rows + kPackRows - 1) / kPackRows * kPackRows) * W.row_stride;
+  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16)  // whole blocks
+    return (size_t)((W.rows + kRows16 - 1) / kRows16 * kRows16) * W.row_stride;
   size_t n = 0;
   with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
   return n;
@@ -303,7 +303,7 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
   P.data = dst;
   P.interleave = kPackRows;
   if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {  // 16-bit elements to their places
-    std::memset(dst, 0, packed_bytes(W));  // the last group's missing rows: zeros
+    std::memset(dst, 0, packed_bytes(W));  // the last block's missing rows: zeros
     for (int64_t r = 0; r < W.rows; ++r) move_row16<false>(W, r, (uint16_t*)dst, (uint16_t*)W.row(r));
     return P;
   }
@@ -318,6 +318,13 @@ void gather_row(const WeightMatrix& W, int64_t r, void* dst) {
     return;
   }
   with_blocks(W.type, [&]<class S, class X>() { gather_blocks<S, X>(W, r, dst); });
+}
+
+WeightMatrix packed_group16(const WeightMatrix& W, int64_t r) {
+  WeightMatrix G = W;
+  G.rows = kPackRows;
+  G.data = (const uint16_t*)W.data + group16_offset(W.cols, r, W.type == GgmlType::BF16);
+  return G;
 }
 
 }  // namespace kvforge

@@ -47,17 +47,22 @@
 //   IQ4_XSx8: d[8], sc[p][8][2] (the scales - 32 of sub-blocks 2p, 2p+1 side
 //           by side), qs[32][32]: the IQ4_NL table indices, nibbles as
 //           Q4_Kx8's qs. 1104 bytes, 16 more than the 8 rows'.
-// F16 is interleaved element by element instead: group g holds
-//   [cols][8] fp16, element k of rows 8g..8g+7 side by side,
-// so one 16-byte load is one column of 8 rows (a lane per row) and a GEMM
-// needs no horizontal sums. BF16 likewise, by pairs of columns:
-//   [cols/2][8][2] bf16, dword i of a 32-byte pair holding row 8g+i's
-//   elements 2j (low half) and 2j+1 (high half),
-// so one 32-byte load gives both columns as f32 with one shift (2j: the
-// bf16 in the top half, zeros below) and one blend of the loaded words with
-// that shifted vector's zero low halves (2j+1): bf16 -> f32 is exactly a
-// 16-bit shift; with AVX512_BF16, dword i of a pair is a vdpbf16ps operand
-// as it is (matmul_avx512bf16.cpp).
+// F16 is interleaved element by element instead, in blocks of kRows16 = 64
+// rows: block b holds
+//   [cols][64] fp16, element k of rows 64b..64b+63 side by side,
+// so one 16-byte load is one column of a group of 8 rows (a lane per row),
+// two adjacent groups are one 32-byte load, and a GEMM needs no horizontal
+// sums. BF16 likewise, by pairs of columns:
+//   [cols/2][64][2] bf16, dword i of a 256-byte column pair holding row
+//   64b+i's elements 2j (low half) and 2j+1 (high half),
+// so one 32-byte load gives a group's two columns as f32 with one shift
+// (2j: the bf16 in the top half, zeros below) and one blend of the loaded
+// words with that shifted vector's zero low halves (2j+1): bf16 -> f32 is
+// exactly a 16-bit shift; with AVX512_BF16, dword i of a pair is a
+// vdpbf16ps operand as it is (matmul_avx512bf16.cpp). A decode tile of up
+// to 8 groups inside one block reads one sequential stream (eight 8-row
+// streams 12 KiB apart lost ~30 % of one core's read bandwidth); the last
+// block is padded with zero rows.
 #include <cstddef>
 #include <cstdint>
 
@@ -68,6 +73,21 @@ namespace kvforge {
 struct WeightMatrix;
 
 constexpr int kPackRows = 8;
+constexpr int kRows16 = 64;  // rows per block of the F16/BF16 layouts
+
+// Where the group of 8 rows from row r (a multiple of 8; for any r: where row r's
+// element 0 is) starts in a packed
+// F16/BF16 matrix of cols columns, in elements. Its column k (F16) is
+// k * kRows16 elements further, its column pair j (BF16) j * 2 * kRows16;
+// the next group of the same block starts 8 (F16) or 16 (BF16) elements on.
+inline size_t group16_offset(int64_t cols, int64_t r, bool bf16) {
+  return (size_t)(r / kRows16) * kRows16 * cols + (size_t)(r % kRows16) * (bf16 ? 2 : 1);
+}
+// Rows from r to the end of its block of kRows16 (F16/BF16), at most r1 - r.
+inline int64_t rows16_in_block(int64_t r, int64_t r1) {
+  const int64_t end = (r / kRows16 + 1) * kRows16;
+  return (end < r1 ? end : r1) - r;
+}
 
 struct BlockQ4_1x8 {
   fp16_t d[8];
@@ -154,5 +174,9 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst);
 // Row r of a packed matrix, in the plain block layout of W.type
 // (W.row_stride bytes).
 void gather_row(const WeightMatrix& W, int64_t r, void* dst);
+// The group of 8 rows from row r (r % 8 == 0) of a packed F16/BF16 matrix
+// as a packed matrix of its own (rows = 8; its columns keep the block's
+// stride, which the kernels take from group16_offset).
+WeightMatrix packed_group16(const WeightMatrix& W, int64_t r);
 
 }  // namespace kvforge

@@ -201,20 +201,22 @@ TEST(WeightPack, Float16PackedIsOneFmaChain) {
       }
 }
 
-// F16 and BF16 pack any row count, the last group padded with zero rows
-// (GetRowUnchanged-style check on 21 rows); columns only in whole pairs
-// (BF16) or eights (F16); quantized types only in whole groups.
+// F16 and BF16 pack any row count, the last block of kRows16 rows padded
+// with zero rows (GetRowUnchanged-style check on 21 and 85 rows: inside the
+// first block and past it); columns only in whole pairs (BF16) or eights
+// (F16); quantized types only in whole groups.
 TEST(WeightPack, Float16TailsPackOthersStayPlain) {
-  for (GgmlType t : {GgmlType::F16, GgmlType::BF16}) {
-    auto m = make_packed(t, 21, 64, 1);
-    ASSERT_TRUE(packable(m.W));
-    EXPECT_EQ(m.packed.size(), 24 * m.W.row_stride);
-    std::vector<uint8_t> row(m.W.row_stride);
-    for (int64_t r = 0; r < 21; ++r) {
-      gather_row(m.P, r, row.data());
-      ASSERT_EQ(0, std::memcmp(row.data(), m.W.row(r), row.size())) << (int)t << " row " << r;
+  for (GgmlType t : {GgmlType::F16, GgmlType::BF16})
+    for (int64_t rows : {21, 85}) {
+      auto m = make_packed(t, rows, 64, 1);
+      ASSERT_TRUE(packable(m.W));
+      EXPECT_EQ(m.packed.size(), (rows + kRows16 - 1) / kRows16 * kRows16 * m.W.row_stride);
+      std::vector<uint8_t> row(m.W.row_stride);
+      for (int64_t r = 0; r < rows; ++r) {
+        gather_row(m.P, r, row.data());
+        ASSERT_EQ(0, std::memcmp(row.data(), m.W.row(r), row.size())) << (int)t << " row " << r;
+      }
     }
-  }
   EXPECT_FALSE(packable(make_packed(GgmlType::BF16, 16, 63, 1).W));
   EXPECT_FALSE(packable(make_packed(GgmlType::F16, 16, 60, 1).W));
   EXPECT_TRUE(packable(make_packed(GgmlType::BF16, 16, 62, 1).W));
