@@ -87,9 +87,10 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
 // more than 4: 3 x 3 score blocks keep the query vectors in registers, where
 // 4 x 2 ones load them again for each fma).
 struct TilesAvx2 {
+  static constexpr bool kAsksAhead = false;  // chunk_heads asks for each tile's rows before it
   template <class KV>
   static void heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
-                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
+                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part, const RowsAhead*) {
     const int width = n_heads > 4 ? 3 : 4;
     for (int h0 = 0; h0 < n_heads; h0 += width) {
       float* ph = part + (size_t)h0 * (2 + dv);

@@ -102,16 +102,18 @@ inline void score1(const float* const* q, int dk, const void* kbase, size_t ks, 
     s[g][j] = _mm_cvtss_f32(_mm_mul_ps(reduce4(acc[g], acc[g], acc[g], acc[g]), _mm_set1_ps(scale)));
 }
 
-// accumulate_v (ops/attention_chunk_x86.h) on U vectors of 16 columns.
+// accumulate_v (ops/attention_chunk_x86.h) on U vectors of 16 columns;
+// ahead: asks for the next tile's V rows, one per row.
 template <class KV, int G, int U>
 inline void accumulate_v16(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
-                           const float (*p)[kAttnTile], const float* corr, float* part) {
+                           const float (*p)[kAttnTile], const float* corr, float* part, const RowsAhead* ahead) {
   __m512 acc[G][U];
   for (int g = 0; g < G; ++g)
     for (int u = 0; u < U; ++u)
       acc[g][u] = _mm512_mul_ps(_mm512_loadu_ps(part + (size_t)g * (2 + dv) + 2 + col + 16 * u),
                                 _mm512_set1_ps(corr[g]));
   for (int j = 0; j < n_all; ++j) {
+    if (ahead) ahead->v_row(r0 + kAttnTile + j);
     __m512 pj[G];
     for (int g = 0; g < G; ++g) pj[g] = _mm512_set1_ps(p[g][j]);
     const size_t row = (size_t)(r0 + j) * vs + col;
@@ -188,13 +190,19 @@ inline void softmax_tile(float (*s)[kAttnTile], float* part, int dv, float* corr
   }
 }
 
-// tile_pass of the AVX2 kernel: one tile [r0, r0 + n) for G query heads.
+// tile_pass of the AVX2 kernel: one tile [r0, r0 + n) for G query heads;
+// ahead (or nullptr): asks for the next tile's K rows 8 at a time, with
+// the scores, and its V rows one at a time, with the sums.
 template <class KV, int G>
 void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void* kbase, size_t ks, const void* vbase,
-               size_t vs, int32_t r0, int n, float scale, float* part) {
+               size_t vs, int32_t r0, int n, float scale, float* part, const RowsAhead* ahead) {
   alignas(64) float s[G][kAttnTile];  // scores, then probabilities
   int j = 0;
-  for (; j + 8 <= n; j += 8) score8<KV, G>(q, dk, kbase, ks, r0, j, scale, s);
+  for (; j + 8 <= n; j += 8) {
+    if (ahead) ahead->k_rows(r0 + kAttnTile + j, 8);
+    score8<KV, G>(q, dk, kbase, ks, r0, j, scale, s);
+  }
+  if (ahead && j < n) ahead->k_rows(r0 + kAttnTile + j, n - j);
   for (; j < n; ++j) score1<KV, G>(q, dk, kbase, ks, r0, j, scale, s);
   float corr[G];
   int n_all = n;  // rows every head sees
@@ -203,25 +211,33 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
     for (int i = ng[g]; i < kAttnTile; ++i) s[g][i] = -INFINITY;  // exp -> 0
   }
   softmax_tile<G>(s, part, dv, corr);
+  if (ahead && dv < 16) {  // no 16-column pass below to ask for the V rows: all now
+    for (int i = 0; i < kAttnTile; ++i) ahead->v_row(r0 + kAttnTile + i);
+    ahead = nullptr;
+  }
   int col = 0;
-  for (; col + 64 <= dv; col += 64) accumulate_v16<KV, G, 4>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
-  for (; col + 16 <= dv; col += 16) accumulate_v16<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
+  for (; col + 64 <= dv; col += 64, ahead = nullptr)  // the first pass asks for the V rows
+    accumulate_v16<KV, G, 4>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
+  for (; col + 16 <= dv; col += 16, ahead = nullptr)
+    accumulate_v16<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
   if (col < dv) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);  // dv % 16 == 8
 }
 
 // Every head over one tile, in passes of up to 4 heads (4 x 4 score
 // accumulators, 4 query vectors: 24 of the 32 registers).
 struct TilesAvx512 {
+  static constexpr bool kAsksAhead = true;  // the first pass asks for the next tile's rows
   template <class KV>
   static void heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
-                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part) {
-    for (int h0 = 0; h0 < n_heads; h0 += 4) {
+                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part,
+                    const RowsAhead* ahead) {
+    for (int h0 = 0; h0 < n_heads; h0 += 4, ahead = nullptr) {
       float* ph = part + (size_t)h0 * (2 + dv);
       switch (n_heads - h0) {
-        case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+        case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
       }
     }
   }
