@@ -61,14 +61,20 @@ inline void score_rows(const float* const* q, int dk, const void* kbase, size_t 
 // [G][2 + dv] each head's running (max, denominator, sum of V), updated.
 // Register blocks (G heads x R rows for the scores, G heads x U column
 // vectors for V) keep 8-12 independent fma chains; none changes a bit.
+// ahead (or nullptr): asks for the next tile's K rows with the scores, R at
+// a time, and its V rows with the first V pass, 8 at a time.
 template <class KV, int G>
 void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void* kbase, size_t ks, const void* vbase,
-               size_t vs, int32_t r0, int n, float scale, float* part) {
+               size_t vs, int32_t r0, int n, float scale, float* part, const RowsAhead* ahead) {
   constexpr int R = G == 1 ? 8 : G == 2 ? 4 : G == 3 ? 3 : 2;
   constexpr int U = G == 1 ? 8 : G <= 3 ? 4 : 2;
   alignas(32) float s[G][kAttnTile];  // scores, then probabilities
   int j = 0;
-  for (; j + R <= n; j += R) score_rows<KV, G, R>(q, dk, kbase, ks, r0, j, scale, s);
+  for (; j + R <= n; j += R) {
+    if (ahead) ahead->k_rows(r0 + kAttnTile + j, R);
+    score_rows<KV, G, R>(q, dk, kbase, ks, r0, j, scale, s);
+  }
+  if (ahead && j < n) ahead->k_rows(r0 + kAttnTile + j, n - j);
   for (; j < n; ++j) score_rows<KV, G, 1>(q, dk, kbase, ks, r0, j, scale, s);
   float corr[G];
   int n_all = n;  // rows every head sees
@@ -79,26 +85,29 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
     corr[g] = online_softmax_tile_avx2(s[g], pg[0], pg[1]);
   }
   int col = 0;
-  for (; col + 8 * U <= dv; col += 8 * U) accumulate_v<KV, G, U>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
-  for (; col < dv; col += 8) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);
+  for (; col + 8 * U <= dv; col += 8 * U, ahead = nullptr)
+    accumulate_v<KV, G, U>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
+  for (; col < dv; col += 8, ahead = nullptr)
+    accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
 }
 
 // Every head over one tile, in passes of up to 4 heads (of 3 when there are
 // more than 4: 3 x 3 score blocks keep the query vectors in registers, where
 // 4 x 2 ones load them again for each fma).
 struct TilesAvx2 {
-  static constexpr bool kAsksAhead = false;  // chunk_heads asks for each tile's rows before it
+  static constexpr bool kAsksAhead = true;  // the first pass asks for the next tile's rows
   template <class KV>
   static void heads(const float* const* q, const int* ng, int n_heads, int dk, int dv, const void* kbase, size_t ks,
-                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part, const RowsAhead*) {
+                    const void* vbase, size_t vs, int32_t r0, int n, float scale, float* part,
+                    const RowsAhead* ahead) {
     const int width = n_heads > 4 ? 3 : 4;
-    for (int h0 = 0; h0 < n_heads; h0 += width) {
+    for (int h0 = 0; h0 < n_heads; h0 += width, ahead = nullptr) {
       float* ph = part + (size_t)h0 * (2 + dv);
       switch (std::min(width, n_heads - h0)) {
-        case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
-        default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph); break;
+        case 1: tile_pass<KV, 1>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        case 2: tile_pass<KV, 2>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        case 3: tile_pass<KV, 3>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
+        default: tile_pass<KV, 4>(q + h0, ng + h0, dk, dv, kbase, ks, vbase, vs, r0, n, scale, ph, ahead); break;
       }
     }
   }
@@ -213,8 +222,8 @@ void latent_chunk(const float* const* q, const int32_t* r1, int n_heads, const K
       for (int col = 0; col < dv; col += 8) {
         const bool two = col + 16 <= dv;
         auto acc = [&]<int G2>() {
-          if (two) accumulate_v<RowF32, G2, 2>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph);
-          else accumulate_v<RowF32, G2, 1>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph);
+          if (two) accumulate_v<RowF32, G2, 2>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph, nullptr);
+          else accumulate_v<RowF32, G2, 1>(rows, rs, 0, na, &ng[h0], dv, col, s + h0, &corr[h0], ph, nullptr);
         };
         switch (gn) {
           case 1: acc.template operator()<1>(); break;

@@ -103,7 +103,7 @@ inline void score1(const float* const* q, int dk, const void* kbase, size_t ks, 
 }
 
 // accumulate_v (ops/attention_chunk_x86.h) on U vectors of 16 columns;
-// ahead: asks for the next tile's V rows, one per row.
+// ahead: asks for the next tile's V rows, 8 at a time.
 template <class KV, int G, int U>
 inline void accumulate_v16(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
                            const float (*p)[kAttnTile], const float* corr, float* part, const RowsAhead* ahead) {
@@ -113,7 +113,7 @@ inline void accumulate_v16(const void* vbase, size_t vs, int32_t r0, int n_all, 
       acc[g][u] = _mm512_mul_ps(_mm512_loadu_ps(part + (size_t)g * (2 + dv) + 2 + col + 16 * u),
                                 _mm512_set1_ps(corr[g]));
   for (int j = 0; j < n_all; ++j) {
-    if (ahead) ahead->v_row(r0 + kAttnTile + j);
+    if (ahead && j % 8 == 0) ahead->v_rows(r0 + kAttnTile + j, 8);
     __m512 pj[G];
     for (int g = 0; g < G; ++g) pj[g] = _mm512_set1_ps(p[g][j]);
     const size_t row = (size_t)(r0 + j) * vs + col;
@@ -192,7 +192,7 @@ inline void softmax_tile(float (*s)[kAttnTile], float* part, int dv, float* corr
 
 // tile_pass of the AVX2 kernel: one tile [r0, r0 + n) for G query heads;
 // ahead (or nullptr): asks for the next tile's K rows 8 at a time, with
-// the scores, and its V rows one at a time, with the sums.
+// the scores, and its V rows likewise, with the sums.
 template <class KV, int G>
 void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void* kbase, size_t ks, const void* vbase,
                size_t vs, int32_t r0, int n, float scale, float* part, const RowsAhead* ahead) {
@@ -211,16 +211,12 @@ void tile_pass(const float* const* q, const int* ng, int dk, int dv, const void*
     for (int i = ng[g]; i < kAttnTile; ++i) s[g][i] = -INFINITY;  // exp -> 0
   }
   softmax_tile<G>(s, part, dv, corr);
-  if (ahead && dv < 16) {  // no 16-column pass below to ask for the V rows: all now
-    for (int i = 0; i < kAttnTile; ++i) ahead->v_row(r0 + kAttnTile + i);
-    ahead = nullptr;
-  }
   int col = 0;
   for (; col + 64 <= dv; col += 64, ahead = nullptr)  // the first pass asks for the V rows
     accumulate_v16<KV, G, 4>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
   for (; col + 16 <= dv; col += 16, ahead = nullptr)
     accumulate_v16<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);
-  if (col < dv) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part);  // dv % 16 == 8
+  if (col < dv) accumulate_v<KV, G, 1>(vbase, vs, r0, n_all, ng, dv, col, s, corr, part, ahead);  // dv % 16 == 8
 }
 
 // Every head over one tile, in passes of up to 4 heads (4 x 4 score

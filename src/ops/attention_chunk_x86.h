@@ -32,6 +32,30 @@ struct RowF16 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const fp16_t*)base + i)));
   }
 };
+// The next tile's rows, asked for by a tile kernel while it works on its
+// own (Tiles::kAsksAhead): 8 rows at a time, spread over the tile's work.
+// Asked for all at once before the tile (prefetch_rows), the rows of a
+// narrow head (64 f16 at the stride of all heads) overrun the core's
+// outstanding misses. On the AVX-512 machine, one core, `kvforge bench
+// --op-times -n 32 -t 1`, alternating runs: attention per token 5.5-6.8 ->
+// 2.8-3.3 ms (SmolLM2, depth 2048), 1.9-2.3 -> 1.2-1.6 ms (GPT-2 shape F16,
+// depth 512). Asking a tile further ahead, or row by row, was no better.
+struct RowsAhead {
+  const char* k;
+  const char* v;
+  size_t ks, vs;          // bytes from a row to the next
+  size_t k_bytes, v_bytes;  // bytes of a row
+  int32_t end;            // rows from here on are not asked for
+  void k_rows(int32_t r0, int n) const {
+    for (int32_t r = r0; r < r0 + n && r < end; ++r)
+      for (size_t o = 0; o < k_bytes; o += 64) _mm_prefetch(k + (size_t)r * ks + o, _MM_HINT_T0);
+  }
+  void v_rows(int32_t r0, int n) const {
+    for (int32_t r = r0; r < r0 + n && r < end; ++r)
+      for (size_t o = 0; o < v_bytes; o += 64) _mm_prefetch(v + (size_t)r * vs + o, _MM_HINT_T0);
+  }
+};
+
 // acc[g][u] (U vectors of 8 columns starting at col) += p[g][j] * v_j for the
 // tile's rows j < n[g] (vs elements apart): every column is one fma chain
 // over the rows in order, started from corr[g] times the head's sum so far
@@ -39,15 +63,17 @@ struct RowF16 {
 // accumulators in registers; the few after it (multi-token prefill, see
 // attend_tokens) continue each head's chains in part, a vector at a time:
 // the same fmas in the same order.
+// ahead: asks for the next tile's V rows, 8 at a time.
 template <class KV, int G, int U>
 inline void accumulate_v(const void* vbase, size_t vs, int32_t r0, int n_all, const int* n, int dv, int col,
-                         const float (*p)[kAttnTile], const float* corr, float* part) {
+                         const float (*p)[kAttnTile], const float* corr, float* part, const RowsAhead* ahead) {
   __m256 acc[G][U];
   for (int g = 0; g < G; ++g)
     for (int u = 0; u < U; ++u)
       acc[g][u] = _mm256_mul_ps(_mm256_loadu_ps(part + (size_t)g * (2 + dv) + 2 + col + 8 * u),
                                 _mm256_set1_ps(corr[g]));
   for (int j = 0; j < n_all; ++j) {
+    if (ahead && j % 8 == 0) ahead->v_rows(r0 + kAttnTile + j, 8);
     __m256 pj[G];
     for (int g = 0; g < G; ++g) pj[g] = _mm256_set1_ps(p[g][j]);
     const size_t row = (size_t)(r0 + j) * vs + col;
@@ -99,32 +125,6 @@ inline void prefetch_rows(const void* base, size_t stride, int d, int32_t r0, in
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
   }
 }
-
-// The next tile's rows, asked for by a tile kernel while it works on its
-// own (Tiles::kAsksAhead): a few lines per row, spread over the tile's
-// work. Asked for all at once before the tile (prefetch_rows), the rows of
-// a narrow head (64 f16 at the stride of all heads) overrun the core's
-// outstanding misses: on the AVX-512 machine, one core, a reproduction of
-// the access pattern read 10-14 GB/s that way and 19-22 row by row, and
-// `kvforge bench --op-times -n 32 -t 1` went from 1.9-2.3 to 1.45-1.5 ms
-// of attention per token (GPT-2 shape F16, depth 512) and from 5.5-6.8 to
-// 3.6-4.5 (SmolLM2, depth 2048), alternating runs. A tile further ahead
-// was no better.
-struct RowsAhead {
-  const char* k;
-  const char* v;
-  size_t ks, vs;          // bytes from a row to the next
-  size_t k_bytes, v_bytes;  // bytes of a row
-  int32_t end;            // rows from here on are not asked for
-  void k_rows(int32_t r0, int n) const {
-    for (int32_t r = r0; r < r0 + n && r < end; ++r)
-      for (size_t o = 0; o < k_bytes; o += 64) _mm_prefetch(k + (size_t)r * ks + o, _MM_HINT_T0);
-  }
-  void v_row(int32_t r) const {
-    if (r < end)
-      for (size_t o = 0; o < v_bytes; o += 64) _mm_prefetch(v + (size_t)r * vs + o, _MM_HINT_T0);
-  }
-};
 
 // n_heads query heads over rows [c.r0, r1[h]) of one segment; every r1[h]
 // lies in the last tile of [c.r0, max r1), so the heads share all tiles but
