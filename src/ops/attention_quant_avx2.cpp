@@ -30,6 +30,7 @@
 
 #include "ops/attention.h"
 #include "ops/attention_avx2.h"
+#include "ops/attention_chunk_x86.h"
 #include "ops/attention_quant.h"
 #include "ops/hadamard.h"
 #include "ops/matmul_kernels.h"
@@ -245,10 +246,17 @@ void chunk(const float* q, int n_group, const KvView& view, const AttnChunk& c, 
     std::fill(part + (size_t)g * (2 + dv) + 2, part + (size_t)(g + 1) * (2 + dv), 0.0f);
   }
   float(*s)[kAttnTile] = &st[0].s;
+  // The next tile's rows asked for 8 at a time with the scores, as the f16
+  // kernels do (ops/attention_chunk_x86.h); the first tile's before it.
+  const RowsAhead ahead{(const char*)seg.k, (const char*)seg.v, k_row, v_row, k_row, v_row, c.r1};
+  ahead.k_rows(c.r0, kAttnTile);
+  ahead.v_rows(c.r0, kAttnTile);
   for (int32_t r0 = c.r0; r0 < c.r1; r0 += kAttnTile) {
     const int n = std::min<int32_t>(kAttnTile, c.r1 - r0);
     const uint8_t* ktile = (const uint8_t*)seg.k + (size_t)r0 * k_row;
     for (int j0 = 0; j0 < n; j0 += 8) {
+      ahead.k_rows(r0 + kAttnTile + j0, 8);
+      ahead.v_rows(r0 + kAttnTile + j0, 8);
       const uint8_t* rows[8];
       for (int r = 0; r < 8; ++r) rows[r] = j0 + r < n ? ktile + (size_t)(j0 + r) * k_row : zero_row.data();
       // Up to 4 heads per pass (a fixed split: n_group is a model constant).
