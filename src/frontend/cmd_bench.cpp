@@ -374,12 +374,12 @@ CommandRegistrar reg(60, [](CLI::App& root) {
       ->delimiter(',')->check(token_count_check())->capture_default_str();
   c->add_option("-t,--threads", o->n_threads, "Threads, or a list (default: physical cores)")->delimiter(',')
       ->check(thread_count_check());
-  c->add_option("-r,--repetitions", o->tests.n_reps, "Repetitions of each test")->check(CLI::PositiveNumber)
+  c->add_option("-r,--repetitions", o->tests.n_reps, "Repetitions of each test")->check(positive_number())
       ->capture_default_str();
-  c->add_option("-b,--batch-size", o->tests.n_batch, "Tokens per forward pass in prefill")->check(CLI::PositiveNumber)
+  c->add_option("-b,--batch-size", o->tests.n_batch, "Tokens per forward pass in prefill")->check(positive_number())
       ->capture_default_str();
   c->add_option("-c,--ctx-size", o->tests.n_ctx, "Context size (default: what the largest test needs)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   c->add_option("--kv", o->kv, "KV-cache policy (see README: KV-cache policies), or several separated by ';': "
                                "every test runs per policy, and each gets its peak RSS")->capture_default_str();
   c->add_option("--kv-type", o->kv_type, "KV-cache storage precision (f16, f32); overrides the storage part of --kv");
@@ -389,17 +389,17 @@ CommandRegistrar reg(60, [](CLI::App& root) {
   c->add_option("--json-out", o->json_out, "Also write the JSON lines to this file");
   c->add_flag("--bandwidth", o->bandwidth_only, "Only measure and print the memory read bandwidth");
   c->add_option("--bw-gbs", o->bw_gbs, "Use this bandwidth (GB/s) for the BW share instead of measuring it")
-      ->check(CLI::NonNegativeNumber);
-  c->add_option("--bw-size", o->bw_mib, "Buffer of the bandwidth probe, MiB")->check(CLI::PositiveNumber)
+      ->check(non_negative_number());
+  c->add_option("--bw-size", o->bw_mib, "Buffer of the bandwidth probe, MiB")->check(positive_number())
       ->capture_default_str();
   c->add_option("--cache-speedup", o->cache_speedup,
                 "Instead of the tests: generate N tokens with and without the KV cache and report the speed-up");
   c->add_option("--speedup-prompt", o->speedup_prompt, "Prompt tokens for --cache-speedup")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   c->add_option("--parallel", o->n_parallel,
                 "Instead of the tests: decode N sequences together in one batch per step, for each N of a list "
                 "(e.g. 1,2,4,8,16), and report the aggregate tokens/s and the speed-up over 1")
-      ->delimiter(',')->check(CLI::PositiveNumber);
+      ->delimiter(',')->check(positive_number());
   c->add_flag("--op-times", o->op_times,
               "Instead of the tests: time each op kind of the decode steps (-n at each depth -d, default 0; with -n 0 "
               "the prefills of -p tokens instead) and print ms/token, share of the step, bytes read and GB/s per op; "

@@ -83,10 +83,10 @@ CommandRegistrar reg(55, [](CLI::App& root) {
   c->add_option("--lengths", o->lengths, "Prompt lengths in tokens, comma-separated")->capture_default_str();
   c->add_option("--depths", o->depths, "Needle depths in [0, 1] (0 = start), comma-separated")->capture_default_str();
   c->add_option("--trials", o->trials, "Cases per (length, depth), each with its own key and filler")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   c->add_option("--seed", o->seed, "Seed of the generated cases")->capture_default_str();
   c->add_option("-n,--n-predict", o->n_predict, "Tokens generated per answer (greedy)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   c->add_flag("--no-chat", o->no_chat, "Plain text prompt instead of the model's chat template");
   c->add_option("--json-out", o->json_out, "Also write per-cell and per-trial results (keys, answers) as JSON");
   c->footer("Each length gets a context of its own size (-c is not used).");

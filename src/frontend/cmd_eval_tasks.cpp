@@ -12,6 +12,7 @@
 #include "eval/tasks.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "kv/kv_layout.h"
 #include "util/error.h"
 
@@ -101,10 +102,10 @@ CommandRegistrar reg(56, [](CLI::App& root) {
   c->add_option("--tasks", o->tasks,
                 fmt::format("Tasks, comma-separated (default: {})", fmt::join(default_task_names(), ",")));
   c->add_option("--lengths", o->lengths, "Prompt lengths in tokens, comma-separated")->capture_default_str();
-  c->add_option("--trials", o->trials, "Cases per (task, length)")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("--trials", o->trials, "Cases per (task, length)")->check(positive_number())->capture_default_str();
   c->add_option("--seed", o->seed, "Seed of the generated cases")->capture_default_str();
   c->add_option("-n,--n-predict", o->n_predict, "Tokens generated per answer, greedy (default 16; 256 with --jsonl)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   c->add_option("--jsonl", o->jsonl, "GSM8K-format records (question, answer ending in '#### N') instead of the tasks");
   c->add_flag("--no-chat", o->no_chat, "Plain text prompt instead of the model's chat template");
   c->add_option("--json-out", o->json_out, "Also write per-cell and per-trial results (answers) as JSON");

@@ -15,6 +15,7 @@
 #include "frontend/command.h"
 #include "frontend/command_group.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "kv/head_pattern.h"
 #include "util/error.h"
 
@@ -184,20 +185,20 @@ CommandRegistrar reg(58, [](CLI::App& root) {
   e->add_option("--sparsity", eo->sparsity, "Sparsities (shares of streaming heads), comma-separated")
       ->capture_default_str();
   e->add_option("--seeds", eo->seeds, "Random-head baselines: seeds 1..N (0 = none)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  e->add_option("--sinks", eo->sinks, "Sink tokens of a streaming head")->check(CLI::NonNegativeNumber)->capture_default_str();
-  e->add_option("--recent", eo->recent, "Recent tokens of a streaming head")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(non_negative_number())->capture_default_str();
+  e->add_option("--sinks", eo->sinks, "Sink tokens of a streaming head")->check(non_negative_number())->capture_default_str();
+  e->add_option("--recent", eo->recent, "Recent tokens of a streaming head")->check(positive_number())->capture_default_str();
   e->add_flag("--no-window", eo->no_window, "Leave out the window baseline");
   e->add_flag("--no-evict", eo->no_evict, "Leave out the H2O and SnapKV baselines");
   e->add_option("--speed-depth", eo->speed_depth,
                  "Decode tok/s and KV bytes at this depth for the full and each mixed cache (0 = skip)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(non_negative_number())->capture_default_str();
   e->add_option("--speed-steps", eo->speed_steps, "Decode steps timed at --speed-depth")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   e->add_option("--tasks", eo->tasks, fmt::format("Tasks (default: {})", fmt::join(default_task_names(), ",")));
   e->add_option("--lengths", eo->lengths, "Prompt lengths in tokens; KV bytes are counted at the longest")
       ->capture_default_str();
-  e->add_option("--trials", eo->trials, "Cases per (task, length)")->check(CLI::PositiveNumber)->capture_default_str();
+  e->add_option("--trials", eo->trials, "Cases per (task, length)")->check(positive_number())->capture_default_str();
   e->add_option("--seed", eo->seed, "Seed of the task cases")->capture_default_str();
   e->add_flag("--no-chat", eo->no_chat, "Plain text prompts instead of the model's chat template");
   e->add_option("-o,--output", eo->out, "Output directory (heads-eval.md, .json, .png, gates-*.png)")

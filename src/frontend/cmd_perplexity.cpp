@@ -14,6 +14,7 @@
 #include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "util/error.h"
 #include "util/model_store.h"
 
@@ -99,7 +100,7 @@ CommandRegistrar reg(50, [](CLI::App& root) {
   o->model.add_to(*c);
   c->add_option("-f,--file", o->file,
                 "Text file (default: the pinned evaluation text, Botchan; fetched with `kvforge pull --eval-text`)");
-  c->add_option("--chunks", o->chunks, "Evaluate at most N chunks (default: all)")->check(CLI::PositiveNumber);
+  c->add_option("--chunks", o->chunks, "Evaluate at most N chunks (default: all)")->check(positive_number());
   c->add_option("--json-out", o->json_out, "Also write the result (ppl, error, per-chunk values, timing) as JSON");
   c->footer("-c sets the chunk size (default 512). Each chunk is evaluated from an empty cache and only its second "
             "half is scored; the text needs at least 2 chunks' worth of tokens.");

@@ -113,15 +113,15 @@ CommandRegistrar reg(60, [](CLI::App& root) {
                 "q4,hadamard;window:1024,sinks:4+q8)");
   c->add_option("--lengths", o->lengths, "Context lengths (cache bytes, perplexity chunk size, needle prompt length)")
       ->capture_default_str();
-  c->add_option("--ppl-chunks", o->ppl_chunks, "Perplexity chunks per length")->check(CLI::PositiveNumber)
+  c->add_option("--ppl-chunks", o->ppl_chunks, "Perplexity chunks per length")->check(positive_number())
       ->capture_default_str();
   c->add_option("--depths", o->depths, "Needle depths")->capture_default_str();
-  c->add_option("--trials", o->trials, "Needle trials per (length, depth)")->check(CLI::PositiveNumber)
+  c->add_option("--trials", o->trials, "Needle trials per (length, depth)")->check(positive_number())
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed of the needle cases")->capture_default_str();
   c->add_option("--decode-depth", o->decode_depth, "Tokens prefilled before timing decode")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--decode-steps", o->decode_steps, "Decode steps timed")->check(CLI::PositiveNumber)
+      ->check(positive_number())->capture_default_str();
+  c->add_option("--decode-steps", o->decode_steps, "Decode steps timed")->check(positive_number())
       ->capture_default_str();
   c->add_option("-f,--file", o->file, "Perplexity text (default: the pinned evaluation text)");
   c->add_option("-o,--output", o->out_dir, "Output directory (report.md, report.json, report.png, report.gp)")

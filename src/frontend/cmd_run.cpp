@@ -9,6 +9,7 @@
 #include "eval/progress_bar.h"
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "model/generate.h"
 #include "tokenizer/chat_template.h"
 #include "util/error.h"
@@ -118,7 +119,7 @@ CommandRegistrar reg(10, [](CLI::App& root) {
               "When a full-history cache is full, keep the first --keep tokens and the newest half of the rest "
               "(re-evaluated) and go on, instead of stopping with 'context full'");
   c->add_option("--keep", o->n_keep, "Tokens of the prompt's start kept by --context-shift")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->capture_default_str();
   c->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template as a user message");
   c->add_option("--system", o->system, "System message for --chat");

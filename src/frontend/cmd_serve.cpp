@@ -5,6 +5,7 @@
 
 #include "frontend/command.h"
 #include "frontend/model_options.h"
+#include "frontend/run_checks.h"
 #include "frontend/serve_http.h"
 #include "serve/engine.h"
 #include "util/error.h"
@@ -52,10 +53,10 @@ CommandRegistrar reg(25, [](CLI::App& root) {
   c->add_option("--port", o->http.port, "Port to listen on")->capture_default_str();
   c->add_option("--parallel", o->n_parallel, "Sequences decoded together in one forward pass")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   c->add_option("--queue", o->max_queue, "Requests that may wait beyond the running ones; more get 429")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   c->add_option("--api-key", o->http.api_key, "Require 'Authorization: Bearer KEY' on /v1/* and /metrics");
   c->add_option("--chat-format", o->chat_format, "Force a chat format: chatml, llama3 or raw (default: from the model)");
   c->add_option("--alias", o->http.model_name, "Model id reported by /v1/models (default: the model's name)");

@@ -10,9 +10,9 @@ namespace kvforge::cli {
 void ModelOptions::add_to(CLI::App& app) {
   app.add_option("-m,--model", model, "GGUF model file (default: the SmolLM2-135M-Instruct Q4_1 model, pulled on first use)");
   app.add_option("-c,--ctx-size", n_ctx, "KV-cache capacity in tokens (default: min(model context, 4096))")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   app.add_option("-b,--batch-size", n_batch, "Tokens per forward pass while prefilling")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(positive_number())->capture_default_str();
   app.add_option("-t,--threads", n_threads, "Threads (default: physical cores)")->check(thread_count_check());
   app.add_flag("--no-repack", no_repack, "Keep the file's weight layout instead of the interleaved one (A/B measurements)");
   app.add_option("--kv", kv, "KV-cache policy: full, window:W[,sinks:S], heads:..., gates:FILE, h2o:B, snapkv:B, f16/f32/q8/q4[,hadamard], combined with +, e.g. window:1024,sinks:4+q8 (see README: KV-cache policies)")

@@ -40,6 +40,24 @@ CLI::Validator thread_count_check() {
       "");
 }
 
+namespace {
+
+CLI::Validator number_check(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& value) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(value, v)) return fmt::format("'{}' is not a number", value);
+        if (zero_ok ? v < 0 : v <= 0) return fmt::format("must be {} 0, not {}", zero_ok ? ">=" : ">", value);
+        return {};
+      },
+      zero_ok ? "NONNEGATIVE" : "POSITIVE");
+}
+
+}  // namespace
+
+CLI::Validator positive_number() { return number_check(false); }
+CLI::Validator non_negative_number() { return number_check(true); }
+
 void warn_beyond_training(const ModelConfig& c, int64_t positions, const std::string& what) {
   // Learned positions end at n_ctx_train: Context refuses those with an error.
   if (c.position == PositionKind::Learned || c.n_ctx_train <= 0 || positions <= c.n_ctx_train) return;

@@ -1,8 +1,9 @@
 #pragma once
-// Warnings for settings that work but surprise: more threads than CPUs,
-// positions past the context the model was trained on, and an option that
-// does not apply to the model. They go to stderr as
-// one "warning: ..." line each; the command still runs.
+// Checks of option values shared by the commands, and warnings for settings
+// that work but surprise: more threads than CPUs, positions past the context
+// the model was trained on, and an option that does not apply to the model.
+// The warnings go to stderr as one "warning: ..." line each; the command
+// still runs.
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,12 @@ namespace kvforge::cli {
 
 // Validator for -t: accepts any count >= 0, warns above this machine's CPUs.
 CLI::Validator thread_count_check();
+
+// Validators for numbers > 0 and >= 0 (each element of a list option). In
+// place of CLI11's PositiveNumber / NonNegativeNumber, whose message for a
+// value that is no number at all prints the range up to DBL_MAX in full.
+CLI::Validator positive_number();
+CLI::Validator non_negative_number();
 
 // Warns when `what` needs `positions` token positions and the model was
 // trained on fewer (RoPE models run there, but their output degrades).

@@ -223,6 +223,21 @@ def test_bad_flags(kvforge_bin, args, needle):
     _assert_clean_error(run_kvforge(kvforge_bin, *args, check=False), needle)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--parallel", "1,x"], "--parallel: 'x' is not a number"),
+    (["bench", "--parallel", "0"], "--parallel: must be > 0, not 0"),
+    (["run", "-p", "hi", "--keep", "-3"], "--keep: must be >= 0, not -3"),
+    (["serve", "--port", "8080", "--parallel", "two"], "--parallel: 'two' is not a number"),
+])
+def test_bad_numbers_are_named_briefly(kvforge_bin, args, message):
+    # CLI11's own range check printed the range up to DBL_MAX (309 digits)
+    # for a value that is no number at all.
+    r = run_kvforge(kvforge_bin, *args, check=False)
+    _assert_clean_error(r)
+    assert message in r.stderr, r.stderr
+    assert len(r.stderr) < 200, r.stderr
+
+
 def test_bad_token_ids_for_logits(kvforge_bin, smollm2_gguf, tmp_path):
     r = run_kvforge(kvforge_bin, "logits", "-m", smollm2_gguf, "--tokens", "[1, 99999999]", "-o",
                     tmp_path / "x.npy", check=False)
