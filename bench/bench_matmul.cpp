@@ -295,9 +295,11 @@ BENCHMARK_CAPTURE(BM_Decode1, Q6_K, GgmlType::Q6_K)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, IQ4_XS, GgmlType::IQ4_XS)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, F16, GgmlType::F16)->Apply(shapes_decode1_f16);
 BENCHMARK_CAPTURE(BM_Decode1, BF16, GgmlType::BF16)->Apply(shapes_decode1_f16);
-// The default model's types on the AVX2 kernels (on an AVX-512 CPU: the other ISA, same machine).
+// The default model's types, and F16/BF16, on the AVX2 kernels (on an AVX-512 CPU: the other ISA, same machine).
 BENCHMARK_CAPTURE(BM_Decode1, Q4_1_avx2, GgmlType::Q4_1, SimdLevel::AVX2)->Apply(shapes_decode1);
 BENCHMARK_CAPTURE(BM_Decode1, Q8_0_avx2, GgmlType::Q8_0, SimdLevel::AVX2)->Apply(shapes_decode1);
+BENCHMARK_CAPTURE(BM_Decode1, F16_avx2, GgmlType::F16, SimdLevel::AVX2)->Apply(shapes_decode1_f16);
+BENCHMARK_CAPTURE(BM_Decode1, BF16_avx2, GgmlType::BF16, SimdLevel::AVX2)->Apply(shapes_decode1_f16);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_0, GgmlType::Q4_0)->Apply(shapes_level32);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q4_1, GgmlType::Q4_1)->Apply(shapes_level32);
 BENCHMARK_CAPTURE(BM_PrefillLevel, Q5_0, GgmlType::Q5_0)->Apply(shapes_level32);
