@@ -1,5 +1,11 @@
-// `kvforge info`: what this build can do on this CPU.
+// `kvforge sysinfo`: what this build can do on this CPU; and the global
+// `--simd LEVEL`, which caps the kernels' SIMD level for any command (to
+// compare an AVX-512 CPU's kernels with the AVX2 ones, which every CPU of
+// the AVX2 machines runs; both give the same bits, but for BF16 weights on
+// AVX512_BF16).
 #include <cstdio>
+#include <memory>
+#include <string>
 
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
@@ -8,6 +14,20 @@
 namespace kvforge::cli {
 namespace {
 CommandRegistrar reg(90, [](CLI::App& root) {
+  auto simd = std::make_shared<std::string>();
+  root.add_option("--simd", *simd,
+                  "Highest SIMD level the kernels may use: avx512, avx2 or scalar (default: the best this CPU has); "
+                  "before the command, e.g. kvforge --simd avx2 bench")
+      ->check(CLI::IsMember({"avx512", "avx2", "scalar"}));
+  // Runs after parsing, before the command's own callback.
+  root.parse_complete_callback([simd] {
+    if (simd->empty()) return;
+    const SimdLevel want = *simd == "avx512" ? SimdLevel::AVX512 : *simd == "avx2" ? SimdLevel::AVX2 : SimdLevel::Scalar;
+    set_simd_level(want);
+    if (simd_level() != want)
+      std::fprintf(stderr, "warning: --simd %s: this CPU's best is %s, which is used\n", simd->c_str(),
+                   simd_level_name(simd_level()));
+  });
   auto* c = root.add_subcommand("sysinfo", "Show the SIMD level and default thread count on this machine");
   c->callback([] {
     std::printf("simd: %s\n", simd_level_name(simd_level()));

@@ -41,6 +41,20 @@ def test_logits_independent_of_batch_split_and_threads(kvforge_bin, smollm2_gguf
         assert np.array_equal(base, other), f"logits differ with {extra}"
 
 
+@pytest.mark.parametrize("batch", ["256", "1"])
+def test_avx2_kernels_give_the_avx512_bits(kvforge_bin, smollm2_gguf, tmp_path, batch):
+    # `kvforge --simd avx2` caps the kernels at AVX2: on an AVX-512 CPU the
+    # AVX-512 matmul and attention kernels must give the AVX2 ones' bits
+    # (prefill tiles with -b 256, single-token tiles with -b 1). On an
+    # AVX2-only CPU both runs take the AVX2 kernels.
+    ids = kvforge_tokenize(kvforge_bin, smollm2_gguf, "The printing press was invented around 1440. " * 8)
+    best = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path, "-b", batch)
+    out = tmp_path / "avx2.npy"
+    run_kvforge(kvforge_bin, "--simd", "avx2", "logits", "-m", smollm2_gguf, "--tokens", json.dumps(list(ids)),
+                "-o", out, "-b", batch)
+    assert np.array_equal(best, np.load(out))
+
+
 def test_f32_cache_is_close_to_f16_cache(kvforge_bin, smollm2_gguf, tmp_path):
     text = ("The quick brown fox jumps over the lazy dog. Paris is the capital and most populous city of "
             "France. The printing press was invented by Johannes Gutenberg around 1440. ") * 3
