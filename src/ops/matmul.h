@@ -19,8 +19,9 @@ struct WeightMatrix {
   int64_t cols = 0;
   const void* data = nullptr;
   size_t row_stride = 0;  // bytes of one row in the plain layout
-  // 0: plain rows. kPackRows (ops/weight_pack.h): groups of rows interleaved
-  // block by block; row() is then meaningless (use gather_row / get_row).
+  // 0: plain rows. kPackRows (ops/weight_pack.h): groups of 8 rows
+  // interleaved block by block (F16/BF16: blocks of 64 rows interleaved
+  // column by column); row() is then meaningless (use gather_row / get_row).
   int interleave = 0;
 
   const uint8_t* row(int64_t r) const { return (const uint8_t*)data + r * row_stride; }
