@@ -127,7 +127,7 @@ void shapes_gpt2(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "ntok", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
-// A [rows][cols] matrix of type t in the x8 layout (its bytes in packed):
+// A [rows][cols] matrix of type t in the packed layout (its bytes in packed):
 // random blocks with finite fp16 factors (1e-3), as the kernels meet them.
 WeightMatrix random_packed(GgmlType t, int64_t rows, int64_t cols, std::mt19937_64& rng,
                            std::vector<uint8_t>& packed) {
@@ -142,7 +142,7 @@ WeightMatrix random_packed(GgmlType t, int64_t rows, int64_t cols, std::mt19937_
   for (size_t o = 0; o < data.size(); o += bb)
     for (size_t off : test::fp16_fields(t)) std::memcpy(&data[o + off], &d, 2);
   const WeightMatrix plain{t, rows, cols, data.data(), rb};
-  packed.resize(packed_bytes(plain));  // [rows/8][...] x8 layout
+  packed.resize(packed_bytes(plain));  // ops/weight_pack.h
   return pack_matrix(plain, packed.data());
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/cpu_features.h"
 #include "backend/thread_pool.h"
@@ -14,15 +15,20 @@
 namespace kvforge::cli {
 namespace {
 CommandRegistrar reg(90, [](CLI::App& root) {
+  static constexpr SimdLevel kLevels[] = {SimdLevel::AVX512, SimdLevel::AVX2, SimdLevel::Scalar};
+  std::vector<std::string> names;  // simd_level_name's, the ones sysinfo prints
+  for (SimdLevel l : kLevels) names.emplace_back(simd_level_name(l));
   auto simd = std::make_shared<std::string>();
   root.add_option("--simd", *simd,
                   "Highest SIMD level the kernels may use: avx512, avx2 or scalar (default: the best this CPU has); "
                   "before the command, e.g. kvforge --simd avx2 bench")
-      ->check(CLI::IsMember({"avx512", "avx2", "scalar"}));
+      ->check(CLI::IsMember(names));
   // Runs after parsing, before the command's own callback.
   root.parse_complete_callback([simd] {
     if (simd->empty()) return;
-    const SimdLevel want = *simd == "avx512" ? SimdLevel::AVX512 : *simd == "avx2" ? SimdLevel::AVX2 : SimdLevel::Scalar;
+    SimdLevel want = SimdLevel::Scalar;
+    for (SimdLevel l : kLevels)
+      if (*simd == simd_level_name(l)) want = l;
     set_simd_level(want);
     if (simd_level() != want)
       std::fprintf(stderr, "warning: --simd %s: this CPU's best is %s, which is used\n", simd->c_str(),

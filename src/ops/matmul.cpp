@@ -127,8 +127,7 @@ Split split_for(const WeightMatrix& W, int64_t n_tok, int64_t nth, int n_mats) {
   const int64_t want_tasks = nth == 1 ? 1 : std::max<int64_t>(1, nth * per_thread / n_mats);
   const int64_t want_row_chunks = std::max<int64_t>(1, want_tasks / s.n_tb);
   int64_t align = prefill ? 32 : n_tok >= kX16MinTok ? 16 : 8;
-  const bool blocks16 = W.interleave != 0 && (W.type == GgmlType::F16 || W.type == GgmlType::BF16);
-  if (blocks16 && (prefill || n_tok == 1)) align = kRows16;
+  if (W.interleave != 0 && packs_in_blocks16(W.type) && (prefill || n_tok == 1)) align = kRows16;
   s.rc = std::max<int64_t>(16, round_up((W.rows + want_row_chunks - 1) / want_row_chunks, align));
   s.n_rc = (W.rows + s.rc - 1) / s.rc;
   s.tb = (n_tok + s.n_tb - 1) / s.n_tb;  // even token blocks

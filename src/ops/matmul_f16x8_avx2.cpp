@@ -128,7 +128,8 @@ void tile_x8f_2xT(const typename C::Elem* w, int64_t cols, const uint8_t* xa, si
   }
 }
 
-// Single tokens: up to a whole block of kRows16 rows (8 groups) at once,
+// Single tokens (decode, and the last of a prefill call): up to a whole
+// block of kRows16 rows (8 groups) at once,
 // one sequential stream, prefetched tiling::kStreamAhead bytes ahead; per
 // group both columns of a pair (a group's BF16 column k + 1 comes from its
 // column k's load), so no weight vector lives across groups: 8
@@ -170,17 +171,6 @@ void x8f_block1(int n_groups, const typename C::Elem* w, int64_t cols, const uin
   }
 }
 
-template <class C>
-void x8f_tile1(int n_groups, const typename C::Elem* w, int64_t cols, const uint8_t* xa, size_t xs, int64_t t,
-               int64_t rows, int64_t r, float* y) {
-  switch (n_groups) {
-    case 1: return tile_x8f<C, 1, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 2: return tile_x8f<C, 2, 1>(w, cols, xa, xs, t, rows, r, y);
-    case 3: return tile_x8f<C, 3, 1>(w, cols, xa, xs, t, rows, r, y);
-    default: return tile_x8f<C, 4, 1>(w, cols, xa, xs, t, rows, r, y);
-  }
-}
-
 // Tiles of T tokens over the ng groups from w (row r): pairs, then a single group.
 template <class C, int T>
 void x8f_tiles(int ng, const typename C::Elem* w, const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t t,
@@ -212,7 +202,7 @@ void gemm_x8f(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, i
     // then a single group. Every output is the same fma chain in all of them.
     for (; t + 6 <= t1; t += 6) x8f_tiles<C, 6>(ng, w, W, xa, xs, t, r, y);
     for (; t + 4 <= t1; t += 4) x8f_tiles<C, 4>(ng, w, W, xa, xs, t, r, y);
-    for (; t < t1; ++t) x8f_tile1<C>(ng, w, W.cols, xa, xs, t, W.rows, r, y);
+    for (; t < t1; ++t) x8f_block1<C>(ng, w, W.cols, xa, xs, t, W.rows, r, y);
     r += ng * kPackRows;
   }
 }

@@ -111,12 +111,7 @@ void gemm16(const WeightMatrix& W, const uint8_t* xa, size_t xs, int64_t r0, int
     int64_t t = t0;
     if (ng <= 4)
       for (; t + kTokWide <= t1; t += kTokWide) groups16<Fmt, kTokWide>(ng, w, steps, xa, xs, t, W.rows, r, y);
-    for (; t + 4 <= t1; t += 4) groups16<Fmt, 4>(ng, w, steps, xa, xs, t, W.rows, r, y);
-    if (t + 2 <= t1) {
-      groups16<Fmt, 2>(ng, w, steps, xa, xs, t, W.rows, r, y);
-      t += 2;
-    }
-    if (t < t1) groups16<Fmt, 1>(ng, w, steps, xa, xs, t, W.rows, r, y);
+    token_tiles<4>(t, t1, [&](auto T, int64_t tt) { groups16<Fmt, decltype(T)::value>(ng, w, steps, xa, xs, tt, W.rows, r, y); });
   }
 }
 

@@ -291,7 +291,7 @@ void with_blocks(GgmlType t, F&& f) {
 
 size_t packed_bytes(const WeightMatrix& W) {
   const size_t plain = (size_t)W.rows * W.row_stride;
-  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16)  // whole blocks
+  if (packs_in_blocks16(W.type))  // whole blocks
     return (size_t)((W.rows + kRows16 - 1) / kRows16 * kRows16) * W.row_stride;
   size_t n = 0;
   with_blocks(W.type, [&]<class S, class X>() { n = plain / (kPackRows * sizeof(S)) * sizeof(X); });
@@ -302,7 +302,7 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
   WeightMatrix P = W;
   P.data = dst;
   P.interleave = kPackRows;
-  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {  // 16-bit elements to their places
+  if (packs_in_blocks16(W.type)) {  // 16-bit elements to their places
     std::memset(dst, 0, packed_bytes(W));  // the last block's missing rows: zeros
     for (int64_t r = 0; r < W.rows; ++r) move_row16<false>(W, r, (uint16_t*)dst, (uint16_t*)W.row(r));
     return P;
@@ -312,7 +312,7 @@ WeightMatrix pack_matrix(const WeightMatrix& W, void* dst) {
 }
 
 void gather_row(const WeightMatrix& W, int64_t r, void* dst) {
-  if (W.type == GgmlType::F16 || W.type == GgmlType::BF16) {
+  if (packs_in_blocks16(W.type)) {
     // read only: kToPlain never writes to the packed side
     move_row16<true>(W, r, (uint16_t*)W.data, (uint16_t*)dst);
     return;

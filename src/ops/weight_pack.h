@@ -75,11 +75,14 @@ struct WeightMatrix;
 constexpr int kPackRows = 8;
 constexpr int kRows16 = 64;  // rows per block of the F16/BF16 layouts
 
-// Where the group of 8 rows from row r (a multiple of 8; for any r: where row r's
-// element 0 is) starts in a packed
-// F16/BF16 matrix of cols columns, in elements. Its column k (F16) is
-// k * kRows16 elements further, its column pair j (BF16) j * 2 * kRows16;
-// the next group of the same block starts 8 (F16) or 16 (BF16) elements on.
+// F16 and BF16: packed in blocks of kRows16 rows (the others in groups of 8).
+inline bool packs_in_blocks16(GgmlType t) { return t == GgmlType::F16 || t == GgmlType::BF16; }
+
+// Where the group of 8 rows from row r (a multiple of 8; for any r: row r's
+// element 0) starts in a packed F16/BF16 matrix of cols columns, in
+// elements. Its column k (F16) is k * kRows16 elements further, its column
+// pair j (BF16) j * 2 * kRows16; the next group of the same block starts 8
+// (F16) or 16 (BF16) elements on.
 inline size_t group16_offset(int64_t cols, int64_t r, bool bf16) {
   return (size_t)(r / kRows16) * kRows16 * cols + (size_t)(r % kRows16) * (bf16 ? 2 : 1);
 }

@@ -46,9 +46,11 @@ def llama_cpp_logits(gguf_path, ids):
     return np.array(llm.scores[:len(ids)], dtype=np.float32)
 
 
-def kvforge_logits(kvforge_bin, gguf_path, ids, tmp_path, *extra):
+def kvforge_logits(kvforge_bin, gguf_path, ids, tmp_path, *extra, global_args=()):
+    """global_args go before the command (e.g. --simd avx2)."""
     out = tmp_path / "logits.npy"
-    run_kvforge(kvforge_bin, "logits", "-m", gguf_path, "--tokens", json.dumps(list(ids)), "-o", out, *extra)
+    run_kvforge(kvforge_bin, *global_args, "logits", "-m", gguf_path, "--tokens", json.dumps(list(ids)), "-o", out,
+                *extra)
     return np.load(out)
 
 

@@ -49,10 +49,8 @@ def test_avx2_kernels_give_the_avx512_bits(kvforge_bin, smollm2_gguf, tmp_path, 
     # AVX2-only CPU both runs take the AVX2 kernels.
     ids = kvforge_tokenize(kvforge_bin, smollm2_gguf, "The printing press was invented around 1440. " * 8)
     best = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path, "-b", batch)
-    out = tmp_path / "avx2.npy"
-    run_kvforge(kvforge_bin, "--simd", "avx2", "logits", "-m", smollm2_gguf, "--tokens", json.dumps(list(ids)),
-                "-o", out, "-b", batch)
-    assert np.array_equal(best, np.load(out))
+    avx2 = kvforge_logits(kvforge_bin, smollm2_gguf, ids, tmp_path, "-b", batch, global_args=("--simd", "avx2"))
+    assert np.array_equal(best, avx2)
 
 
 def test_f32_cache_is_close_to_f16_cache(kvforge_bin, smollm2_gguf, tmp_path):
